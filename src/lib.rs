@@ -1,0 +1,18 @@
+//! wxgate: an authentication reverse proxy that signs visitors in with WeChat web
+//! authorization and forwards each request with a signed identity header.
+//!
+//! The request path has the same shape as a pingora proxy: classify → authenticate →
+//! rewrite → forward → respond. Each concern lives in its own module.
+
+pub mod admin;
+pub mod auth;
+pub mod config;
+pub mod desktop;
+pub mod identity;
+pub mod mock;
+pub mod proxy;
+pub mod server;
+pub mod session;
+pub mod wechat;
+
+pub mod body;
