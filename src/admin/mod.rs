@@ -1,1 +1,3 @@
-//! (filled in by its owner)
+//! The admin listener: `/healthz`, `/readyz`, `/metrics`, never on the public port.
+
+pub mod metrics;

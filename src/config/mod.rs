@@ -1,1 +1,1002 @@
-//! (filled in by its owner)
+//! The configuration: plain typed structs read from one TOML file, validated as a
+//! whole so `wxgate check` can list every problem at once.
+//!
+//! Parsing (TOML syntax, types, unknown keys) stops at the first error and reports its
+//! key and line; validation then collects every semantic problem. Values derived during
+//! validation (parsed URLs, resolved secrets) live in `#[serde(skip)]` fields so the
+//! running code never re-parses anything.
+
+mod duration;
+
+pub use duration::{format_duration, parse_duration, parse_size, Dur};
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use http::Uri;
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub admin: AdminConfig,
+    pub upstream: UpstreamConfig,
+    pub wechat: WechatConfig,
+    pub session: SessionConfig,
+    pub identity: IdentityConfig,
+    pub desktop: DesktopConfig,
+    pub access: AccessConfig,
+    /// The directory of the config file: relative `*_file` paths are read from here.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub listen: String,
+    pub public_url: String,
+    pub trusted_proxies: Vec<String>,
+    pub max_body_size: Option<String>,
+    pub max_connections: Option<usize>,
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+    /// Time allowed for a client to send a complete request head (slowloris guard).
+    pub header_read_timeout: Dur,
+    /// How long in-flight requests may run after SIGTERM before the process exits.
+    pub shutdown_timeout: Dur,
+    /// Idle keep-alive connections are closed after this long.
+    pub idle_timeout: Dur,
+
+    #[serde(skip)]
+    pub listen_addr: Option<SocketAddr>,
+    #[serde(skip)]
+    pub public: Option<PublicUrl>,
+    #[serde(skip)]
+    pub trusted: Vec<IpNet>,
+    #[serde(skip)]
+    pub max_body_bytes: Option<u64>,
+}
+
+/// `server.public_url`, split once: every redirect_uri and absolute URL is built from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicUrl {
+    /// "https://app.example.com" (no trailing slash, no path).
+    pub origin: String,
+    pub https: bool,
+    /// The host WeChat's callback domain must equal (no port).
+    pub host: String,
+    /// A path prefix when wxgate is served under one (usually empty).
+    pub path_prefix: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: "0.0.0.0:8080".into(),
+            public_url: String::new(),
+            trusted_proxies: vec![],
+            max_body_size: None,
+            max_connections: None,
+            tls_cert_file: None,
+            tls_key_file: None,
+            header_read_timeout: Dur::secs(10),
+            shutdown_timeout: Dur::secs(30),
+            idle_timeout: Dur::secs(90),
+            listen_addr: None,
+            public: None,
+            trusted: vec![],
+            max_body_bytes: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    pub listen: String,
+    #[serde(skip)]
+    pub listen_addr: Option<SocketAddr>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:9090".into(),
+            listen_addr: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamConfig {
+    pub url: String,
+    /// Time to the upstream's response headers; beyond it the client gets 504.
+    pub timeout: Dur,
+    pub connect_timeout: Dur,
+    pub preserve_host: bool,
+    /// Idle pooled connections to the upstream are closed after this long.
+    pub pool_idle_timeout: Dur,
+    #[serde(skip)]
+    pub uri: Option<Uri>,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            timeout: Dur::secs(30),
+            connect_timeout: Dur::secs(5),
+            preserve_host: true,
+            pool_idle_timeout: Dur::secs(90),
+            uri: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+pub enum Scope {
+    #[serde(rename = "snsapi_base")]
+    Base,
+    #[serde(rename = "snsapi_userinfo")]
+    UserInfo,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Base => "snsapi_base",
+            Scope::UserInfo => "snsapi_userinfo",
+        }
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WechatConfig {
+    pub appid: String,
+    pub secret: String,
+    pub secret_file: Option<PathBuf>,
+    pub scope: Scope,
+    pub lang: String,
+    pub authorize_url: String,
+    pub qrconnect_url: String,
+    pub api_base_url: String,
+    pub verify_files: BTreeMap<String, String>,
+    /// Per-call timeout for the WeChat API.
+    pub timeout: Dur,
+    /// Add `forcePopup=true` to the authorize URL (always show the consent popup).
+    pub force_popup: bool,
+}
+
+impl Default for WechatConfig {
+    fn default() -> Self {
+        Self {
+            appid: String::new(),
+            secret: String::new(),
+            secret_file: None,
+            scope: Scope::Base,
+            lang: "zh_CN".into(),
+            authorize_url: "https://open.weixin.qq.com/connect/oauth2/authorize".into(),
+            qrconnect_url: "https://open.weixin.qq.com/connect/qrconnect".into(),
+            api_base_url: "https://api.weixin.qq.com".into(),
+            verify_files: BTreeMap::new(),
+            timeout: Dur::secs(5),
+            force_popup: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    Memory,
+    Cookie,
+    Redis,
+}
+
+impl StoreKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoreKind::Memory => "memory",
+            StoreKind::Cookie => "cookie",
+            StoreKind::Redis => "redis",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SameSite {
+    Lax,
+    Strict,
+    None,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionConfig {
+    pub store: StoreKind,
+    pub cookie_name: String,
+    pub secret: String,
+    pub secret_file: Option<PathBuf>,
+    /// Older secrets still accepted when reading cookies (rotation); new cookies use `secret`.
+    pub previous_secrets: Vec<String>,
+    pub ttl: Dur,
+    pub same_site: SameSite,
+    pub secure: Option<bool>,
+    /// snsapi_userinfo profiles older than this are refreshed with the refresh_token.
+    pub refresh_interval: Dur,
+    /// memory store: the most sessions kept; the oldest are dropped beyond it.
+    pub max_sessions: usize,
+    pub redis_url: String,
+    /// Redis Cluster: the node URLs (when set, `redis_url` is ignored).
+    pub redis_cluster_urls: Vec<String>,
+    pub redis_prefix: String,
+    pub redis_connect_timeout: Dur,
+    pub redis_timeout: Dur,
+    /// false: start even when Redis is unreachable, reporting not ready until it answers.
+    pub redis_required_at_start: bool,
+    /// Keep Redis sessions in process memory this long (0s = off). Revocation on another
+    /// replica then takes up to this long to be seen here.
+    pub cache_ttl: Dur,
+
+    #[serde(skip)]
+    pub secret_bytes: Vec<u8>,
+    #[serde(skip)]
+    pub previous_secret_bytes: Vec<Vec<u8>>,
+    /// True when no secret was configured and a random one was generated (memory store).
+    #[serde(skip)]
+    pub secret_generated: bool,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            store: StoreKind::Memory,
+            cookie_name: "_wxgate".into(),
+            secret: String::new(),
+            secret_file: None,
+            previous_secrets: vec![],
+            ttl: Dur::secs(7 * 86400),
+            same_site: SameSite::Lax,
+            secure: None,
+            refresh_interval: Dur::secs(86400),
+            max_sessions: 1_000_000,
+            redis_url: "redis://127.0.0.1:6379/0".into(),
+            redis_cluster_urls: vec![],
+            redis_prefix: "wxgate:".into(),
+            redis_connect_timeout: Dur::secs(2),
+            redis_timeout: Dur(std::time::Duration::from_millis(500)),
+            redis_required_at_start: true,
+            cache_ttl: Dur::secs(0),
+            secret_bytes: vec![],
+            previous_secret_bytes: vec![],
+            secret_generated: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+pub enum Algorithm {
+    ES256,
+    EdDSA,
+    RS256,
+    HS256,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdentityConfig {
+    pub header: String,
+    pub algorithm: Algorithm,
+    pub signing_key_file: String,
+    /// Inline PEM (or the HS256 secret); env WXGATE_SIGNING_KEY.
+    pub signing_key: String,
+    pub audience: String,
+    pub ttl: Dur,
+    pub plain_headers: bool,
+    #[serde(skip)]
+    pub signing_key_pem: Option<String>,
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        Self {
+            header: "X-Wxgate-Jwt-Assertion".into(),
+            algorithm: Algorithm::ES256,
+            signing_key_file: String::new(),
+            signing_key: String::new(),
+            audience: String::new(),
+            ttl: Dur::secs(300),
+            plain_headers: false,
+            signing_key_pem: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DesktopMode {
+    Qr,
+    Qrconnect,
+    Off,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DesktopConfig {
+    pub mode: DesktopMode,
+    pub website_appid: String,
+    pub website_secret: String,
+    pub website_secret_file: Option<PathBuf>,
+    pub ticket_ttl: Dur,
+}
+
+impl Default for DesktopConfig {
+    fn default() -> Self {
+        Self {
+            mode: DesktopMode::Qr,
+            website_appid: String::new(),
+            website_secret: String::new(),
+            website_secret_file: None,
+            ticket_ttl: Dur::secs(120),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessConfig {
+    pub public_paths: Vec<String>,
+    pub api_paths: Vec<String>,
+    pub allowed_openids: Vec<String>,
+}
+
+/// One problem found in a config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The key, dotted ("wechat.appid"), or "" for a whole-file problem.
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.key, self.message)
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{}", .0.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<Problem>),
+}
+
+impl ConfigError {
+    pub fn problems(&self) -> Vec<String> {
+        match self {
+            ConfigError::Read { .. } => vec![self.to_string()],
+            ConfigError::Invalid(p) => p.iter().map(|p| p.to_string()).collect(),
+        }
+    }
+}
+
+/// Where secrets come from besides the file: the process environment in production,
+/// a map in tests.
+pub trait Env {
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|v| !v.is_empty())
+    }
+}
+
+impl Env for BTreeMap<String, String> {
+    fn var(&self, name: &str) -> Option<String> {
+        self.get(name).cloned()
+    }
+}
+
+/// Reads, parses and validates a config file.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    from_toml(&text, &base, &ProcessEnv)
+}
+
+/// Parses and validates TOML text; relative file paths are taken from `base_dir`.
+pub fn from_toml(text: &str, base_dir: &Path, env: &dyn Env) -> Result<Config, ConfigError> {
+    let mut config: Config =
+        toml::from_str(text).map_err(|e| ConfigError::Invalid(vec![toml_problem(text, &e)]))?;
+    config.base_dir = base_dir.to_path_buf();
+    let problems = config.resolve(env);
+    if problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigError::Invalid(problems))
+    }
+}
+
+fn toml_problem(text: &str, e: &toml::de::Error) -> Problem {
+    let line = e.span().map(|s| {
+        text.as_bytes()[..s.start.min(text.len())]
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count()
+            + 1
+    });
+    let msg = e.message().trim().to_string();
+    // toml reports unknown fields as "unknown field `x`, expected one of ..."; the
+    // section comes from the span's line, which we print.
+    let key = e
+        .span()
+        .and_then(|s| text.get(s.clone()))
+        .map(|k| k.trim().trim_matches('"').to_string())
+        .filter(|k| !k.is_empty() && !k.contains('\n') && k.len() < 80)
+        .unwrap_or_default();
+    let location = match line {
+        Some(l) => format!("line {l}: "),
+        None => String::new(),
+    };
+    Problem {
+        key,
+        message: format!("{location}{msg}"),
+    }
+}
+
+fn push(problems: &mut Vec<Problem>, key: &str, message: impl Into<String>) {
+    problems.push(Problem {
+        key: key.into(),
+        message: message.into(),
+    });
+}
+
+impl Config {
+    /// Validates every key and fills the derived fields. Returns every problem found.
+    pub fn resolve(&mut self, env: &dyn Env) -> Vec<Problem> {
+        let mut p = Vec::new();
+        let base = self.base_dir.clone();
+
+        // [server]
+        match self.server.listen.parse::<SocketAddr>() {
+            Ok(a) => self.server.listen_addr = Some(a),
+            Err(_) => push(
+                &mut p,
+                "server.listen",
+                format!(
+                    "{:?} is not an address like \"0.0.0.0:8080\"",
+                    self.server.listen
+                ),
+            ),
+        }
+        if self.server.public_url.is_empty() {
+            push(
+                &mut p,
+                "server.public_url",
+                "is required: the origin users see, e.g. \"https://app.example.com\"",
+            );
+        } else {
+            match parse_public_url(&self.server.public_url) {
+                Ok(u) => self.server.public = Some(u),
+                Err(m) => push(&mut p, "server.public_url", m),
+            }
+        }
+        self.server.trusted.clear();
+        for (i, cidr) in self.server.trusted_proxies.iter().enumerate() {
+            match parse_cidr(cidr) {
+                Ok(n) => self.server.trusted.push(n),
+                Err(m) => push(&mut p, &format!("server.trusted_proxies[{i}]"), m),
+            }
+        }
+        if let Some(size) = &self.server.max_body_size {
+            match parse_size(size) {
+                Ok(n) => self.server.max_body_bytes = Some(n),
+                Err(m) => push(&mut p, "server.max_body_size", m),
+            }
+        }
+        if self.server.max_connections == Some(0) {
+            push(&mut p, "server.max_connections", "must be at least 1");
+        }
+        match (&self.server.tls_cert_file, &self.server.tls_key_file) {
+            (Some(c), Some(k)) => {
+                for (key, f) in [("server.tls_cert_file", c), ("server.tls_key_file", k)] {
+                    if !base.join(f).is_file() {
+                        push(&mut p, key, format!("cannot read {}", f.display()));
+                    }
+                }
+            }
+            (Some(_), None) => push(
+                &mut p,
+                "server.tls_key_file",
+                "is required with server.tls_cert_file",
+            ),
+            (None, Some(_)) => push(
+                &mut p,
+                "server.tls_cert_file",
+                "is required with server.tls_key_file",
+            ),
+            (None, None) => {}
+        }
+
+        // [admin]
+        match self.admin.listen.parse::<SocketAddr>() {
+            Ok(a) => {
+                self.admin.listen_addr = Some(a);
+                if Some(a) == self.server.listen_addr {
+                    push(&mut p, "admin.listen", "must differ from server.listen (admin endpoints never share the public port)");
+                }
+            }
+            Err(_) => push(
+                &mut p,
+                "admin.listen",
+                format!(
+                    "{:?} is not an address like \"127.0.0.1:9090\"",
+                    self.admin.listen
+                ),
+            ),
+        }
+
+        // [upstream]
+        if self.upstream.url.is_empty() {
+            push(
+                &mut p,
+                "upstream.url",
+                "is required, e.g. \"http://127.0.0.1:3000\"",
+            );
+        } else {
+            match parse_http_url(&self.upstream.url) {
+                Ok(u) => self.upstream.uri = Some(u),
+                Err(m) => push(&mut p, "upstream.url", m),
+            }
+        }
+        if self.upstream.timeout.get().is_zero() {
+            push(&mut p, "upstream.timeout", "must be more than 0s");
+        }
+
+        // [wechat]
+        let appid_ok = |s: &str| {
+            s.len() >= 6
+                && s.len() <= 32
+                && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        };
+        if self.wechat.appid.is_empty() {
+            push(
+                &mut p,
+                "wechat.appid",
+                "is required (the official account's AppID, \"wx...\")",
+            );
+        } else if !appid_ok(&self.wechat.appid) {
+            push(
+                &mut p,
+                "wechat.appid",
+                format!("{:?} does not look like an AppID", self.wechat.appid),
+            );
+        }
+        match resolve_secret(
+            &self.wechat.secret,
+            self.wechat.secret_file.as_deref(),
+            "WXGATE_WECHAT_SECRET",
+            &base,
+            env,
+        ) {
+            Ok(Some(s)) => self.wechat.secret = s,
+            Ok(None) => push(
+                &mut p,
+                "wechat.secret",
+                "is required (or wechat.secret_file, or env WXGATE_WECHAT_SECRET)",
+            ),
+            Err(m) => push(&mut p, "wechat.secret_file", m),
+        }
+        for (key, url) in [
+            ("wechat.authorize_url", &self.wechat.authorize_url),
+            ("wechat.qrconnect_url", &self.wechat.qrconnect_url),
+            ("wechat.api_base_url", &self.wechat.api_base_url),
+        ] {
+            if let Err(m) = parse_http_url(url) {
+                push(&mut p, key, m);
+            }
+        }
+        self.wechat.api_base_url = self.wechat.api_base_url.trim_end_matches('/').to_string();
+        if !matches!(self.wechat.lang.as_str(), "zh_CN" | "zh_TW" | "en") {
+            push(
+                &mut p,
+                "wechat.lang",
+                format!("{:?}: WeChat accepts zh_CN, zh_TW or en", self.wechat.lang),
+            );
+        }
+        for name in self.wechat.verify_files.keys() {
+            if !is_verify_file_name(name) {
+                push(
+                    &mut p,
+                    "wechat.verify_files",
+                    format!("{name:?}: WeChat's file names look like \"MP_verify_abc123.txt\""),
+                );
+            }
+        }
+
+        // [session]
+        if !is_token(&self.session.cookie_name) {
+            push(
+                &mut p,
+                "session.cookie_name",
+                format!("{:?} is not a valid cookie name", self.session.cookie_name),
+            );
+        }
+        match resolve_secret(
+            &self.session.secret,
+            self.session.secret_file.as_deref(),
+            "WXGATE_SESSION_SECRET",
+            &base,
+            env,
+        ) {
+            Ok(Some(s)) => match decode_secret(&s) {
+                Ok(b) => self.session.secret_bytes = b,
+                Err(m) => push(&mut p, "session.secret", m),
+            },
+            Ok(None) => {
+                if self.session.store == StoreKind::Memory {
+                    // Memory sessions die with the process anyway; a random secret costs
+                    // nothing but the state cookies of sign-ins in flight at a restart.
+                    self.session.secret_bytes = random_bytes(32);
+                    self.session.secret_generated = true;
+                } else {
+                    push(&mut p, "session.secret", format!(
+                        "is required with store = \"{}\" (>= 32 bytes, the same on every replica; `wxgate keygen` prints one)",
+                        self.session.store.as_str()));
+                }
+            }
+            Err(m) => push(&mut p, "session.secret_file", m),
+        }
+        self.session.previous_secret_bytes.clear();
+        for (i, s) in self.session.previous_secrets.iter().enumerate() {
+            match decode_secret(s) {
+                Ok(b) => self.session.previous_secret_bytes.push(b),
+                Err(m) => push(&mut p, &format!("session.previous_secrets[{i}]"), m),
+            }
+        }
+        if self.session.ttl.get().as_secs() < 60 {
+            push(&mut p, "session.ttl", "must be at least 1m");
+        }
+        if self.session.max_sessions == 0 {
+            push(&mut p, "session.max_sessions", "must be at least 1");
+        }
+        if self.session.same_site == SameSite::None && self.session.secure == Some(false) {
+            push(
+                &mut p,
+                "session.same_site",
+                "\"none\" needs secure cookies (browsers drop SameSite=None without Secure)",
+            );
+        }
+        if self.session.store == StoreKind::Redis {
+            let urls: Vec<&String> = if self.session.redis_cluster_urls.is_empty() {
+                vec![&self.session.redis_url]
+            } else {
+                self.session.redis_cluster_urls.iter().collect()
+            };
+            for u in urls {
+                if !(u.starts_with("redis://") || u.starts_with("rediss://")) {
+                    push(
+                        &mut p,
+                        "session.redis_url",
+                        format!("{u:?} must start with redis:// or rediss://"),
+                    );
+                }
+            }
+            if self.session.redis_timeout.get().is_zero() {
+                push(&mut p, "session.redis_timeout", "must be more than 0s");
+            }
+        }
+        if self.session.redis_prefix.is_empty() {
+            push(&mut p, "session.redis_prefix", "must not be empty");
+        }
+
+        // [identity]
+        if http::HeaderName::from_bytes(self.identity.header.as_bytes()).is_err() {
+            push(
+                &mut p,
+                "identity.header",
+                format!("{:?} is not a valid header name", self.identity.header),
+            );
+        }
+        match resolve_secret(
+            &self.identity.signing_key,
+            non_empty_path(&self.identity.signing_key_file).as_deref(),
+            "WXGATE_SIGNING_KEY",
+            &base,
+            env,
+        ) {
+            Ok(k) => self.identity.signing_key_pem = k,
+            Err(m) => push(&mut p, "identity.signing_key_file", m),
+        }
+        if self.identity.ttl.get().as_secs() < 10 {
+            push(&mut p, "identity.ttl", "must be at least 10s");
+        }
+        if self.identity.audience.is_empty() {
+            if let Some(u) = &self.upstream.uri {
+                self.identity.audience = origin_of(u);
+            }
+        }
+
+        // [desktop]
+        if self.desktop.mode == DesktopMode::Qrconnect {
+            if self.desktop.website_appid.is_empty() {
+                push(
+                    &mut p,
+                    "desktop.website_appid",
+                    "is required with mode = \"qrconnect\"",
+                );
+            }
+            match resolve_secret(
+                &self.desktop.website_secret,
+                self.desktop.website_secret_file.as_deref(),
+                "WXGATE_WEBSITE_SECRET",
+                &base,
+                env,
+            ) {
+                Ok(Some(s)) => self.desktop.website_secret = s,
+                Ok(None) => push(
+                    &mut p,
+                    "desktop.website_secret",
+                    "is required with mode = \"qrconnect\"",
+                ),
+                Err(m) => push(&mut p, "desktop.website_secret_file", m),
+            }
+        }
+        if self.desktop.ticket_ttl.get().as_secs() < 10 {
+            push(&mut p, "desktop.ticket_ttl", "must be at least 10s");
+        }
+
+        // [access]
+        for (key, list) in [
+            ("access.public_paths", &self.access.public_paths),
+            ("access.api_paths", &self.access.api_paths),
+        ] {
+            for (i, pat) in list.iter().enumerate() {
+                if let Err(m) = check_path_pattern(pat) {
+                    push(&mut p, &format!("{key}[{i}]"), m);
+                }
+            }
+        }
+        p
+    }
+
+    /// Whether cookies carry `Secure`.
+    pub fn cookie_secure(&self) -> bool {
+        self.session
+            .secure
+            .unwrap_or_else(|| self.server.public.as_ref().is_some_and(|u| u.https))
+    }
+
+    /// `public_url`'s parts. Only call on a resolved config.
+    pub fn public(&self) -> &PublicUrl {
+        self.server
+            .public
+            .as_ref()
+            .expect("resolved config has public_url")
+    }
+
+    /// A short human summary, printed by `wxgate check`.
+    pub fn summary(&self) -> String {
+        let mut s = String::new();
+        use std::fmt::Write as _;
+        let _ = writeln!(
+            s,
+            "listen        {} (public URL {})",
+            self.server.listen, self.server.public_url
+        );
+        let _ = writeln!(s, "admin         {}", self.admin.listen);
+        let _ = writeln!(
+            s,
+            "upstream      {} (timeout {})",
+            self.upstream.url, self.upstream.timeout
+        );
+        let _ = writeln!(
+            s,
+            "wechat        appid {} scope {}",
+            self.wechat.appid, self.wechat.scope
+        );
+        let _ = writeln!(
+            s,
+            "sessions      {} store, ttl {}",
+            self.session.store.as_str(),
+            self.session.ttl
+        );
+        let key = if self.identity.signing_key_pem.is_some() {
+            "configured key"
+        } else {
+            "NO KEY CONFIGURED (derived from session.secret)"
+        };
+        let _ = writeln!(
+            s,
+            "identity      {} {:?} {key}, audience {}",
+            self.identity.header, self.identity.algorithm, self.identity.audience
+        );
+        let _ = writeln!(s, "desktop       {:?}", self.desktop.mode);
+        let _ = write!(
+            s,
+            "access        {} public, {} api path patterns; {}",
+            self.access.public_paths.len(),
+            self.access.api_paths.len(),
+            if self.access.allowed_openids.is_empty() {
+                "every WeChat user".to_string()
+            } else {
+                format!("{} allowed openids", self.access.allowed_openids.len())
+            }
+        );
+        s
+    }
+}
+
+fn non_empty_path(s: &str) -> Option<PathBuf> {
+    (!s.is_empty()).then(|| PathBuf::from(s))
+}
+
+/// Secret precedence: environment variable, then `*_file`, then the inline value.
+fn resolve_secret(
+    inline: &str,
+    file: Option<&Path>,
+    env_name: &str,
+    base: &Path,
+    env: &dyn Env,
+) -> Result<Option<String>, String> {
+    if let Some(v) = env.var(env_name) {
+        return Ok(Some(v));
+    }
+    if let Some(f) = file {
+        let path = base.join(f);
+        return std::fs::read_to_string(&path)
+            .map(|s| Some(s.trim_end_matches(['\n', '\r']).to_string()))
+            .map_err(|e| format!("cannot read {}: {e}", f.display()));
+    }
+    Ok((!inline.is_empty()).then(|| inline.to_string()))
+}
+
+/// A session secret: base64 (standard or URL-safe) when it decodes to >= 32 bytes,
+/// otherwise the raw bytes; either way at least 32 bytes.
+pub fn decode_secret(s: &str) -> Result<Vec<u8>, String> {
+    use base64::Engine as _;
+    let t = s.trim();
+    for engine in [
+        &base64::engine::general_purpose::STANDARD,
+        &base64::engine::general_purpose::URL_SAFE,
+    ] {
+        if let Ok(b) = engine.decode(t) {
+            if b.len() >= 32 {
+                return Ok(b);
+            }
+        }
+    }
+    if let Ok(b) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(t) {
+        if b.len() >= 32 {
+            return Ok(b);
+        }
+    }
+    if t.len() >= 32 {
+        return Ok(t.as_bytes().to_vec());
+    }
+    Err(format!(
+        "must be at least 32 bytes (got {}); `wxgate keygen` prints one",
+        t.len()
+    ))
+}
+
+pub fn random_bytes(n: usize) -> Vec<u8> {
+    let mut b = vec![0u8; n];
+    aws_lc_rs::rand::fill(&mut b).expect("system random source");
+    b
+}
+
+fn parse_public_url(s: &str) -> Result<PublicUrl, String> {
+    let u = parse_http_url(s)?;
+    if u.query().is_some() || s.contains('#') {
+        return Err(format!("{s:?} must not have a query or fragment"));
+    }
+    let auth = u.authority().ok_or_else(|| format!("{s:?} has no host"))?;
+    if auth.as_str().contains('@') {
+        return Err(format!("{s:?} must not contain user info"));
+    }
+    let https = u.scheme_str() == Some("https");
+    let path_prefix = u.path().trim_end_matches('/').to_string();
+    Ok(PublicUrl {
+        origin: format!(
+            "{}://{}",
+            u.scheme_str().unwrap_or("http"),
+            auth.as_str().to_ascii_lowercase()
+        ),
+        https,
+        host: auth.host().to_ascii_lowercase(),
+        path_prefix,
+    })
+}
+
+fn parse_http_url(s: &str) -> Result<Uri, String> {
+    let u: Uri = s.parse().map_err(|_| format!("{s:?} is not a URL"))?;
+    match u.scheme_str() {
+        Some("http") | Some("https") => {}
+        _ => return Err(format!("{s:?} must start with http:// or https://")),
+    }
+    if u.host().is_none_or(str::is_empty) {
+        return Err(format!("{s:?} has no host"));
+    }
+    Ok(u)
+}
+
+pub fn origin_of(u: &Uri) -> String {
+    format!(
+        "{}://{}",
+        u.scheme_str().unwrap_or("http"),
+        u.authority().map(|a| a.as_str()).unwrap_or("")
+    )
+}
+
+fn parse_cidr(s: &str) -> Result<IpNet, String> {
+    if let Ok(n) = s.parse::<IpNet>() {
+        return Ok(n.trunc());
+    }
+    s.parse::<std::net::IpAddr>()
+        .map(IpNet::from)
+        .map_err(|_| format!("{s:?} is not a CIDR like \"10.0.0.0/8\" or an address"))
+}
+
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+pub fn is_verify_file_name(name: &str) -> bool {
+    name.strip_prefix("MP_verify_")
+        .and_then(|r| r.strip_suffix(".txt"))
+        .is_some_and(|mid| !mid.is_empty() && mid.bytes().all(|b| b.is_ascii_alphanumeric()))
+}
+
+/// Path patterns: an exact path ("/healthz") or a prefix ending in "/*" ("/static/*").
+fn check_path_pattern(p: &str) -> Result<(), String> {
+    if !p.starts_with('/') {
+        return Err(format!("{p:?} must start with /"));
+    }
+    let body = p.strip_suffix("/*").unwrap_or(p);
+    if body.contains('*') {
+        return Err(format!("{p:?}: '*' is allowed only as a final \"/*\""));
+    }
+    if body.contains(['?', '#', '%', '\\']) || body.split('/').any(|s| s == "." || s == "..") {
+        return Err(format!(
+            "{p:?} must be a plain normalised path (no query, fragment, escapes or dot segments)"
+        ));
+    }
+    if p.starts_with("/_wxgate") {
+        return Err(format!("{p:?}: /_wxgate/ belongs to wxgate"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

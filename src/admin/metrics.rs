@@ -1,0 +1,459 @@
+//! Process-wide Prometheus metrics, rendered in the text exposition format.
+//!
+//! Hand-rolled on atomics: the hot path (every request) touches only fixed arrays, and
+//! the labelled families (sign-ins, WeChat calls, store operations) are rare enough
+//! for a mutex-guarded map. One global registry keeps every module free of plumbing;
+//! tests that read a metric compare before/after values.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+pub struct Gauge {
+    name: &'static str,
+    help: &'static str,
+    value: AtomicI64,
+}
+
+impl Gauge {
+    const fn new(name: &'static str, help: &'static str) -> Self {
+        Self {
+            name,
+            help,
+            value: AtomicI64::new(0),
+        }
+    }
+    pub fn inc(&self) {
+        self.value.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn dec(&self) {
+        self.value.fetch_sub(1, Ordering::Relaxed);
+    }
+    pub fn set(&self, v: i64) {
+        self.value.store(v, Ordering::Relaxed);
+    }
+    pub fn get(&self) -> i64 {
+        self.value.load(Ordering::Relaxed)
+    }
+    fn render(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "# HELP {} {}\n# TYPE {} gauge",
+            self.name, self.help, self.name
+        );
+        let _ = writeln!(out, "{} {}", self.name, self.get());
+    }
+}
+
+/// A counter family keyed by label values.
+pub struct CounterVec {
+    name: &'static str,
+    help: &'static str,
+    labels: &'static [&'static str],
+    values: Mutex<BTreeMap<Vec<String>, u64>>,
+}
+
+impl CounterVec {
+    const fn new(name: &'static str, help: &'static str, labels: &'static [&'static str]) -> Self {
+        Self {
+            name,
+            help,
+            labels,
+            values: Mutex::new(BTreeMap::new()),
+        }
+    }
+    pub fn inc(&self, labels: &[&str]) {
+        self.add(labels, 1);
+    }
+    pub fn add(&self, labels: &[&str], n: u64) {
+        debug_assert_eq!(labels.len(), self.labels.len(), "{}", self.name);
+        let key: Vec<String> = labels.iter().map(|s| s.to_string()).collect();
+        let mut map = self.values.lock().unwrap_or_else(|e| e.into_inner());
+        *map.entry(key).or_insert(0) += n;
+    }
+    /// Current value for these labels (0 when never counted).
+    pub fn get(&self, labels: &[&str]) -> u64 {
+        let key: Vec<String> = labels.iter().map(|s| s.to_string()).collect();
+        let map = self.values.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(&key).copied().unwrap_or(0)
+    }
+    /// Sum over every label combination.
+    pub fn total(&self) -> u64 {
+        let map = self.values.lock().unwrap_or_else(|e| e.into_inner());
+        map.values().sum()
+    }
+    fn render(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "# HELP {} {}\n# TYPE {} counter",
+            self.name, self.help, self.name
+        );
+        let map = self.values.lock().unwrap_or_else(|e| e.into_inner());
+        for (values, n) in map.iter() {
+            let _ = writeln!(
+                out,
+                "{}{{{}}} {}",
+                self.name,
+                label_pairs(self.labels, values),
+                n
+            );
+        }
+    }
+}
+
+/// A latency histogram in seconds, optionally keyed by label values.
+pub struct HistogramVec {
+    name: &'static str,
+    help: &'static str,
+    labels: &'static [&'static str],
+    values: Mutex<BTreeMap<Vec<String>, HistogramData>>,
+}
+
+#[derive(Default, Clone)]
+struct HistogramData {
+    buckets: Vec<u64>,
+    sum: f64,
+    count: u64,
+}
+
+impl HistogramVec {
+    const fn new(name: &'static str, help: &'static str, labels: &'static [&'static str]) -> Self {
+        Self {
+            name,
+            help,
+            labels,
+            values: Mutex::new(BTreeMap::new()),
+        }
+    }
+    pub fn observe(&self, labels: &[&str], d: Duration) {
+        let secs = d.as_secs_f64();
+        let key: Vec<String> = labels.iter().map(|s| s.to_string()).collect();
+        let mut map = self.values.lock().unwrap_or_else(|e| e.into_inner());
+        let h = map.entry(key).or_insert_with(|| HistogramData {
+            buckets: vec![0; LATENCY_BUCKETS.len()],
+            ..Default::default()
+        });
+        for (i, b) in LATENCY_BUCKETS.iter().enumerate() {
+            if secs <= *b {
+                h.buckets[i] += 1;
+            }
+        }
+        h.sum += secs;
+        h.count += 1;
+    }
+    pub fn count(&self, labels: &[&str]) -> u64 {
+        let key: Vec<String> = labels.iter().map(|s| s.to_string()).collect();
+        let map = self.values.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(&key).map(|h| h.count).unwrap_or(0)
+    }
+    fn render(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "# HELP {} {}\n# TYPE {} histogram",
+            self.name, self.help, self.name
+        );
+        let map = self.values.lock().unwrap_or_else(|e| e.into_inner());
+        for (values, h) in map.iter() {
+            render_histogram(
+                out,
+                self.name,
+                &label_pairs(self.labels, values),
+                &h.buckets,
+                h.sum,
+                h.count,
+            );
+        }
+    }
+}
+
+/// The per-request histogram: lock-free, no labels.
+pub struct Histogram {
+    name: &'static str,
+    help: &'static str,
+    buckets: [AtomicU64; LATENCY_BUCKETS.len()],
+    sum_nanos: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Histogram {
+    const fn new(name: &'static str, help: &'static str) -> Self {
+        Self {
+            name,
+            help,
+            buckets: [const { AtomicU64::new(0) }; LATENCY_BUCKETS.len()],
+            sum_nanos: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
+    }
+    pub fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        // Buckets are cumulative; find the first that holds it and count it there only,
+        // summing at render time keeps observe to one atomic add per call.
+        if let Some(i) = LATENCY_BUCKETS.iter().position(|b| secs <= *b) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.sum_nanos
+            .fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+    fn render(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "# HELP {} {}\n# TYPE {} histogram",
+            self.name, self.help, self.name
+        );
+        let mut cumulative = Vec::with_capacity(LATENCY_BUCKETS.len());
+        let mut acc = 0;
+        for b in &self.buckets {
+            acc += b.load(Ordering::Relaxed);
+            cumulative.push(acc);
+        }
+        let sum = self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        render_histogram(out, self.name, "", &cumulative, sum, self.count());
+    }
+}
+
+fn render_histogram(
+    out: &mut String,
+    name: &str,
+    labels: &str,
+    buckets: &[u64],
+    sum: f64,
+    count: u64,
+) {
+    let sep = if labels.is_empty() { "" } else { "," };
+    for (b, n) in LATENCY_BUCKETS.iter().zip(buckets) {
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {n}");
+    }
+    let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}");
+    if labels.is_empty() {
+        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {count}");
+    } else {
+        let _ = writeln!(
+            out,
+            "{name}_sum{{{labels}}} {sum}\n{name}_count{{{labels}}} {count}"
+        );
+    }
+}
+
+fn label_pairs(names: &[&str], values: &[String]) -> String {
+    let mut s = String::new();
+    for (i, (n, v)) in names.iter().zip(values).enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        let v = v
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n");
+        let _ = write!(s, "{n}=\"{v}\"");
+    }
+    s
+}
+
+/// Every metric wxgate exports. Names are part of the operator contract.
+pub struct Metrics {
+    pub requests: [AtomicU64; 5],
+    pub request_duration: Histogram,
+    pub in_flight: Gauge,
+    pub connections_open: Gauge,
+    pub connections_limited: CounterVec,
+    pub upstream_duration: Histogram,
+    pub upstream_errors: CounterVec,
+    pub signins: CounterVec,
+    pub wechat_calls: CounterVec,
+    pub wechat_duration: HistogramVec,
+    pub sessions_created: CounterVec,
+    pub sessions_ended: CounterVec,
+    pub identity_tokens: CounterVec,
+    pub store_ops: CounterVec,
+    pub store_errors: CounterVec,
+    pub store_duration: HistogramVec,
+    pub desktop_signins: CounterVec,
+    pub config_reloads: CounterVec,
+    pub denied: CounterVec,
+}
+
+impl Metrics {
+    const fn new() -> Self {
+        Self {
+            requests: [const { AtomicU64::new(0) }; 5],
+            request_duration: Histogram::new(
+                "wxgate_http_request_duration_seconds",
+                "Time from request head to response head on the public listener.",
+            ),
+            in_flight: Gauge::new("wxgate_http_requests_in_flight", "Requests being served now."),
+            connections_open: Gauge::new("wxgate_connections_open", "Client connections open now."),
+            connections_limited: CounterVec::new(
+                "wxgate_connections_limited_total",
+                "Connections that had to wait because server.max_connections was reached.",
+                &["listener"],
+            ),
+            upstream_duration: Histogram::new(
+                "wxgate_upstream_duration_seconds",
+                "Time from forwarding a request to the upstream's response head.",
+            ),
+            upstream_errors: CounterVec::new(
+                "wxgate_upstream_errors_total",
+                "Requests the upstream could not answer, by kind.",
+                &["kind"],
+            ),
+            signins: CounterVec::new(
+                "wxgate_signins_total",
+                "WeChat sign-in attempts by outcome.",
+                &["outcome"],
+            ),
+            wechat_calls: CounterVec::new(
+                "wxgate_wechat_api_calls_total",
+                "Calls to the WeChat API by endpoint and errcode (0 = success, \"transport\" = no answer).",
+                &["endpoint", "errcode"],
+            ),
+            wechat_duration: HistogramVec::new(
+                "wxgate_wechat_api_duration_seconds",
+                "Latency of calls to the WeChat API.",
+                &["endpoint"],
+            ),
+            sessions_created: CounterVec::new(
+                "wxgate_sessions_created_total",
+                "Sessions created, by store.",
+                &["store"],
+            ),
+            sessions_ended: CounterVec::new(
+                "wxgate_sessions_ended_total",
+                "Sessions ended, by reason.",
+                &["reason"],
+            ),
+            identity_tokens: CounterVec::new(
+                "wxgate_identity_tokens_total",
+                "Identity headers attached, by source (signed = new signature, cached = reused).",
+                &["source"],
+            ),
+            store_ops: CounterVec::new(
+                "wxgate_session_store_operations_total",
+                "Session store operations by store and operation.",
+                &["store", "op"],
+            ),
+            store_errors: CounterVec::new(
+                "wxgate_session_store_errors_total",
+                "Session store operations that failed or timed out.",
+                &["store", "op"],
+            ),
+            store_duration: HistogramVec::new(
+                "wxgate_session_store_duration_seconds",
+                "Latency of session store operations.",
+                &["store", "op"],
+            ),
+            desktop_signins: CounterVec::new(
+                "wxgate_desktop_signins_total",
+                "Sign-ins from browsers outside WeChat, by mode and outcome.",
+                &["mode", "outcome"],
+            ),
+            config_reloads: CounterVec::new(
+                "wxgate_config_reloads_total",
+                "Configuration reloads by result.",
+                &["result"],
+            ),
+            denied: CounterVec::new(
+                "wxgate_requests_denied_total",
+                "Requests refused before reaching the upstream, by reason.",
+                &["reason"],
+            ),
+        }
+    }
+
+    pub fn count_response(&self, status: u16, took: Duration) {
+        let class = (status / 100).clamp(1, 5) as usize - 1;
+        self.requests[class].fetch_add(1, Ordering::Relaxed);
+        self.request_duration.observe(took);
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(8192);
+        out.push_str("# HELP wxgate_http_requests_total Responses on the public listener by status class.\n# TYPE wxgate_http_requests_total counter\n");
+        for (i, n) in self.requests.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "wxgate_http_requests_total{{class=\"{}xx\"}} {}",
+                i + 1,
+                n.load(Ordering::Relaxed)
+            );
+        }
+        self.request_duration.render(&mut out);
+        self.in_flight.render(&mut out);
+        self.connections_open.render(&mut out);
+        self.connections_limited.render(&mut out);
+        self.upstream_duration.render(&mut out);
+        self.upstream_errors.render(&mut out);
+        self.signins.render(&mut out);
+        self.wechat_calls.render(&mut out);
+        self.wechat_duration.render(&mut out);
+        self.sessions_created.render(&mut out);
+        self.sessions_ended.render(&mut out);
+        self.identity_tokens.render(&mut out);
+        self.store_ops.render(&mut out);
+        self.store_errors.render(&mut out);
+        self.store_duration.render(&mut out);
+        self.desktop_signins.render(&mut out);
+        self.config_reloads.render(&mut out);
+        self.denied.render(&mut out);
+        out
+    }
+}
+
+static METRICS: Metrics = Metrics::new();
+
+/// The process-wide registry.
+pub fn metrics() -> &'static Metrics {
+    &METRICS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_labelled_counters_and_histograms_in_prometheus_text() {
+        let m = Metrics::new();
+        m.signins.inc(&["success"]);
+        m.signins.inc(&["success"]);
+        m.wechat_duration
+            .observe(&["access_token"], Duration::from_millis(3));
+        m.count_response(302, Duration::from_micros(700));
+        let text = m.render();
+        assert!(
+            text.contains("wxgate_signins_total{outcome=\"success\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("wxgate_http_requests_total{class=\"3xx\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("wxgate_wechat_api_duration_seconds_bucket{endpoint=\"access_token\",le=\"0.005\"} 1"), "{text}");
+        assert!(text.contains("wxgate_wechat_api_duration_seconds_bucket{endpoint=\"access_token\",le=\"0.0025\"} 0"), "{text}");
+        assert!(
+            text.contains("wxgate_http_request_duration_seconds_bucket{le=\"0.001\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("wxgate_http_request_duration_seconds_bucket{le=\"0.0005\"} 0"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(
+            label_pairs(&["a"], &["x\"y\\z\n".into()]),
+            "a=\"x\\\"y\\\\z\\n\""
+        );
+    }
+}

@@ -1,0 +1,149 @@
+use super::*;
+
+const MINIMAL: &str = r#"
+[server]
+public_url = "https://app.example.com"
+[upstream]
+url = "http://127.0.0.1:3000"
+[wechat]
+appid = "wx0000000000000000"
+secret = "s3cret"
+"#;
+
+fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn problems(text: &str) -> Vec<String> {
+    match from_toml(text, Path::new("."), &env(&[])) {
+        Ok(_) => vec![],
+        Err(e) => e.problems(),
+    }
+}
+
+#[test]
+fn a_minimal_file_gets_the_documented_defaults() {
+    let c = from_toml(MINIMAL, Path::new("."), &env(&[])).unwrap();
+    assert_eq!(c.server.listen, "0.0.0.0:8080");
+    assert_eq!(c.admin.listen, "127.0.0.1:9090");
+    assert_eq!(c.session.store, StoreKind::Memory);
+    assert_eq!(c.session.cookie_name, "_wxgate");
+    assert_eq!(c.session.ttl.get().as_secs(), 7 * 86400);
+    assert_eq!(c.identity.header, "X-Wxgate-Jwt-Assertion");
+    assert_eq!(c.identity.algorithm, Algorithm::ES256);
+    assert_eq!(c.identity.audience, "http://127.0.0.1:3000");
+    assert_eq!(c.wechat.scope, Scope::Base);
+    assert_eq!(c.desktop.mode, DesktopMode::Qr);
+    assert!(c.cookie_secure(), "https public_url means Secure cookies");
+    assert!(
+        c.session.secret_generated,
+        "memory store without a secret generates one"
+    );
+    assert_eq!(c.public().host, "app.example.com");
+}
+
+#[test]
+fn unknown_keys_are_refused_with_their_name_and_line() {
+    let text = format!("{MINIMAL}\n[access]\npublic_path = []\n");
+    let p = problems(&text);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(p[0].contains("public_path"), "{p:?}");
+    assert!(p[0].contains("line 11"), "{p:?}");
+}
+
+#[test]
+fn toml_syntax_errors_name_the_line() {
+    let p = problems("[server]\nlisten = \n");
+    assert_eq!(p.len(), 1);
+    assert!(p[0].contains("line 2"), "{p:?}");
+}
+
+#[test]
+fn every_semantic_problem_is_listed_at_once() {
+    let text = r#"
+[server]
+listen = "nope"
+public_url = "ftp://x"
+trusted_proxies = ["10.0.0.0/8", "banana"]
+[upstream]
+url = ""
+[wechat]
+appid = ""
+lang = "fr"
+[session]
+store = "redis"
+[access]
+public_paths = ["static/*", "/a/*/b"]
+"#;
+    let p = problems(text).join("\n");
+    for key in [
+        "server.listen:",
+        "server.public_url:",
+        "server.trusted_proxies[1]:",
+        "upstream.url:",
+        "wechat.appid:",
+        "wechat.secret:",
+        "wechat.lang:",
+        "session.secret:",
+        "access.public_paths[0]:",
+        "access.public_paths[1]:",
+    ] {
+        assert!(p.contains(key), "missing {key} in:\n{p}");
+    }
+}
+
+#[test]
+fn secrets_come_from_env_first_then_file_then_inline() {
+    let dir = std::env::temp_dir().join(format!("wxgate-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("secret.txt"), "from-file\n").unwrap();
+    let text = MINIMAL.replace(
+        "secret = \"s3cret\"",
+        "secret = \"inline\"\nsecret_file = \"secret.txt\"",
+    );
+    let c = from_toml(&text, &dir, &env(&[])).unwrap();
+    assert_eq!(c.wechat.secret, "from-file");
+    let c = from_toml(&text, &dir, &env(&[("WXGATE_WECHAT_SECRET", "from-env")])).unwrap();
+    assert_eq!(c.wechat.secret, "from-env");
+    let c = from_toml(MINIMAL, &dir, &env(&[])).unwrap();
+    assert_eq!(c.wechat.secret, "s3cret");
+    let missing = MINIMAL.replace("secret = \"s3cret\"", "secret_file = \"nope.txt\"");
+    let p = match from_toml(&missing, &dir, &env(&[])) {
+        Err(e) => e.problems().join("\n"),
+        Ok(_) => panic!("missing secret file accepted"),
+    };
+    assert!(
+        p.contains("wechat.secret_file: cannot read nope.txt"),
+        "{p}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn session_secrets_must_be_32_bytes_raw_or_base64() {
+    assert!(decode_secret("short").is_err());
+    assert_eq!(decode_secret(&"x".repeat(32)).unwrap().len(), 32);
+    let b64 = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    assert_eq!(decode_secret(b64).unwrap(), (0u8..32).collect::<Vec<_>>());
+}
+
+#[test]
+fn verify_file_names_follow_wechats_pattern() {
+    assert!(is_verify_file_name("MP_verify_abc123.txt"));
+    assert!(!is_verify_file_name("MP_verify_.txt"));
+    assert!(!is_verify_file_name("MP_verify_../x.txt"));
+    assert!(!is_verify_file_name("other.txt"));
+}
+
+#[test]
+fn the_example_file_passes_check() {
+    let text = include_str!("../../proxy.example.toml");
+    let c = from_toml(text, Path::new("."), &env(&[])).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        c.server.public.as_ref().unwrap().origin,
+        "https://app.example.com"
+    );
+}
