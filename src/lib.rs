@@ -16,3 +16,4 @@ pub mod session;
 pub mod wechat;
 
 pub mod body;
+pub mod pages;

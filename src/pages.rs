@@ -1,0 +1,142 @@
+//! Every page and JSON error body wxgate writes itself, from one small template, so a
+//! refusal looks the same whichever module refuses.
+//!
+//! Pages are bilingual (Chinese first: most visitors arrive from WeChat), carry no stack
+//! traces or secrets, and offer a "try again" link when trying again can help.
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Response, StatusCode};
+
+use crate::body::{full, Body};
+
+/// What a page says. `code` is a stable machine-readable name, also the JSON `error`.
+#[derive(Debug, Clone)]
+pub struct Notice<'a> {
+    pub status: StatusCode,
+    pub code: &'a str,
+    pub title_zh: &'a str,
+    pub title_en: &'a str,
+    pub detail: String,
+    /// A same-origin link that starts over (e.g. `/_wxgate/start?rd=/x`).
+    pub retry: Option<String>,
+}
+
+/// HTML for browsers, JSON for API clients.
+pub fn respond(n: &Notice<'_>, json: bool) -> Response<Body> {
+    respond_with(n, json, None)
+}
+
+/// As [`respond`], with extra JSON fields (e.g. `login_url`) merged in.
+pub fn respond_with(
+    n: &Notice<'_>,
+    json: bool,
+    extra: Option<serde_json::Value>,
+) -> Response<Body> {
+    let (body, ctype) = if json {
+        let mut v = serde_json::json!({
+            "error": n.code,
+            "message": n.title_en,
+            "detail": n.detail,
+        });
+        if let (Some(serde_json::Value::Object(extra)), Some(obj)) = (extra, v.as_object_mut()) {
+            obj.extend(extra);
+        }
+        (Bytes::from(v.to_string()), "application/json")
+    } else {
+        (Bytes::from(html(n)), "text/html; charset=utf-8")
+    };
+    let mut resp = Response::new(full(body));
+    *resp.status_mut() = n.status;
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    resp
+}
+
+pub fn html(n: &Notice<'_>) -> String {
+    let retry = match &n.retry {
+        Some(href) => format!(
+            "<p><a class=\"btn\" href=\"{}\">重试 · Try again</a></p>",
+            escape(href)
+        ),
+        None => String::new(),
+    };
+    page(
+        &format!("{} · {}", n.title_zh, n.title_en),
+        &format!(
+            "<h1>{}</h1><h2>{}</h2><p>{}</p>{retry}<p class=\"code\">{} · {}</p>",
+            escape(n.title_zh),
+            escape(n.title_en),
+            escape(&n.detail),
+            n.status.as_u16(),
+            escape(n.code),
+        ),
+    )
+}
+
+/// The shared page frame: inline CSS, no external assets, mobile-first.
+pub fn page(title: &str, inner: &str) -> String {
+    format!(
+        "<!doctype html><html lang=\"zh-CN\"><head><meta charset=\"utf-8\">\
+<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
+<title>{}</title><style>{STYLE}</style></head><body><main>{inner}</main></body></html>",
+        escape(title)
+    )
+}
+
+const STYLE: &str = "body{font-family:-apple-system,BlinkMacSystemFont,'PingFang SC','Microsoft YaHei',sans-serif;background:#f5f5f5;color:#222;margin:0}\
+main{max-width:32rem;margin:3rem auto;background:#fff;padding:2rem;border-radius:12px;box-shadow:0 1px 4px rgba(0,0,0,.08)}\
+h1{font-size:1.4rem;margin:0 0 .3rem}h2{font-size:1rem;font-weight:normal;color:#666;margin:0 0 1rem}\
+.btn{display:inline-block;background:#07c160;color:#fff;padding:.6rem 1.4rem;border-radius:6px;text-decoration:none;border:0;font-size:1rem;cursor:pointer}\
+.btn.secondary{background:#eee;color:#333}.code{color:#999;font-size:.8rem}table{border-collapse:collapse}td{padding:.2rem .6rem;border-bottom:1px solid #eee;word-break:break-all}";
+
+/// HTML-escapes text for element content and double-quoted attributes.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_neutralises_markup() {
+        assert_eq!(
+            escape("<a href=\"x\">'&'</a>"),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+        );
+    }
+
+    #[test]
+    fn html_pages_escape_details_and_json_carries_the_code() {
+        let n = Notice {
+            status: StatusCode::BAD_GATEWAY,
+            code: "upstream_unreachable",
+            title_zh: "应用暂时无法访问",
+            title_en: "The application is unreachable",
+            detail: "<script>".into(),
+            retry: Some("/x?a=1&b=2".into()),
+        };
+        let page = html(&n);
+        assert!(page.contains("&lt;script&gt;") && !page.contains("<script>"));
+        assert!(page.contains("href=\"/x?a=1&amp;b=2\""));
+        let resp = respond(&n, true);
+        assert_eq!(resp.status(), 502);
+        assert_eq!(resp.headers()[header::CONTENT_TYPE], "application/json");
+    }
+}
