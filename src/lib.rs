@@ -16,4 +16,6 @@ pub mod session;
 pub mod wechat;
 
 pub mod body;
+pub mod cli;
+pub mod demo;
 pub mod pages;

@@ -1,1 +1,455 @@
-//! (filled in by its owner)
+//! The WeChat sign-in: deciding what each request needs (classify), who it belongs to
+//! (authenticate), and the `/_wxgate/*` endpoints that run the authorization dance.
+
+pub mod classify;
+pub mod endpoints;
+pub mod error;
+pub mod paths;
+pub mod redirect;
+pub mod state;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::{HeaderName, HeaderValue, LOCATION, SET_COOKIE};
+use http::{HeaderMap, Method, Response, StatusCode};
+use tracing::{info, warn};
+
+use crate::admin::metrics::metrics;
+use crate::body::{empty, Body};
+use crate::config::{Config, DesktopMode, SameSite};
+use crate::identity::Signer;
+use crate::session::codec::CookieCodec;
+use crate::session::{now_unix, Session, Store, StoreError};
+use crate::wechat::{AppCredentials, WechatClient};
+
+pub use error::AuthError;
+use paths::PathMatcher;
+use state::FlowState;
+
+/// Everything the sign-in needs, built once per configuration (and again on reload;
+/// the session store is shared between generations so nobody is signed out).
+pub struct Auth {
+    pub cfg: Arc<Config>,
+    pub store: Arc<Store>,
+    pub signer: Signer,
+    pub codec: CookieCodec,
+    pub wechat: WechatClient,
+    pub app: AppCredentials,
+    pub website: Option<AppCredentials>,
+    pub public: PathMatcher,
+    pub api: PathMatcher,
+    pub allowed: HashSet<String>,
+    pub identity_header: HeaderName,
+    /// public_url + "/_wxgate/callback", built once.
+    pub redirect_uri: String,
+    pub cookie_secure: bool,
+}
+
+/// What the gate decided for a request that is not one of wxgate's own URLs.
+pub enum Gate {
+    /// Forward to the upstream; with a session, attach the identity. `set_cookie`
+    /// re-issues the session cookie (sliding expiry).
+    Forward {
+        session: Option<Session>,
+        set_cookie: Option<HeaderValue>,
+    },
+    /// Answer here (302 to WeChat, 401, 403, 503...).
+    Respond(Response<Body>),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("identity: {0}")]
+    Identity(#[from] crate::identity::IdentityError),
+    #[error("wechat: {0}")]
+    Wechat(#[from] crate::wechat::WechatError),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl Auth {
+    pub fn new(cfg: Arc<Config>, store: Arc<Store>) -> Result<Auth, BuildError> {
+        let public_url = cfg.public().clone();
+        let issuer = format!("{}/_wxgate", public_url.origin);
+        let signer = Signer::from_config(&cfg.identity, &cfg.session.secret_bytes, issuer)?;
+        let codec = CookieCodec::new(&cfg.session.secret_bytes, &cfg.session.previous_secret_bytes);
+        let wechat = WechatClient::new(&cfg.wechat.api_base_url, cfg.wechat.timeout.get())?;
+        let identity_header = HeaderName::from_bytes(cfg.identity.header.as_bytes())
+            .map_err(|_| BuildError::Other("identity.header is not a header name".into()))?;
+        let website = (cfg.desktop.mode == DesktopMode::Qrconnect).then(|| AppCredentials {
+            appid: cfg.desktop.website_appid.clone(),
+            secret: cfg.desktop.website_secret.clone(),
+        });
+        Ok(Auth {
+            public: PathMatcher::new(&cfg.access.public_paths),
+            api: PathMatcher::new(&cfg.access.api_paths),
+            allowed: cfg.access.allowed_openids.iter().cloned().collect(),
+            app: AppCredentials { appid: cfg.wechat.appid.clone(), secret: cfg.wechat.secret.clone() },
+            website,
+            redirect_uri: format!("{}/_wxgate/callback", public_url.origin),
+            cookie_secure: cfg.cookie_secure(),
+            identity_header,
+            signer,
+            codec,
+            wechat,
+            store,
+            cfg,
+        })
+    }
+
+    /// The session this request carries, if any. A store failure is an error (503), not
+    /// "no session": sending a signed-in user to WeChat because Redis blinked would burn
+    /// codes and loop.
+    pub async fn session_of(&self, headers: &HeaderMap) -> Result<Option<(Session, String)>, AuthError> {
+        let name = &self.cfg.session.cookie_name;
+        let mut last_err = None;
+        for sealed in cookie_values(headers, name) {
+            let Some(ticket) = self.codec.open(name, sealed) else { continue };
+            match self.store.load(&ticket).await {
+                Ok(Some(s)) if s.expires_at > now_unix() => return Ok(Some((s, ticket))),
+                Ok(_) => {}
+                Err(e) => last_err = Some(e),
+            }
+        }
+        match last_err {
+            Some(e) => {
+                warn!(error = %e, "session store unavailable while reading a session");
+                Err(AuthError::StoreUnavailable)
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// classify → authenticate, for every request that is not `/_wxgate/*`.
+    pub async fn gate(&self, method: &Method, path_and_query: &str, normalized: &str, headers: &HeaderMap) -> Gate {
+        if self.public.matches(normalized) {
+            return Gate::Forward { session: None, set_cookie: None };
+        }
+        let json = classify::wants_json(headers);
+        let session = match self.session_of(headers).await {
+            Ok(s) => s,
+            Err(e) => {
+                metrics().denied.inc(&["store_unavailable"]);
+                return Gate::Respond(e.response(json, None));
+            }
+        };
+        if let Some((mut session, ticket)) = session {
+            if !self.is_allowed(&session.openid) {
+                metrics().denied.inc(&["not_allowed"]);
+                return Gate::Respond(AuthError::NotAllowed.response(json, None));
+            }
+            let session_ok = self.maybe_refresh_profile(&mut session, &ticket).await;
+            if !session_ok {
+                return self.unauthenticated(method, path_and_query, normalized, headers).await;
+            }
+            let set_cookie = self.slide(&session, &ticket).await;
+            return Gate::Forward { session: Some(session), set_cookie };
+        }
+        self.unauthenticated(method, path_and_query, normalized, headers).await
+    }
+
+    async fn unauthenticated(&self, method: &Method, path_and_query: &str, normalized: &str, headers: &HeaderMap) -> Gate {
+        let rd = redirect::safe_return_path(path_and_query).unwrap_or_else(|| "/".to_string());
+        if classify::is_api_request(method, headers, normalized, &self.api) {
+            metrics().denied.inc(&["unauthenticated_api"]);
+            return Gate::Respond(self.unauthorized_json(&rd));
+        }
+        Gate::Respond(self.begin(headers, &rd, 0).await)
+    }
+
+    /// 401 JSON telling an API client where a browser would sign in.
+    pub fn unauthorized_json(&self, rd: &str) -> Response<Body> {
+        let login_url = self.start_url(rd);
+        let n = crate::pages::Notice {
+            status: StatusCode::UNAUTHORIZED,
+            code: "unauthenticated",
+            title_zh: "请先登录",
+            title_en: "Sign-in required",
+            detail: "This request needs a WeChat sign-in session.".into(),
+            retry: None,
+        };
+        crate::pages::respond_with(&n, true, Some(serde_json::json!({ "login_url": login_url })))
+    }
+
+    /// The same-origin URL that starts a sign-in returning to `rd`.
+    pub fn start_url(&self, rd: &str) -> String {
+        format!("/_wxgate/start?rd={}", percent_encoding::utf8_percent_encode(rd, COMPONENT))
+    }
+
+    /// Begins a sign-in for a browser navigation: the WeChat authorize redirect inside
+    /// WeChat's browser, the desktop flow elsewhere. `tries` counts fresh authorizations
+    /// already spent on this flow.
+    pub async fn begin(&self, headers: &HeaderMap, rd: &str, tries: u8) -> Response<Body> {
+        let ua = headers.get(http::header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("");
+        if !classify::is_wechat_browser(ua) {
+            return crate::desktop::begin(self, headers, rd).await;
+        }
+        self.authorize_redirect(headers, rd, tries, false)
+    }
+
+    /// A 302 to WeChat's authorize (or qrconnect) URL with a fresh state bound to this browser.
+    pub fn authorize_redirect(&self, headers: &HeaderMap, rd: &str, tries: u8, website: bool) -> Response<Body> {
+        let now = now_unix();
+        let state = state::new_state();
+        let flow = FlowState { rd: rd.to_string(), t: now, r: tries, d: false, w: website };
+        let location = if website {
+            let appid = self.website.as_ref().map(|w| w.appid.as_str()).unwrap_or_default();
+            crate::wechat::qrconnect_url(&self.cfg.wechat.qrconnect_url, appid, &self.redirect_uri, &state)
+        } else {
+            crate::wechat::authorize_url(
+                &self.cfg.wechat.authorize_url,
+                &self.cfg.wechat.appid,
+                &self.redirect_uri,
+                self.cfg.wechat.scope,
+                &state,
+                self.cfg.wechat.force_popup,
+            )
+        };
+        let mut resp = redirect(&location);
+        // Make room for this flow among the ones already in flight in other tabs.
+        let existing: Vec<(String, Option<FlowState>)> = all_cookies(headers)
+            .filter(|(n, _)| state::state_of_cookie(&self.cfg.session.cookie_name, n).is_some())
+            .map(|(n, v)| (n.to_string(), self.open_flow(n, v)))
+            .collect();
+        for name in state::flows_to_drop(&existing, now) {
+            self.push_cookie(&mut resp, &self.clear_cookie_value(&name));
+        }
+        let name = state::cookie_name(&self.cfg.session.cookie_name, &state);
+        let value = self.flow_cookie(&name, &flow, state::FLOW_TTL_SECS);
+        self.push_cookie(&mut resp, &value);
+        resp
+    }
+
+    fn open_flow(&self, name: &str, sealed: &str) -> Option<FlowState> {
+        let json = self.codec.open(name, sealed)?;
+        serde_json::from_str(&json).ok()
+    }
+
+    /// The flow a callback's state names, read from this browser's cookie.
+    pub fn flow_of(&self, headers: &HeaderMap, state: &str) -> Option<FlowState> {
+        let name = state::cookie_name(&self.cfg.session.cookie_name, state);
+        cookie_values(headers, &name).find_map(|v| self.open_flow(&name, v))
+    }
+
+    /// A Set-Cookie value for a flow cookie. Always SameSite=Lax: the callback is a
+    /// top-level navigation from WeChat's domain, which Strict would strip.
+    pub fn flow_cookie(&self, name: &str, flow: &FlowState, ttl: u64) -> String {
+        let json = serde_json::to_string(flow).unwrap_or_default();
+        let sealed = self.codec.seal(name, &json);
+        build_cookie(name, &sealed, self.cookie_secure, SameSite::Lax, Some(ttl))
+    }
+
+    pub fn session_cookie(&self, ticket: &str) -> String {
+        let name = &self.cfg.session.cookie_name;
+        let sealed = self.codec.seal(name, ticket);
+        build_cookie(name, &sealed, self.cookie_secure, self.cfg.session.same_site, Some(self.cfg.session.ttl.get().as_secs()))
+    }
+
+    pub fn clear_cookie_value(&self, name: &str) -> String {
+        build_cookie(name, "", self.cookie_secure, SameSite::Lax, Some(0))
+    }
+
+    pub fn push_cookie(&self, resp: &mut Response<Body>, value: &str) {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            resp.headers_mut().append(SET_COOKIE, v);
+        }
+    }
+
+    pub fn is_allowed(&self, openid: &str) -> bool {
+        self.allowed.is_empty() || self.allowed.contains(openid)
+    }
+
+    /// Sliding expiry: at most once a minute, push the session's expiry forward in the
+    /// store and re-issue the cookie so the browser keeps it as long.
+    async fn slide(&self, session: &Session, ticket: &str) -> Option<HeaderValue> {
+        let ttl = self.cfg.session.ttl.get().as_secs();
+        let now = now_unix();
+        if session.expires_at.saturating_add(60) > now.saturating_add(ttl) {
+            return None;
+        }
+        let mut s = session.clone();
+        s.expires_at = now + ttl;
+        match self.store.touch(ticket, &s).await {
+            Ok(new_ticket) => {
+                let t = new_ticket.as_deref().unwrap_or(ticket);
+                HeaderValue::from_str(&self.session_cookie(t)).ok()
+            }
+            Err(e) => {
+                // The session is still valid: serve the request, slide next time.
+                warn!(error = %e, "could not extend a session's expiry");
+                None
+            }
+        }
+    }
+
+    /// Refreshes an snsapi_userinfo profile older than `session.refresh_interval`. Returns
+    /// false when WeChat says the grant is gone (the session has been ended).
+    async fn maybe_refresh_profile(&self, session: &mut Session, ticket: &str) -> bool {
+        let interval = self.cfg.session.refresh_interval.get().as_secs();
+        let now = now_unix();
+        if session.scope != crate::config::Scope::UserInfo || now.saturating_sub(session.profile_at) < interval {
+            return true;
+        }
+        let Some(refresh_token) = session.refresh_token.clone() else { return true };
+        let lock = format!("refresh:{}", session.id);
+        // Another request or replica is refreshing this session: serve the current profile.
+        if !self.store.try_lock(&lock, Duration::from_secs(30)).await.unwrap_or(false) {
+            return true;
+        }
+        let result = self.refresh_profile(session, &refresh_token).await;
+        let _ = self.store.unlock(&lock).await;
+        match result {
+            Ok(()) => {
+                session.profile_at = now;
+                if let Err(e) = self.store.touch(ticket, session).await {
+                    warn!(error = %e, "could not store a refreshed profile");
+                }
+                true
+            }
+            Err(e) if e.kind() == crate::wechat::ErrorKind::RefreshEnded => {
+                info!(openid = %session.openid, "WeChat ended the grant; ending the session");
+                let _ = self.store.delete(ticket, session).await;
+                metrics().sessions_ended.inc(&["refresh_revoked"]);
+                false
+            }
+            Err(e) => {
+                warn!(error = %e, "profile refresh failed; serving the previous profile");
+                true
+            }
+        }
+    }
+
+    async fn refresh_profile(&self, session: &mut Session, refresh_token: &str) -> Result<(), crate::wechat::WechatError> {
+        let tok = self.wechat.refresh(&session.appid, refresh_token).await?;
+        let info = self.wechat.userinfo(&tok.access_token, &tok.openid, &self.cfg.wechat.lang).await?;
+        session.nickname = Some(info.nickname);
+        session.headimgurl = Some(info.headimgurl).filter(|s| !s.is_empty());
+        if info.unionid.is_some() {
+            session.unionid = info.unionid;
+        }
+        session.access_token = Some(tok.access_token);
+        session.refresh_token = Some(tok.refresh_token);
+        Ok(())
+    }
+
+    /// Adds the identity header (and the plain convenience headers) for a session.
+    pub fn attach_identity(&self, headers: &mut HeaderMap, session: &Session) -> Result<(), AuthError> {
+        let token = self.signer.token_for(session).map_err(|e| AuthError::Internal(e.to_string()))?;
+        headers.insert(self.identity_header.clone(), token);
+        if self.cfg.identity.plain_headers {
+            for (name, value) in plain_headers(session, "x-wxgate-") {
+                headers.insert(name, value);
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts a new session for a WeChat user: a new id (never the browser's old one),
+    /// stored, and its Set-Cookie value.
+    pub async fn create_session(&self, mut session: Session) -> Result<(Session, String), StoreError> {
+        session.id = crate::session::new_session_id();
+        let now = now_unix();
+        session.created_at = now;
+        session.profile_at = now;
+        session.expires_at = now + self.cfg.session.ttl.get().as_secs();
+        let ticket = self.store.save(&session).await?;
+        metrics().sessions_created.inc(&[self.cfg.session.store.as_str()]);
+        Ok((session, self.session_cookie(&ticket)))
+    }
+}
+
+/// `X-Wxgate-Openid`-style headers (or `X-Auth-Request-*` for forward-auth), values
+/// percent-encoded so any nickname fits in a header.
+pub fn plain_headers(session: &Session, prefix: &str) -> Vec<(HeaderName, HeaderValue)> {
+    let mut out = Vec::with_capacity(3);
+    let mut add = |suffix: &str, value: &str| {
+        let enc = classify::percent_encode_header(value);
+        if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(format!("{prefix}{suffix}").as_bytes()), HeaderValue::from_str(&enc)) {
+            out.push((n, v));
+        }
+    };
+    add("openid", &session.openid);
+    if let Some(u) = &session.unionid {
+        add("unionid", u);
+    }
+    if let Some(n) = &session.nickname {
+        add("nickname", n);
+    }
+    out
+}
+
+/// Characters escaped in a query component (like encodeURIComponent).
+pub const COMPONENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+pub fn redirect(location: &str) -> Response<Body> {
+    let mut resp = Response::new(empty());
+    *resp.status_mut() = StatusCode::FOUND;
+    if let Ok(v) = HeaderValue::from_str(location) {
+        resp.headers_mut().insert(LOCATION, v);
+    }
+    resp.headers_mut().insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+pub fn build_cookie(name: &str, value: &str, secure: bool, same_site: SameSite, max_age: Option<u64>) -> String {
+    let mut s = format!("{name}={value}; Path=/; HttpOnly");
+    if secure || same_site == SameSite::None {
+        s.push_str("; Secure");
+    }
+    s.push_str(match same_site {
+        SameSite::Lax => "; SameSite=Lax",
+        SameSite::Strict => "; SameSite=Strict",
+        SameSite::None => "; SameSite=None",
+    });
+    if let Some(age) = max_age {
+        s.push_str(&format!("; Max-Age={age}"));
+    }
+    s
+}
+
+/// Every (name, value) pair of every Cookie header.
+pub fn all_cookies(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| {
+            let (n, v) = pair.split_once('=')?;
+            Some((n.trim(), v.trim()))
+        })
+}
+
+pub fn cookie_values<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    all_cookies(headers).filter(move |(n, _)| *n == name).map(|(_, v)| v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookies_are_read_from_every_cookie_header() {
+        let mut h = HeaderMap::new();
+        h.append(http::header::COOKIE, HeaderValue::from_static("a=1; _wxgate=x"));
+        h.append(http::header::COOKIE, HeaderValue::from_static("b=2;_wxgate=y"));
+        assert_eq!(cookie_values(&h, "_wxgate").collect::<Vec<_>>(), vec!["x", "y"]);
+        assert_eq!(all_cookies(&h).count(), 4);
+    }
+
+    #[test]
+    fn cookies_carry_the_safe_attributes() {
+        let c = build_cookie("_wxgate", "v", true, SameSite::Lax, Some(60));
+        assert_eq!(c, "_wxgate=v; Path=/; HttpOnly; Secure; SameSite=Lax; Max-Age=60");
+        let c = build_cookie("_wxgate", "v", false, SameSite::None, None);
+        assert_eq!(c, "_wxgate=v; Path=/; HttpOnly; Secure; SameSite=None");
+        let c = build_cookie("_wxgate", "v", false, SameSite::Strict, None);
+        assert_eq!(c, "_wxgate=v; Path=/; HttpOnly; SameSite=Strict");
+    }
+}

@@ -925,6 +925,9 @@ fn parse_public_url(s: &str) -> Result<PublicUrl, String> {
     }
     let https = u.scheme_str() == Some("https");
     let path_prefix = u.path().trim_end_matches('/').to_string();
+    if !path_prefix.is_empty() {
+        return Err(format!("{s:?} must be an origin only (scheme and host, no path): wxgate's own URLs live under /_wxgate/ at the root"));
+    }
     Ok(PublicUrl {
         origin: format!(
             "{}://{}",

@@ -147,3 +147,30 @@ fn the_example_file_passes_check() {
         "https://app.example.com"
     );
 }
+
+#[test]
+fn every_config_key_is_documented_in_the_readme_reference() {
+    let readme = include_str!("../../README.md");
+    // Serialising the defaults yields every key of every section (Options included
+    // once filled), so a new field without a README row fails here.
+    let mut c = Config::default();
+    c.server.max_body_size = Some("1MB".into());
+    c.server.max_connections = Some(1);
+    c.server.tls_cert_file = Some("c".into());
+    c.server.tls_key_file = Some("k".into());
+    c.wechat.secret_file = Some("f".into());
+    c.session.secret_file = Some("f".into());
+    c.session.secure = Some(true);
+    c.desktop.website_secret_file = Some("f".into());
+    let value = toml::Value::try_from(&c).unwrap();
+    let mut missing = vec![];
+    for (section, table) in value.as_table().unwrap() {
+        for key in table.as_table().unwrap().keys() {
+            let row = format!("| `{section}.{key}` |");
+            if !readme.contains(&row) {
+                missing.push(row);
+            }
+        }
+    }
+    assert!(missing.is_empty(), "README's configuration reference lacks: {missing:?}");
+}

@@ -1,0 +1,183 @@
+//! What each `wxgate` command does, as library functions (main.rs only parses
+//! arguments and prints errors).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tracing::{error, info, warn};
+
+use crate::config::{self, Config};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("cannot listen on {key} = {addr}: {source}")]
+    Bind { key: &'static str, addr: SocketAddr, source: std::io::Error },
+    #[error("{0}")]
+    Config(String),
+    #[error("session store: {0}")]
+    Store(#[from] crate::session::StoreError),
+    #[error("{0}")]
+    App(String),
+}
+
+async fn bind(key: &'static str, addr: SocketAddr) -> Result<TcpListener, CliError> {
+    TcpListener::bind(addr).await.map_err(|source| CliError::Bind { key, addr, source })
+}
+
+/// `wxgate keygen`.
+pub fn keygen_text() -> String {
+    let (secret, pem) = crate::identity::keygen();
+    format!(
+        "# Session secret (session.secret or env WXGATE_SESSION_SECRET; the same on every replica):\n{secret}\n\n\
+# ES256 signing key (save as the file named by identity.signing_key_file; the same on every replica):\n{pem}"
+    )
+}
+
+/// `wxgate serve`: SIGTERM/SIGINT drain and exit, SIGHUP reloads the file.
+pub async fn serve(cfg: Config, path: PathBuf) -> Result<(), CliError> {
+    let public = bind("server.listen", cfg.server.listen_addr.ok_or_else(|| CliError::Config("server.listen".into()))?).await?;
+    let admin = bind("admin.listen", cfg.admin.listen_addr.ok_or_else(|| CliError::Config("admin.listen".into()))?).await?;
+    let (reload_tx, reload_rx) = tokio::sync::mpsc::channel::<Config>(1);
+    spawn_reloader(path, reload_tx);
+    crate::app::run_with_reload(cfg, crate::app::Listeners { public, admin }, shutdown_signal(), reload_rx)
+        .await
+        .map_err(|e| CliError::App(e.to_string()))
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => info!("SIGTERM: draining and shutting down"),
+                    _ = tokio::signal::ctrl_c() => info!("SIGINT: draining and shutting down"),
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(unix)]
+fn spawn_reloader(path: PathBuf, tx: tokio::sync::mpsc::Sender<Config>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    tokio::spawn(async move {
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            warn!("cannot listen for SIGHUP: reload is disabled");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match config::load(&path) {
+                Ok(cfg) => {
+                    info!(file = %path.display(), "SIGHUP: configuration reloaded from file, applying");
+                    if tx.send(cfg).await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    crate::admin::metrics::metrics().config_reloads.inc(&["invalid"]);
+                    error!(file = %path.display(), problems = %e.problems().join("; "), "SIGHUP: the new configuration is invalid; still serving the previous one");
+                }
+            }
+        }
+    });
+}
+
+#[cfg(not(unix))]
+fn spawn_reloader(_path: PathBuf, _tx: tokio::sync::mpsc::Sender<Config>) {}
+
+/// `wxgate mock-wechat --listen ADDR`.
+pub async fn mock_wechat(listen: SocketAddr) -> Result<(), CliError> {
+    let listener = bind("--listen", listen).await?;
+    let mock = crate::mock::MockWechat::new(crate::mock::MockConfig::default());
+    let cfg = mock.config();
+    println!("mock WeChat on http://{listen}  (appid {}, secret {})", cfg.appid, cfg.secret);
+    println!("  authorize_url = \"http://{listen}/connect/oauth2/authorize\"");
+    println!("  api_base_url  = \"http://{listen}\"");
+    crate::mock::serve(listener, mock, shutdown_signal()).await;
+    Ok(())
+}
+
+/// `wxgate demo`: prints the URL to open, runs until Ctrl-C.
+pub async fn demo(listen: SocketAddr) -> Result<(), CliError> {
+    let public = bind("--listen", listen).await?;
+    let admin = bind("admin", SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+    let app_listener = bind("demo app", SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+    let mock_listener = bind("mock WeChat", SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+    let (admin_addr, app_addr, mock_addr) = (
+        local(&admin)?,
+        local(&app_listener)?,
+        local(&mock_listener)?,
+    );
+    let mock_cfg = crate::mock::MockConfig {
+        authorized_hosts: vec![listen.ip().to_string(), "localhost".into()],
+        ..crate::mock::MockConfig::default()
+    };
+    let mock = crate::mock::MockWechat::new(mock_cfg);
+    let (appid, secret) = (mock.config().appid.clone(), mock.config().secret.clone());
+    tokio::spawn(crate::mock::serve(mock_listener, mock, std::future::pending::<()>()));
+
+    let text = crate::demo::demo_config_toml(listen, admin_addr, app_addr, mock_addr, &appid, &secret);
+    let cfg = config::from_toml(&text, std::path::Path::new("."), &config::ProcessEnv)
+        .map_err(|e| CliError::Config(e.problems().join("; ")))?;
+    let issuer = format!("{}/_wxgate", cfg.public().origin);
+    tokio::spawn(crate::demo::serve_demo_app(
+        app_listener,
+        format!("http://{listen}/_wxgate/jwks.json"),
+        issuer,
+        cfg.identity.audience.clone(),
+    ));
+    println!();
+    println!("  wxgate demo is running. Open this in a browser:");
+    println!();
+    println!("      http://{listen}/");
+    println!();
+    println!("  mock WeChat  http://{mock_addr}   demo app  http://{app_addr}   admin  http://{admin_addr}/metrics");
+    println!("  (a desktop browser gets the scan-to-sign-in page; its \"simulate the phone\" link plays WeChat)");
+    println!();
+    let (_tx, rx) = tokio::sync::mpsc::channel(1);
+    crate::app::run_with_reload(cfg, crate::app::Listeners { public, admin }, shutdown_signal(), rx)
+        .await
+        .map_err(|e| CliError::App(e.to_string()))
+}
+
+fn local(l: &TcpListener) -> Result<SocketAddr, CliError> {
+    l.local_addr().map_err(|e| CliError::App(e.to_string()))
+}
+
+/// `wxgate sessions count`.
+pub async fn sessions_count(cfg: &Config) -> Result<usize, CliError> {
+    require_shared_store(cfg)?;
+    let store = crate::session::Store::from_config(&cfg.session).await?;
+    Ok(store.count().await?)
+}
+
+/// `wxgate sessions revoke --openid`.
+pub async fn sessions_revoke(cfg: &Config, openid: &str) -> Result<usize, CliError> {
+    require_shared_store(cfg)?;
+    let store = Arc::new(crate::session::Store::from_config(&cfg.session).await?);
+    Ok(store.revoke_openid(openid).await?)
+}
+
+/// `sessions` commands run in their own process: only a store outside the proxy's
+/// memory can be counted or revoked from there.
+fn require_shared_store(cfg: &Config) -> Result<(), CliError> {
+    match cfg.session.store {
+        config::StoreKind::Redis => Ok(()),
+        other => Err(CliError::Config(format!(
+            "session.store = \"{}\" keeps no sessions this command can reach; use store = \"redis\" (the memory store lives inside the running proxy, the cookie store in browsers)",
+            other.as_str()
+        ))),
+    }
+}
