@@ -5,9 +5,26 @@
 //! the whole encrypted session for cookie, id + per-session key for redis), so the rest
 //! of wxgate never looks inside it.
 
+pub mod codec;
+mod compact;
+pub mod cookie_store;
+pub mod cookies;
+mod ephemeral;
+pub mod memory;
+pub mod redis;
+
+use std::time::{Duration, Instant};
+
 use serde::{Deserialize, Serialize};
 
-use crate::config::Scope;
+use crate::admin::metrics::metrics;
+use crate::config::{Scope, SessionConfig, StoreKind};
+
+pub use codec::CookieCodec;
+pub use cookie_store::CookieStore;
+pub use cookies::{clear_cookie, cookie_values, session_cookie};
+pub use memory::MemoryStore;
+pub use redis::RedisStore;
 
 /// A signed-in WeChat user, as the store keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,4 +67,134 @@ pub fn now_unix() -> u64 {
 pub fn new_session_id() -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(crate::config::random_bytes(32))
+}
+
+/// Why a store could not answer. Every variant means "no answer", never "no session":
+/// the caller answers 503 rather than sending a signed-in user back to WeChat.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("session store unavailable: {0}")]
+    Unavailable(String),
+    #[error("session store timed out")]
+    Timeout,
+    #[error("operation not supported by this session store")]
+    Unsupported,
+    #[error("session store returned corrupt data")]
+    Corrupt,
+}
+
+/// The configured session store. An enum rather than a trait object: three known
+/// stores, no boxing of every future on the request path.
+pub enum Store {
+    Memory(MemoryStore),
+    Cookie(CookieStore),
+    Redis(RedisStore),
+}
+
+/// Runs one operation on whichever store this is, counting it in the metrics.
+macro_rules! dispatch {
+    ($self:ident, $op:literal, |$s:ident| $call:expr) => {{
+        let started = Instant::now();
+        let result = match $self {
+            Store::Memory($s) => $call.await,
+            Store::Cookie($s) => $call.await,
+            Store::Redis($s) => $call.await,
+        };
+        $self.record($op, started, result.is_err());
+        result
+    }};
+}
+
+impl Store {
+    pub async fn from_config(cfg: &SessionConfig) -> Result<Store, StoreError> {
+        Ok(match cfg.store {
+            StoreKind::Memory => Store::Memory(MemoryStore::new(cfg.max_sessions)),
+            StoreKind::Cookie => Store::Cookie(CookieStore::new(cfg)),
+            StoreKind::Redis => Store::Redis(RedisStore::connect(cfg).await?),
+        })
+    }
+
+    pub fn kind(&self) -> StoreKind {
+        match self {
+            Store::Memory(_) => StoreKind::Memory,
+            Store::Cookie(_) => StoreKind::Cookie,
+            Store::Redis(_) => StoreKind::Redis,
+        }
+    }
+
+    fn record(&self, op: &'static str, started: Instant, failed: bool) {
+        let labels = [self.kind().as_str(), op];
+        let m = metrics();
+        m.store_ops.inc(&labels);
+        if failed {
+            m.store_errors.inc(&labels);
+        }
+        m.store_duration.observe(&labels, started.elapsed());
+    }
+
+    /// Stores a new session; returns its ticket (the session cookie's value before sealing).
+    pub async fn save(&self, s: &Session) -> Result<String, StoreError> {
+        dispatch!(self, "save", |st| st.save(s))
+    }
+
+    /// The session a ticket names; None when unknown, expired or revoked.
+    pub async fn load(&self, ticket: &str) -> Result<Option<Session>, StoreError> {
+        dispatch!(self, "load", |st| st.load(ticket))
+    }
+
+    /// Writes `s` (a later expiry, a refreshed profile) back. A change of expiry alone by
+    /// less than a minute is skipped, so busy sessions do not write on every request.
+    /// Some(new ticket) when the browser's cookie must be re-issued.
+    pub async fn touch(&self, ticket: &str, s: &Session) -> Result<Option<String>, StoreError> {
+        dispatch!(self, "touch", |st| st.touch(ticket, s))
+    }
+
+    /// Sign-out: afterwards `load(ticket)` is None.
+    pub async fn delete(&self, ticket: &str, s: &Session) -> Result<(), StoreError> {
+        dispatch!(self, "delete", |st| st.delete(ticket, s))
+    }
+
+    /// Ends every session of a WeChat user; returns how many were ended (when known).
+    pub async fn revoke_openid(&self, openid: &str) -> Result<usize, StoreError> {
+        dispatch!(self, "revoke_openid", |st| st.revoke_openid(openid))
+    }
+
+    /// Live sessions (stores that keep them server-side).
+    pub async fn count(&self) -> Result<usize, StoreError> {
+        dispatch!(self, "count", |st| st.count())
+    }
+
+    /// Readiness: can the store answer?
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        dispatch!(self, "ping", |st| st.ping())
+    }
+
+    /// A small short-lived value (sign-in flow markers, desktop QR tickets).
+    pub async fn put_ephemeral(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        dispatch!(self, "put_ephemeral", |st| st
+            .put_ephemeral(key, value, ttl))
+    }
+
+    pub async fn get_ephemeral(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        dispatch!(self, "get_ephemeral", |st| st.get_ephemeral(key))
+    }
+
+    /// Get and delete in one step: of two concurrent takes, exactly one gets the value.
+    pub async fn take_ephemeral(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        dispatch!(self, "take_ephemeral", |st| st.take_ephemeral(key))
+    }
+
+    /// True when this caller now holds the lock; it lapses after `ttl` if never unlocked.
+    pub async fn try_lock(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
+        dispatch!(self, "try_lock", |st| st.try_lock(key, ttl))
+    }
+
+    pub async fn unlock(&self, key: &str) -> Result<(), StoreError> {
+        dispatch!(self, "unlock", |st| st.unlock(key))
+    }
 }

@@ -1,0 +1,53 @@
+//! Reading and writing wxgate's cookies: the Set-Cookie attributes and the Cookie
+//! request headers.
+
+use std::time::Duration;
+
+use http::HeaderMap;
+
+use crate::config::SameSite;
+
+/// A Set-Cookie value: HttpOnly, Path=/, Secure when asked (always with SameSite=None,
+/// which browsers refuse otherwise), and Max-Age when given.
+pub fn session_cookie(
+    name: &str,
+    sealed_value: &str,
+    secure: bool,
+    same_site: SameSite,
+    max_age: Option<Duration>,
+) -> String {
+    let mut s = format!("{name}={sealed_value}; Path=/; HttpOnly");
+    if secure || same_site == SameSite::None {
+        s.push_str("; Secure");
+    }
+    s.push_str(match same_site {
+        SameSite::Lax => "; SameSite=Lax",
+        SameSite::Strict => "; SameSite=Strict",
+        SameSite::None => "; SameSite=None",
+    });
+    if let Some(age) = max_age {
+        s.push_str(&format!("; Max-Age={}", age.as_secs()));
+    }
+    s
+}
+
+/// A Set-Cookie value that makes the browser forget the cookie.
+pub fn clear_cookie(name: &str, secure: bool, same_site: SameSite) -> String {
+    session_cookie(name, "", secure, same_site, Some(Duration::ZERO))
+}
+
+/// Every value of the cookie `name`, across all Cookie headers (a browser may send
+/// several cookies of one name, e.g. set for different paths).
+pub fn cookie_values<'a>(
+    headers: &'a HeaderMap,
+    name: &'a str,
+) -> impl Iterator<Item = &'a str> + 'a {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.split_once('='))
+        .filter(move |(n, _)| n.trim() == name)
+        .map(|(_, v)| v.trim())
+}
