@@ -59,3 +59,56 @@ impl CookieCodec {
         (12 + value_len + 16).div_ceil(3) * 4
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CURRENT: &[u8] = b"current secret, thirty-two bytes or more";
+    const OLD: &[u8] = b"previous secret, also thirty-two bytes long";
+
+    #[test]
+    fn a_sealed_value_opens_only_intact_under_its_name_and_our_keys() {
+        let codec = CookieCodec::new(CURRENT, &[]);
+        let sealed = codec.seal("_wxgate", "ticket value");
+        assert_eq!(
+            codec.open("_wxgate", &sealed).as_deref(),
+            Some("ticket value")
+        );
+        assert!(!sealed.contains("ticket"), "the value is encrypted");
+
+        let mut flipped = sealed.clone().into_bytes();
+        flipped[20] = if flipped[20] == b'A' { b'B' } else { b'A' };
+        let flipped = String::from_utf8(flipped).unwrap();
+        let table: &[(&str, &str, &str)] = &[
+            ("tampered", "_wxgate", &flipped),
+            ("truncated", "_wxgate", &sealed[..sealed.len() - 4]),
+            ("empty", "_wxgate", ""),
+            ("plain text", "_wxgate", "ticket value"),
+            ("other cookie name", "_wxgate_state", &sealed),
+        ];
+        for (case, name, value) in table {
+            assert_eq!(codec.open(name, value), None, "{case}");
+        }
+        let other = CookieCodec::new(OLD, &[]);
+        assert_eq!(other.open("_wxgate", &sealed), None, "other key");
+    }
+
+    #[test]
+    fn sealed_len_predicts_the_sealed_length() {
+        let codec = CookieCodec::new(CURRENT, &[]);
+        for n in [0, 1, 2, 3, 100, 2999] {
+            assert_eq!(
+                codec.seal("n", &"x".repeat(n)).len(),
+                CookieCodec::sealed_len(n),
+                "{n}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_short_secret_does_not_panic() {
+        let codec = CookieCodec::new(b"short", &[]);
+        assert_eq!(codec.open("n", &codec.seal("n", "v")).as_deref(), Some("v"));
+    }
+}

@@ -51,3 +51,66 @@ pub fn cookie_values<'a>(
         .filter(move |(n, _)| n.trim() == name)
         .map(|(_, v)| v.trim())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    #[test]
+    fn set_cookie_values_carry_the_safe_attributes() {
+        let day = Some(Duration::from_secs(86400));
+        let table: &[(bool, SameSite, Option<Duration>, &str)] = &[
+            (
+                true,
+                SameSite::Lax,
+                day,
+                "n=v; Path=/; HttpOnly; Secure; SameSite=Lax; Max-Age=86400",
+            ),
+            (
+                false,
+                SameSite::Strict,
+                None,
+                "n=v; Path=/; HttpOnly; SameSite=Strict",
+            ),
+            (
+                false,
+                SameSite::None,
+                None,
+                "n=v; Path=/; HttpOnly; Secure; SameSite=None",
+            ),
+        ];
+        for (secure, same_site, max_age, want) in table {
+            assert_eq!(
+                session_cookie("n", "v", *secure, *same_site, *max_age),
+                *want
+            );
+        }
+        assert_eq!(
+            clear_cookie("n", true, SameSite::Lax),
+            "n=; Path=/; HttpOnly; Secure; SameSite=Lax; Max-Age=0"
+        );
+    }
+
+    #[test]
+    fn cookie_values_come_from_every_cookie_header_and_only_that_name() {
+        let mut h = HeaderMap::new();
+        h.append(
+            http::header::COOKIE,
+            HeaderValue::from_static("a=1; _wxgate=x; _wxgate_s=z"),
+        );
+        h.append(
+            http::header::COOKIE,
+            HeaderValue::from_static("b=2;_wxgate=y=="),
+        );
+        h.append(
+            http::header::COOKIE,
+            HeaderValue::from_static("novalue; _wxgate"),
+        );
+        assert_eq!(
+            cookie_values(&h, "_wxgate").collect::<Vec<_>>(),
+            vec!["x", "y=="]
+        );
+        assert_eq!(cookie_values(&HeaderMap::new(), "_wxgate").count(), 0);
+    }
+}

@@ -1,73 +1,299 @@
-//! The Redis session store (placeholder: same API as the other stores, every
-//! operation unavailable).
+//! The in-process session store: sessions live in this process only (lost on restart,
+//! not shared between replicas). The ticket is the session id.
+//!
+//! Kept compact because it holds every live session: an entry is the id's 128-bit hash
+//! as key, the expiry, an insertion number and the session in its compact text form
+//! (one allocation), so a base-scope session costs a few hundred bytes.
 
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use super::{Session, StoreError};
+use super::compact::{decode, encode, needs_write};
+use super::ephemeral::Ephemeral;
+use super::{now_unix, Session, StoreError};
+
+/// Expired sessions are swept at most this often, on a write.
+const SWEEP_EVERY_SECS: u64 = 60;
 
 pub struct MemoryStore {
-    _private: (),
+    max_sessions: usize,
+    inner: Mutex<Inner>,
+    ephemeral: Ephemeral,
 }
 
-fn unavailable<T>() -> Result<T, StoreError> {
-    Err(StoreError::Unavailable("redis store not available".into()))
+struct Entry {
+    /// Insertion number: matches the `order` item that still stands for this entry.
+    seq: u64,
+    expires_at: u64,
+    /// The session without its id, in compact form.
+    data: Box<str>,
+}
+
+#[derive(Default)]
+struct Inner {
+    map: HashMap<u128, Entry>,
+    /// Oldest first. Items whose entry was since removed or rewritten are skipped.
+    order: VecDeque<(u128, u64)>,
+    by_openid: HashMap<Box<str>, Vec<u128>>,
+    next_seq: u64,
+    last_sweep: u64,
+}
+
+/// The map key of a ticket. A hash rather than the ticket itself: fixed size, no
+/// allocation, and a memory dump does not hold usable tickets.
+fn key_of(ticket: &str) -> u128 {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, ticket.as_bytes());
+    let mut k = [0u8; 16];
+    k.copy_from_slice(&d.as_ref()[..16]);
+    u128::from_le_bytes(k)
+}
+
+impl Inner {
+    fn insert(&mut self, key: u128, s: &Session) {
+        self.remove(key);
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.map.insert(
+            key,
+            Entry {
+                seq,
+                expires_at: s.expires_at,
+                data: encode(s, false).into_boxed_str(),
+            },
+        );
+        self.order.push_back((key, seq));
+        let ids = self.by_openid.entry(s.openid.as_str().into()).or_default();
+        ids.push(key);
+    }
+
+    fn remove(&mut self, key: u128) -> Option<Entry> {
+        let entry = self.map.remove(&key)?;
+        if let Some(s) = decode(&entry.data, Some("")) {
+            if let Some(ids) = self.by_openid.get_mut(s.openid.as_str()) {
+                ids.retain(|k| *k != key);
+                if ids.is_empty() {
+                    self.by_openid.remove(s.openid.as_str());
+                }
+            }
+        }
+        Some(entry)
+    }
+
+    fn evict_beyond(&mut self, max: usize) {
+        while self.map.len() > max {
+            let Some((key, seq)) = self.order.pop_front() else {
+                break;
+            };
+            if self.map.get(&key).is_some_and(|e| e.seq == seq) {
+                self.remove(key);
+            }
+        }
+        // Stale order items pile up when sessions are deleted or rewritten: rebuild once
+        // they outnumber live entries, keeping the queue within twice the map.
+        if self.order.len() > 2 * self.map.len() + 64 {
+            let map = &self.map;
+            self.order
+                .retain(|(k, seq)| map.get(k).is_some_and(|e| e.seq == *seq));
+        }
+    }
+
+    fn sweep(&mut self, now: u64) {
+        if now.saturating_sub(self.last_sweep) < SWEEP_EVERY_SECS {
+            return;
+        }
+        self.last_sweep = now;
+        let expired: Vec<u128> = self
+            .map
+            .iter()
+            .filter(|(_, e)| e.expires_at <= now)
+            .map(|(k, _)| *k)
+            .collect();
+        for key in expired {
+            self.remove(key);
+        }
+    }
 }
 
 impl MemoryStore {
-    pub fn new(_max_sessions: usize) -> MemoryStore {
-        MemoryStore { _private: () }
+    /// Keeps at most `max_sessions`, dropping the oldest beyond it.
+    pub fn new(max_sessions: usize) -> MemoryStore {
+        MemoryStore {
+            max_sessions: max_sessions.max(1),
+            inner: Mutex::new(Inner::default()),
+            ephemeral: Ephemeral::default(),
+        }
     }
 
-    pub async fn save(&self, _s: &Session) -> Result<String, StoreError> {
-        unavailable()
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // Each critical section leaves the maps consistent: a poisoned lock is usable.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub async fn load(&self, _ticket: &str) -> Result<Option<Session>, StoreError> {
-        unavailable()
+    pub async fn save(&self, s: &Session) -> Result<String, StoreError> {
+        let mut inner = self.lock();
+        inner.sweep(now_unix());
+        inner.insert(key_of(&s.id), s);
+        inner.evict_beyond(self.max_sessions);
+        Ok(s.id.clone())
     }
 
-    pub async fn touch(&self, _ticket: &str, _s: &Session) -> Result<Option<String>, StoreError> {
-        unavailable()
+    pub async fn load(&self, ticket: &str) -> Result<Option<Session>, StoreError> {
+        let inner = self.lock();
+        Ok(match inner.map.get(&key_of(ticket)) {
+            Some(e) if e.expires_at > now_unix() => decode(&e.data, Some(ticket)),
+            _ => None,
+        })
     }
 
-    pub async fn delete(&self, _ticket: &str, _s: &Session) -> Result<(), StoreError> {
-        unavailable()
+    /// Never re-issues the cookie: the ticket does not change.
+    pub async fn touch(&self, ticket: &str, s: &Session) -> Result<Option<String>, StoreError> {
+        let key = key_of(ticket);
+        let mut inner = self.lock();
+        let Some(entry) = inner.map.get_mut(&key) else {
+            // Deleted or evicted meanwhile: do not bring it back.
+            return Ok(None);
+        };
+        let Some(old) = decode(&entry.data, Some(ticket)) else {
+            return Err(StoreError::Corrupt);
+        };
+        if !needs_write(&old, s) {
+            return Ok(None);
+        }
+        if old.openid == s.openid {
+            entry.expires_at = s.expires_at;
+            entry.data = encode(s, false).into_boxed_str();
+        } else {
+            inner.insert(key, s);
+        }
+        Ok(None)
     }
 
-    pub async fn revoke_openid(&self, _openid: &str) -> Result<usize, StoreError> {
-        unavailable()
+    pub async fn delete(&self, ticket: &str, _s: &Session) -> Result<(), StoreError> {
+        self.lock().remove(key_of(ticket));
+        Ok(())
+    }
+
+    pub async fn revoke_openid(&self, openid: &str) -> Result<usize, StoreError> {
+        let mut inner = self.lock();
+        let keys = inner.by_openid.remove(openid).unwrap_or_default();
+        let now = now_unix();
+        let mut ended = 0;
+        for key in keys {
+            if inner.map.remove(&key).is_some_and(|e| e.expires_at > now) {
+                ended += 1;
+            }
+        }
+        Ok(ended)
     }
 
     pub async fn count(&self) -> Result<usize, StoreError> {
-        unavailable()
+        let now = now_unix();
+        Ok(self
+            .lock()
+            .map
+            .values()
+            .filter(|e| e.expires_at > now)
+            .count())
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
-        unavailable()
+        Ok(())
     }
 
     pub async fn put_ephemeral(
         &self,
-        _key: &str,
-        _value: &[u8],
-        _ttl: Duration,
+        key: &str,
+        value: &[u8],
+        ttl: Duration,
     ) -> Result<(), StoreError> {
-        unavailable()
+        self.ephemeral.put(key, value, ttl);
+        Ok(())
     }
 
-    pub async fn get_ephemeral(&self, _key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        unavailable()
+    pub async fn get_ephemeral(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.ephemeral.get(key))
     }
 
-    pub async fn take_ephemeral(&self, _key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        unavailable()
+    pub async fn take_ephemeral(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.ephemeral.take(key))
     }
 
-    pub async fn try_lock(&self, _key: &str, _ttl: Duration) -> Result<bool, StoreError> {
-        unavailable()
+    pub async fn try_lock(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
+        Ok(self.ephemeral.try_lock(key, ttl))
     }
 
-    pub async fn unlock(&self, _key: &str) -> Result<(), StoreError> {
-        unavailable()
+    pub async fn unlock(&self, key: &str) -> Result<(), StoreError> {
+        self.ephemeral.unlock(key);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::compact::tests::base_session;
+
+    fn live(openid: &str) -> Session {
+        let mut s = base_session();
+        s.id = crate::session::new_session_id();
+        s.openid = openid.into();
+        s.expires_at = now_unix() + 3600;
+        s
+    }
+
+    #[tokio::test]
+    async fn beyond_max_sessions_the_oldest_is_dropped() {
+        let store = MemoryStore::new(2);
+        let (a, b, c) = (live("a"), live("b"), live("c"));
+        for s in [&a, &b, &c] {
+            store.save(s).await.unwrap();
+        }
+        assert_eq!(store.load(&a.id).await.unwrap(), None);
+        assert_eq!(store.load(&b.id).await.unwrap(), Some(b));
+        assert_eq!(store.load(&c.id).await.unwrap(), Some(c));
+        assert_eq!(store.count().await.unwrap(), 2);
+        assert!(
+            !store.lock().by_openid.contains_key("a"),
+            "index follows eviction"
+        );
+    }
+
+    #[tokio::test]
+    async fn expired_sessions_are_swept_on_a_later_write() {
+        let store = MemoryStore::new(10);
+        let mut old = live("a");
+        old.expires_at = now_unix() - 1;
+        store.save(&old).await.unwrap();
+        store.lock().last_sweep = 0;
+        store.save(&live("b")).await.unwrap();
+        let inner = store.lock();
+        assert_eq!(inner.map.len(), 1);
+        assert!(!inner.by_openid.contains_key("a"));
+    }
+
+    #[tokio::test]
+    async fn rewrites_and_deletes_do_not_grow_the_order_queue_without_bound() {
+        let store = MemoryStore::new(10);
+        let s = live("a");
+        for _ in 0..1000 {
+            store.save(&s).await.unwrap();
+        }
+        assert!(store.lock().order.len() <= 2 + 64);
+        assert_eq!(store.count().await.unwrap(), 1);
+    }
+
+    #[test]
+    fn a_base_scope_session_costs_well_under_a_kilobyte() {
+        let s = base_session();
+        let data = encode(&s, false).len();
+        // Map slot (key + entry + control byte, at 7/8 load), order item, openid index
+        // slot, and allocator overhead for the data: generous upper bounds.
+        let map_slot = (size_of::<u128>() + size_of::<Entry>() + 1) * 8 / 7;
+        let order_item = size_of::<(u128, u64)>() * 2;
+        let index =
+            size_of::<u128>() * 2 + size_of::<(Box<str>, Vec<u128>)>() + s.openid.len() + 32;
+        let total = data + 16 + map_slot + order_item + index;
+        assert!(total < 700, "{total} bytes per session");
     }
 }
