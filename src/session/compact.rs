@@ -136,7 +136,8 @@ pub(crate) mod tests {
     #[test]
     fn touch_writes_only_changes_or_expiry_moves_of_a_minute() {
         let old = base_session();
-        let table: &[(&str, fn(&mut Session), bool)] = &[
+        type Change = fn(&mut Session);
+        let table: &[(&str, Change, bool)] = &[
             ("unchanged", |_| {}, false),
             ("expiry +59s", |s| s.expires_at += 59, false),
             ("expiry +60s", |s| s.expires_at += 60, true),

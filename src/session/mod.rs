@@ -198,3 +198,47 @@ impl Store {
         dispatch!(self, "unlock", |st| st.unlock(key))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send<T: Send>(_: &T) {}
+
+    #[tokio::test]
+    async fn every_operation_is_counted_by_store_and_op() {
+        let store = Store::Memory(MemoryStore::new(10));
+        let m = metrics();
+        let labels = ["memory", "unlock"];
+        let (ops, observed) = (m.store_ops.get(&labels), m.store_duration.count(&labels));
+        store.unlock("k").await.unwrap();
+        assert!(m.store_ops.get(&labels) > ops);
+        assert!(m.store_duration.count(&labels) > observed);
+
+        let cookie = Store::Cookie(CookieStore::new(&SessionConfig::default()));
+        let labels = ["cookie", "count"];
+        let errors = m.store_errors.get(&labels);
+        assert_eq!(cookie.count().await, Err(StoreError::Unsupported));
+        assert!(m.store_errors.get(&labels) > errors);
+    }
+
+    /// The proxy shares one store between tasks: its futures must be Send.
+    #[test]
+    fn store_futures_can_be_spawned() {
+        let store = Store::Memory(MemoryStore::new(1));
+        let s = compact::tests::base_session();
+        let ttl = Duration::from_secs(1);
+        assert_send(&store.save(&s));
+        assert_send(&store.load("t"));
+        assert_send(&store.touch("t", &s));
+        assert_send(&store.delete("t", &s));
+        assert_send(&store.revoke_openid("o"));
+        assert_send(&store.count());
+        assert_send(&store.ping());
+        assert_send(&store.put_ephemeral("k", b"v", ttl));
+        assert_send(&store.get_ephemeral("k"));
+        assert_send(&store.take_ephemeral("k"));
+        assert_send(&store.try_lock("k", ttl));
+        assert_send(&store.unlock("k"));
+    }
+}
