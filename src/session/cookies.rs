@@ -38,10 +38,9 @@ pub fn clear_cookie(name: &str, secure: bool, same_site: SameSite) -> String {
 
 /// Every value of the cookie `name`, across all Cookie headers (a browser may send
 /// several cookies of one name, e.g. set for different paths).
-pub fn cookie_values<'a>(
-    headers: &'a HeaderMap,
-    name: &'a str,
-) -> impl Iterator<Item = &'a str> + 'a {
+pub fn cookie_values<'a>(headers: &'a HeaderMap, name: &str) -> impl Iterator<Item = &'a str> {
+    // Owned so the iterator does not borrow the name (a few bytes, once per request).
+    let name = name.to_owned();
     headers
         .get_all(http::header::COOKIE)
         .iter()
