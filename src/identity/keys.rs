@@ -44,7 +44,7 @@ pub(crate) enum Pair {
 
 enum Material {
     Pair(Pair),
-    Hmac(hmac::Key),
+    Hmac(Box<hmac::Key>),
 }
 
 /// The public members of a key, as RFC 7638 names them (base64url values).
@@ -161,7 +161,7 @@ impl SigningKey {
             alg: Algorithm::HS256,
             kid: public.thumbprint(),
             public,
-            material: Material::Hmac(hmac::Key::new(hmac::HMAC_SHA256, secret)),
+            material: Material::Hmac(Box::new(hmac::Key::new(hmac::HMAC_SHA256, secret))),
         }
     }
 
