@@ -1,0 +1,184 @@
+//! The claims of the identity token: a pure function of the session and of the moment
+//! and ids the signer chose, so every rule of PRODUCT.md's claim table is tested here.
+
+use serde_json::{Map, Value};
+
+use crate::config::Scope;
+use crate::session::Session;
+
+/// Every claim a token may carry, for the discovery document.
+pub(crate) const CLAIMS_SUPPORTED: &[&str] = &[
+    "iss",
+    "aud",
+    "sub",
+    "iat",
+    "nbf",
+    "exp",
+    "jti",
+    "sid",
+    "appid",
+    "openid",
+    "scope",
+    "unionid",
+    "nickname",
+    "headimgurl",
+    "name",
+    "picture",
+];
+
+/// What the signer adds to a session to make one token's claims.
+pub(crate) struct Stamp<'a> {
+    pub iss: &'a str,
+    pub aud: &'a str,
+    /// Unix seconds.
+    pub iat: u64,
+    /// Seconds: `exp - iat`.
+    pub ttl: u64,
+    pub sid: &'a str,
+    pub jti: &'a str,
+}
+
+pub(crate) fn claims(s: &Session, st: &Stamp<'_>) -> Value {
+    let mut c = Map::new();
+    let mut put = |k: &str, v: Value| {
+        c.insert(k.to_string(), v);
+    };
+    put("iss", st.iss.into());
+    put("aud", st.aud.into());
+    put("sub", s.openid.as_str().into());
+    put("iat", st.iat.into());
+    put("nbf", st.iat.into());
+    put("exp", (st.iat + st.ttl).into());
+    put("jti", st.jti.into());
+    put("sid", st.sid.into());
+    put("appid", s.appid.as_str().into());
+    put("openid", s.openid.as_str().into());
+    put("scope", s.scope.as_str().into());
+    // WeChat sends "" for some absent fields; an empty claim would only mislead.
+    let present = |v: &Option<String>| v.as_deref().filter(|v| !v.is_empty()).map(str::to_owned);
+    if let Some(u) = present(&s.unionid) {
+        put("unionid", u.into());
+    }
+    // A profile is only claimed when the user consented to share it.
+    if s.scope == Scope::UserInfo {
+        if let Some(n) = present(&s.nickname) {
+            put("nickname", n.as_str().into());
+            put("name", n.into());
+        }
+        if let Some(h) = present(&s.headimgurl) {
+            put("headimgurl", h.as_str().into());
+            put("picture", h.into());
+        }
+    }
+    Value::Object(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn session(
+        scope: Scope,
+        unionid: Option<&str>,
+        nick: Option<&str>,
+        img: Option<&str>,
+    ) -> Session {
+        Session {
+            id: "session-id".into(),
+            appid: "wxappid".into(),
+            openid: "o-user".into(),
+            unionid: unionid.map(Into::into),
+            scope,
+            nickname: nick.map(Into::into),
+            headimgurl: img.map(Into::into),
+            access_token: Some("never a claim".into()),
+            refresh_token: Some("never a claim".into()),
+            created_at: 1,
+            profile_at: 2,
+            expires_at: 3,
+        }
+    }
+
+    #[test]
+    fn claims_follow_the_product_table() {
+        let stamp = Stamp {
+            iss: "https://app.example.com/_wxgate",
+            aud: "http://127.0.0.1:3000",
+            iat: 1_700_000_000,
+            ttl: 300,
+            sid: "SID",
+            jti: "JTI",
+        };
+        let common = json!({
+            "iss": "https://app.example.com/_wxgate", "aud": "http://127.0.0.1:3000",
+            "sub": "o-user", "iat": 1_700_000_000u64, "nbf": 1_700_000_000u64,
+            "exp": 1_700_000_300u64, "jti": "JTI", "sid": "SID", "appid": "wxappid",
+            "openid": "o-user",
+        });
+        let with = |extra: Value| {
+            let mut v = common.clone();
+            for (k, x) in extra.as_object().unwrap() {
+                v[k] = x.clone();
+            }
+            v
+        };
+        let cases = [
+            (
+                "base scope: no profile even if one is stored",
+                session(Scope::Base, None, Some("Nick"), Some("http://img")),
+                with(json!({"scope": "snsapi_base"})),
+            ),
+            (
+                "userinfo scope: profile under WeChat and OIDC names",
+                session(
+                    Scope::UserInfo,
+                    Some("u-1"),
+                    Some("Nick"),
+                    Some("http://img"),
+                ),
+                with(json!({"scope": "snsapi_userinfo", "unionid": "u-1",
+                    "nickname": "Nick", "name": "Nick",
+                    "headimgurl": "http://img", "picture": "http://img"})),
+            ),
+            (
+                "absent optionals are omitted, not null",
+                session(Scope::UserInfo, None, None, None),
+                with(json!({"scope": "snsapi_userinfo"})),
+            ),
+            (
+                "empty strings count as absent",
+                session(Scope::UserInfo, Some(""), Some(""), Some("")),
+                with(json!({"scope": "snsapi_userinfo"})),
+            ),
+            (
+                "unionid is claimed in base scope too",
+                session(Scope::Base, Some("u-1"), None, None),
+                with(json!({"scope": "snsapi_base", "unionid": "u-1"})),
+            ),
+        ];
+        for (name, s, want) in cases {
+            assert_eq!(claims(&s, &stamp), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn every_claim_made_is_listed_as_supported() {
+        let s = session(Scope::UserInfo, Some("u"), Some("n"), Some("h"));
+        let stamp = Stamp {
+            iss: "i",
+            aud: "a",
+            iat: 0,
+            ttl: 1,
+            sid: "s",
+            jti: "j",
+        };
+        let c = claims(&s, &stamp);
+        let made: Vec<&str> = c.as_object().unwrap().keys().map(String::as_str).collect();
+        let mut supported = CLAIMS_SUPPORTED.to_vec();
+        supported.sort_unstable();
+        let mut made_sorted = made.clone();
+        made_sorted.sort_unstable();
+        assert_eq!(made_sorted, supported);
+    }
+}
