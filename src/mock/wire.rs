@@ -99,7 +99,7 @@ pub fn check_link(
             "forcePopup",
         ]);
     }
-    if !allowed.iter().any(|a| *a == names.as_slice()) {
+    if !allowed.contains(&names.as_slice()) {
         return Err(Refusal::LinkInvalid);
     }
     let get = |name: &str| {
