@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use bytes::Bytes;
-use futures_util::stream;
+use futures_util::{stream, StreamExt};
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body::Frame;
 use http_body_util::{BodyExt, StreamBody};
@@ -83,14 +83,16 @@ pub(super) fn broken(kind: Broken) -> Response<Body> {
         ),
         Broken::CloseMidBody => {
             // Half a token answer, then an error: hyper drops the connection short of
-            // the promised Content-Length.
-            let frames: Vec<Result<Frame<Bytes>, BoxError>> = vec![
-                Ok(Frame::data(Bytes::from_static(
-                    b"{\"access_token\":\"ACCESS",
-                ))),
-                Err("connection closed mid-body".into()),
-            ];
-            let body = StreamBody::new(stream::iter(frames)).boxed_unsync();
+            // the promised Content-Length. The yield lets hyper flush the head and the
+            // first bytes before the error, so the cut is mid-body, not before it.
+            let head = stream::iter([Ok::<_, BoxError>(Frame::data(Bytes::from_static(
+                b"{\"access_token\":\"ACCESS",
+            )))]);
+            let cut = stream::once(async {
+                tokio::task::yield_now().await;
+                Err::<Frame<Bytes>, BoxError>("connection closed mid-body".into())
+            });
+            let body = StreamBody::new(head.chain(cut)).boxed_unsync();
             let mut r = Response::new(body);
             r.headers_mut()
                 .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));

@@ -405,6 +405,7 @@ pub async fn serve(listener: TcpListener, mock: MockWechat, shutdown: impl Futur
             }
         });
     }
+    drop(listener);
     let _ = tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await;
 }
 
