@@ -252,6 +252,7 @@ async fn a_browser_outside_wechat_is_told_to_open_the_link_in_wechat() {
     let w = World::start().await;
     let page = w.get(&w.authorize(Scope::Base, "s"), DESKTOP).await;
     assert_eq!(page.status(), 200);
+    assert_eq!(page.headers()["x-mock-wechat-error"], "not_wechat");
     assert!(page
         .text()
         .await
@@ -272,19 +273,23 @@ async fn the_authorize_page_refuses_links_wechat_would_refuse() {
         (
             format!("{page}?redirect_uri=https%3A%2F%2Fapp.example.com%2Fcb&appid={appid}&response_type=code&scope=snsapi_base&state=s"),
             "该链接无法访问",
+            "link_invalid",
         ),
         (
             format!("{page}?appid={appid}&redirect_uri=https%3A%2F%2Fother.example.com%2Fcb&response_type=code&scope=snsapi_base&state=s"),
             "redirect_uri 域名与后台配置不一致",
+            "redirect_domain",
         ),
         (
             format!("{page}?appid={appid}&redirect_uri=https%3A%2F%2Fapp.example.com%2Fcb&response_type=code&scope=snsapi_login&state=s"),
             "scope",
+            "scope",
         ),
     ];
-    for (url, words) in cases {
+    for (url, words, name) in cases {
         let resp = w.get(&url, IN_WECHAT).await;
         assert_eq!(resp.status(), 200, "{url}");
+        assert_eq!(resp.headers()["x-mock-wechat-error"], name, "{url}");
         let html = resp.text().await.unwrap();
         assert!(html.contains(words), "{url}: {html}");
         assert!(!html.contains("<form"), "{url}");

@@ -34,8 +34,8 @@ fn html_page(status: StatusCode, title: &str, body: &str) -> Response<Body> {
     resp
 }
 
-/// WeChat shows its refusals as ordinary pages (HTTP 200); the code is also in a header
-/// so tests and scripts need not read Chinese.
+/// WeChat shows its refusals as ordinary pages (HTTP 200); a name for the refusal is
+/// also in a header so tests and scripts need not read Chinese.
 fn refusal_page(r: Refusal) -> Response<Body> {
     let code = if r.code() == 0 {
         String::new()
@@ -48,7 +48,7 @@ fn refusal_page(r: Refusal) -> Response<Body> {
         &format!("<h1>{}</h1>{code}", html_escape(r.message())),
     );
     resp.headers_mut()
-        .insert("x-mock-wechat-error", HeaderValue::from(r.code()));
+        .insert("x-mock-wechat-error", HeaderValue::from_static(r.name()));
     resp
 }
 
@@ -98,7 +98,7 @@ pub(super) async fn authorize(
         );
         resp.headers_mut().insert(
             "x-mock-wechat-error",
-            HeaderValue::from_static("not-wechat"),
+            HeaderValue::from_static("not_wechat"),
         );
         return resp;
     }

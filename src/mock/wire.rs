@@ -5,7 +5,7 @@ use base64::Engine as _;
 use percent_encoding::percent_decode_str;
 
 use super::MockConfig;
-use crate::wechat::encode_component;
+use crate::wechat::{encode_component, is_valid_state};
 
 /// Which of WeChat's two link pages is being read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +41,8 @@ pub enum Refusal {
     Appid,
     /// 10011: redirect_uri missing or not an http(s) URL.
     RedirectUri,
+    /// `state` outside 1–128 characters of `[A-Za-z0-9]` (when given at all).
+    State,
 }
 
 impl Refusal {
@@ -52,6 +54,7 @@ impl Refusal {
             Self::OpenPlatformAppid => 10016,
             Self::Appid => 40013,
             Self::RedirectUri => 10011,
+            Self::State => 0,
         }
     }
 
@@ -64,6 +67,20 @@ impl Refusal {
             Self::OpenPlatformAppid => "不支持微信开放平台的Appid，请使用公众号Appid",
             Self::Appid => "appid 参数错误",
             Self::RedirectUri => "redirect_uri 参数错误",
+            Self::State => "state 参数错误",
+        }
+    }
+
+    /// A stable name for scripts (the `x-mock-wechat-error` header).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::LinkInvalid => "link_invalid",
+            Self::RedirectDomain => "redirect_domain",
+            Self::Scope => "scope",
+            Self::OpenPlatformAppid => "open_platform_appid",
+            Self::Appid => "appid",
+            Self::RedirectUri => "redirect_uri",
+            Self::State => "state",
         }
     }
 }
@@ -152,6 +169,10 @@ pub fn check_request(
     };
     if !scope_ok {
         return Err(Refusal::Scope);
+    }
+    // WeChat documents state as optional; when present it must be what it allows.
+    if !req.state.is_empty() && !is_valid_state(&req.state) {
+        return Err(Refusal::State);
     }
     Ok(())
 }
@@ -266,6 +287,9 @@ mod tests {
             (format!("appid={app}&redirect_uri=javascript%3Aalert(1)&response_type=code&scope=snsapi_base&state=a"), Err(Refusal::RedirectUri)),
             (format!("appid={app}&redirect_uri={cb}&response_type=code&scope=snsapi_login&state=a"), Err(Refusal::Scope)),
             (format!("appid={app}&redirect_uri={cb}&response_type=code&scope=snsapi_base,snsapi_userinfo&state=a"), Err(Refusal::Scope)),
+            (format!("appid={app}&redirect_uri={cb}&response_type=code&scope=snsapi_base&state="), Ok(())),
+            (format!("appid={app}&redirect_uri={cb}&response_type=code&scope=snsapi_base&state=a-b"), Err(Refusal::State)),
+            (format!("appid={app}&redirect_uri={cb}&response_type=code&scope=snsapi_base&state={}", "a".repeat(129)), Err(Refusal::State)),
         ];
         for (query, want) in cases {
             let got = check_link(&query, LinkKind::OAuth2, &c).map(|_| ());
