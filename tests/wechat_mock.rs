@@ -612,3 +612,58 @@ async fn a_stopped_mock_finishes_and_stops_listening() {
     server.await.expect("serve returns after stop()");
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }
+
+/// Collects what the client logs, for the one test that reads logs.
+#[derive(Clone, Default)]
+struct LogSink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl LogSink {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+#[tokio::test]
+async fn a_failed_call_is_logged_once_with_errcode_and_rid_but_never_the_secret() {
+    let sink = LogSink::default();
+    let writer = sink.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    // tokio::test runs on one thread, so the default covers every await below.
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let w = World::start().await;
+    let code = w.code("alice", "snsapi_base").await;
+    let bad_secret = AppCredentials {
+        secret: "s3cr3tvalue0000000000000000000".into(),
+        ..w.app()
+    };
+    let err = w
+        .client
+        .exchange_code(&bad_secret, &code)
+        .await
+        .unwrap_err();
+    let rid = err.rid().unwrap().to_owned();
+
+    let logs = sink.text();
+    assert_eq!(logs.matches("40125").count(), 1, "{logs}");
+    assert!(logs.contains(&rid), "{logs}");
+    assert!(
+        logs.contains("check wechat.secret / wechat.appid"),
+        "{logs}"
+    );
+    assert!(!logs.contains("s3cr3tvalue"), "{logs}");
+    assert!(!logs.contains(&code), "{logs}");
+}
