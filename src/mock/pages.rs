@@ -5,7 +5,9 @@ use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use super::api::{broken, read_body};
-use super::wire::{callback_location, check_link, check_request, html_escape, parse_query};
+use super::wire::{
+    callback_location, check_link, check_request, html_escape, location_value, parse_query,
+};
 use super::{AuthorizeRequest, Fault, LinkKind, MockWechat, Refusal};
 use crate::body::{full, Body};
 
@@ -55,7 +57,7 @@ fn refusal_page(r: Refusal) -> Response<Body> {
 fn redirect(location: &str) -> Response<Body> {
     let mut resp = Response::new(full(""));
     *resp.status_mut() = StatusCode::FOUND;
-    match HeaderValue::from_str(location) {
+    match HeaderValue::from_str(&location_value(location)) {
         Ok(v) => {
             resp.headers_mut().insert(header::LOCATION, v);
             resp

@@ -2,7 +2,7 @@
 //! callback's code and state go, stable per-app openids, and form/query decoding.
 
 use base64::Engine as _;
-use percent_encoding::percent_decode_str;
+use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTROLS};
 
 use super::MockConfig;
 use crate::wechat::{encode_component, is_valid_state};
@@ -209,6 +209,13 @@ pub fn callback_location(redirect_uri: &str, code: Option<&str>, state: &str) ->
     out
 }
 
+/// A `Location` header value: the redirect_uri came percent-decoded out of the link,
+/// so non-ASCII, spaces and controls are escaped again (everything else is kept).
+pub fn location_value(url: &str) -> String {
+    const UNSAFE: &AsciiSet = &CONTROLS.add(b' ');
+    utf8_percent_encode(url, UNSAFE).to_string()
+}
+
 /// A WeChat-looking id (`o` + 27 characters) derived from its parts, so the same user
 /// has one openid per appid and one unionid across apps.
 pub fn derive_id(kind: &str, parts: &[&str]) -> String {
@@ -361,6 +368,27 @@ mod tests {
         ];
         for (uri, code, state, want) in cases {
             assert_eq!(callback_location(uri, *code, state), *want, "{uri}");
+        }
+    }
+
+    #[test]
+    fn locations_escape_only_what_a_header_cannot_carry() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "https://a.cn/cb?code=C&state=S#/x",
+                "https://a.cn/cb?code=C&state=S#/x",
+            ),
+            (
+                "https://例子.cn/路径?q=a b",
+                "https://%E4%BE%8B%E5%AD%90.cn/%E8%B7%AF%E5%BE%84?q=a%20b",
+            ),
+            (
+                "https://a.cn/\r\nSet-Cookie:x",
+                "https://a.cn/%0D%0ASet-Cookie:x",
+            ),
+        ];
+        for (url, want) in cases {
+            assert_eq!(location_value(url), *want, "{url}");
         }
     }
 
