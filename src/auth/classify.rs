@@ -286,8 +286,9 @@ mod tests {
     #[test]
     fn api_requests_get_401_and_navigations_get_redirected() {
         let api = PathMatcher::new(&["/api/*"]).unwrap();
-        let none: &[(&str, &str)] = &[];
-        let table: &[(Method, &[(&str, &str)], &str, bool)] = &[
+        type Headers<'a> = &'a [(&'static str, &'static str)];
+        let none: Headers = &[];
+        let table: &[(Method, Headers, &str, bool)] = &[
             (Method::GET, none, "/orders", false),
             (Method::HEAD, none, "/orders", false),
             (Method::GET, none, "/api/orders", true),
