@@ -69,17 +69,40 @@ fn decode_segment(raw: &str) -> Option<String> {
     // Invalid UTF-8 (a legacy GBK path, say) is kept lossily: U+FFFD can never form a
     // `/` or a `.`, so it cannot move a path across a pattern boundary.
     let seg = String::from_utf8_lossy(&bytes).into_owned();
-    let lower = seg.to_ascii_lowercase();
-    if ["%2e", "%2f", "%5c"].iter().any(|e| lower.contains(e)) {
-        return None;
-    }
-    // Tomcat and Jetty strip `;params` before resolving dots: `/static/..;/admin`
-    // is `/admin` to them.
-    let before_params = seg.split(';').next().unwrap_or_default();
-    if seg.contains(';') && matches!(before_params, "." | "..") {
+    if is_dot_with_params(&seg) || !later_decodings_are_inert(&seg) {
         return None;
     }
     Some(seg)
+}
+
+/// Tomcat and Jetty strip `;params` before resolving dots: `/static/..;/admin` is
+/// `/admin` to them.
+fn is_dot_with_params(seg: &str) -> bool {
+    seg.contains(';') && matches!(seg.split(';').next(), Some("." | ".."))
+}
+
+/// An upstream (or a framework behind it) may decode again. Whatever those further
+/// decodings produce must stay one ordinary segment: no slash, backslash, control or
+/// dot segment; and a segment still changing after four decodings is refused.
+fn later_decodings_are_inert(seg: &str) -> bool {
+    let mut current = seg.to_string();
+    for round in 0..4 {
+        let decoded = percent_decode_str(&current)
+            .decode_utf8_lossy()
+            .into_owned();
+        if decoded == current {
+            return true;
+        }
+        let dots = matches!(decoded.split(';').next(), Some("." | ".."));
+        if dots || decoded.contains(['/', '\\']) || decoded.chars().any(char::is_control) {
+            return false;
+        }
+        if round == 3 {
+            break;
+        }
+        current = decoded;
+    }
+    false
 }
 
 /// Why a path pattern cannot be compiled.
@@ -181,6 +204,11 @@ mod tests {
             ("/static/%2e%2e;/admin", None),
             ("/static/%252e%252e/admin", None),
             ("/static/%252f", None),
+            ("/static/%25252e%25252e/admin", None),
+            ("/static/%255c", None),
+            ("/static/%2500", None),
+            ("/static/%252e%252e%253b/admin", None),
+            ("/static/%2541", Some("/static/%41")),
             ("/a%00b", None),
             ("/a%0d%0ab", None),
             ("/a%09", None),

@@ -109,7 +109,7 @@ fn has_only_safe_chars(s: &str) -> bool {
             || LOOK_ALIKES.contains(&c)
             || ('\u{200B}'..='\u{200F}').contains(&c)
             || ('\u{2028}'..='\u{202E}').contains(&c)
-            || ('\u{2060}'..='\u{2064}').contains(&c))
+            || ('\u{2060}'..='\u{206F}').contains(&c))
     })
 }
 
