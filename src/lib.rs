@@ -5,6 +5,8 @@
 //! rewrite → forward → respond. Each concern lives in its own module.
 
 pub mod admin;
+pub mod app;
+pub use app::{run, Listeners};
 pub mod auth;
 pub mod config;
 pub mod desktop;

@@ -1,1 +1,309 @@
-//! (filled in by its owner)
+//! Forwarding to the upstream: the request rewritten for the upstream, bodies streamed
+//! both ways, upgrades tunnelled, and upstream failures turned into 502/504 pages.
+//!
+//! The forwarder is transparent by default: what it changes is exactly hop-by-hop
+//! headers, the forwarded-for headers, `Host` (when `preserve_host = false`), the URI's
+//! authority and path prefix, and the version (normalised for the upstream connection).
+
+mod error;
+pub mod headers;
+mod upgrade;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::header::{self, HeaderValue};
+use http::uri::{Authority, Scheme};
+use http::{Request, Response, StatusCode, Uri, Version};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use crate::admin::metrics::metrics;
+use crate::body::{empty, Body};
+use crate::config::UpstreamConfig;
+
+pub use error::{wants_json, ProxyError};
+pub use headers::ForwardedInfo;
+pub use upgrade::Tunnels;
+
+/// How long the upstream took to send its response head; put in the response's
+/// extensions for the access log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpstreamTime(pub Duration);
+
+/// What the forwarder needs to know about the client connection.
+#[derive(Debug, Clone, Copy)]
+pub struct ForwardContext {
+    pub peer: SocketAddr,
+    /// The client reached us over TLS.
+    pub client_tls: bool,
+    /// The peer is a trusted proxy: its forwarded headers are kept and extended.
+    pub trusted: bool,
+}
+
+/// Sends requests to the upstream over a pooled keep-alive client. Cheap to clone.
+#[derive(Clone)]
+pub struct Forwarder {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: Client<HttpsConnector<HttpConnector>, Body>,
+    scheme: Scheme,
+    authority: Authority,
+    /// The upstream URL's path without its trailing slash ("" for the root).
+    prefix: String,
+    authority_header: HeaderValue,
+    timeout: Duration,
+    preserve_host: bool,
+    max_body: Option<u64>,
+    tunnels: Tunnels,
+}
+
+impl Forwarder {
+    pub fn new(upstream: &UpstreamConfig, max_body_bytes: Option<u64>) -> Result<Self, ProxyError> {
+        let uri: Uri = match &upstream.uri {
+            Some(u) => u.clone(),
+            None => upstream
+                .url
+                .parse()
+                .map_err(|e| ProxyError::Config(format!("{:?}: {e}", upstream.url)))?,
+        };
+        let scheme = uri
+            .scheme()
+            .cloned()
+            .ok_or_else(|| ProxyError::Config(format!("{:?} has no scheme", upstream.url)))?;
+        let authority = uri
+            .authority()
+            .cloned()
+            .ok_or_else(|| ProxyError::Config(format!("{:?} has no host", upstream.url)))?;
+        let authority_header = HeaderValue::from_str(authority.as_str())
+            .map_err(|e| ProxyError::Config(e.to_string()))?;
+
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(upstream.connect_timeout.get()));
+        http.set_keepalive(Some(Duration::from_secs(60)));
+        // The provider is passed explicitly so the forwarder works whether or not a
+        // process-wide default was installed.
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_webpki_roots(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+            .map_err(|e| ProxyError::Config(format!("TLS client: {e}")))?
+            .https_or_http()
+            .enable_all_versions()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(upstream.pool_idle_timeout.get())
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .build(https);
+
+        Ok(Self {
+            inner: Arc::new(Inner {
+                client,
+                scheme,
+                authority,
+                prefix: uri.path().trim_end_matches('/').to_string(),
+                authority_header,
+                timeout: upstream.timeout.get(),
+                preserve_host: upstream.preserve_host,
+                max_body: max_body_bytes,
+                tunnels: Tunnels::default(),
+            }),
+        })
+    }
+
+    /// The upgraded connections this forwarder opened, for shutdown to drain.
+    pub fn tunnels(&self) -> Tunnels {
+        self.inner.tunnels.clone()
+    }
+
+    /// Forwards one request; every failure becomes a response (502, 504, 413, ...).
+    pub async fn forward(&self, req: Request<Incoming>, ctx: &ForwardContext) -> Response<Body> {
+        let json = wants_json(req.headers());
+        match self.try_forward(req, ctx).await {
+            Ok(resp) => resp,
+            Err(e) => {
+                match &e {
+                    ProxyError::BodyTooLarge { .. } => {
+                        metrics().denied.inc(&["body_too_large"]);
+                        tracing::info!(error = %e, "request refused");
+                    }
+                    _ => {
+                        metrics().upstream_errors.inc(&[e.kind()]);
+                        tracing::warn!(error = %e, kind = e.kind(), "upstream request failed");
+                    }
+                }
+                e.to_response(json)
+            }
+        }
+    }
+
+    async fn try_forward(
+        &self,
+        req: Request<Incoming>,
+        ctx: &ForwardContext,
+    ) -> Result<Response<Body>, ProxyError> {
+        let inner = &*self.inner;
+        let (mut parts, body) = req.into_parts();
+
+        if let (Some(limit), Some(len)) = (inner.max_body, content_length(&parts.headers)) {
+            if len > limit {
+                return Err(ProxyError::BodyTooLarge { limit });
+            }
+        }
+
+        let upgrade = match parts.version {
+            Version::HTTP_11 => headers::upgrade_protocol(&parts.headers),
+            _ => None,
+        };
+        let client_upgrade = upgrade
+            .as_ref()
+            .and_then(|_| parts.extensions.remove::<OnUpgrade>());
+
+        let host = parts
+            .headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_string)
+            .or_else(|| parts.uri.authority().map(|a| a.to_string()));
+
+        let path_and_query = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
+        let uri = Uri::builder()
+            .scheme(inner.scheme.clone())
+            .authority(inner.authority.clone())
+            .path_and_query(format!("{}{}", inner.prefix, path_and_query))
+            .build()
+            .map_err(|e| ProxyError::Request(e.to_string()))?;
+
+        let h = &mut parts.headers;
+        headers::strip_hop_by_hop(h);
+        // We already answered the client's `Expect` (hyper sends 100 Continue when the
+        // body is first read); the upstream gets the body without waiting.
+        h.remove(header::EXPECT);
+        if let Some(proto) = &upgrade {
+            h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            h.insert(header::UPGRADE, proto.clone());
+        }
+        headers::set_forwarded(
+            h,
+            ForwardedInfo {
+                peer: ctx.peer.ip(),
+                proto: if ctx.client_tls { "https" } else { "http" },
+                host: host.as_deref(),
+                trusted: ctx.trusted,
+            },
+        );
+        let host_header = if inner.preserve_host {
+            host.and_then(|h| HeaderValue::from_str(&h).ok())
+        } else {
+            None
+        };
+        h.insert(
+            header::HOST,
+            host_header.unwrap_or_else(|| inner.authority_header.clone()),
+        );
+
+        let body: Body = match inner.max_body {
+            Some(limit) => Limited::new(body, limit as usize).boxed_unsync(),
+            None => body.map_err(Into::into).boxed_unsync(),
+        };
+        let mut upstream_req = Request::from_parts(parts, body);
+        *upstream_req.uri_mut() = uri;
+        // The pooled connection decides HTTP/1.1 or h2 (ALPN); the client's version
+        // (1.0, 2) says nothing about the upstream hop.
+        *upstream_req.version_mut() = Version::HTTP_11;
+
+        let started = Instant::now();
+        let sent = tokio::time::timeout(inner.timeout, inner.client.request(upstream_req)).await;
+        let took = started.elapsed();
+        let mut resp = match sent {
+            Err(_) => return Err(ProxyError::Timeout(inner.timeout)),
+            Ok(Err(e)) => return Err(classify(&e, inner.max_body)),
+            Ok(Ok(resp)) => resp,
+        };
+        metrics().upstream_duration.observe(took);
+
+        let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+        let upstream_upgrade = if switching {
+            resp.extensions_mut().remove::<OnUpgrade>()
+        } else {
+            None
+        };
+        let (mut rparts, rbody) = resp.into_parts();
+        let response_upgrade = rparts.headers.get(header::UPGRADE).cloned();
+        headers::strip_hop_by_hop(&mut rparts.headers);
+        rparts.extensions.insert(UpstreamTime(took));
+
+        if switching {
+            let (Some(client), Some(upstream), Some(proto)) =
+                (client_upgrade, upstream_upgrade, response_upgrade)
+            else {
+                return Err(ProxyError::Upstream(
+                    "101 Switching Protocols to a request that did not ask to upgrade".into(),
+                ));
+            };
+            rparts
+                .headers
+                .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            rparts.headers.insert(header::UPGRADE, proto);
+            inner.tunnels.spawn(client, upstream);
+            return Ok(Response::from_parts(rparts, empty()));
+        }
+
+        Ok(Response::from_parts(
+            rparts,
+            rbody.map_err(Into::into).boxed_unsync(),
+        ))
+    }
+}
+
+fn content_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+fn classify(e: &hyper_util::client::legacy::Error, max_body: Option<u64>) -> ProxyError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if s.downcast_ref::<LengthLimitError>().is_some() {
+            return ProxyError::BodyTooLarge {
+                limit: max_body.unwrap_or_default(),
+            };
+        }
+        source = s.source();
+    }
+    let detail = error_chain(e);
+    if e.is_connect() {
+        ProxyError::Connect(detail)
+    } else {
+        ProxyError::Upstream(detail)
+    }
+}
+
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}

@@ -1,1 +1,430 @@
-//! (filled in by its owner)
+//! Accepting client connections: HTTP/1.1 and HTTP/2 (h2c prior knowledge, or ALPN over
+//! TLS), the connection cap, slowloris and keep-alive timeouts, graceful shutdown, and
+//! the per-request access log with its request id.
+//!
+//! What a request *means* is the handler's business; this module only owns sockets.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::future::BoxFuture;
+use http::{HeaderValue, Request, Response};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+
+use crate::admin::metrics::metrics;
+use crate::body::Body;
+use crate::proxy::UpstreamTime;
+
+/// How a listener treats its connections.
+#[derive(Clone)]
+pub struct ServerSettings {
+    /// The `listener` label of `wxgate_connections_limited_total` and of log lines.
+    pub name: &'static str,
+    /// Time for a client to send a request head, and for the TLS handshake. Also ends
+    /// HTTP/1.1 keep-alive connections that stay silent this long between requests.
+    pub header_read_timeout: Duration,
+    /// HTTP/2: a connection that does not answer a ping sent after this long is closed.
+    pub idle_timeout: Duration,
+    pub max_connections: Option<usize>,
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// After shutdown starts, in-flight requests get this long to finish.
+    pub shutdown_timeout: Duration,
+}
+
+impl ServerSettings {
+    /// Plain HTTP with the config's defaults; used by the admin listener and tests.
+    pub fn plain(name: &'static str) -> Self {
+        Self {
+            name,
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(90),
+            max_connections: None,
+            tls: None,
+            shutdown_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The connection a request arrived on.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    pub tls: bool,
+}
+
+pub type Handler =
+    Arc<dyn Fn(Request<Incoming>, ConnInfo) -> BoxFuture<'static, Response<Body>> + Send + Sync>;
+
+/// Wraps an async function as a [`Handler`].
+pub fn handler<F, Fut>(f: F) -> Handler
+where
+    F: Fn(Request<Incoming>, ConnInfo) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Response<Body>> + Send + 'static,
+{
+    Arc::new(move |req, conn| Box::pin(f(req, conn)))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: rustls_pki_types::pem::Error,
+    },
+    #[error("{path} holds no certificate")]
+    NoCertificate { path: String },
+    #[error("TLS configuration refused: {0}")]
+    Tls(#[from] rustls::Error),
+}
+
+/// A TLS server config from PEM files (certificate chain, then the private key),
+/// offering h2 and http/1.1 by ALPN.
+pub fn load_tls(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, ServerError> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+    let read_err = |p: &Path| {
+        let path = p.display().to_string();
+        move |source| ServerError::Read { path, source }
+    };
+    let certs = CertificateDer::pem_file_iter(cert)
+        .map_err(read_err(cert))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(read_err(cert))?;
+    if certs.is_empty() {
+        return Err(ServerError::NoCertificate {
+            path: cert.display().to_string(),
+        });
+    }
+    let key = PrivateKeyDer::from_pem_file(key).map_err(read_err(key))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Serves `listener` until `shutdown` resolves, then stops accepting and waits (at
+/// most `shutdown_timeout`) for in-flight requests to finish.
+pub async fn serve(
+    listener: TcpListener,
+    settings: ServerSettings,
+    handler: Handler,
+    shutdown: impl Future<Output = ()>,
+) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(settings.header_read_timeout)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(settings.idle_timeout)
+        .keep_alive_timeout(settings.header_read_timeout);
+    let builder = Arc::new(builder);
+    let tls = settings.tls.clone().map(tokio_rustls::TlsAcceptor::from);
+    let limit = settings
+        .max_connections
+        .map(|n| Arc::new(Semaphore::new(n)));
+    let graceful = GracefulShutdown::new();
+    let mut limited_logged = false;
+    let mut backoff = ACCEPT_BACKOFF_MIN;
+    tokio::pin!(shutdown);
+
+    loop {
+        // The permit is taken before accepting, so beyond the cap connections wait in
+        // the kernel's backlog rather than being accepted and starved.
+        let permit = match &limit {
+            None => None,
+            Some(sem) => match sem.clone().try_acquire_owned() {
+                Ok(p) => Some(p),
+                Err(_) => {
+                    metrics().connections_limited.inc(&[settings.name]);
+                    if !limited_logged {
+                        limited_logged = true;
+                        tracing::warn!(
+                            listener = settings.name,
+                            max_connections = settings.max_connections,
+                            "connection limit reached; new connections wait"
+                        );
+                    }
+                    tokio::select! {
+                        p = sem.clone().acquire_owned() => p.ok(),
+                        _ = &mut shutdown => break,
+                    }
+                }
+            },
+        };
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(pair) => {
+                    backoff = ACCEPT_BACKOFF_MIN;
+                    pair
+                }
+                Err(e) if is_connection_error(&e) => continue,
+                Err(e) => {
+                    // EMFILE and friends: retrying at once would spin; wait for a
+                    // descriptor to be freed.
+                    tracing::error!(listener = settings.name, error = %e, pause_ms = backoff.as_millis() as u64, "accept failed");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = &mut shutdown => break,
+                    }
+                    backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let conn = Conn {
+            builder: builder.clone(),
+            tls: tls.clone(),
+            handshake_timeout: settings.header_read_timeout,
+            handler: handler.clone(),
+        };
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let _permit = permit;
+            conn.run(stream, peer, watcher).await;
+        });
+    }
+
+    drop(listener);
+    tracing::info!(
+        listener = settings.name,
+        connections = graceful.count(),
+        "stopped accepting; draining connections"
+    );
+    if tokio::time::timeout(settings.shutdown_timeout, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            listener = settings.name,
+            timeout_ms = settings.shutdown_timeout.as_millis() as u64,
+            "connections still open at the shutdown deadline"
+        );
+    }
+}
+
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(100);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// Errors that concern one connection that died before we accepted it, not the listener.
+fn is_connection_error(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        ConnectionRefused | ConnectionAborted | ConnectionReset
+    )
+}
+
+struct Conn {
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    handshake_timeout: Duration,
+    handler: Handler,
+}
+
+struct OpenConnection;
+
+impl OpenConnection {
+    fn new() -> Self {
+        metrics().connections_open.inc();
+        Self
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        metrics().connections_open.dec();
+    }
+}
+
+impl Conn {
+    async fn run(
+        self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        watcher: hyper_util::server::graceful::Watcher,
+    ) {
+        let _open = OpenConnection::new();
+        let _ = stream.set_nodelay(true);
+        let Ok(local) = stream.local_addr() else {
+            return;
+        };
+        let info = ConnInfo {
+            peer,
+            local,
+            tls: self.tls.is_some(),
+        };
+        let handler = self.handler;
+        let svc = service_fn(move |req| {
+            let fut = handler(req, info);
+            async move { Ok::<_, Infallible>(fut.await) }
+        });
+        let result = match self.tls {
+            None => {
+                let conn = self
+                    .builder
+                    .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                    .into_owned();
+                watcher.watch(conn).await
+            }
+            Some(acceptor) => {
+                let tls =
+                    match tokio::time::timeout(self.handshake_timeout, acceptor.accept(stream))
+                        .await
+                    {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                let conn = self
+                    .builder
+                    .serve_connection_with_upgrades(TokioIo::new(tls), svc)
+                    .into_owned();
+                watcher.watch(conn).await
+            }
+        };
+        if let Err(e) = result {
+            tracing::debug!(%peer, error = %e, "connection ended with an error");
+        }
+    }
+}
+
+const X_REQUEST_ID: &str = "x-request-id";
+
+/// Wraps the public handler with what every request gets: a request id (the client's
+/// when it is sane, passed upstream and echoed back), the in-flight gauge, the request
+/// counters and one log line.
+pub fn with_access_log(inner: Handler) -> Handler {
+    Arc::new(move |mut req: Request<Incoming>, conn: ConnInfo| {
+        let inner = inner.clone();
+        Box::pin(async move {
+            let id = req
+                .headers()
+                .get(X_REQUEST_ID)
+                .filter(|v| is_sane_request_id(v.as_bytes()))
+                .cloned()
+                .unwrap_or_else(new_request_id);
+            req.headers_mut().insert(X_REQUEST_ID, id.clone());
+            let method = req.method().clone();
+            // The query stays out of the log: it may carry a sign-in code or state.
+            let path = req.uri().path().to_string();
+            let started = Instant::now();
+            let in_flight = InFlight::new();
+            let mut resp = inner(req, conn).await;
+            drop(in_flight);
+            let took = started.elapsed();
+            resp.headers_mut().insert(X_REQUEST_ID, id.clone());
+            let status = resp.status().as_u16();
+            metrics().count_response(status, took);
+            let upstream_ms = resp
+                .extensions()
+                .get::<UpstreamTime>()
+                .map(|t| t.0.as_secs_f64() * 1000.0);
+            tracing::info!(
+                method = %method,
+                path = %path,
+                status,
+                duration_ms = took.as_secs_f64() * 1000.0,
+                upstream_ms,
+                request_id = id.to_str().unwrap_or(""),
+                peer = %conn.peer,
+                "request"
+            );
+            resp
+        })
+    })
+}
+
+struct InFlight;
+
+impl InFlight {
+    fn new() -> Self {
+        metrics().in_flight.inc();
+        Self
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        metrics().in_flight.dec();
+    }
+}
+
+/// Ids from load balancers and tracers: short, printable, no separators that could
+/// break a log line.
+fn is_sane_request_id(v: &[u8]) -> bool {
+    (1..=128).contains(&v.len())
+        && v.iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:+/=".contains(b))
+}
+
+fn new_request_id() -> HeaderValue {
+    let hex: String = crate::config::random_bytes(16)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    HeaderValue::from_str(&hex).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_request_ids_are_kept_only_when_sane() {
+        let table: &[(&[u8], bool)] = &[
+            (b"abc-123", true),
+            (
+                b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                true,
+            ),
+            (b"Root=1-5759e988-bd862e3fe1be46a994272793", true),
+            (b"", false),
+            (b"has space", false),
+            (b"quote\"d", false),
+            (&[b'a'; 129], false),
+        ];
+        for (id, want) in table {
+            assert_eq!(
+                is_sane_request_id(id),
+                *want,
+                "{:?}",
+                String::from_utf8_lossy(id)
+            );
+        }
+    }
+
+    #[test]
+    fn generated_request_ids_are_sane_and_differ() {
+        let a = new_request_id();
+        let b = new_request_id();
+        assert!(is_sane_request_id(a.as_bytes()));
+        assert_ne!(a, b);
+    }
+}

@@ -1,0 +1,142 @@
+//! Why a request could not be forwarded, and the one place that turns it into a
+//! response and a metric label.
+
+use http::{header, HeaderMap, Response, StatusCode};
+
+use crate::body::Body;
+use crate::pages::{respond, Notice};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// Built at start-up from `upstream.url`.
+    #[error("invalid upstream URL: {0}")]
+    Config(String),
+    #[error("request body larger than the {limit} bytes allowed")]
+    BodyTooLarge { limit: u64 },
+    #[error("upstream did not answer within {0:?}")]
+    Timeout(std::time::Duration),
+    #[error("cannot connect to the upstream: {0}")]
+    Connect(String),
+    /// Refused, reset or closed mid-exchange, or spoke invalid HTTP.
+    #[error("the upstream connection failed: {0}")]
+    Upstream(String),
+    #[error("cannot build the upstream request: {0}")]
+    Request(String),
+}
+
+impl ProxyError {
+    /// The `kind` label of `wxgate_upstream_errors_total`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ProxyError::Config(_) | ProxyError::Request(_) => "internal",
+            ProxyError::BodyTooLarge { .. } => "body_too_large",
+            ProxyError::Timeout(_) => "timeout",
+            ProxyError::Connect(_) => "connect",
+            ProxyError::Upstream(_) => "reset",
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::Config(_) | ProxyError::Request(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::Connect(_) | ProxyError::Upstream(_) => StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    /// The page (or JSON, for API clients) the visitor sees. Upstream details stay in
+    /// the log: they would tell a visitor about the internal network.
+    pub fn to_response(&self, json: bool) -> Response<Body> {
+        let (code, title_zh, title_en, detail) = match self {
+            ProxyError::BodyTooLarge { limit } => (
+                "body_too_large",
+                "请求内容过大",
+                "Request body too large",
+                format!("The request body is larger than the {limit} bytes this site accepts."),
+            ),
+            ProxyError::Timeout(_) => (
+                "upstream_timeout",
+                "应用响应超时",
+                "The application took too long to answer",
+                "Please try again in a moment.".to_string(),
+            ),
+            ProxyError::Connect(_) | ProxyError::Upstream(_) => (
+                "upstream_unreachable",
+                "应用暂时无法访问",
+                "The application is unreachable",
+                "Please try again in a moment.".to_string(),
+            ),
+            ProxyError::Config(_) | ProxyError::Request(_) => (
+                "internal_error",
+                "内部错误",
+                "Internal error",
+                "The request could not be forwarded.".to_string(),
+            ),
+        };
+        let notice = Notice {
+            status: self.status(),
+            code,
+            title_zh,
+            title_en,
+            detail,
+            retry: None,
+        };
+        respond(&notice, json)
+    }
+}
+
+/// API clients: `Accept` names JSON but not HTML.
+pub fn wants_json(headers: &HeaderMap) -> bool {
+    let accept: String = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect::<Vec<_>>()
+        .join(",")
+        .to_ascii_lowercase();
+    accept.contains("json") && !accept.contains("text/html")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_is_chosen_only_when_accept_asks_for_json_without_html() {
+        let table = [
+            (Some("application/json"), true),
+            (Some("application/problem+json, */*"), true),
+            (Some("text/html,application/json"), false),
+            (Some("*/*"), false),
+            (None, false),
+        ];
+        for (accept, want) in table {
+            let mut h = HeaderMap::new();
+            if let Some(a) = accept {
+                h.insert(header::ACCEPT, a.parse().unwrap());
+            }
+            assert_eq!(wants_json(&h), want, "{accept:?}");
+        }
+    }
+
+    #[test]
+    fn each_error_maps_to_its_status_and_label() {
+        let table = [
+            (ProxyError::BodyTooLarge { limit: 1 }, 413, "body_too_large"),
+            (
+                ProxyError::Timeout(std::time::Duration::from_secs(1)),
+                504,
+                "timeout",
+            ),
+            (ProxyError::Connect("refused".into()), 502, "connect"),
+            (ProxyError::Upstream("reset".into()), 502, "reset"),
+            (ProxyError::Request("bad".into()), 500, "internal"),
+        ];
+        for (e, status, kind) in table {
+            assert_eq!(e.status().as_u16(), status, "{e}");
+            assert_eq!(e.kind(), kind, "{e}");
+            assert_eq!(e.to_response(false).status().as_u16(), status);
+        }
+    }
+}

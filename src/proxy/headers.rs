@@ -1,0 +1,506 @@
+//! Header editing for the forwarded request and the returned response: hop-by-hop
+//! removal, forwarded-for headers, identity-header scrubbing and wxgate's own cookies.
+//!
+//! Every function here is pure over a `HeaderMap`, so each rule has a table test beside
+//! it and the forwarder only decides *when* to apply them.
+
+use std::net::IpAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use ipnet::IpNet;
+
+/// Headers that describe one connection, never the message (RFC 9110 §7.6.1), plus the
+/// proxy credentials meant for us rather than the upstream.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Removes hop-by-hop headers, including every header named by any `Connection`
+/// header. `TE: trailers` survives (it asks for trailers end to end, gRPC needs it).
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let wants_trailers = headers.get_all(header::TE).iter().any(|v| {
+        v.to_str().is_ok_and(|s| {
+            s.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+        })
+    });
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|s| s.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(*name);
+    }
+    if wants_trailers {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+}
+
+/// The `Upgrade` protocol a request asks for, when it is a real HTTP/1.1 upgrade
+/// (`Connection: upgrade` plus an `Upgrade` header).
+pub fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
+    let asks = headers.get_all(header::CONNECTION).iter().any(|v| {
+        v.to_str().is_ok_and(|s| {
+            s.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+        })
+    });
+    if asks {
+        headers.get(header::UPGRADE).cloned()
+    } else {
+        None
+    }
+}
+
+/// What the proxy knows about the hop it received the request on.
+#[derive(Debug, Clone, Copy)]
+pub struct ForwardedInfo<'a> {
+    pub peer: IpAddr,
+    /// "http" or "https": how the client reached us.
+    pub proto: &'a str,
+    /// The Host the client asked for.
+    pub host: Option<&'a str>,
+    /// Whether the peer is one of `server.trusted_proxies`.
+    pub trusted: bool,
+}
+
+const X_FORWARDED_FOR: &str = "x-forwarded-for";
+const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
+const X_FORWARDED_HOST: &str = "x-forwarded-host";
+
+/// Sets `X-Forwarded-For/-Proto/-Host` and RFC 7239 `Forwarded`.
+///
+/// From a trusted proxy the chain it sent is kept and our hop appended (its `-Proto`
+/// and `-Host` describe the original client, so they stay); from anyone else every
+/// such header is replaced, so a client cannot claim another address.
+pub fn set_forwarded(headers: &mut HeaderMap, info: ForwardedInfo<'_>) {
+    let peer = info.peer.to_canonical();
+    let host = info.host.filter(|h| is_safe(h) && !h.is_empty());
+
+    let prior = |headers: &HeaderMap, name: &str| -> Vec<String> {
+        if !info.trusted {
+            return vec![];
+        }
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|s| !s.is_empty() && is_safe(s))
+            .map(str::to_string)
+            .collect()
+    };
+
+    let mut xff = prior(headers, X_FORWARDED_FOR);
+    xff.push(peer.to_string());
+    set_joined(headers, X_FORWARDED_FOR, &xff);
+
+    let proto = prior(headers, X_FORWARDED_PROTO)
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| info.proto.to_string());
+    set_joined(headers, X_FORWARDED_PROTO, &[proto]);
+
+    let xfh = prior(headers, X_FORWARDED_HOST)
+        .into_iter()
+        .next()
+        .or_else(|| host.map(str::to_string));
+    match xfh {
+        Some(h) => set_joined(headers, X_FORWARDED_HOST, &[h]),
+        None => {
+            headers.remove(X_FORWARDED_HOST);
+        }
+    }
+
+    let mut fwd = prior(headers, "forwarded");
+    let mut element = format!("for={}", forwarded_node(peer));
+    if let Some(h) = host {
+        element.push_str(";host=");
+        element.push_str(&forwarded_value(h));
+    }
+    element.push_str(";proto=");
+    element.push_str(&forwarded_value(info.proto));
+    fwd.push(element);
+    set_joined(headers, "forwarded", &fwd);
+}
+
+fn set_joined(headers: &mut HeaderMap, name: &'static str, values: &[String]) {
+    headers.remove(name);
+    if let Ok(v) = HeaderValue::from_str(&values.join(", ")) {
+        headers.insert(name, v);
+    }
+}
+
+/// No byte that could end a header line or a C string, whatever a later hop does.
+fn is_safe(s: &str) -> bool {
+    !s.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0))
+}
+
+/// RFC 7239 node: IPv6 is bracketed and therefore quoted.
+fn forwarded_node(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("\"[{v6}]\""),
+    }
+}
+
+/// A token as is, anything else (e.g. `host:port`) as a quoted-string.
+fn forwarded_value(s: &str) -> String {
+    let token = !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    if token {
+        s.to_string()
+    } else {
+        let escaped = s.replace('\\', "\\\\").replace('"', "\\\"");
+        format!("\"{escaped}\"")
+    }
+}
+
+/// Whether `peer` is in one of the trusted networks. An IPv4-mapped IPv6 peer (a dual
+/// stack listener) matches IPv4 networks.
+pub fn is_trusted(peer: IpAddr, trusted: &[IpNet]) -> bool {
+    let canonical = peer.to_canonical();
+    trusted
+        .iter()
+        .any(|net| net.contains(&peer) || net.contains(&canonical))
+}
+
+/// The name as wxgate compares identity headers: lower case, `_` read as `-`.
+fn normalise(name: &str) -> String {
+    name.to_ascii_lowercase().replace('_', "-")
+}
+
+/// Removes every client-sent copy of the identity header and of any `X-Wxgate-*`
+/// header, whatever the spelling (some servers read `X_Wxgate_Jwt` as `X-Wxgate-Jwt`).
+pub fn strip_identity_headers(headers: &mut HeaderMap, configured: &HeaderName) {
+    let target = normalise(configured.as_str());
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| {
+            let n = normalise(k.as_str());
+            n == target || n.starts_with("x-wxgate-")
+        })
+        .cloned()
+        .collect();
+    for name in doomed {
+        headers.remove(name);
+    }
+}
+
+/// Removes wxgate's own cookies from the `Cookie` header(s) and joins what is left into
+/// one header (HTTP/2 clients send one per cookie; HTTP/1.1 allows only one).
+pub fn remove_cookies(headers: &mut HeaderMap, is_ours: impl Fn(&str) -> bool) {
+    if !headers.contains_key(header::COOKIE) {
+        return;
+    }
+    let mut kept: Vec<Vec<u8>> = Vec::new();
+    for value in headers.get_all(header::COOKIE) {
+        for pair in value.as_bytes().split(|b| *b == b';') {
+            let pair = pair.trim_ascii();
+            if pair.is_empty() {
+                continue;
+            }
+            let name = pair.split(|b| *b == b'=').next().unwrap_or_default();
+            let ours = std::str::from_utf8(name.trim_ascii()).is_ok_and(&is_ours);
+            if !ours {
+                kept.push(pair.to_vec());
+            }
+        }
+    }
+    headers.remove(header::COOKIE);
+    if kept.is_empty() {
+        return;
+    }
+    if let Ok(v) = HeaderValue::from_bytes(&kept.join(&b"; "[..])) {
+        headers.insert(header::COOKIE, v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    fn pairs(h: &HeaderMap) -> Vec<(String, String)> {
+        let mut v: Vec<_> = h
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_string()))
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn owned(p: &[(&str, &str)]) -> Vec<(String, String)> {
+        let mut v: Vec<_> = p
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn hop_by_hop_headers_and_those_named_by_connection_are_removed() {
+        let table: &[(&[(&str, &str)], &[(&str, &str)])] = &[
+            (
+                &[
+                    ("connection", "keep-alive"),
+                    ("keep-alive", "timeout=5"),
+                    ("accept", "*/*"),
+                ],
+                &[("accept", "*/*")],
+            ),
+            (
+                &[
+                    ("connection", "x-a, X-B"),
+                    ("connection", "x-c"),
+                    ("x-a", "1"),
+                    ("x-b", "2"),
+                    ("x-c", "3"),
+                    ("x-d", "4"),
+                ],
+                &[("x-d", "4")],
+            ),
+            (
+                &[
+                    ("transfer-encoding", "chunked"),
+                    ("upgrade", "websocket"),
+                    ("proxy-connection", "keep-alive"),
+                    ("proxy-authorization", "Basic x"),
+                    ("trailer", "x-sum"),
+                ],
+                &[],
+            ),
+            (&[("te", "gzip, trailers")], &[("te", "trailers")]),
+            (&[("te", "gzip")], &[]),
+            (
+                &[("connection", "te"), ("te", "trailers")],
+                &[("te", "trailers")],
+            ),
+            (
+                &[
+                    ("connection", "bad header name!, x-ok"),
+                    ("x-ok", "1"),
+                    ("host", "a"),
+                ],
+                &[("host", "a")],
+            ),
+        ];
+        for (input, want) in table {
+            let mut h = map(input);
+            strip_hop_by_hop(&mut h);
+            assert_eq!(pairs(&h), owned(want), "input {input:?}");
+        }
+    }
+
+    #[test]
+    fn an_upgrade_needs_both_connection_upgrade_and_an_upgrade_header() {
+        let table: &[(&[(&str, &str)], Option<&str>)] = &[
+            (
+                &[("connection", "Upgrade"), ("upgrade", "websocket")],
+                Some("websocket"),
+            ),
+            (
+                &[("connection", "keep-alive, upgrade"), ("upgrade", "h2c")],
+                Some("h2c"),
+            ),
+            (&[("upgrade", "websocket")], None),
+            (&[("connection", "upgrade")], None),
+        ];
+        for (input, want) in table {
+            let got = upgrade_protocol(&map(input));
+            assert_eq!(
+                got.as_ref().map(|v| v.to_str().unwrap()),
+                *want,
+                "{input:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn forwarded_headers_are_replaced_for_strangers_and_appended_for_trusted_proxies() {
+        struct Case {
+            sent: &'static [(&'static str, &'static str)],
+            peer: &'static str,
+            trusted: bool,
+            host: Option<&'static str>,
+            want: &'static [(&'static str, &'static str)],
+        }
+        let table = [
+            Case {
+                sent: &[
+                    ("x-forwarded-for", "6.6.6.6"),
+                    ("forwarded", "for=6.6.6.6"),
+                    ("x-forwarded-proto", "https"),
+                    ("x-forwarded-host", "evil"),
+                ],
+                peer: "10.0.0.1",
+                trusted: false,
+                host: Some("app.example.com"),
+                want: &[
+                    ("x-forwarded-for", "10.0.0.1"),
+                    ("x-forwarded-proto", "http"),
+                    ("x-forwarded-host", "app.example.com"),
+                    ("forwarded", "for=10.0.0.1;host=app.example.com;proto=http"),
+                ],
+            },
+            Case {
+                sent: &[
+                    ("x-forwarded-for", "1.2.3.4"),
+                    ("x-forwarded-for", "5.6.7.8"),
+                    ("forwarded", "for=1.2.3.4"),
+                    ("x-forwarded-proto", "https"),
+                    ("x-forwarded-host", "app.example.com"),
+                ],
+                peer: "10.0.0.1",
+                trusted: true,
+                host: Some("internal:8080"),
+                want: &[
+                    ("x-forwarded-for", "1.2.3.4, 5.6.7.8, 10.0.0.1"),
+                    ("x-forwarded-proto", "https"),
+                    ("x-forwarded-host", "app.example.com"),
+                    (
+                        "forwarded",
+                        "for=1.2.3.4, for=10.0.0.1;host=\"internal:8080\";proto=http",
+                    ),
+                ],
+            },
+            Case {
+                sent: &[],
+                peer: "::1",
+                trusted: false,
+                host: None,
+                want: &[
+                    ("x-forwarded-for", "::1"),
+                    ("x-forwarded-proto", "http"),
+                    ("forwarded", "for=\"[::1]\";proto=http"),
+                ],
+            },
+            Case {
+                sent: &[],
+                peer: "::ffff:192.0.2.7",
+                trusted: false,
+                host: Some("a\r\nx-injected: 1"),
+                want: &[
+                    ("x-forwarded-for", "192.0.2.7"),
+                    ("x-forwarded-proto", "http"),
+                    ("forwarded", "for=192.0.2.7;proto=http"),
+                ],
+            },
+        ];
+        for c in table {
+            let mut h = map(c.sent);
+            set_forwarded(
+                &mut h,
+                ForwardedInfo {
+                    peer: c.peer.parse().unwrap(),
+                    proto: "http",
+                    host: c.host,
+                    trusted: c.trusted,
+                },
+            );
+            assert_eq!(
+                pairs(&h),
+                owned(c.want),
+                "peer {} sent {:?}",
+                c.peer,
+                c.sent
+            );
+        }
+    }
+
+    #[test]
+    fn trusted_peers_match_their_networks_including_ipv4_mapped_addresses() {
+        let nets: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap(), "fd00::/8".parse().unwrap()];
+        let table = [
+            ("10.1.2.3", true),
+            ("11.0.0.1", false),
+            ("::ffff:10.9.9.9", true),
+            ("::ffff:11.0.0.1", false),
+            ("fd12::1", true),
+            ("::1", false),
+        ];
+        for (peer, want) in table {
+            assert_eq!(is_trusted(peer.parse().unwrap(), &nets), want, "{peer}");
+        }
+        assert!(!is_trusted("10.0.0.1".parse().unwrap(), &[]));
+    }
+
+    #[test]
+    fn identity_headers_go_in_every_spelling() {
+        let configured = HeaderName::from_static("x-app-user");
+        let table: &[(&[(&str, &str)], &[(&str, &str)])] = &[
+            (
+                &[("x-app-user", "forged"), ("accept", "*/*")],
+                &[("accept", "*/*")],
+            ),
+            (&[("x_app_user", "forged")], &[]),
+            (
+                &[
+                    ("X_Wxgate_Jwt_Assertion", "forged"),
+                    ("x-wxgate-openid", "o"),
+                    ("X-WXGATE-NICKNAME", "n"),
+                ],
+                &[],
+            ),
+            (
+                &[("x-wxgateway", "kept"), ("x-app-username", "kept")],
+                &[("x-wxgateway", "kept"), ("x-app-username", "kept")],
+            ),
+        ];
+        for (input, want) in table {
+            let mut h = map(input);
+            strip_identity_headers(&mut h, &configured);
+            assert_eq!(pairs(&h), owned(want), "{input:?}");
+        }
+    }
+
+    #[test]
+    fn wxgate_cookies_are_removed_and_the_rest_joined_into_one_header() {
+        let ours = |n: &str| n.starts_with("_wxgate");
+        let table: &[(&[&str], Option<&str>)] = &[
+            (&["a=1; _wxgate=s; b=2"], Some("a=1; b=2")),
+            (&["a=1", "_wxgate_state=x", "b=2"], Some("a=1; b=2")),
+            (&["_wxgate=s", " _wxgate_state=x ;"], None),
+            (&["flag; a=1=2"], Some("flag; a=1=2")),
+            (&["wxgate=kept;  _wxgate = s"], Some("wxgate=kept")),
+        ];
+        for (input, want) in table {
+            let mut h = HeaderMap::new();
+            for v in *input {
+                h.append(header::COOKIE, HeaderValue::from_str(v).unwrap());
+            }
+            remove_cookies(&mut h, ours);
+            let got: Vec<&str> = h
+                .get_all(header::COOKIE)
+                .iter()
+                .map(|v| v.to_str().unwrap())
+                .collect();
+            assert_eq!(got, want.iter().copied().collect::<Vec<_>>(), "{input:?}");
+        }
+    }
+}
