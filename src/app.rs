@@ -4,15 +4,18 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use http::{HeaderName, Request, Response};
+use arc_swap::ArcSwap;
+use http::{header::SET_COOKIE, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use ipnet::IpNet;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
+use crate::admin::metrics::metrics;
 use crate::admin::{self, ReadyCheck};
+use crate::auth::{endpoints, paths, Auth, Gate};
 use crate::body::Body;
 use crate::config::Config;
+use crate::session::Store;
 use crate::proxy::{headers, ForwardContext, Forwarder, ProxyError};
 use crate::server::{self, ConnInfo, ServerError, ServerSettings};
 
@@ -51,14 +54,21 @@ pub enum AppError {
     Upstream(#[from] ProxyError),
     #[error("server.tls_cert_file / server.tls_key_file: {0}")]
     Tls(#[from] ServerError),
+    #[error("session store ({addr}): {source}")]
+    Store {
+        addr: String,
+        source: crate::session::StoreError,
+    },
+    #[error("{0}")]
+    Auth(#[from] crate::auth::BuildError),
 }
 
-/// What every request handler shares.
+/// What every request handler shares. `auth` is swapped whole on reload; the store
+/// and the upstream connection pool outlive reloads.
 pub struct State {
     pub forwarder: Forwarder,
-    pub identity_header: HeaderName,
-    pub cookie_name: String,
-    pub trusted: Vec<IpNet>,
+    pub auth: ArcSwap<Auth>,
+    pub store: Arc<Store>,
 }
 
 /// Runs until `shutdown` resolves, then stops accepting, drains in-flight requests and
@@ -68,7 +78,73 @@ pub async fn run(
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), AppError> {
-    run_with(config, listeners, ReadyCheck::new(), shutdown).await
+    let (_keep, reloads) = mpsc::channel(1);
+    run_with_reload(config, listeners, shutdown, reloads).await
+}
+
+/// As [`run`], applying every configuration received on `reloads` (SIGHUP) to the
+/// requests that follow, without dropping connections or sessions.
+pub async fn run_with_reload(
+    config: Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    reloads: mpsc::Receiver<Config>,
+) -> Result<(), AppError> {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let store = open_store(&config).await?;
+    let probe_store = store.clone();
+    let ready = ReadyCheck::with_probe(move || {
+        let store = probe_store.clone();
+        async move { store.ping().await.map_err(|e| format!("session store: {e}")) }
+    });
+    run_with(config, listeners, ready, store, shutdown, reloads).await
+}
+
+async fn open_store(config: &Config) -> Result<Arc<Store>, AppError> {
+    let addr = match config.session.store {
+        crate::config::StoreKind::Redis if config.session.redis_cluster_urls.is_empty() => {
+            redact_url(&config.session.redis_url)
+        }
+        crate::config::StoreKind::Redis => config
+            .session
+            .redis_cluster_urls
+            .iter()
+            .map(|u| redact_url(u))
+            .collect::<Vec<_>>()
+            .join(", "),
+        other => other.as_str().to_string(),
+    };
+    Store::from_config(&config.session)
+        .await
+        .map(Arc::new)
+        .map_err(|source| AppError::Store { addr, source })
+}
+
+/// A URL without its password, for logs and error lines.
+fn redact_url(u: &str) -> String {
+    match (u.find("://"), u.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://{}", &u[..s], &u[at + 1..]),
+        _ => u.to_string(),
+    }
+}
+
+fn build_auth(config: Config, store: Arc<Store>) -> Result<Auth, AppError> {
+    let auth = Auth::new(Arc::new(config), store)?;
+    match auth.signer.key_source() {
+        crate::identity::KeySource::Configured => {}
+        crate::identity::KeySource::Derived => tracing::warn!(
+            kid = auth.signer.kid(),
+            "NO SIGNING KEY CONFIGURED: the identity key is derived from session.secret. Set identity.signing_key_file (wxgate keygen) for production"
+        ),
+        crate::identity::KeySource::Generated => tracing::warn!(
+            kid = auth.signer.kid(),
+            "NO SIGNING KEY CONFIGURED: a random key was generated; replicas will not agree and it changes at every start. Set identity.signing_key_file"
+        ),
+    }
+    if auth.cfg.session.secret_generated {
+        tracing::warn!("session.secret is not set: a random one was generated (memory store only; sign-ins in flight at a restart start over)");
+    }
+    Ok(auth)
 }
 
 /// As [`run`], with the readiness check the admin listener answers with.
@@ -76,7 +152,9 @@ pub async fn run_with(
     config: Config,
     listeners: Listeners,
     ready: ReadyCheck,
+    store: Arc<Store>,
     shutdown: impl Future<Output = ()> + Send + 'static,
+    mut reloads: mpsc::Receiver<Config>,
 ) -> Result<(), AppError> {
     // One crypto provider for every rustls user (reqwest, redis); a second call from
     // an embedding program or a test is harmless.
@@ -91,14 +169,20 @@ pub async fn run_with(
         )?),
         _ => None,
     };
-    let identity_header = HeaderName::from_bytes(config.identity.header.as_bytes())
-        .unwrap_or_else(|_| HeaderName::from_static("x-wxgate-jwt-assertion"));
+    let upstream_url = config.upstream.url.clone();
+    let settings_cfg = config.server.clone();
     let state = Arc::new(State {
         forwarder,
-        identity_header,
-        cookie_name: config.session.cookie_name.clone(),
-        trusted: config.server.trusted.clone(),
+        auth: ArcSwap::from_pointee(build_auth(config, store.clone())?),
+        store,
     });
+    let reload_state = state.clone();
+    tokio::spawn(async move {
+        while let Some(new) = reloads.recv().await {
+            apply_reload(&reload_state, new);
+        }
+    });
+    let config = Config { server: settings_cfg, ..Config::default() };
 
     let settings = ServerSettings {
         name: "public",
@@ -111,7 +195,7 @@ pub async fn run_with(
     let deadline_after = settings.shutdown_timeout;
     let public_addr = listeners.public.local_addr().ok();
     let admin_addr = listeners.admin.local_addr().ok();
-    tracing::info!(public = ?public_addr, admin = ?admin_addr, upstream = %config.upstream.url, "wxgate listening");
+    tracing::info!(public = ?public_addr, admin = ?admin_addr, upstream = %upstream_url, "wxgate listening");
 
     let handler = server::with_access_log(server::handler(move |req, conn| {
         let state = state.clone();
@@ -161,16 +245,92 @@ async fn signalled(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;
 }
 
+/// Applies a reloaded configuration to the requests that follow. Settings that need a
+/// new socket or connection pool (listen addresses, upstream, store) keep their running
+/// values until a restart; the log says so.
+fn apply_reload(state: &State, new: Config) {
+    let current = state.auth.load();
+    let restart_only = [
+        ("server.listen", current.cfg.server.listen != new.server.listen),
+        ("admin.listen", current.cfg.admin.listen != new.admin.listen),
+        ("upstream.url", current.cfg.upstream.url != new.upstream.url),
+        ("session.store", current.cfg.session.store != new.session.store),
+        ("session.redis_url", current.cfg.session.redis_url != new.session.redis_url),
+    ];
+    for (key, changed) in restart_only {
+        if changed {
+            tracing::warn!(key, "reload: this setting takes effect only after a restart");
+        }
+    }
+    match build_auth(new, state.store.clone()) {
+        Ok(auth) => {
+            state.auth.store(Arc::new(auth));
+            metrics().config_reloads.inc(&["applied"]);
+            tracing::info!(kid = state.auth.load().signer.kid(), "reload: configuration applied");
+        }
+        Err(e) => {
+            metrics().config_reloads.inc(&["invalid"]);
+            tracing::error!(error = %e, "reload refused; still serving the previous configuration");
+        }
+    }
+}
+
 /// One request on the public listener: classify → authenticate → rewrite → forward.
-/// (Until the sign-in flow lands, every request is forwarded, scrubbed.)
-pub async fn handle(state: &State, mut req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
-    let h = req.headers_mut();
-    headers::strip_identity_headers(h, &state.identity_header);
-    headers::remove_cookies(h, |name| name.starts_with(state.cookie_name.as_str()));
+pub async fn handle(state: &State, req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
+    let auth = state.auth.load_full();
+    let trusted = headers::is_trusted(conn.peer.ip(), &auth.cfg.server.trusted);
+    let path = req.uri().path();
+
+    // wxgate's own URLs are never forwarded.
+    if path == "/_wxgate" || path.starts_with("/_wxgate/") {
+        return endpoints::handle(&auth, req.method(), req.uri(), req.headers(), trusted).await;
+    }
+    if path.starts_with("/MP_verify_") {
+        if let Some(resp) = endpoints::verify_file(&auth, path) {
+            return resp;
+        }
+    }
+    let Some(normalized) = paths::normalize_path(path) else {
+        metrics().denied.inc(&["bad_path"]);
+        return crate::pages::respond(
+            &crate::pages::Notice {
+                status: StatusCode::BAD_REQUEST,
+                code: "bad_path",
+                title_zh: "请求路径无效",
+                title_en: "Invalid request path",
+                detail: "The path contains encoded slashes, control characters or climbs above the root.".into(),
+                retry: None,
+            },
+            crate::auth::classify::wants_json(req.headers()),
+        );
+    };
+    let path_and_query = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let gate = auth.gate(req.method(), path_and_query, &normalized, req.headers()).await;
+    let (session, set_cookie) = match gate {
+        Gate::Respond(resp) => return resp,
+        Gate::Forward { session, set_cookie } => (session, set_cookie),
+    };
+
+    let (mut parts, body) = req.into_parts();
+    headers::strip_identity_headers(&mut parts.headers, &auth.identity_header);
+    let cookie_name = auth.cfg.session.cookie_name.as_str();
+    headers::remove_cookies(&mut parts.headers, |name| {
+        name == cookie_name || crate::auth::state::state_of_cookie(cookie_name, name).is_some()
+    });
+    if let Some(s) = &session {
+        if let Err(e) = auth.attach_identity(&mut parts.headers, s) {
+            tracing::error!(error = %e, "cannot sign the identity header");
+            return e.response(crate::auth::classify::wants_json(&parts.headers), None);
+        }
+    }
     let ctx = ForwardContext {
         peer: conn.peer,
         client_tls: conn.tls,
-        trusted: headers::is_trusted(conn.peer.ip(), &state.trusted),
+        trusted,
     };
-    state.forwarder.forward(req, &ctx).await
+    let mut resp = state.forwarder.forward(Request::from_parts(parts, body), &ctx).await;
+    if let Some(c) = set_cookie {
+        resp.headers_mut().append(SET_COOKIE, c);
+    }
+    resp
 }

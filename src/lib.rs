@@ -6,7 +6,7 @@
 
 pub mod admin;
 pub mod app;
-pub use app::{run, Listeners};
+pub use app::{run, run_with_reload, Listeners};
 pub mod auth;
 pub mod config;
 pub mod desktop;

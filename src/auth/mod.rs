@@ -83,8 +83,8 @@ impl Auth {
             secret: cfg.desktop.website_secret.clone(),
         });
         Ok(Auth {
-            public: PathMatcher::new(&cfg.access.public_paths),
-            api: PathMatcher::new(&cfg.access.api_paths),
+            public: PathMatcher::new(&cfg.access.public_paths).map_err(|e| BuildError::Other(format!("access.public_paths: {e}")))?,
+            api: PathMatcher::new(&cfg.access.api_paths).map_err(|e| BuildError::Other(format!("access.api_paths: {e}")))?,
             allowed: cfg.access.allowed_openids.iter().cloned().collect(),
             app: AppCredentials { appid: cfg.wechat.appid.clone(), secret: cfg.wechat.secret.clone() },
             website,
@@ -230,7 +230,8 @@ impl Auth {
     /// The flow a callback's state names, read from this browser's cookie.
     pub fn flow_of(&self, headers: &HeaderMap, state: &str) -> Option<FlowState> {
         let name = state::cookie_name(&self.cfg.session.cookie_name, state);
-        cookie_values(headers, &name).find_map(|v| self.open_flow(&name, v))
+        let found = cookie_values(headers, &name).find_map(|v| self.open_flow(&name, v));
+        found
     }
 
     /// A Set-Cookie value for a flow cookie. Always SameSite=Lax: the callback is a
