@@ -115,7 +115,7 @@ fn has_only_safe_chars(s: &str) -> bool {
 }
 
 /// Decodes the path repeatedly (an intermediary may decode it again) and refuses it if
-/// any decoding holds `//`, a a `\`, a control or a look-alike, or names a
+/// any decoding holds `//`, a `\`, a control or a look-alike, or names a
 /// script scheme. A path still changing after four decodings is refused outright.
 fn decodings_stay_safe(raw_path: &str) -> bool {
     let mut current = raw_path.to_string();
