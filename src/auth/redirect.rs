@@ -4,7 +4,8 @@
 //! Open redirects in auth proxies come from echoing a value a browser reads differently
 //! from the validator (`/\evil`, `/%09/evil`, `//evil`, fullwidth solidus...). So the
 //! accepted value is never echoed: it is taken apart, normalised, and rebuilt from parts
-//! that can only form a same-origin path.
+//! that can only form a same-origin path. `@` needs no rule of its own: userinfo exists
+//! only after `//`, which is refused, so `/@alice` is a plain path.
 
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTROLS};
 
@@ -114,14 +115,13 @@ fn has_only_safe_chars(s: &str) -> bool {
 }
 
 /// Decodes the path repeatedly (an intermediary may decode it again) and refuses it if
-/// any decoding starts with `//`, holds a `\`, a control or a look-alike, or names a
+/// any decoding holds `//`, a `\`, a control or a look-alike, or names a
 /// script scheme. A path still changing after four decodings is refused outright.
 fn decodings_stay_safe(raw_path: &str) -> bool {
     let mut current = raw_path.to_string();
     for _ in 0..4 {
         let lower = current.to_ascii_lowercase();
-        if current.starts_with("//")
-            || current.contains("//")
+        if current.contains("//")
             || !has_only_safe_chars(&current)
             || SCRIPT_SCHEMES.iter().any(|s| lower.contains(s))
         {
