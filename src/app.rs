@@ -15,9 +15,9 @@ use crate::admin::{self, ReadyCheck};
 use crate::auth::{endpoints, paths, Auth, Gate};
 use crate::body::Body;
 use crate::config::Config;
-use crate::session::Store;
 use crate::proxy::{headers, ForwardContext, Forwarder, ProxyError};
 use crate::server::{self, ConnInfo, ServerError, ServerSettings};
+use crate::session::Store;
 
 /// The sockets wxgate serves on, bound by the caller (so tests can bind 127.0.0.1:0).
 pub struct Listeners {
@@ -95,7 +95,12 @@ pub async fn run_with_reload(
     let probe_store = store.clone();
     let ready = ReadyCheck::with_probe(move || {
         let store = probe_store.clone();
-        async move { store.ping().await.map_err(|e| format!("session store: {e}")) }
+        async move {
+            store
+                .ping()
+                .await
+                .map_err(|e| format!("session store: {e}"))
+        }
     });
     run_with(config, listeners, ready, store, shutdown, reloads).await
 }
@@ -182,7 +187,10 @@ pub async fn run_with(
             apply_reload(&reload_state, new);
         }
     });
-    let config = Config { server: settings_cfg, ..Config::default() };
+    let config = Config {
+        server: settings_cfg,
+        ..Config::default()
+    };
 
     let settings = ServerSettings {
         name: "public",
@@ -251,22 +259,37 @@ async fn signalled(mut rx: watch::Receiver<bool>) {
 fn apply_reload(state: &State, new: Config) {
     let current = state.auth.load();
     let restart_only = [
-        ("server.listen", current.cfg.server.listen != new.server.listen),
+        (
+            "server.listen",
+            current.cfg.server.listen != new.server.listen,
+        ),
         ("admin.listen", current.cfg.admin.listen != new.admin.listen),
         ("upstream.url", current.cfg.upstream.url != new.upstream.url),
-        ("session.store", current.cfg.session.store != new.session.store),
-        ("session.redis_url", current.cfg.session.redis_url != new.session.redis_url),
+        (
+            "session.store",
+            current.cfg.session.store != new.session.store,
+        ),
+        (
+            "session.redis_url",
+            current.cfg.session.redis_url != new.session.redis_url,
+        ),
     ];
     for (key, changed) in restart_only {
         if changed {
-            tracing::warn!(key, "reload: this setting takes effect only after a restart");
+            tracing::warn!(
+                key,
+                "reload: this setting takes effect only after a restart"
+            );
         }
     }
     match build_auth(new, state.store.clone()) {
         Ok(auth) => {
             state.auth.store(Arc::new(auth));
             metrics().config_reloads.inc(&["applied"]);
-            tracing::info!(kid = state.auth.load().signer.kid(), "reload: configuration applied");
+            tracing::info!(
+                kid = state.auth.load().signer.kid(),
+                "reload: configuration applied"
+            );
         }
         Err(e) => {
             metrics().config_reloads.inc(&["invalid"]);
@@ -304,11 +327,20 @@ pub async fn handle(state: &State, req: Request<Incoming>, conn: ConnInfo) -> Re
             crate::auth::classify::wants_json(req.headers()),
         );
     };
-    let path_and_query = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    let gate = auth.gate(req.method(), path_and_query, &normalized, req.headers()).await;
+    let path_and_query = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let gate = auth
+        .gate(req.method(), path_and_query, &normalized, req.headers())
+        .await;
     let (session, set_cookie) = match gate {
         Gate::Respond(resp) => return resp,
-        Gate::Forward { session, set_cookie } => (session, set_cookie),
+        Gate::Forward {
+            session,
+            set_cookie,
+        } => (session, set_cookie),
     };
 
     let (mut parts, body) = req.into_parts();
@@ -328,7 +360,10 @@ pub async fn handle(state: &State, req: Request<Incoming>, conn: ConnInfo) -> Re
         client_tls: conn.tls,
         trusted,
     };
-    let mut resp = state.forwarder.forward(Request::from_parts(parts, body), &ctx).await;
+    let mut resp = state
+        .forwarder
+        .forward(Request::from_parts(parts, body), &ctx)
+        .await;
     if let Some(c) = set_cookie {
         resp.headers_mut().append(SET_COOKIE, c);
     }

@@ -13,7 +13,11 @@ use crate::config::{self, Config};
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
     #[error("cannot listen on {key} = {addr}: {source}")]
-    Bind { key: &'static str, addr: SocketAddr, source: std::io::Error },
+    Bind {
+        key: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Config(String),
     #[error("session store: {0}")]
@@ -23,7 +27,9 @@ pub enum CliError {
 }
 
 async fn bind(key: &'static str, addr: SocketAddr) -> Result<TcpListener, CliError> {
-    TcpListener::bind(addr).await.map_err(|source| CliError::Bind { key, addr, source })
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| CliError::Bind { key, addr, source })
 }
 
 /// `wxgate keygen`.
@@ -37,13 +43,30 @@ pub fn keygen_text() -> String {
 
 /// `wxgate serve`: SIGTERM/SIGINT drain and exit, SIGHUP reloads the file.
 pub async fn serve(cfg: Config, path: PathBuf) -> Result<(), CliError> {
-    let public = bind("server.listen", cfg.server.listen_addr.ok_or_else(|| CliError::Config("server.listen".into()))?).await?;
-    let admin = bind("admin.listen", cfg.admin.listen_addr.ok_or_else(|| CliError::Config("admin.listen".into()))?).await?;
+    let public = bind(
+        "server.listen",
+        cfg.server
+            .listen_addr
+            .ok_or_else(|| CliError::Config("server.listen".into()))?,
+    )
+    .await?;
+    let admin = bind(
+        "admin.listen",
+        cfg.admin
+            .listen_addr
+            .ok_or_else(|| CliError::Config("admin.listen".into()))?,
+    )
+    .await?;
     let (reload_tx, reload_rx) = tokio::sync::mpsc::channel::<Config>(1);
     spawn_reloader(path, reload_tx);
-    crate::app::run_with_reload(cfg, crate::app::Listeners { public, admin }, shutdown_signal(), reload_rx)
-        .await
-        .map_err(|e| CliError::App(e.to_string()))
+    crate::app::run_with_reload(
+        cfg,
+        crate::app::Listeners { public, admin },
+        shutdown_signal(),
+        reload_rx,
+    )
+    .await
+    .map_err(|e| CliError::App(e.to_string()))
 }
 
 /// Resolves on SIGTERM or SIGINT.
@@ -86,7 +109,9 @@ fn spawn_reloader(path: PathBuf, tx: tokio::sync::mpsc::Sender<Config>) {
                     }
                 }
                 Err(e) => {
-                    crate::admin::metrics::metrics().config_reloads.inc(&["invalid"]);
+                    crate::admin::metrics::metrics()
+                        .config_reloads
+                        .inc(&["invalid"]);
                     error!(file = %path.display(), problems = %e.problems().join("; "), "SIGHUP: the new configuration is invalid; still serving the previous one");
                 }
             }
@@ -102,7 +127,10 @@ pub async fn mock_wechat(listen: SocketAddr) -> Result<(), CliError> {
     let listener = bind("--listen", listen).await?;
     let mock = crate::mock::MockWechat::new(crate::mock::MockConfig::default());
     let cfg = mock.config();
-    println!("mock WeChat on http://{listen}  (appid {}, secret {})", cfg.appid, cfg.secret);
+    println!(
+        "mock WeChat on http://{listen}  (appid {}, secret {})",
+        cfg.appid, cfg.secret
+    );
     println!("  authorize_url = \"http://{listen}/connect/oauth2/authorize\"");
     println!("  api_base_url  = \"http://{listen}\"");
     crate::mock::serve(listener, mock, shutdown_signal()).await;
@@ -126,9 +154,14 @@ pub async fn demo(listen: SocketAddr) -> Result<(), CliError> {
     };
     let mock = crate::mock::MockWechat::new(mock_cfg);
     let (appid, secret) = (mock.config().appid.clone(), mock.config().secret.clone());
-    tokio::spawn(crate::mock::serve(mock_listener, mock, std::future::pending::<()>()));
+    tokio::spawn(crate::mock::serve(
+        mock_listener,
+        mock,
+        std::future::pending::<()>(),
+    ));
 
-    let text = crate::demo::demo_config_toml(listen, admin_addr, app_addr, mock_addr, &appid, &secret);
+    let text =
+        crate::demo::demo_config_toml(listen, admin_addr, app_addr, mock_addr, &appid, &secret);
     let cfg = config::from_toml(&text, std::path::Path::new("."), &config::ProcessEnv)
         .map_err(|e| CliError::Config(e.problems().join("; ")))?;
     let issuer = format!("{}/_wxgate", cfg.public().origin);
@@ -147,9 +180,14 @@ pub async fn demo(listen: SocketAddr) -> Result<(), CliError> {
     println!("  (a desktop browser gets the scan-to-sign-in page; its \"simulate the phone\" link plays WeChat)");
     println!();
     let (_tx, rx) = tokio::sync::mpsc::channel(1);
-    crate::app::run_with_reload(cfg, crate::app::Listeners { public, admin }, shutdown_signal(), rx)
-        .await
-        .map_err(|e| CliError::App(e.to_string()))
+    crate::app::run_with_reload(
+        cfg,
+        crate::app::Listeners { public, admin },
+        shutdown_signal(),
+        rx,
+    )
+    .await
+    .map_err(|e| CliError::App(e.to_string()))
 }
 
 fn local(l: &TcpListener) -> Result<SocketAddr, CliError> {

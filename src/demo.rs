@@ -14,7 +14,14 @@ use crate::body::{full, Body};
 use crate::pages::{escape, page};
 
 /// The config the demo runs with: everything pointed at the built-in mock.
-pub fn demo_config_toml(listen: SocketAddr, admin: SocketAddr, upstream: SocketAddr, mock: SocketAddr, appid: &str, secret: &str) -> String {
+pub fn demo_config_toml(
+    listen: SocketAddr,
+    admin: SocketAddr,
+    upstream: SocketAddr,
+    mock: SocketAddr,
+    appid: &str,
+    secret: &str,
+) -> String {
     format!(
         r#"
 [server]
@@ -39,11 +46,18 @@ mode = "qr"
 
 /// The demo app: one page that verifies the identity header against wxgate's JWKS
 /// (exactly what a real upstream would do) and shows the claims.
-pub async fn serve_demo_app(listener: TcpListener, jwks_url: String, issuer: String, audience: String) {
+pub async fn serve_demo_app(
+    listener: TcpListener,
+    jwks_url: String,
+    issuer: String,
+    audience: String,
+) {
     let http = reqwest::Client::new();
     let ctx = Arc::new((http, jwks_url, issuer, audience));
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
         let ctx = ctx.clone();
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
@@ -57,8 +71,18 @@ pub async fn serve_demo_app(listener: TcpListener, jwks_url: String, issuer: Str
     }
 }
 
-async fn demo_page(http: &reqwest::Client, jwks_url: &str, issuer: &str, audience: &str, req: Request<Incoming>) -> Response<Body> {
-    let token = req.headers().get("x-wxgate-jwt-assertion").and_then(|v| v.to_str().ok()).map(str::to_string);
+async fn demo_page(
+    http: &reqwest::Client,
+    jwks_url: &str,
+    issuer: &str,
+    audience: &str,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let token = req
+        .headers()
+        .get("x-wxgate-jwt-assertion")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let verdict = match token {
         None => Err("no identity header: this request did not come through wxgate".to_string()),
         Some(t) => verify(http, jwks_url, issuer, audience, &t).await,
@@ -68,11 +92,21 @@ async fn demo_page(http: &reqwest::Client, jwks_url: &str, issuer: &str, audienc
             let mut rows = String::new();
             if let Some(obj) = claims.as_object() {
                 for (k, v) in obj {
-                    let v = v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
-                    rows.push_str(&format!("<tr><td>{}</td><td>{}</td></tr>", escape(k), escape(&v)));
+                    let v = v
+                        .as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| v.to_string());
+                    rows.push_str(&format!(
+                        "<tr><td>{}</td><td>{}</td></tr>",
+                        escape(k),
+                        escape(&v)
+                    ));
                 }
             }
-            let name = claims.get("nickname").and_then(|v| v.as_str()).unwrap_or("WeChat user");
+            let name = claims
+                .get("nickname")
+                .and_then(|v| v.as_str())
+                .unwrap_or("WeChat user");
             let avatar = claims
                 .get("headimgurl")
                 .and_then(|v| v.as_str())
@@ -89,11 +123,20 @@ async fn demo_page(http: &reqwest::Client, jwks_url: &str, issuer: &str, audienc
         Err(why) => format!("<h1>Identity not verified</h1><p>{}</p>", escape(&why)),
     };
     let mut resp = Response::new(full(page("wxgate demo app", &inner)));
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
     resp
 }
 
-async fn verify(http: &reqwest::Client, jwks_url: &str, issuer: &str, audience: &str, token: &str) -> Result<serde_json::Value, String> {
+async fn verify(
+    http: &reqwest::Client,
+    jwks_url: &str,
+    issuer: &str,
+    audience: &str,
+    token: &str,
+) -> Result<serde_json::Value, String> {
     let jwks: jsonwebtoken::jwk::JwkSet = http
         .get(jwks_url)
         .send()
@@ -101,7 +144,8 @@ async fn verify(http: &reqwest::Client, jwks_url: &str, issuer: &str, audience: 
         .map_err(|e| format!("cannot fetch JWKS: {e}"))?
         .json_body()
         .await?;
-    let header = jsonwebtoken::decode_header(token).map_err(|e| format!("bad token header: {e}"))?;
+    let header =
+        jsonwebtoken::decode_header(token).map_err(|e| format!("bad token header: {e}"))?;
     let kid = header.kid.ok_or("token has no kid")?;
     let jwk = jwks.find(&kid).ok_or("kid not in the JWKS")?;
     let key = jsonwebtoken::DecodingKey::from_jwk(jwk).map_err(|e| e.to_string())?;

@@ -8,7 +8,11 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
-#[command(name = "wxgate", version, about = "Sign visitors in with WeChat in front of any web app")]
+#[command(
+    name = "wxgate",
+    version,
+    about = "Sign visitors in with WeChat in front of any web app"
+)]
 struct Cli {
     /// Log format: text (default on a terminal) or json (default otherwise).
     #[arg(long, global = true, value_enum)]
@@ -75,7 +79,10 @@ enum SessionsCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("wxgate: cannot start the async runtime: {e}");
@@ -162,7 +169,9 @@ fn init_logging(format: Option<LogFormat>) {
     };
     // A failing stderr (disk full, closed pipe) must never take the proxy down:
     // tracing-subscriber ignores write errors of its writer.
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         builder.json().with_current_span(false).init();
     } else {

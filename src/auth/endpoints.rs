@@ -11,14 +11,22 @@ use crate::session::{now_unix, Session};
 use crate::wechat::{ErrorKind, OAuthToken, WechatError};
 
 /// Serves a `/_wxgate/*` request. `trusted`: the peer is in server.trusted_proxies.
-pub async fn handle(auth: &Auth, method: &Method, uri: &Uri, headers: &HeaderMap, trusted: bool) -> Response<Body> {
+pub async fn handle(
+    auth: &Auth,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    trusted: bool,
+) -> Response<Body> {
     let path = uri.path();
     let query = uri.query().unwrap_or("");
     let get_like = method == Method::GET || method == Method::HEAD;
     match path {
         "/_wxgate/start" if get_like => start(auth, query, headers).await,
         "/_wxgate/callback" if get_like => callback(auth, query, headers).await,
-        "/_wxgate/sign_out" if get_like || method == Method::POST => sign_out(auth, query, headers).await,
+        "/_wxgate/sign_out" if get_like || method == Method::POST => {
+            sign_out(auth, query, headers).await
+        }
         "/_wxgate/userinfo" if get_like => userinfo(auth, headers).await,
         "/_wxgate/auth" => forward_auth(auth, headers, trusted).await,
         "/_wxgate/jwks.json" if get_like => {
@@ -30,9 +38,15 @@ pub async fn handle(auth: &Auth, method: &Method, uri: &Uri, headers: &HeaderMap
             let etag = format!("\"{:x}\"", fxhash(&body));
             cached_json(headers, body, &etag)
         }
-        p if p.starts_with("/_wxgate/scan/") => crate::desktop::handle(auth, method, uri, headers).await,
-        "/_wxgate/start" | "/_wxgate/callback" | "/_wxgate/userinfo" | "/_wxgate/jwks.json"
-        | "/_wxgate/sign_out" | "/_wxgate/.well-known/openid-configuration" => not_allowed(),
+        p if p.starts_with("/_wxgate/scan/") => {
+            crate::desktop::handle(auth, method, uri, headers).await
+        }
+        "/_wxgate/start"
+        | "/_wxgate/callback"
+        | "/_wxgate/userinfo"
+        | "/_wxgate/jwks.json"
+        | "/_wxgate/sign_out"
+        | "/_wxgate/.well-known/openid-configuration" => not_allowed(),
         _ => not_found(classify::wants_json(headers)),
     }
 }
@@ -42,12 +56,15 @@ pub fn verify_file(auth: &Auth, path: &str) -> Option<Response<Body>> {
     let name = path.strip_prefix('/')?;
     let content = auth.cfg.wechat.verify_files.get(name)?;
     let mut resp = Response::new(full(content.clone()));
-    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     Some(resp)
 }
 
 async fn start(auth: &Auth, query: &str, headers: &HeaderMap) -> Response<Body> {
-    let rd = query_param(query, "rd")
+    let rd = start_rd(query)
         .and_then(|rd| redirect::safe_return_path(&rd))
         .unwrap_or_else(|| "/".to_string());
     match auth.session_of(headers).await {
@@ -61,10 +78,14 @@ async fn callback(auth: &Auth, query: &str, headers: &HeaderMap) -> Response<Bod
     let json = classify::wants_json(headers);
     let Some(state) = query_param(query, "state").filter(|s| state::is_valid_state(s)) else {
         metrics().signins.inc(&["bad_request"]);
-        return AuthError::BadRequest("The callback has no valid state.").response(json, Some(auth.start_url("/")));
+        return AuthError::BadRequest("The callback has no valid state.")
+            .response(json, Some(auth.start_url("/")));
     };
     // The state is checked before anything else, and before the code is redeemed.
-    let Some(flow) = auth.flow_of(headers, &state).filter(|f| !f.expired(now_unix()) || f.d) else {
+    let Some(flow) = auth
+        .flow_of(headers, &state)
+        .filter(|f| !f.expired(now_unix()) || f.d)
+    else {
         metrics().signins.inc(&["state_mismatch"]);
         warn!("callback with a state this browser did not start (or an expired one)");
         return AuthError::StateMismatch.response(json, Some(auth.start_url("/")));
@@ -92,7 +113,11 @@ async fn callback(auth: &Auth, query: &str, headers: &HeaderMap) -> Response<Bod
         return resp;
     };
 
-    let app = if flow.w { auth.website.as_ref().unwrap_or(&auth.app) } else { &auth.app };
+    let app = if flow.w {
+        auth.website.as_ref().unwrap_or(&auth.app)
+    } else {
+        &auth.app
+    };
     let token = match auth.wechat.exchange_code(app, &code).await {
         Ok(t) => t,
         Err(e) => return code_failed(auth, headers, &flow, &flow_cookie, e).await,
@@ -104,7 +129,10 @@ async fn callback(auth: &Auth, query: &str, headers: &HeaderMap) -> Response<Bod
             let mut resp = super::redirect(&flow.rd);
             auth.push_cookie(&mut resp, &cookie);
             let done = state::FlowState { d: true, ..flow };
-            auth.push_cookie(&mut resp, &auth.flow_cookie(&flow_cookie, &done, state::DONE_TTL_SECS));
+            auth.push_cookie(
+                &mut resp,
+                &auth.flow_cookie(&flow_cookie, &done, state::DONE_TTL_SECS),
+            );
             resp
         }
         Err(e) => {
@@ -117,7 +145,13 @@ async fn callback(auth: &Auth, query: &str, headers: &HeaderMap) -> Response<Bod
 }
 
 /// What to do when WeChat refuses a code (WECHAT.md's table).
-async fn code_failed(auth: &Auth, headers: &HeaderMap, flow: &state::FlowState, flow_cookie: &str, e: WechatError) -> Response<Body> {
+async fn code_failed(
+    auth: &Auth,
+    headers: &HeaderMap,
+    flow: &state::FlowState,
+    flow_cookie: &str,
+    e: WechatError,
+) -> Response<Body> {
     let json = classify::wants_json(headers);
     let retry = Some(auth.start_url(&flow.rd));
     let fresh = |auth: &Auth| {
@@ -163,7 +197,12 @@ async fn code_failed(auth: &Auth, headers: &HeaderMap, flow: &state::FlowState, 
 
 /// Turns WeChat's token into a session: snapshot users refused, profile fetched for
 /// snsapi_userinfo, allowed_openids enforced, the browser's previous session ended.
-async fn complete(auth: &Auth, headers: &HeaderMap, token: &OAuthToken, appid: String) -> Result<(Session, String), AuthError> {
+async fn complete(
+    auth: &Auth,
+    headers: &HeaderMap,
+    token: &OAuthToken,
+    appid: String,
+) -> Result<(Session, String), AuthError> {
     if token.is_snapshotuser {
         return Err(AuthError::SnapshotUser);
     }
@@ -174,7 +213,11 @@ async fn complete(auth: &Auth, headers: &HeaderMap, token: &OAuthToken, appid: S
         appid,
         openid: token.openid.clone(),
         unionid: token.unionid.clone(),
-        scope: if userinfo_scope { crate::config::Scope::UserInfo } else { crate::config::Scope::Base },
+        scope: if userinfo_scope {
+            crate::config::Scope::UserInfo
+        } else {
+            crate::config::Scope::Base
+        },
         nickname: None,
         headimgurl: None,
         access_token: None,
@@ -219,18 +262,23 @@ async fn sign_out(auth: &Auth, query: &str, headers: &HeaderMap) -> Response<Bod
     let mut ended = false;
     let name = &auth.cfg.session.cookie_name;
     for sealed in super::cookie_values(headers, name) {
-        let Some(ticket) = auth.codec.open(name, sealed) else { continue };
+        let Some(ticket) = auth.codec.open(name, sealed) else {
+            continue;
+        };
         match auth.store.load(&ticket).await {
             Ok(Some(s)) => {
                 if let Err(e) = auth.store.delete(&ticket, &s).await {
                     warn!(error = %e, "sign-out could not reach the session store");
-                    return AuthError::StoreUnavailable.response(classify::wants_json(headers), None);
+                    return AuthError::StoreUnavailable
+                        .response(classify::wants_json(headers), None);
                 }
                 metrics().sessions_ended.inc(&["sign_out"]);
                 ended = true;
             }
             Ok(None) => {}
-            Err(_) => return AuthError::StoreUnavailable.response(classify::wants_json(headers), None),
+            Err(_) => {
+                return AuthError::StoreUnavailable.response(classify::wants_json(headers), None)
+            }
         }
     }
     let mut resp = match rd {
@@ -241,7 +289,11 @@ async fn sign_out(auth: &Auth, query: &str, headers: &HeaderMap) -> Response<Bod
                 code: "signed_out",
                 title_zh: "您已退出登录",
                 title_en: "You are signed out",
-                detail: if ended { "Your session has ended.".into() } else { "There was no session to end.".into() },
+                detail: if ended {
+                    "Your session has ended.".into()
+                } else {
+                    "There was no session to end.".into()
+                },
                 retry: Some("/".into()),
             },
             classify::wants_json(headers),
@@ -256,8 +308,10 @@ async fn userinfo(auth: &Auth, headers: &HeaderMap) -> Response<Body> {
         Ok(Some((s, _))) => {
             let body = auth.signer.claims(&s).to_string();
             let mut resp = Response::new(full(body));
-            resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            resp.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            resp.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            resp.headers_mut()
+                .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
             resp
         }
         Ok(None) => auth.unauthorized_json("/"),
@@ -267,7 +321,12 @@ async fn userinfo(auth: &Auth, headers: &HeaderMap) -> Response<Body> {
 
 /// Forward-auth for nginx `auth_request`, Traefik ForwardAuth, Caddy `forward_auth`.
 async fn forward_auth(auth: &Auth, headers: &HeaderMap, trusted: bool) -> Response<Body> {
-    let rd = if trusted { original_path(headers) } else { None }.unwrap_or_else(|| "/".to_string());
+    let rd = if trusted {
+        original_path(headers)
+    } else {
+        None
+    }
+    .unwrap_or_else(|| "/".to_string());
     match auth.session_of(headers).await {
         Ok(Some((s, _))) if auth.is_allowed(&s.openid) => {
             let mut resp = Response::new(crate::body::empty());
@@ -280,15 +339,46 @@ async fn forward_auth(auth: &Auth, headers: &HeaderMap, trusted: bool) -> Respon
             }
             resp
         }
-        Ok(Some(_)) => AuthError::NotAllowed.response(true, None),
-        Ok(None) => auth.unauthorized_json(&rd),
-        Err(e) => e.response(true, None),
+        Ok(Some(_)) => AuthError::NotAllowed.response(classify::wants_json(headers), None),
+        Ok(None) if classify::wants_json(headers) => auth.unauthorized_json(&rd),
+        // Traefik and Caddy show the auth service's non-2xx answer to the browser as is:
+        // a page that moves on to the sign-in by itself. nginx ignores this body and
+        // redirects through its own `error_page 401`.
+        Ok(None) => sign_in_page(&auth.start_url(&rd)),
+        Err(e) => e.response(classify::wants_json(headers), None),
     }
+}
+
+fn sign_in_page(start: &str) -> Response<Body> {
+    let href = crate::pages::escape(start);
+    let inner = format!(
+        "<h1>请先登录</h1><h2>Sign-in required</h2>\
+<p><a class=\"btn\" href=\"{href}\">用微信登录 · Sign in with WeChat</a></p>"
+    );
+    let html = crate::pages::page("请先登录 · Sign in", &inner).replacen(
+        "<head>",
+        &format!("<head><meta http-equiv=\"refresh\" content=\"0;url={href}\">"),
+        1,
+    );
+    let mut resp = Response::new(full(html));
+    *resp.status_mut() = StatusCode::UNAUTHORIZED;
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    resp.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
 }
 
 /// The original request's path and query as an ingress reports it, validated like any `rd`.
 pub fn original_path(headers: &HeaderMap) -> Option<String> {
-    let get = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty());
+    let get = |n: &str| {
+        headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty())
+    };
     let raw = get("x-original-url").or_else(|| get("x-forwarded-uri"))?;
     // X-Original-URL may be absolute ("https://host/path?q"); keep only path and query.
     let path = match raw.parse::<Uri>() {
@@ -309,10 +399,14 @@ fn cached_json(headers: &HeaderMap, body: bytes::Bytes, etag: &str) -> Response<
         r
     } else {
         let mut r = Response::new(full(body));
-        r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        r.headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         r
     };
-    resp.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    resp.headers_mut().insert(
+        CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
     if let Ok(v) = HeaderValue::from_str(etag) {
         resp.headers_mut().insert(ETAG, v);
     }
@@ -345,8 +439,22 @@ fn not_allowed() -> Response<Body> {
         },
         true,
     );
-    resp.headers_mut().insert(http::header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+    resp.headers_mut()
+        .insert(http::header::ALLOW, HeaderValue::from_static("GET, HEAD"));
     resp
+}
+
+/// `rd` of `/_wxgate/start`. Plain nginx can only write `?rd=$request_uri`, unencoded, so
+/// `/a?x=1&y=2` arrives as `rd=/a?x=1&y=2`: when `rd` comes first, the whole rest of the
+/// query is its value (start takes no other parameter).
+fn start_rd(query: &str) -> Option<String> {
+    match query.strip_prefix("rd=") {
+        Some(rest) => percent_encoding::percent_decode_str(&rest.replace('+', " "))
+            .decode_utf8()
+            .ok()
+            .map(|c| c.into_owned()),
+        None => query_param(query, "rd"),
+    }
 }
 
 /// A query parameter, percent-decoded ('+' is a space, as in forms). First one wins.
@@ -357,13 +465,18 @@ pub fn query_param(query: &str, name: &str) -> Option<String> {
             return None;
         }
         let v = v.replace('+', " ");
-        percent_encoding::percent_decode_str(&v).decode_utf8().ok().map(|c| c.into_owned())
+        percent_encoding::percent_decode_str(&v)
+            .decode_utf8()
+            .ok()
+            .map(|c| c.into_owned())
     })
 }
 
 fn fxhash(b: &[u8]) -> u64 {
     // FNV-1a: an ETag only needs to change when the body does.
-    b.iter().fold(0xcbf29ce484222325u64, |h, x| (h ^ *x as u64).wrapping_mul(0x100000001b3))
+    b.iter().fold(0xcbf29ce484222325u64, |h, x| {
+        (h ^ *x as u64).wrapping_mul(0x100000001b3)
+    })
 }
 
 #[cfg(test)]
@@ -381,15 +494,32 @@ mod tests {
     }
 
     #[test]
+    fn start_takes_an_unencoded_rd_whole() {
+        assert_eq!(start_rd("rd=/a?x=1&y=2").as_deref(), Some("/a?x=1&y=2"));
+        assert_eq!(
+            start_rd("rd=%2Fa%3Fx%3D1%26y%3D2").as_deref(),
+            Some("/a?x=1&y=2")
+        );
+        assert_eq!(start_rd("x=1&rd=/b").as_deref(), Some("/b"));
+        assert_eq!(start_rd(""), None);
+    }
+
+    #[test]
     fn the_original_url_comes_from_ingress_headers() {
         let mut h = HeaderMap::new();
-        h.insert("x-original-url", HeaderValue::from_static("https://app.example.com/a/b?c=1"));
+        h.insert(
+            "x-original-url",
+            HeaderValue::from_static("https://app.example.com/a/b?c=1"),
+        );
         assert_eq!(original_path(&h).as_deref(), Some("/a/b?c=1"));
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-uri", HeaderValue::from_static("/x?y"));
         assert_eq!(original_path(&h).as_deref(), Some("/x?y"));
         let mut h = HeaderMap::new();
-        h.insert("x-forwarded-uri", HeaderValue::from_static("//evil.example/"));
+        h.insert(
+            "x-forwarded-uri",
+            HeaderValue::from_static("//evil.example/"),
+        );
         assert_eq!(original_path(&h), None);
     }
 }

@@ -94,7 +94,10 @@ impl AuthError {
         };
         let mut resp = respond_with(&n, json, None);
         if status == S::SERVICE_UNAVAILABLE {
-            resp.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("5"));
+            resp.headers_mut().insert(
+                http::header::RETRY_AFTER,
+                http::HeaderValue::from_static("5"),
+            );
         }
         resp
     }

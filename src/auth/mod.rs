@@ -74,7 +74,10 @@ impl Auth {
         let public_url = cfg.public().clone();
         let issuer = format!("{}/_wxgate", public_url.origin);
         let signer = Signer::from_config(&cfg.identity, &cfg.session.secret_bytes, issuer)?;
-        let codec = CookieCodec::new(&cfg.session.secret_bytes, &cfg.session.previous_secret_bytes);
+        let codec = CookieCodec::new(
+            &cfg.session.secret_bytes,
+            &cfg.session.previous_secret_bytes,
+        );
         let wechat = WechatClient::new(&cfg.wechat.api_base_url, cfg.wechat.timeout.get())?;
         let identity_header = HeaderName::from_bytes(cfg.identity.header.as_bytes())
             .map_err(|_| BuildError::Other("identity.header is not a header name".into()))?;
@@ -83,10 +86,15 @@ impl Auth {
             secret: cfg.desktop.website_secret.clone(),
         });
         Ok(Auth {
-            public: PathMatcher::new(&cfg.access.public_paths).map_err(|e| BuildError::Other(format!("access.public_paths: {e}")))?,
-            api: PathMatcher::new(&cfg.access.api_paths).map_err(|e| BuildError::Other(format!("access.api_paths: {e}")))?,
+            public: PathMatcher::new(&cfg.access.public_paths)
+                .map_err(|e| BuildError::Other(format!("access.public_paths: {e}")))?,
+            api: PathMatcher::new(&cfg.access.api_paths)
+                .map_err(|e| BuildError::Other(format!("access.api_paths: {e}")))?,
             allowed: cfg.access.allowed_openids.iter().cloned().collect(),
-            app: AppCredentials { appid: cfg.wechat.appid.clone(), secret: cfg.wechat.secret.clone() },
+            app: AppCredentials {
+                appid: cfg.wechat.appid.clone(),
+                secret: cfg.wechat.secret.clone(),
+            },
             website,
             redirect_uri: format!("{}/_wxgate/callback", public_url.origin),
             cookie_secure: cfg.cookie_secure(),
@@ -102,11 +110,16 @@ impl Auth {
     /// The session this request carries, if any. A store failure is an error (503), not
     /// "no session": sending a signed-in user to WeChat because Redis blinked would burn
     /// codes and loop.
-    pub async fn session_of(&self, headers: &HeaderMap) -> Result<Option<(Session, String)>, AuthError> {
+    pub async fn session_of(
+        &self,
+        headers: &HeaderMap,
+    ) -> Result<Option<(Session, String)>, AuthError> {
         let name = &self.cfg.session.cookie_name;
         let mut last_err = None;
         for sealed in cookie_values(headers, name) {
-            let Some(ticket) = self.codec.open(name, sealed) else { continue };
+            let Some(ticket) = self.codec.open(name, sealed) else {
+                continue;
+            };
             match self.store.load(&ticket).await {
                 Ok(Some(s)) if s.expires_at > now_unix() => return Ok(Some((s, ticket))),
                 Ok(_) => {}
@@ -123,9 +136,18 @@ impl Auth {
     }
 
     /// classify → authenticate, for every request that is not `/_wxgate/*`.
-    pub async fn gate(&self, method: &Method, path_and_query: &str, normalized: &str, headers: &HeaderMap) -> Gate {
+    pub async fn gate(
+        &self,
+        method: &Method,
+        path_and_query: &str,
+        normalized: &str,
+        headers: &HeaderMap,
+    ) -> Gate {
         if self.public.matches(normalized) {
-            return Gate::Forward { session: None, set_cookie: None };
+            return Gate::Forward {
+                session: None,
+                set_cookie: None,
+            };
         }
         let json = classify::wants_json(headers);
         let session = match self.session_of(headers).await {
@@ -142,15 +164,27 @@ impl Auth {
             }
             let session_ok = self.maybe_refresh_profile(&mut session, &ticket).await;
             if !session_ok {
-                return self.unauthenticated(method, path_and_query, normalized, headers).await;
+                return self
+                    .unauthenticated(method, path_and_query, normalized, headers)
+                    .await;
             }
             let set_cookie = self.slide(&session, &ticket).await;
-            return Gate::Forward { session: Some(session), set_cookie };
+            return Gate::Forward {
+                session: Some(session),
+                set_cookie,
+            };
         }
-        self.unauthenticated(method, path_and_query, normalized, headers).await
+        self.unauthenticated(method, path_and_query, normalized, headers)
+            .await
     }
 
-    async fn unauthenticated(&self, method: &Method, path_and_query: &str, normalized: &str, headers: &HeaderMap) -> Gate {
+    async fn unauthenticated(
+        &self,
+        method: &Method,
+        path_and_query: &str,
+        normalized: &str,
+        headers: &HeaderMap,
+    ) -> Gate {
         let rd = redirect::safe_return_path(path_and_query).unwrap_or_else(|| "/".to_string());
         if classify::is_api_request(method, headers, normalized, &self.api) {
             metrics().denied.inc(&["unauthenticated_api"]);
@@ -170,19 +204,29 @@ impl Auth {
             detail: "This request needs a WeChat sign-in session.".into(),
             retry: None,
         };
-        crate::pages::respond_with(&n, true, Some(serde_json::json!({ "login_url": login_url })))
+        crate::pages::respond_with(
+            &n,
+            true,
+            Some(serde_json::json!({ "login_url": login_url })),
+        )
     }
 
     /// The same-origin URL that starts a sign-in returning to `rd`.
     pub fn start_url(&self, rd: &str) -> String {
-        format!("/_wxgate/start?rd={}", percent_encoding::utf8_percent_encode(rd, COMPONENT))
+        format!(
+            "/_wxgate/start?rd={}",
+            percent_encoding::utf8_percent_encode(rd, COMPONENT)
+        )
     }
 
     /// Begins a sign-in for a browser navigation: the WeChat authorize redirect inside
     /// WeChat's browser, the desktop flow elsewhere. `tries` counts fresh authorizations
     /// already spent on this flow.
     pub async fn begin(&self, headers: &HeaderMap, rd: &str, tries: u8) -> Response<Body> {
-        let ua = headers.get(http::header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let ua = headers
+            .get(http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
         if !classify::is_wechat_browser(ua) {
             return crate::desktop::begin(self, headers, rd).await;
         }
@@ -190,13 +234,36 @@ impl Auth {
     }
 
     /// A 302 to WeChat's authorize (or qrconnect) URL with a fresh state bound to this browser.
-    pub fn authorize_redirect(&self, headers: &HeaderMap, rd: &str, tries: u8, website: bool) -> Response<Body> {
+    pub fn authorize_redirect(
+        &self,
+        headers: &HeaderMap,
+        rd: &str,
+        tries: u8,
+        website: bool,
+    ) -> Response<Body> {
         let now = now_unix();
         let state = state::new_state();
-        let flow = FlowState { rd: rd.to_string(), t: now, r: tries, d: false, w: website };
+        // WeChat's own code/state never travel on into the app.
+        let rd = redirect::strip_code_and_state(rd);
+        let flow = FlowState {
+            rd,
+            t: now,
+            r: tries,
+            d: false,
+            w: website,
+        };
         let location = if website {
-            let appid = self.website.as_ref().map(|w| w.appid.as_str()).unwrap_or_default();
-            crate::wechat::qrconnect_url(&self.cfg.wechat.qrconnect_url, appid, &self.redirect_uri, &state)
+            let appid = self
+                .website
+                .as_ref()
+                .map(|w| w.appid.as_str())
+                .unwrap_or_default();
+            crate::wechat::qrconnect_url(
+                &self.cfg.wechat.qrconnect_url,
+                appid,
+                &self.redirect_uri,
+                &state,
+            )
         } else {
             crate::wechat::authorize_url(
                 &self.cfg.wechat.authorize_url,
@@ -245,7 +312,13 @@ impl Auth {
     pub fn session_cookie(&self, ticket: &str) -> String {
         let name = &self.cfg.session.cookie_name;
         let sealed = self.codec.seal(name, ticket);
-        build_cookie(name, &sealed, self.cookie_secure, self.cfg.session.same_site, Some(self.cfg.session.ttl.get().as_secs()))
+        build_cookie(
+            name,
+            &sealed,
+            self.cookie_secure,
+            self.cfg.session.same_site,
+            Some(self.cfg.session.ttl.get().as_secs()),
+        )
     }
 
     pub fn clear_cookie_value(&self, name: &str) -> String {
@@ -290,13 +363,22 @@ impl Auth {
     async fn maybe_refresh_profile(&self, session: &mut Session, ticket: &str) -> bool {
         let interval = self.cfg.session.refresh_interval.get().as_secs();
         let now = now_unix();
-        if session.scope != crate::config::Scope::UserInfo || now.saturating_sub(session.profile_at) < interval {
+        if session.scope != crate::config::Scope::UserInfo
+            || now.saturating_sub(session.profile_at) < interval
+        {
             return true;
         }
-        let Some(refresh_token) = session.refresh_token.clone() else { return true };
+        let Some(refresh_token) = session.refresh_token.clone() else {
+            return true;
+        };
         let lock = format!("refresh:{}", session.id);
         // Another request or replica is refreshing this session: serve the current profile.
-        if !self.store.try_lock(&lock, Duration::from_secs(30)).await.unwrap_or(false) {
+        if !self
+            .store
+            .try_lock(&lock, Duration::from_secs(30))
+            .await
+            .unwrap_or(false)
+        {
             return true;
         }
         let result = self.refresh_profile(session, &refresh_token).await;
@@ -322,9 +404,16 @@ impl Auth {
         }
     }
 
-    async fn refresh_profile(&self, session: &mut Session, refresh_token: &str) -> Result<(), crate::wechat::WechatError> {
+    async fn refresh_profile(
+        &self,
+        session: &mut Session,
+        refresh_token: &str,
+    ) -> Result<(), crate::wechat::WechatError> {
         let tok = self.wechat.refresh(&session.appid, refresh_token).await?;
-        let info = self.wechat.userinfo(&tok.access_token, &tok.openid, &self.cfg.wechat.lang).await?;
+        let info = self
+            .wechat
+            .userinfo(&tok.access_token, &tok.openid, &self.cfg.wechat.lang)
+            .await?;
         session.nickname = Some(info.nickname);
         session.headimgurl = Some(info.headimgurl).filter(|s| !s.is_empty());
         if info.unionid.is_some() {
@@ -336,8 +425,15 @@ impl Auth {
     }
 
     /// Adds the identity header (and the plain convenience headers) for a session.
-    pub fn attach_identity(&self, headers: &mut HeaderMap, session: &Session) -> Result<(), AuthError> {
-        let token = self.signer.token_for(session).map_err(|e| AuthError::Internal(e.to_string()))?;
+    pub fn attach_identity(
+        &self,
+        headers: &mut HeaderMap,
+        session: &Session,
+    ) -> Result<(), AuthError> {
+        let token = self
+            .signer
+            .token_for(session)
+            .map_err(|e| AuthError::Internal(e.to_string()))?;
         headers.insert(self.identity_header.clone(), token);
         if self.cfg.identity.plain_headers {
             for (name, value) in plain_headers(session, "x-wxgate-") {
@@ -349,14 +445,19 @@ impl Auth {
 
     /// Starts a new session for a WeChat user: a new id (never the browser's old one),
     /// stored, and its Set-Cookie value.
-    pub async fn create_session(&self, mut session: Session) -> Result<(Session, String), StoreError> {
+    pub async fn create_session(
+        &self,
+        mut session: Session,
+    ) -> Result<(Session, String), StoreError> {
         session.id = crate::session::new_session_id();
         let now = now_unix();
         session.created_at = now;
         session.profile_at = now;
         session.expires_at = now + self.cfg.session.ttl.get().as_secs();
         let ticket = self.store.save(&session).await?;
-        metrics().sessions_created.inc(&[self.cfg.session.store.as_str()]);
+        metrics()
+            .sessions_created
+            .inc(&[self.cfg.session.store.as_str()]);
         Ok((session, self.session_cookie(&ticket)))
     }
 }
@@ -367,7 +468,10 @@ pub fn plain_headers(session: &Session, prefix: &str) -> Vec<(HeaderName, Header
     let mut out = Vec::with_capacity(3);
     let mut add = |suffix: &str, value: &str| {
         let enc = classify::percent_encode_header(value);
-        if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(format!("{prefix}{suffix}").as_bytes()), HeaderValue::from_str(&enc)) {
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(format!("{prefix}{suffix}").as_bytes()),
+            HeaderValue::from_str(&enc),
+        ) {
             out.push((n, v));
         }
     };
@@ -394,11 +498,20 @@ pub fn redirect(location: &str) -> Response<Body> {
     if let Ok(v) = HeaderValue::from_str(location) {
         resp.headers_mut().insert(LOCATION, v);
     }
-    resp.headers_mut().insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
     resp
 }
 
-pub fn build_cookie(name: &str, value: &str, secure: bool, same_site: SameSite, max_age: Option<u64>) -> String {
+pub fn build_cookie(
+    name: &str,
+    value: &str,
+    secure: bool,
+    same_site: SameSite,
+    max_age: Option<u64>,
+) -> String {
     let mut s = format!("{name}={value}; Path=/; HttpOnly");
     if secure || same_site == SameSite::None {
         s.push_str("; Secure");
@@ -427,8 +540,13 @@ pub fn all_cookies(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
         })
 }
 
-pub fn cookie_values<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-    all_cookies(headers).filter(move |(n, _)| *n == name).map(|(_, v)| v)
+pub fn cookie_values<'a>(
+    headers: &'a HeaderMap,
+    name: &'a str,
+) -> impl Iterator<Item = &'a str> + 'a {
+    all_cookies(headers)
+        .filter(move |(n, _)| *n == name)
+        .map(|(_, v)| v)
 }
 
 #[cfg(test)]
@@ -438,16 +556,28 @@ mod tests {
     #[test]
     fn cookies_are_read_from_every_cookie_header() {
         let mut h = HeaderMap::new();
-        h.append(http::header::COOKIE, HeaderValue::from_static("a=1; _wxgate=x"));
-        h.append(http::header::COOKIE, HeaderValue::from_static("b=2;_wxgate=y"));
-        assert_eq!(cookie_values(&h, "_wxgate").collect::<Vec<_>>(), vec!["x", "y"]);
+        h.append(
+            http::header::COOKIE,
+            HeaderValue::from_static("a=1; _wxgate=x"),
+        );
+        h.append(
+            http::header::COOKIE,
+            HeaderValue::from_static("b=2;_wxgate=y"),
+        );
+        assert_eq!(
+            cookie_values(&h, "_wxgate").collect::<Vec<_>>(),
+            vec!["x", "y"]
+        );
         assert_eq!(all_cookies(&h).count(), 4);
     }
 
     #[test]
     fn cookies_carry_the_safe_attributes() {
         let c = build_cookie("_wxgate", "v", true, SameSite::Lax, Some(60));
-        assert_eq!(c, "_wxgate=v; Path=/; HttpOnly; Secure; SameSite=Lax; Max-Age=60");
+        assert_eq!(
+            c,
+            "_wxgate=v; Path=/; HttpOnly; Secure; SameSite=Lax; Max-Age=60"
+        );
         let c = build_cookie("_wxgate", "v", false, SameSite::None, None);
         assert_eq!(c, "_wxgate=v; Path=/; HttpOnly; Secure; SameSite=None");
         let c = build_cookie("_wxgate", "v", false, SameSite::Strict, None);

@@ -45,7 +45,10 @@ pub fn new_state() -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     let bytes = crate::config::random_bytes(32);
     // 256 % 62 != 0: the slight bias is irrelevant for a 190-bit unguessable token.
-    bytes.iter().map(|b| ALPHABET[(*b as usize) % ALPHABET.len()] as char).collect()
+    bytes
+        .iter()
+        .map(|b| ALPHABET[(*b as usize) % ALPHABET.len()] as char)
+        .collect()
 }
 
 pub fn is_valid_state(s: &str) -> bool {
@@ -58,7 +61,9 @@ pub fn cookie_name(base: &str, state: &str) -> String {
 
 /// The state named by a flow cookie's name, if it is one.
 pub fn state_of_cookie<'a>(base: &str, name: &'a str) -> Option<&'a str> {
-    name.strip_prefix(base)?.strip_prefix("_st_").filter(|s| is_valid_state(s))
+    name.strip_prefix(base)?
+        .strip_prefix("_st_")
+        .filter(|s| is_valid_state(s))
 }
 
 /// Which flow cookies to drop so that a new one fits under [`MAX_FLOWS`]: unreadable
@@ -119,7 +124,15 @@ mod tests {
     #[test]
     fn starting_a_fifth_flow_drops_the_oldest_and_the_broken() {
         let now = 10_000;
-        let flow = |t| Some(FlowState { rd: "/".into(), t, r: 0, d: false, w: false });
+        let flow = |t| {
+            Some(FlowState {
+                rd: "/".into(),
+                t,
+                r: 0,
+                d: false,
+                w: false,
+            })
+        };
         let existing = vec![
             ("a".to_string(), flow(now - 10)),
             ("b".to_string(), flow(now - 50)),

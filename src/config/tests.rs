@@ -172,5 +172,8 @@ fn every_config_key_is_documented_in_the_readme_reference() {
             }
         }
     }
-    assert!(missing.is_empty(), "README's configuration reference lacks: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "README's configuration reference lacks: {missing:?}"
+    );
 }

@@ -16,7 +16,12 @@ pub async fn begin(auth: &Auth, headers: &HeaderMap, rd: &str) -> Response<Body>
 }
 
 /// `/_wxgate/scan/...`.
-pub async fn handle(_auth: &Auth, _method: &Method, _uri: &Uri, headers: &HeaderMap) -> Response<Body> {
+pub async fn handle(
+    _auth: &Auth,
+    _method: &Method,
+    _uri: &Uri,
+    headers: &HeaderMap,
+) -> Response<Body> {
     crate::pages::respond(
         &crate::pages::Notice {
             status: StatusCode::NOT_FOUND,
@@ -40,16 +45,26 @@ pub fn open_in_wechat(auth: &Auth, rd: &str) -> Response<Body> {
 <div class=\"qr\">{svg}</div><p class=\"code\">{}</p>",
         crate::pages::escape(&url)
     );
-    let mut resp = Response::new(crate::body::full(crate::pages::page("请在微信中打开 · Open in WeChat", &inner)));
+    let mut resp = Response::new(crate::body::full(crate::pages::page(
+        "请在微信中打开 · Open in WeChat",
+        &inner,
+    )));
     *resp.status_mut() = StatusCode::OK;
-    resp.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/html; charset=utf-8"));
-    resp.headers_mut().insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    resp.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
     resp
 }
 
 /// An inline SVG QR code (no external assets).
 pub fn qr_svg(data: &str) -> Option<String> {
-    let code = qrcode::QrCode::with_error_correction_level(data.as_bytes(), qrcode::EcLevel::M).ok()?;
+    let code =
+        qrcode::QrCode::with_error_correction_level(data.as_bytes(), qrcode::EcLevel::M).ok()?;
     Some(
         code.render::<qrcode::render::svg::Color<'_>>()
             .min_dimensions(220, 220)
