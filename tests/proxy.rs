@@ -517,3 +517,67 @@ async fn the_admin_listener_answers_health_readiness_and_metrics() {
     let public = get(&proxy.url("/healthz")).await.json();
     assert_eq!(public["uri"], "/healthz", "forwarded to the upstream");
 }
+
+#[tokio::test]
+async fn beyond_max_connections_new_connections_wait_for_a_free_slot() {
+    let proxy = start_proxy(|c| c.server.max_connections = Some(1)).await;
+    let request = b"GET /slot HTTP/1.1\r\nHost: x\r\n\r\n";
+
+    // The first connection is served and kept alive, holding the only slot.
+    let mut first = TcpStream::connect(proxy.addr).await.unwrap();
+    first.write_all(request).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = first.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+
+    let mut second = TcpStream::connect(proxy.addr).await.unwrap();
+    second.write_all(request).await.unwrap();
+    // There is no event for "not answered"; a short bounded wait is the only witness.
+    let early = tokio::time::timeout(Duration::from_millis(300), second.read(&mut buf)).await;
+    assert!(
+        early.is_err(),
+        "the second connection was served beyond the cap"
+    );
+    assert!(metrics().connections_limited.get(&["public"]) >= 1);
+
+    drop(first);
+    let n = second.read(&mut buf).await.unwrap();
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 200"),
+        "served once the slot was free"
+    );
+}
+
+#[tokio::test]
+async fn shutdown_closes_upgraded_connections_at_the_deadline() {
+    let mut proxy = start_proxy(|c| {
+        c.server.shutdown_timeout = wxgate::config::Dur(Duration::from_millis(300))
+    })
+    .await;
+    let mut tcp = TcpStream::connect(proxy.addr).await.unwrap();
+    tcp.write_all(
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        tcp.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    tcp.write_all(b"x").await.unwrap();
+    let mut one = [0u8; 1];
+    tcp.read_exact(&mut one).await.unwrap();
+
+    proxy.begin_shutdown();
+    // The tunnel stays usable while shutdown waits for it...
+    tcp.write_all(b"y").await.unwrap();
+    tcp.read_exact(&mut one).await.unwrap();
+    assert_eq!(&one, b"y");
+    // ...and is closed at the deadline, after which run returns.
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "the tunnel outlived the shutdown deadline");
+    proxy.shutdown().await.unwrap();
+}
