@@ -234,6 +234,8 @@ pub fn remove_cookies(headers: &mut HeaderMap, is_ours: impl Fn(&str) -> bool) {
 mod tests {
     use super::*;
 
+    type Headers = &'static [(&'static str, &'static str)];
+
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
@@ -265,7 +267,7 @@ mod tests {
 
     #[test]
     fn hop_by_hop_headers_and_those_named_by_connection_are_removed() {
-        let table: &[(&[(&str, &str)], &[(&str, &str)])] = &[
+        let table: &[(Headers, Headers)] = &[
             (
                 &[
                     ("connection", "keep-alive"),
@@ -319,7 +321,7 @@ mod tests {
 
     #[test]
     fn an_upgrade_needs_both_connection_upgrade_and_an_upgrade_header() {
-        let table: &[(&[(&str, &str)], Option<&str>)] = &[
+        let table: &[(Headers, Option<&str>)] = &[
             (
                 &[("connection", "Upgrade"), ("upgrade", "websocket")],
                 Some("websocket"),
@@ -453,7 +455,7 @@ mod tests {
     #[test]
     fn identity_headers_go_in_every_spelling() {
         let configured = HeaderName::from_static("x-app-user");
-        let table: &[(&[(&str, &str)], &[(&str, &str)])] = &[
+        let table: &[(Headers, Headers)] = &[
             (
                 &[("x-app-user", "forged"), ("accept", "*/*")],
                 &[("accept", "*/*")],

@@ -427,4 +427,22 @@ mod tests {
         assert!(is_sane_request_id(a.as_bytes()));
         assert_ne!(a, b);
     }
+
+    #[test]
+    fn tls_files_that_cannot_be_used_are_named_in_the_error() {
+        let dir = std::env::temp_dir().join(format!("wxgate-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let empty = dir.join("empty.pem");
+        std::fs::write(&empty, "no pem here\n").unwrap();
+        let missing = dir.join("missing.pem");
+
+        let e = load_tls(&missing, &missing).unwrap_err();
+        assert!(matches!(e, ServerError::Read { .. }), "{e}");
+        assert!(e.to_string().contains("missing.pem"), "{e}");
+
+        let e = load_tls(&empty, &missing).unwrap_err();
+        assert!(matches!(e, ServerError::NoCertificate { .. }), "{e}");
+        assert!(e.to_string().contains("empty.pem"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
