@@ -434,7 +434,7 @@ async fn forged_identity_headers_in_any_spelling_and_wxgate_cookies_never_reach_
         .header("x-wxgate-openid", "someone-else")
         .header(
             header::COOKIE,
-            "_wxgate=ticket; theme=dark; _wxgate_state=s",
+            "_wxgate=ticket; theme=dark; _wxgate_st_Abc123=s",
         )
         .body(wxgate::body::empty())
         .unwrap();
