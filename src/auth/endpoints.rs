@@ -261,7 +261,7 @@ async fn sign_out(auth: &Auth, query: &str, headers: &HeaderMap) -> Response<Bod
     let rd = query_param(query, "rd").and_then(|rd| redirect::safe_return_path(&rd));
     let mut ended = false;
     let name = &auth.cfg.session.cookie_name;
-    for sealed in super::cookie_values(headers, name) {
+    for sealed in crate::session::cookie_values(headers, name) {
         let Some(ticket) = auth.codec.open(name, sealed) else {
             continue;
         };

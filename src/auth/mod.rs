@@ -21,7 +21,9 @@ use crate::body::{empty, Body};
 use crate::config::{Config, DesktopMode, SameSite};
 use crate::identity::Signer;
 use crate::session::codec::CookieCodec;
-use crate::session::{now_unix, Session, Store, StoreError};
+use crate::session::{
+    all_cookies, cookie_values, now_unix, session_cookie, Session, Store, StoreError,
+};
 use crate::wechat::{AppCredentials, WechatClient};
 
 pub use error::AuthError;
@@ -306,23 +308,29 @@ impl Auth {
     pub fn flow_cookie(&self, name: &str, flow: &FlowState, ttl: u64) -> String {
         let json = serde_json::to_string(flow).unwrap_or_default();
         let sealed = self.codec.seal(name, &json);
-        build_cookie(name, &sealed, self.cookie_secure, SameSite::Lax, Some(ttl))
+        session_cookie(
+            name,
+            &sealed,
+            self.cookie_secure,
+            SameSite::Lax,
+            Some(Duration::from_secs(ttl)),
+        )
     }
 
     pub fn session_cookie(&self, ticket: &str) -> String {
         let name = &self.cfg.session.cookie_name;
         let sealed = self.codec.seal(name, ticket);
-        build_cookie(
+        session_cookie(
             name,
             &sealed,
             self.cookie_secure,
             self.cfg.session.same_site,
-            Some(self.cfg.session.ttl.get().as_secs()),
+            Some(self.cfg.session.ttl.get()),
         )
     }
 
     pub fn clear_cookie_value(&self, name: &str) -> String {
-        build_cookie(name, "", self.cookie_secure, SameSite::Lax, Some(0))
+        crate::session::clear_cookie(name, self.cookie_secure, SameSite::Lax)
     }
 
     pub fn push_cookie(&self, resp: &mut Response<Body>, value: &str) {
@@ -503,84 +511,4 @@ pub fn redirect(location: &str) -> Response<Body> {
         HeaderValue::from_static("no-store"),
     );
     resp
-}
-
-pub fn build_cookie(
-    name: &str,
-    value: &str,
-    secure: bool,
-    same_site: SameSite,
-    max_age: Option<u64>,
-) -> String {
-    let mut s = format!("{name}={value}; Path=/; HttpOnly");
-    if secure || same_site == SameSite::None {
-        s.push_str("; Secure");
-    }
-    s.push_str(match same_site {
-        SameSite::Lax => "; SameSite=Lax",
-        SameSite::Strict => "; SameSite=Strict",
-        SameSite::None => "; SameSite=None",
-    });
-    if let Some(age) = max_age {
-        s.push_str(&format!("; Max-Age={age}"));
-    }
-    s
-}
-
-/// Every (name, value) pair of every Cookie header.
-pub fn all_cookies(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
-    headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| {
-            let (n, v) = pair.split_once('=')?;
-            Some((n.trim(), v.trim()))
-        })
-}
-
-pub fn cookie_values<'a>(
-    headers: &'a HeaderMap,
-    name: &'a str,
-) -> impl Iterator<Item = &'a str> + 'a {
-    all_cookies(headers)
-        .filter(move |(n, _)| *n == name)
-        .map(|(_, v)| v)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cookies_are_read_from_every_cookie_header() {
-        let mut h = HeaderMap::new();
-        h.append(
-            http::header::COOKIE,
-            HeaderValue::from_static("a=1; _wxgate=x"),
-        );
-        h.append(
-            http::header::COOKIE,
-            HeaderValue::from_static("b=2;_wxgate=y"),
-        );
-        assert_eq!(
-            cookie_values(&h, "_wxgate").collect::<Vec<_>>(),
-            vec!["x", "y"]
-        );
-        assert_eq!(all_cookies(&h).count(), 4);
-    }
-
-    #[test]
-    fn cookies_carry_the_safe_attributes() {
-        let c = build_cookie("_wxgate", "v", true, SameSite::Lax, Some(60));
-        assert_eq!(
-            c,
-            "_wxgate=v; Path=/; HttpOnly; Secure; SameSite=Lax; Max-Age=60"
-        );
-        let c = build_cookie("_wxgate", "v", false, SameSite::None, None);
-        assert_eq!(c, "_wxgate=v; Path=/; HttpOnly; Secure; SameSite=None");
-        let c = build_cookie("_wxgate", "v", false, SameSite::Strict, None);
-        assert_eq!(c, "_wxgate=v; Path=/; HttpOnly; SameSite=Strict");
-    }
 }

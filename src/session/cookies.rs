@@ -36,19 +36,26 @@ pub fn clear_cookie(name: &str, secure: bool, same_site: SameSite) -> String {
     session_cookie(name, "", secure, same_site, Some(Duration::ZERO))
 }
 
-/// Every value of the cookie `name`, across all Cookie headers (a browser may send
-/// several cookies of one name, e.g. set for different paths).
-pub fn cookie_values<'a>(headers: &'a HeaderMap, name: &str) -> impl Iterator<Item = &'a str> {
-    // Owned so the iterator does not borrow the name (a few bytes, once per request).
-    let name = name.to_owned();
+/// Every (name, value) pair of every Cookie header (HTTP/2 clients send one per cookie).
+pub fn all_cookies(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
     headers
         .get_all(http::header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.split_once('='))
-        .filter(move |(n, _)| n.trim() == name)
-        .map(|(_, v)| v.trim())
+        .map(|(n, v)| (n.trim(), v.trim()))
+}
+
+/// Every value of the cookie `name`, across all Cookie headers (a browser may send
+/// several cookies of one name, e.g. set for different paths).
+pub fn cookie_values<'a>(
+    headers: &'a HeaderMap,
+    name: &'a str,
+) -> impl Iterator<Item = &'a str> + 'a {
+    all_cookies(headers)
+        .filter(move |(n, _)| *n == name)
+        .map(|(_, v)| v)
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ use crate::config::{Scope, SessionConfig, StoreKind};
 
 pub use codec::CookieCodec;
 pub use cookie_store::CookieStore;
-pub use cookies::{clear_cookie, cookie_values, session_cookie};
+pub use cookies::{all_cookies, clear_cookie, cookie_values, session_cookie};
 pub use memory::MemoryStore;
 pub use redis::RedisStore;
 
