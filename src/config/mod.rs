@@ -796,6 +796,8 @@ impl Config {
     }
 
     /// `public_url`'s parts. Only call on a resolved config.
+    // Invariant, not input: `resolve` refuses a config without a public_url.
+    #[allow(clippy::expect_used)]
     pub fn public(&self) -> &PublicUrl {
         self.server
             .public
@@ -908,6 +910,8 @@ pub fn decode_secret(s: &str) -> Result<Vec<u8>, String> {
     ))
 }
 
+// Without a working system random source no secret can be made: stopping is right.
+#[allow(clippy::expect_used)]
 pub fn random_bytes(n: usize) -> Vec<u8> {
     let mut b = vec![0u8; n];
     aws_lc_rs::rand::fill(&mut b).expect("system random source");

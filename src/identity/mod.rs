@@ -259,6 +259,8 @@ fn discovery_doc(issuer: &str, alg: Algorithm) -> Bytes {
 
 /// A fresh session secret (base64 of 32 random bytes) and a fresh ES256 signing key
 /// (PKCS#8 PEM), for `wxgate keygen`.
+// Without a working system random source no key can be made: stopping is right.
+#[allow(clippy::expect_used)]
 pub fn keygen() -> (String, String) {
     let secret = STANDARD.encode(crate::config::random_bytes(32));
     let pkcs8 = EcdsaKeyPair::generate_pkcs8(
