@@ -256,8 +256,13 @@ async fn signalled(mut rx: watch::Receiver<bool>) {
 /// Applies a reloaded configuration to the requests that follow. Settings that need a
 /// new socket or connection pool (listen addresses, upstream, store) keep their running
 /// values until a restart; the log says so.
-fn apply_reload(state: &State, new: Config) {
+fn apply_reload(state: &State, mut new: Config) {
     let current = state.auth.load();
+    // A generated secret must survive the reload, or every cookie (and the derived
+    // signing key) would change under the users' feet.
+    if new.session.secret_generated && current.cfg.session.secret_generated {
+        new.session.secret_bytes = current.cfg.session.secret_bytes.clone();
+    }
     let restart_only = [
         (
             "server.listen",
