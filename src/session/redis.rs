@@ -55,19 +55,35 @@ pub struct RedisStore {
     /// Keeps a user index alive for a session TTL beyond the session that extended it,
     /// so an older session with a later expiry is still found by revocation.
     ttl: u64,
-    openid_key: hmac::Key,
-    ephemeral_key: LessSafeKey,
+    /// Boxed: the key schedules would make every `Store` as large as this variant.
+    keys: Box<Keys>,
     cache: Option<Cache>,
+}
+
+struct Keys {
+    openid: hmac::Key,
+    ephemeral: LessSafeKey,
 }
 
 enum Conn {
     /// Reconnects by itself after Redis comes back.
     Single(ConnectionManager),
     /// Connected on first use, so a replica can start while the cluster is unreachable.
-    Cluster {
-        client: ClusterClient,
-        conn: OnceCell<ClusterConnection>,
-    },
+    Cluster(Box<Cluster>),
+}
+
+struct Cluster {
+    client: ClusterClient,
+    conn: OnceCell<ClusterConnection>,
+}
+
+impl Cluster {
+    async fn connection(&self) -> Result<ClusterConnection, RedisError> {
+        self.conn
+            .get_or_try_init(|| self.client.get_async_connection())
+            .await
+            .cloned()
+    }
 }
 
 fn map_err(e: RedisError) -> StoreError {
@@ -249,10 +265,10 @@ impl RedisStore {
                 .map_err(|e| {
                     StoreError::Unavailable(format!("invalid redis cluster {address}: {e}"))
                 })?;
-            let conn = Conn::Cluster {
+            let conn = Conn::Cluster(Box::new(Cluster {
                 client,
                 conn: OnceCell::new(),
-            };
+            }));
             (conn, address)
         };
 
@@ -279,8 +295,10 @@ impl RedisStore {
             prefix: cfg.redis_prefix.clone(),
             timeout,
             ttl: cfg.ttl.get().as_secs(),
-            openid_key,
-            ephemeral_key,
+            keys: Box::new(Keys {
+                openid: openid_key,
+                ephemeral: ephemeral_key,
+            }),
             cache: (!cache_ttl.is_zero()).then(|| Cache {
                 ttl: cache_ttl,
                 map: Mutex::default(),
@@ -307,7 +325,7 @@ impl RedisStore {
     }
 
     fn index_key(&self, openid: &str) -> String {
-        let tag = hmac::sign(&self.openid_key, openid.as_bytes());
+        let tag = hmac::sign(&self.keys.openid, openid.as_bytes());
         format!("{}u:{}", self.prefix, B64.encode(&tag.as_ref()[..16]))
     }
 
@@ -319,24 +337,12 @@ impl RedisStore {
         format!("{}l:{key}", self.prefix)
     }
 
-    async fn cluster(
-        client: &ClusterClient,
-        cell: &OnceCell<ClusterConnection>,
-    ) -> Result<ClusterConnection, RedisError> {
-        cell.get_or_try_init(|| client.get_async_connection())
-            .await
-            .cloned()
-    }
-
     /// One command, bounded by `redis_timeout`.
     async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, StoreError> {
         let run = async {
             match &self.conn {
                 Conn::Single(m) => cmd.query_async(&mut m.clone()).await,
-                Conn::Cluster { client, conn } => {
-                    cmd.query_async(&mut Self::cluster(client, conn).await?)
-                        .await
-                }
+                Conn::Cluster(c) => cmd.query_async(&mut c.connection().await?).await,
             }
         };
         match tokio::time::timeout(self.timeout, run).await {
@@ -364,8 +370,8 @@ impl RedisStore {
                         .map(|g| replies.by_ref().take(g.len()).collect())
                         .collect())
                 }
-                Conn::Cluster { client, conn } => {
-                    let conn = Self::cluster(client, conn).await?;
+                Conn::Cluster(c) => {
+                    let conn = c.connection().await?;
                     let sends = groups.iter().map(|g| {
                         let mut pipe = Pipeline::new();
                         for cmd in g {
@@ -388,10 +394,7 @@ impl RedisStore {
         let cmd = redis::cmd("PING");
         match &self.conn {
             Conn::Single(m) => cmd.query_async::<()>(&mut m.clone()).await,
-            Conn::Cluster { client, conn } => {
-                cmd.query_async::<()>(&mut Self::cluster(client, conn).await?)
-                    .await
-            }
+            Conn::Cluster(c) => cmd.query_async::<()>(&mut c.connection().await?).await,
         }
     }
 
@@ -580,7 +583,7 @@ impl RedisStore {
     /// Live sessions, by SCAN (see the module notes for the cost). Unsupported on a
     /// cluster, where every primary would have to be scanned.
     pub async fn count(&self) -> Result<usize, StoreError> {
-        if matches!(self.conn, Conn::Cluster { .. }) {
+        if matches!(self.conn, Conn::Cluster(_)) {
             return Err(StoreError::Unsupported);
         }
         let pattern = format!("{}s:*", glob_escape(&self.prefix));
@@ -619,7 +622,7 @@ impl RedisStore {
         if ttl.is_zero() {
             return self.query(redis::cmd("DEL").arg(name)).await;
         }
-        let sealed = seal(&self.ephemeral_key, name.as_bytes(), value);
+        let sealed = seal(&self.keys.ephemeral, name.as_bytes(), value);
         self.query(
             redis::cmd("SET")
                 .arg(&name)
@@ -639,7 +642,7 @@ impl RedisStore {
             return Ok(None);
         };
         let name = self.ephemeral_key_name(key);
-        open(&self.ephemeral_key, name.as_bytes(), &sealed)
+        open(&self.keys.ephemeral, name.as_bytes(), &sealed)
             .map(Some)
             .ok_or(StoreError::Corrupt)
     }
