@@ -248,3 +248,64 @@ async fn with_a_cache_sessions_load_without_redis_until_the_cache_ttl() {
         "a signed-out ticket leaves the cache even when redis is down"
     );
 }
+
+#[tokio::test]
+async fn a_redis_cluster_keeps_sessions_and_revokes_them() {
+    let Some(server) = RedisServer::start_cluster() else {
+        return;
+    };
+    let mut cfg = config("redis://127.0.0.1:1/0");
+    cfg.redis_cluster_urls = vec![format!("redis://127.0.0.1:{}", server.port)];
+    let store = Store::from_config(&cfg).await.expect("cluster store");
+
+    let s = session("o-cluster");
+    let ticket = store.save(&s).await.unwrap();
+    let second = store.save(&session("o-cluster")).await.unwrap();
+    assert_eq!(store.load(&ticket).await.unwrap(), Some(s.clone()));
+
+    let mut later = s.clone();
+    later.expires_at += 3600;
+    store.touch(&ticket, &later).await.unwrap();
+    assert_eq!(store.load(&ticket).await.unwrap(), Some(later));
+
+    assert_eq!(store.revoke_openid("o-cluster").await.unwrap(), 2);
+    assert_eq!(store.load(&ticket).await.unwrap(), None);
+    assert_eq!(store.load(&second).await.unwrap(), None);
+
+    store
+        .put_ephemeral("qr:c", b"v", Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.take_ephemeral("qr:c").await.unwrap().as_deref(),
+        Some(&b"v"[..])
+    );
+    assert_eq!(store.take_ephemeral("qr:c").await.unwrap(), None);
+    assert!(store.try_lock("l", Duration::from_secs(60)).await.unwrap());
+    assert!(!store.try_lock("l", Duration::from_secs(60)).await.unwrap());
+    assert_eq!(store.count().await, Err(StoreError::Unsupported));
+    store.ping().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_users_index_forgets_sessions_that_expired() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = store(&server).await;
+    let mut raw = server.client();
+    for _ in 0..70 {
+        let ticket = store.save(&session("o-daily")).await.unwrap();
+        // As if the key had expired: Redis removes it, the index keeps the id.
+        let id = ticket.split('.').next().unwrap();
+        let _: () = raw.del(format!("wxgate:s:{id}")).unwrap();
+    }
+    let live = store.save(&session("o-daily")).await.unwrap();
+
+    let index: Vec<String> = raw.keys("wxgate:u:*").unwrap();
+    assert_eq!(index.len(), 1);
+    let size: usize = raw.scard(&index[0]).unwrap();
+    assert!(size <= 65, "index still holds {size} ids");
+    assert_eq!(store.revoke_openid("o-daily").await.unwrap(), 1);
+    assert_eq!(store.load(&live).await.unwrap(), None);
+}

@@ -14,6 +14,7 @@ pub struct RedisServer {
     child: Option<Child>,
     pub port: u16,
     dir: PathBuf,
+    cluster: bool,
 }
 
 /// A port that was free a moment ago.
@@ -37,6 +38,36 @@ impl RedisServer {
     /// None (after saying so loudly) when redis-server is not installed, unless `CI` is
     /// set: there a missing server is a failure, not a skip.
     pub fn start() -> Option<RedisServer> {
+        Self::launch(false)
+    }
+
+    /// A one-node Redis Cluster owning every slot: enough to drive the cluster client
+    /// (slot routing, per-slot pipelines, multi-slot DEL).
+    pub fn start_cluster() -> Option<RedisServer> {
+        let server = Self::launch(true)?;
+        let mut c = server.client();
+        let _: () = redis::cmd("CLUSTER")
+            .arg("ADDSLOTSRANGE")
+            .arg(0)
+            .arg(16383)
+            .query(&mut c)
+            .expect("assign every slot");
+        // The node announces the new state asynchronously; nothing to await but itself.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let info: String = redis::cmd("CLUSTER").arg("INFO").query(&mut c).unwrap();
+            if info.contains("cluster_state:ok") {
+                return Some(server);
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "cluster not ok: {info}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn launch(cluster: bool) -> Option<RedisServer> {
         if !redis_server_on_path() {
             assert!(
                 std::env::var_os("CI").is_none(),
@@ -52,6 +83,7 @@ impl RedisServer {
             child: None,
             port,
             dir,
+            cluster,
         };
         server.restart();
         Some(server)
@@ -87,6 +119,16 @@ impl RedisServer {
             .arg("--dir")
             .arg(&self.dir)
             .args(["--dbfilename", "dump.rdb"])
+            .args(if self.cluster {
+                &[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                ][..]
+            } else {
+                &[]
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
