@@ -1,5 +1,8 @@
 //! One behaviour suite for every session store: each store must pass the same stories.
 
+#[path = "support/redis_server.rs"]
+mod redis_server;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -200,6 +203,16 @@ async fn memory_store_passes_the_suite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cookie_store_passes_the_suite() {
     suite(store(StoreKind::Cookie).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_store_passes_the_suite() {
+    let Some(server) = redis_server::RedisServer::start() else {
+        return;
+    };
+    let mut cfg = config(StoreKind::Redis);
+    cfg.redis_url = server.url();
+    suite(Store::from_config(&cfg).await.expect("redis store")).await;
 }
 
 #[tokio::test]
