@@ -1224,3 +1224,26 @@ async fn wechats_domain_check_file_is_served_without_sign_in() {
         StatusCode::FOUND
     );
 }
+
+#[tokio::test]
+async fn a_refreshed_profile_is_kept_in_the_cookie_store_too() {
+    let rig = rig(|c, _| {
+        c.session.store = StoreKind::Cookie;
+        c.wechat.scope = Scope::UserInfo;
+        c.session.refresh_interval = Dur(Duration::from_secs(2));
+    })
+    .await;
+    let mut phone = rig.phone();
+    phone.sign_in(&rig, "alice").await;
+    // The refresh interval is wall-clock time: there is no event to wait for.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    for _ in 0..3 {
+        let a = phone.get("/p").await;
+        assert_eq!(a.status, StatusCode::OK);
+        let claims = verify(&rig, &identity_of(&a.json())).await;
+        assert_eq!(claims["nickname"], "Alice 🌸");
+    }
+    // The session lives in the cookie: the refreshed one must be handed back, or
+    // every request would ask WeChat again.
+    assert_eq!(rig.mock.calls("refresh_token"), 1, "once per interval");
+}
