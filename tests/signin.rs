@@ -829,6 +829,17 @@ async fn refused_consent_shows_a_page_with_a_retry_link() {
     );
     assert!(phone.cookie("_wxgate").is_none());
     assert_eq!(rig.access_token_calls(), 0);
+
+    // "Try again" starts over and returns to the same page.
+    let retry = phone
+        .get("/_wxgate/start?rd=%2Forders%2F42%3Ftab%3Ditems")
+        .await;
+    assert_eq!(retry.status, StatusCode::FOUND);
+    let callback = phone
+        .consent(retry.header("location").unwrap(), "alice", "allow")
+        .await;
+    let a = phone.get(&callback).await;
+    assert_eq!(a.header("location"), Some("/orders/42?tab=items"));
 }
 
 #[tokio::test]
@@ -1139,7 +1150,11 @@ async fn plain_headers_carry_the_openid_and_a_percent_encoded_nickname() {
     .await;
     let mut phone = rig.phone();
     phone.sign_in(&rig, "alice").await;
-    let echo = phone.get("/p").await.json();
+    // A spoofed copy is replaced, not added to.
+    let echo = phone
+        .request(Method::GET, "/p", &[("x-wxgate-openid", "oAdmin")], None)
+        .await
+        .json();
     assert_eq!(seen(&echo, "x-wxgate-openid"), [rig.openid("alice")]);
     assert_eq!(
         seen(&echo, "x-wxgate-unionid"),
@@ -1246,4 +1261,16 @@ async fn a_refreshed_profile_is_kept_in_the_cookie_store_too() {
     // The session lives in the cookie: the refreshed one must be handed back, or
     // every request would ask WeChat again.
     assert_eq!(rig.mock.calls("refresh_token"), 1, "once per interval");
+}
+
+#[tokio::test]
+async fn a_profile_wechat_cannot_give_gets_a_clear_page_and_no_session() {
+    let rig = rig(userinfo_scope()).await;
+    let mut phone = rig.phone();
+    let callback = pending_callback(&rig, &mut phone, "alice").await;
+    rig.mock.inject("userinfo", -1, 10);
+    let a = phone.get(&callback).await;
+    assert_page(&a, StatusCode::SERVICE_UNAVAILABLE, "WeChat is busy");
+    assert_eq!(rig.mock.calls("userinfo"), 3, "retried like any busy call");
+    assert!(phone.cookie("_wxgate").is_none());
 }
