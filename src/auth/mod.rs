@@ -61,6 +61,16 @@ pub enum Gate {
     Respond(Response<Body>),
 }
 
+/// What a profile refresh did to the session.
+enum Refreshed {
+    /// Nothing to write back to the browser (not due, failed softly, or stored server-side).
+    Unchanged,
+    /// The store wants the browser to carry this new ticket.
+    NewTicket(String),
+    /// WeChat says the grant is gone: the session has been ended.
+    Ended,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
     #[error("identity: {0}")]
@@ -164,13 +174,26 @@ impl Auth {
                 metrics().denied.inc(&["not_allowed"]);
                 return Gate::Respond(AuthError::NotAllowed.response(json, None));
             }
-            let session_ok = self.maybe_refresh_profile(&mut session, &ticket).await;
-            if !session_ok {
-                return self
-                    .unauthenticated(method, path_and_query, normalized, headers)
-                    .await;
+            let mut ticket = ticket;
+            let mut reissue = false;
+            match self.maybe_refresh_profile(&mut session, &ticket).await {
+                Refreshed::Ended => {
+                    return self
+                        .unauthenticated(method, path_and_query, normalized, headers)
+                        .await;
+                }
+                // The cookie store keeps the session in the cookie: the refreshed
+                // profile only sticks if the browser gets the new cookie.
+                Refreshed::NewTicket(t) => {
+                    ticket = t;
+                    reissue = true;
+                }
+                Refreshed::Unchanged => {}
             }
-            let set_cookie = self.slide(&session, &ticket).await;
+            let set_cookie = match self.slide(&session, &ticket).await {
+                None if reissue => HeaderValue::from_str(&self.session_cookie(&ticket)).ok(),
+                c => c,
+            };
             return Gate::Forward {
                 session: Some(session),
                 set_cookie,
@@ -366,18 +389,17 @@ impl Auth {
         }
     }
 
-    /// Refreshes an snsapi_userinfo profile older than `session.refresh_interval`. Returns
-    /// false when WeChat says the grant is gone (the session has been ended).
-    async fn maybe_refresh_profile(&self, session: &mut Session, ticket: &str) -> bool {
+    /// Refreshes an snsapi_userinfo profile older than `session.refresh_interval`.
+    async fn maybe_refresh_profile(&self, session: &mut Session, ticket: &str) -> Refreshed {
         let interval = self.cfg.session.refresh_interval.get().as_secs();
         let now = now_unix();
         if session.scope != crate::config::Scope::UserInfo
             || now.saturating_sub(session.profile_at) < interval
         {
-            return true;
+            return Refreshed::Unchanged;
         }
         let Some(refresh_token) = session.refresh_token.clone() else {
-            return true;
+            return Refreshed::Unchanged;
         };
         let lock = format!("refresh:{}", session.id);
         // Another request or replica is refreshing this session: serve the current profile.
@@ -387,27 +409,31 @@ impl Auth {
             .await
             .unwrap_or(false)
         {
-            return true;
+            return Refreshed::Unchanged;
         }
         let result = self.refresh_profile(session, &refresh_token).await;
         let _ = self.store.unlock(&lock).await;
         match result {
             Ok(()) => {
                 session.profile_at = now;
-                if let Err(e) = self.store.touch(ticket, session).await {
-                    warn!(error = %e, "could not store a refreshed profile");
+                match self.store.touch(ticket, session).await {
+                    Ok(Some(new_ticket)) => Refreshed::NewTicket(new_ticket),
+                    Ok(None) => Refreshed::Unchanged,
+                    Err(e) => {
+                        warn!(error = %e, "could not store a refreshed profile");
+                        Refreshed::Unchanged
+                    }
                 }
-                true
             }
             Err(e) if e.kind() == crate::wechat::ErrorKind::RefreshEnded => {
                 info!(openid = %session.openid, "WeChat ended the grant; ending the session");
                 let _ = self.store.delete(ticket, session).await;
                 metrics().sessions_ended.inc(&["refresh_revoked"]);
-                false
+                Refreshed::Ended
             }
             Err(e) => {
                 warn!(error = %e, "profile refresh failed; serving the previous profile");
-                true
+                Refreshed::Unchanged
             }
         }
     }
