@@ -1,27 +1,688 @@
 //! Browsers outside WeChat (a PC's Chrome, a phone's Safari). WeChat's authorize URL
 //! only says "open this in WeChat" there, so they are never sent to it.
+//!
+//! `desktop.mode = "qr"`: the browser shows a QR code of a one-time scan URL; the user
+//! scans it with WeChat, signs the phone in through the normal web authorization,
+//! confirms on the phone, and the waiting browser gets its own new session.
+//!
+//! A ticket lives in the session store (so every replica sees it) under `scan:<id>`,
+//! expires after `desktop.ticket_ttl`, and is bound to the browser that showed it by a
+//! sealed cookie holding a random per-browser nonce: the scan URL alone (leaked, shared,
+//! photographed) cannot complete the sign-in anywhere else.
+//!
+//! URLs under `/_wxgate/scan/`:
+//! - `s/<id>` (phone, GET): sign the phone in if needed, then the confirmation page;
+//! - `confirm/<id>?csrf=`, `cancel/<id>?csrf=` (phone, POST): the answer;
+//! - `status/<id>` (browser, GET): JSON for the waiting page's script;
+//! - `done/<id>` (browser, GET): collect the confirmed sign-in, once;
+//! - `c[?code=]` (phone, GET): the typed short code instead of scanning.
 
 use http::{HeaderMap, Method, Response, StatusCode, Uri};
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
 
-use crate::auth::Auth;
+use crate::admin::metrics::metrics;
+use crate::auth::{classify, Auth};
 use crate::body::Body;
-use crate::config::DesktopMode;
+use crate::config::{DesktopMode, SameSite};
+use crate::session::{now_unix, Session};
+
+/// Where a ticket stands. `Used` is kept until the ticket's expiry so a replayed
+/// completion or a late scan gets "already used" rather than "expired".
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "s", rename_all = "snake_case")]
+enum Status {
+    Pending,
+    /// Opened on a phone signed in with this session id (only that phone may answer).
+    Scanned {
+        sid: String,
+    },
+    Confirmed {
+        session: Box<Session>,
+    },
+    Cancelled,
+    Used,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Ticket {
+    /// The browser nonce from the waiting browser's sealed cookie.
+    b: String,
+    /// Where the browser lands once signed in (validated same-origin path).
+    rd: String,
+    /// The waiting browser, described from fixed names (never raw UA text).
+    browser: String,
+    os: String,
+    /// Unix seconds: created, expires.
+    t: u64,
+    exp: u64,
+    /// The short code typed instead of scanning.
+    code: String,
+    st: Status,
+}
+
+const NONCE_COOKIE: &str = "_qr";
+const CSRF_PURPOSE: &str = "wxgate-scan-csrf";
+/// Unambiguous characters for the typed code (no 0/O, 1/I/L).
+const CODE_ALPHABET: &[u8] = b"ABCDEFGHJKMNPQRSTUVWXYZ23456789";
 
 /// A navigation from a non-WeChat browser that needs a sign-in.
 pub async fn begin(auth: &Auth, headers: &HeaderMap, rd: &str) -> Response<Body> {
     match auth.cfg.desktop.mode {
-        DesktopMode::Qrconnect => auth.authorize_redirect(headers, rd, 0, true),
-        DesktopMode::Qr | DesktopMode::Off => open_in_wechat(auth, rd),
+        DesktopMode::Qrconnect => {
+            metrics().desktop_signins.inc(&["qrconnect", "started"]);
+            auth.authorize_redirect(headers, rd, 0, true)
+        }
+        DesktopMode::Off => {
+            metrics().desktop_signins.inc(&["off", "shown"]);
+            open_in_wechat(auth, rd)
+        }
+        DesktopMode::Qr => qr_page(auth, headers, rd).await,
     }
 }
 
 /// `/_wxgate/scan/...`.
 pub async fn handle(
-    _auth: &Auth,
-    _method: &Method,
-    _uri: &Uri,
+    auth: &Auth,
+    method: &Method,
+    uri: &Uri,
     headers: &HeaderMap,
 ) -> Response<Body> {
+    let rest = uri.path().trim_start_matches("/_wxgate/scan/");
+    let query = uri.query().unwrap_or("");
+    let get_like = method == Method::GET || method == Method::HEAD;
+    let (action, id) = rest.split_once('/').unwrap_or((rest, ""));
+    if auth.cfg.desktop.mode != DesktopMode::Qr {
+        return not_found(headers);
+    }
+    if action != "c" && !valid_id(id) {
+        return not_found(headers);
+    }
+    match action {
+        "s" if get_like => phone_scan(auth, headers, id).await,
+        "confirm" if method == Method::POST => phone_answer(auth, headers, id, query, true).await,
+        "cancel" if method == Method::POST => phone_answer(auth, headers, id, query, false).await,
+        "status" if get_like => status(auth, headers, id).await,
+        "done" if get_like => done(auth, headers, id).await,
+        "c" if get_like && id.is_empty() => typed_code(auth, query).await,
+        _ => not_found(headers),
+    }
+}
+
+fn valid_id(id: &str) -> bool {
+    crate::auth::state::is_valid_state(id)
+}
+
+fn key(id: &str) -> String {
+    format!("scan:{id}")
+}
+
+fn code_key(code: &str) -> String {
+    format!("scancode:{code}")
+}
+
+fn nonce_cookie_name(auth: &Auth) -> String {
+    format!("{}{NONCE_COOKIE}", auth.cfg.session.cookie_name)
+}
+
+/// This browser's nonce, if it carries a valid sealed one.
+fn browser_nonce(auth: &Auth, headers: &HeaderMap) -> Option<String> {
+    let name = nonce_cookie_name(auth);
+    let found = crate::auth::cookie_values(headers, &name)
+        .find_map(|v| auth.codec.open(&name, v))
+        .filter(|n| valid_id(n));
+    found
+}
+
+async fn load(auth: &Auth, id: &str) -> Result<Option<Ticket>, ()> {
+    match auth.store.get_ephemeral(&key(id)).await {
+        Ok(Some(bytes)) => Ok(serde_json::from_slice(&bytes).ok()),
+        Ok(None) => Ok(None),
+        Err(e) => {
+            warn!(error = %e, "session store unavailable while reading a scan ticket");
+            Err(())
+        }
+    }
+}
+
+async fn save(auth: &Auth, id: &str, t: &Ticket) -> Result<(), ()> {
+    let left = t.exp.saturating_sub(now_unix()).max(1);
+    let bytes = serde_json::to_vec(t).map_err(|_| ())?;
+    auth.store
+        .put_ephemeral(&key(id), &bytes, std::time::Duration::from_secs(left))
+        .await
+        .map_err(|e| warn!(error = %e, "session store unavailable while saving a scan ticket"))
+}
+
+fn random_code() -> String {
+    let bytes = crate::config::random_bytes(8);
+    let mut s: String = bytes
+        .iter()
+        .map(|b| CODE_ALPHABET[*b as usize % CODE_ALPHABET.len()] as char)
+        .collect();
+    s.insert(4, '-');
+    s
+}
+
+// ---------------------------------------------------------------- the waiting browser
+
+async fn qr_page(auth: &Auth, headers: &HeaderMap, rd: &str) -> Response<Body> {
+    let json = classify::wants_json(headers);
+    let now = now_unix();
+    let ttl = auth.cfg.desktop.ticket_ttl.get().as_secs().max(1);
+    let existing = browser_nonce(auth, headers);
+    let nonce = existing
+        .clone()
+        .unwrap_or_else(crate::auth::state::new_state);
+    let ua = headers
+        .get(http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let (browser, os) = classify::describe_user_agent(ua);
+    let id = crate::auth::state::new_state();
+    let code = random_code();
+    let ticket = Ticket {
+        b: nonce.clone(),
+        rd: crate::auth::redirect::strip_code_and_state(rd),
+        browser,
+        os,
+        t: now,
+        exp: now + ttl,
+        code: code.clone(),
+        st: Status::Pending,
+    };
+    let stored = save(auth, &id, &ticket).await.is_ok()
+        && auth
+            .store
+            .put_ephemeral(
+                &code_key(&code),
+                id.as_bytes(),
+                std::time::Duration::from_secs(ttl),
+            )
+            .await
+            .is_ok();
+    if !stored {
+        return crate::auth::AuthError::StoreUnavailable.response(json, None);
+    }
+    metrics().desktop_signins.inc(&["qr", "shown"]);
+
+    let origin = &auth.cfg.public().origin;
+    let scan_url = format!("{origin}/_wxgate/scan/s/{id}");
+    let svg = qr_svg(&scan_url).unwrap_or_default();
+    let e = crate::pages::escape;
+    let simulate = simulate_link(auth, &scan_url)
+        .map(|href| {
+            format!(
+                "<p><a id=\"wxgate-simulate\" class=\"btn secondary\" target=\"_blank\" rel=\"noopener\" \
+href=\"{}\">模拟手机扫码 · Simulate the phone</a></p>",
+                e(&href)
+            )
+        })
+        .unwrap_or_default();
+    let renew = auth.start_url(&ticket.rd);
+    let inner = format!(
+        "<h1>微信扫码登录</h1><h2>Sign in with WeChat</h2>\
+<p>用微信扫一扫下面的二维码，并在手机上确认。<br>Scan this code with WeChat, then confirm on your phone.</p>\
+<div class=\"qr\" id=\"wxgate-qr\" data-scan-url=\"{scan}\">{svg}</div>\
+<p>无法扫码？在微信中打开 <b>{origin_e}/_wxgate/scan/c</b> 并输入：<br>Cannot scan? Open that address in WeChat and enter:</p>\
+<p id=\"wxgate-code\" style=\"font-size:1.6rem;letter-spacing:.2rem;font-family:monospace\">{code}</p>\
+<p id=\"wxgate-status\" role=\"status\" data-state=\"pending\">等待扫码… · Waiting for the scan…</p>\
+<p id=\"wxgate-renew\" hidden><a class=\"btn\" href=\"{renew}\">刷新二维码 · New code</a></p>\
+<noscript><p><a class=\"btn secondary\" href=\"/_wxgate/scan/done/{id}\">我已在手机上确认 · I confirmed on my phone</a></p></noscript>\
+{simulate}\
+<script>{script}</script>",
+        scan = e(&scan_url),
+        origin_e = e(origin),
+        code = e(&code),
+        renew = e(&renew),
+        script = poll_script(&id, ttl),
+    );
+    let mut resp = html(StatusCode::OK, "微信扫码登录 · Sign in with WeChat", &inner);
+    if existing.is_none() {
+        let name = nonce_cookie_name(auth);
+        let sealed = auth.codec.seal(&name, &nonce);
+        // The nonce outlives one ticket so several tabs share it; a day is plenty.
+        let cookie = crate::auth::build_cookie(
+            &name,
+            &sealed,
+            auth.cookie_secure,
+            SameSite::Lax,
+            Some(86400),
+        );
+        auth.push_cookie(&mut resp, &cookie);
+    }
+    resp
+}
+
+/// Polls the ticket's status every two seconds until it is decided or expired (bounded
+/// by the ticket's lifetime), then follows the outcome without reloading the page.
+fn poll_script(id: &str, ttl: u64) -> String {
+    // `id` is [A-Za-z0-9] only (checked by construction), so it is safe inside a JS string.
+    let max_polls = ttl / 2 + 3;
+    format!(
+        r#"(function(){{var n=0,st=document.getElementById("wxgate-status"),rn=document.getElementById("wxgate-renew");
+function show(s,t){{st.setAttribute("data-state",s);st.textContent=t;}}
+function end(s,t){{show(s,t);rn.hidden=false;var q=document.getElementById("wxgate-qr");if(q)q.style.opacity=".2";}}
+function poll(){{if(++n>{max_polls}){{end("expired","二维码已过期 · This code has expired");return;}}
+fetch("/_wxgate/scan/status/{id}",{{headers:{{"Accept":"application/json"}},credentials:"same-origin",cache:"no-store"}})
+.then(function(r){{return r.json();}}).then(function(j){{
+if(j.status==="confirmed"){{show("confirmed","已确认，正在登录… · Confirmed, signing in…");location.replace(j.next);return;}}
+if(j.status==="scanned"){{show("scanned","已扫码，请在手机上确认 · Scanned: confirm on your phone");}}
+if(j.status==="cancelled"){{end("cancelled","已在手机上取消 · Cancelled on the phone");return;}}
+if(j.status==="expired"||j.status==="used"||j.status==="wrong_browser"){{end(j.status,"二维码已失效 · This code is no longer valid");return;}}
+setTimeout(poll,2000);}},function(){{setTimeout(poll,2000);}});}}
+setTimeout(poll,1000);}})();"#
+    )
+}
+
+/// The demo's "simulate the phone" link: only when WeChat's authorize URL is on a
+/// loopback host, i.e. the mock platform, never in front of the real WeChat.
+fn simulate_link(auth: &Auth, scan_url: &str) -> Option<String> {
+    let u: Uri = auth.cfg.wechat.authorize_url.parse().ok()?;
+    let host = u.host()?.trim_start_matches('[').trim_end_matches(']');
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if !loopback {
+        return None;
+    }
+    let origin = format!("{}://{}", u.scheme_str()?, u.authority()?);
+    Some(format!(
+        "{origin}/mock/phone?url={}",
+        percent_encoding::utf8_percent_encode(scan_url, crate::auth::COMPONENT)
+    ))
+}
+
+async fn status(auth: &Auth, headers: &HeaderMap, id: &str) -> Response<Body> {
+    let ticket = match load(auth, id).await {
+        Ok(t) => t,
+        Err(()) => return crate::auth::AuthError::StoreUnavailable.response(true, None),
+    };
+    let Some(t) = ticket else {
+        return json(StatusCode::OK, serde_json::json!({ "status": "expired" }));
+    };
+    if browser_nonce(auth, headers).as_deref() != Some(t.b.as_str()) {
+        return json(
+            StatusCode::FORBIDDEN,
+            serde_json::json!({ "status": "wrong_browser" }),
+        );
+    }
+    let body = match &t.st {
+        Status::Pending => serde_json::json!({ "status": "pending", "expires_at": t.exp }),
+        Status::Scanned { .. } => serde_json::json!({ "status": "scanned", "expires_at": t.exp }),
+        Status::Confirmed { .. } => serde_json::json!({
+            "status": "confirmed",
+            "next": format!("/_wxgate/scan/done/{id}"),
+        }),
+        Status::Cancelled => serde_json::json!({ "status": "cancelled" }),
+        Status::Used => serde_json::json!({ "status": "used" }),
+    };
+    json(StatusCode::OK, body)
+}
+
+/// The waiting browser collects a confirmed sign-in: its own new session, once.
+async fn done(auth: &Auth, headers: &HeaderMap, id: &str) -> Response<Body> {
+    let jsonp = classify::wants_json(headers);
+    let t = match load(auth, id).await {
+        Ok(Some(t)) => t,
+        Ok(None) => return outcome_page(auth, "expired", "/", jsonp),
+        Err(()) => return crate::auth::AuthError::StoreUnavailable.response(jsonp, None),
+    };
+    if browser_nonce(auth, headers).as_deref() != Some(t.b.as_str()) {
+        warn!("a scan sign-in was collected from a browser that did not show the code");
+        metrics().desktop_signins.inc(&["qr", "wrong_browser"]);
+        return outcome_page(auth, "wrong_browser", "/", jsonp);
+    }
+    match &t.st {
+        Status::Confirmed { .. } => {}
+        Status::Cancelled => return outcome_page(auth, "cancelled", &t.rd, jsonp),
+        Status::Used => return outcome_page(auth, "used", &t.rd, jsonp),
+        Status::Pending | Status::Scanned { .. } => {
+            return outcome_page(auth, "not_yet", &t.rd, jsonp)
+        }
+    }
+    // Single use: whoever takes the ticket completes it; a racing second request
+    // finds it gone (or the `Used` marker written below).
+    let taken = match auth.store.take_ephemeral(&key(id)).await {
+        Ok(Some(bytes)) => serde_json::from_slice::<Ticket>(&bytes).ok(),
+        Ok(None) => None,
+        Err(_) => return crate::auth::AuthError::StoreUnavailable.response(jsonp, None),
+    };
+    let Some(Ticket {
+        st: Status::Confirmed { session },
+        ..
+    }) = taken
+    else {
+        metrics().desktop_signins.inc(&["qr", "reused"]);
+        return outcome_page(auth, "used", &t.rd, jsonp);
+    };
+    let _ = save(
+        auth,
+        id,
+        &Ticket {
+            st: Status::Used,
+            ..t.clone()
+        },
+    )
+    .await;
+    if !auth.is_allowed(&session.openid) {
+        return crate::auth::AuthError::NotAllowed.response(jsonp, None);
+    }
+    // Whatever session this browser had ends; the new one has a new id.
+    if let Ok(Some((old, ticket))) = auth.session_of(headers).await {
+        let _ = auth.store.delete(&ticket, &old).await;
+    }
+    match auth.create_session(*session).await {
+        Ok((s, cookie)) => {
+            info!(openid = %s.openid, "signed in a browser by QR scan");
+            metrics().desktop_signins.inc(&["qr", "success"]);
+            let mut resp = crate::auth::redirect(&t.rd);
+            auth.push_cookie(&mut resp, &cookie);
+            resp
+        }
+        Err(e) => {
+            warn!(error = %e, "could not store a new session");
+            crate::auth::AuthError::StoreUnavailable.response(jsonp, None)
+        }
+    }
+}
+
+// ---------------------------------------------------------------- the phone
+
+async fn phone_scan(auth: &Auth, headers: &HeaderMap, id: &str) -> Response<Body> {
+    let ua = headers
+        .get(http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !classify::is_wechat_browser(ua) {
+        return phone_page(
+            StatusCode::OK,
+            "请用微信扫码",
+            "Scan with WeChat",
+            "This code signs a computer in: scan it with WeChat's Scan (扫一扫).",
+        );
+    }
+    let t = match load(auth, id).await {
+        Ok(Some(t)) => t,
+        Ok(None) => return phone_outcome("expired"),
+        Err(()) => return crate::auth::AuthError::StoreUnavailable.response(false, None),
+    };
+    let session = match auth.session_of(headers).await {
+        Ok(Some((s, _))) => s,
+        Ok(None) => {
+            // Sign the phone in through the normal WeChat authorization, then come back.
+            return auth.authorize_redirect(headers, &format!("/_wxgate/scan/s/{id}"), 0, false);
+        }
+        Err(e) => return e.response(false, None),
+    };
+    match &t.st {
+        Status::Pending => {
+            let scanned = Ticket {
+                st: Status::Scanned {
+                    sid: session.id.clone(),
+                },
+                ..t.clone()
+            };
+            if save(auth, id, &scanned).await.is_err() {
+                return crate::auth::AuthError::StoreUnavailable.response(false, None);
+            }
+        }
+        Status::Scanned { sid } if *sid == session.id => {}
+        Status::Scanned { .. } => return phone_outcome("scanned_elsewhere"),
+        Status::Confirmed { .. } | Status::Used => return phone_outcome("used"),
+        Status::Cancelled => return phone_outcome("cancelled"),
+    }
+    confirm_page(auth, &t, id, &session)
+}
+
+fn confirm_page(auth: &Auth, t: &Ticket, id: &str, session: &Session) -> Response<Body> {
+    let e = crate::pages::escape;
+    let csrf = auth
+        .codec
+        .seal(CSRF_PURPOSE, &format!("{}|{id}", session.id));
+    let csrf = percent_encoding::utf8_percent_encode(&csrf, crate::auth::COMPONENT).to_string();
+    let app = auth
+        .cfg
+        .public()
+        .origin
+        .split("://")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    let who = session
+        .nickname
+        .clone()
+        .unwrap_or_else(|| session.openid.clone());
+    let inner = format!(
+        "<h1>在电脑上登录？</h1><h2>Sign in on a computer?</h2>\
+<table id=\"wxgate-request\">\
+<tr><td>网站 · Site</td><td id=\"wxgate-app\">{app}</td></tr>\
+<tr><td>浏览器 · Browser</td><td id=\"wxgate-browser\">{browser} · {os}</td></tr>\
+<tr><td>时间 · Time</td><td>{time}</td></tr>\
+<tr><td>账号 · Account</td><td>{who}</td></tr></table>\
+<p>只有当这是你本人刚刚在电脑上发起的登录时才确认。<br>Confirm only if you just asked to sign in on that computer yourself.</p>\
+<form method=\"post\" action=\"/_wxgate/scan/confirm/{id}?csrf={csrf}\" style=\"display:inline\">\
+<button class=\"btn\" id=\"wxgate-confirm\" type=\"submit\">确认登录 · Confirm</button></form> \
+<form method=\"post\" action=\"/_wxgate/scan/cancel/{id}?csrf={csrf}\" style=\"display:inline\">\
+<button class=\"btn secondary\" id=\"wxgate-cancel\" type=\"submit\">取消 · Cancel</button></form>",
+        app = e(&app),
+        browser = e(&t.browser),
+        os = e(&t.os),
+        time = e(&format_utc(t.t)),
+        who = e(&who),
+    );
+    html(StatusCode::OK, "确认登录 · Confirm sign-in", &inner)
+}
+
+async fn phone_answer(
+    auth: &Auth,
+    headers: &HeaderMap,
+    id: &str,
+    query: &str,
+    confirm: bool,
+) -> Response<Body> {
+    let session = match auth.session_of(headers).await {
+        Ok(Some((s, _))) => s,
+        Ok(None) => return phone_outcome("forbidden"),
+        Err(e) => return e.response(false, None),
+    };
+    let token_ok = crate::auth::endpoints::query_param(query, "csrf")
+        .and_then(|c| auth.codec.open(CSRF_PURPOSE, &c))
+        .is_some_and(|v| v == format!("{}|{id}", session.id));
+    if !token_ok {
+        warn!("a scan confirmation without a valid token");
+        return phone_outcome("forbidden");
+    }
+    let t = match load(auth, id).await {
+        Ok(Some(t)) => t,
+        Ok(None) => return phone_outcome("expired"),
+        Err(()) => return crate::auth::AuthError::StoreUnavailable.response(false, None),
+    };
+    match &t.st {
+        Status::Scanned { sid } if *sid == session.id => {}
+        Status::Pending | Status::Scanned { .. } => return phone_outcome("scanned_elsewhere"),
+        Status::Confirmed { .. } | Status::Used => return phone_outcome("used"),
+        Status::Cancelled => return phone_outcome("cancelled"),
+    }
+    let st = if confirm {
+        // The browser's session is its own: same WeChat user, new id, no WeChat tokens
+        // (the phone's session keeps refreshing the profile; two holders would race).
+        let mut s = session.clone();
+        s.id = String::new();
+        s.access_token = None;
+        s.refresh_token = None;
+        Status::Confirmed {
+            session: Box::new(s),
+        }
+    } else {
+        metrics().desktop_signins.inc(&["qr", "cancelled"]);
+        Status::Cancelled
+    };
+    if save(auth, id, &Ticket { st, ..t }).await.is_err() {
+        return crate::auth::AuthError::StoreUnavailable.response(false, None);
+    }
+    if confirm {
+        info!(openid = %session.openid, "a QR sign-in was confirmed on the phone");
+        phone_outcome("confirmed")
+    } else {
+        phone_outcome("cancelled_now")
+    }
+}
+
+/// `/_wxgate/scan/c?code=ABCD-2345`: the typed short code, for people who cannot scan.
+async fn typed_code(auth: &Auth, query: &str) -> Response<Body> {
+    let typed = crate::auth::endpoints::query_param(query, "code").unwrap_or_default();
+    let norm: String = typed
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .map(|c| c.to_ascii_uppercase())
+        .collect();
+    if norm.len() == 8 {
+        let code = format!("{}-{}", &norm[..4], &norm[4..]);
+        if let Ok(Some(id)) = auth.store.get_ephemeral(&code_key(&code)).await {
+            if let Ok(id) = String::from_utf8(id) {
+                if valid_id(&id) {
+                    return crate::auth::redirect(&format!("/_wxgate/scan/s/{id}"));
+                }
+            }
+        }
+    }
+    let wrong = if typed.is_empty() {
+        ""
+    } else {
+        "<p>代码无效或已过期 · That code is unknown or has expired.</p>"
+    };
+    let inner = format!(
+        "<h1>输入登录代码</h1><h2>Enter the sign-in code</h2>{wrong}\
+<form method=\"get\" action=\"/_wxgate/scan/c\"><p><input name=\"code\" autocomplete=\"off\" \
+placeholder=\"ABCD-2345\" style=\"font-size:1.4rem;font-family:monospace;width:10rem\"></p>\
+<p><button class=\"btn\" type=\"submit\">继续 · Continue</button></p></form>"
+    );
+    html(StatusCode::OK, "输入登录代码 · Enter the code", &inner)
+}
+
+// ---------------------------------------------------------------- pages
+
+fn phone_outcome(what: &str) -> Response<Body> {
+    let (status, zh, en, detail) = match what {
+        "confirmed" => (
+            StatusCode::OK,
+            "已确认",
+            "Confirmed",
+            "The computer is now signing in. You can close this page.",
+        ),
+        "cancelled_now" => (
+            StatusCode::OK,
+            "已取消",
+            "Cancelled",
+            "Nobody was signed in. You can close this page.",
+        ),
+        "cancelled" => (
+            StatusCode::GONE,
+            "已取消",
+            "This sign-in was cancelled",
+            "Start again on the computer to get a new code.",
+        ),
+        "used" => (
+            StatusCode::GONE,
+            "二维码已使用",
+            "This code has already been used",
+            "Each code signs in once. Start again on the computer to get a new code.",
+        ),
+        "scanned_elsewhere" => (
+            StatusCode::CONFLICT,
+            "二维码已被扫描",
+            "This code was scanned on another phone",
+            "Only the phone that scanned it first can answer.",
+        ),
+        "forbidden" => (
+            StatusCode::FORBIDDEN,
+            "无法确认",
+            "This confirmation is not valid",
+            "Open the scanned page again and answer there.",
+        ),
+        _ => (
+            StatusCode::GONE,
+            "二维码已过期",
+            "This code has expired",
+            "Refresh the page on the computer to get a new code.",
+        ),
+    };
+    let mut resp = phone_page(status, zh, en, detail);
+    if let Ok(v) = http::HeaderValue::from_str(what) {
+        resp.headers_mut().insert("x-wxgate-scan", v);
+    }
+    resp
+}
+
+fn phone_page(status: StatusCode, zh: &str, en: &str, detail: &str) -> Response<Body> {
+    let inner = format!(
+        "<h1>{}</h1><h2>{}</h2><p>{}</p>",
+        crate::pages::escape(zh),
+        crate::pages::escape(en),
+        crate::pages::escape(detail)
+    );
+    html(status, &format!("{zh} · {en}"), &inner)
+}
+
+/// The waiting browser's answer when the sign-in cannot complete: what happened and a
+/// one-click way to start over.
+fn outcome_page(auth: &Auth, what: &str, rd: &str, json: bool) -> Response<Body> {
+    let (status, code, zh, en, detail) = match what {
+        "wrong_browser" => (
+            StatusCode::FORBIDDEN,
+            "scan_wrong_browser",
+            "请在显示二维码的浏览器中完成登录",
+            "Finish in the browser that showed the code",
+            "This sign-in was started in another browser.",
+        ),
+        "cancelled" => (
+            StatusCode::GONE,
+            "scan_cancelled",
+            "已在手机上取消",
+            "Cancelled on the phone",
+            "Nobody was signed in.",
+        ),
+        "used" => (
+            StatusCode::GONE,
+            "scan_used",
+            "二维码已使用",
+            "This code has already been used",
+            "Each code signs in once.",
+        ),
+        "not_yet" => (
+            StatusCode::CONFLICT,
+            "scan_pending",
+            "尚未在手机上确认",
+            "Not confirmed on the phone yet",
+            "Scan the code with WeChat and confirm on the phone first.",
+        ),
+        _ => (
+            StatusCode::GONE,
+            "scan_expired",
+            "二维码已过期",
+            "This code has expired",
+            "Get a new code and scan it again.",
+        ),
+    };
+    if code == "scan_expired" {
+        metrics().desktop_signins.inc(&["qr", "expired"]);
+    }
+    crate::pages::respond(
+        &crate::pages::Notice {
+            status,
+            code,
+            title_zh: zh,
+            title_en: en,
+            detail: detail.into(),
+            retry: Some(auth.start_url(rd)),
+        },
+        json,
+    )
+}
+
+fn not_found(headers: &HeaderMap) -> Response<Body> {
     crate::pages::respond(
         &crate::pages::Notice {
             status: StatusCode::NOT_FOUND,
@@ -31,7 +692,60 @@ pub async fn handle(
             detail: "No such sign-in page.".into(),
             retry: None,
         },
-        crate::auth::classify::wants_json(headers),
+        classify::wants_json(headers),
+    )
+}
+
+fn html(status: StatusCode, title: &str, inner: &str) -> Response<Body> {
+    let mut resp = Response::new(crate::body::full(crate::pages::page(title, inner)));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    // The confirmation page must not be framed (clickjacking the Confirm button).
+    h.insert("x-frame-options", http::HeaderValue::from_static("DENY"));
+    resp
+}
+
+fn json(status: StatusCode, v: serde_json::Value) -> Response<Body> {
+    let mut resp = Response::new(crate::body::full(v.to_string()));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    resp.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    resp
+}
+
+/// `2024-05-01 12:34:56 UTC` from Unix seconds (days-to-civil, Howard Hinnant).
+fn format_utc(secs: u64) -> String {
+    let days = (secs / 86400) as i64;
+    let rem = secs % 86400;
+    let z = days + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
     )
 }
 
@@ -42,23 +756,10 @@ pub fn open_in_wechat(auth: &Auth, rd: &str) -> Response<Body> {
     let inner = format!(
         "<h1>请在微信中打开</h1><h2>Please open this page in WeChat</h2>\
 <p>用微信扫一扫下面的二维码，在微信中继续。<br>Scan this code with WeChat to continue there.</p>\
-<div class=\"qr\">{svg}</div><p class=\"code\">{}</p>",
-        crate::pages::escape(&url)
+<div class=\"qr\" id=\"wxgate-qr\" data-scan-url=\"{u}\">{svg}</div><p class=\"code\">{u}</p>",
+        u = crate::pages::escape(&url)
     );
-    let mut resp = Response::new(crate::body::full(crate::pages::page(
-        "请在微信中打开 · Open in WeChat",
-        &inner,
-    )));
-    *resp.status_mut() = StatusCode::OK;
-    resp.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    resp.headers_mut().insert(
-        http::header::CACHE_CONTROL,
-        http::HeaderValue::from_static("no-store"),
-    );
-    resp
+    html(StatusCode::OK, "请在微信中打开 · Open in WeChat", &inner)
 }
 
 /// An inline SVG QR code (no external assets).
@@ -71,4 +772,24 @@ pub fn qr_svg(data: &str) -> Option<String> {
             .quiet_zone(true)
             .build(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_shown_in_utc() {
+        assert_eq!(format_utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(format_utc(1_709_251_199), "2024-02-29 23:59:59 UTC");
+    }
+
+    #[test]
+    fn typed_codes_avoid_lookalike_characters() {
+        for _ in 0..50 {
+            let c = random_code();
+            assert_eq!(c.len(), 9);
+            assert!(!c.contains(['0', 'O', '1', 'I', 'L']), "{c}");
+        }
+    }
 }

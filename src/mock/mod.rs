@@ -10,8 +10,10 @@
 mod api;
 mod control;
 mod pages;
+mod phone;
 mod wire;
 
+pub use phone::PHONE_USER_AGENT;
 pub use wire::{callback_location, check_link, derive_id, AuthorizeRequest, LinkKind, Refusal};
 
 use std::collections::HashMap;
@@ -433,6 +435,8 @@ async fn route(mock: MockWechat, req: Request<Incoming>) -> Response<Body> {
         "/sns/auth" => api::handle(mock, req, "auth").await,
         "/sns/userinfo" => api::handle(mock, req, "userinfo").await,
         "/" => pages::index(&mock),
+        "/mock/phone" => phone::scan(mock, req).await,
+        "/mock/phone/submit" => phone::submit(req).await,
         p if p.starts_with("/mock/") => control::handle(mock, req).await,
         _ => pages::not_found(),
     }
