@@ -311,7 +311,16 @@ pub async fn handle(state: &State, req: Request<Incoming>, conn: ConnInfo) -> Re
 
     // wxgate's own URLs are never forwarded.
     if path == "/_wxgate" || path.starts_with("/_wxgate/") {
-        return endpoints::handle(&auth, req.method(), req.uri(), req.headers(), trusted).await;
+        let client = client_ip(req.headers(), conn.peer.ip(), trusted);
+        return endpoints::handle(
+            &auth,
+            req.method(),
+            req.uri(),
+            req.headers(),
+            trusted,
+            client,
+        )
+        .await;
     }
     if path.starts_with("/MP_verify_") {
         if let Some(resp) = endpoints::verify_file(&auth, path) {
@@ -338,7 +347,13 @@ pub async fn handle(state: &State, req: Request<Incoming>, conn: ConnInfo) -> Re
         .map(|p| p.as_str())
         .unwrap_or("/");
     let gate = auth
-        .gate(req.method(), path_and_query, &normalized, req.headers())
+        .gate(
+            req.method(),
+            path_and_query,
+            &normalized,
+            req.headers(),
+            client_ip(req.headers(), conn.peer.ip(), trusted),
+        )
         .await;
     let (session, set_cookie) = match gate {
         Gate::Respond(resp) => return resp,
@@ -352,7 +367,7 @@ pub async fn handle(state: &State, req: Request<Incoming>, conn: ConnInfo) -> Re
     headers::strip_identity_headers(&mut parts.headers, &auth.identity_header);
     let cookie_name = auth.cfg.session.cookie_name.as_str();
     headers::remove_cookies(&mut parts.headers, |name| {
-        name == cookie_name || crate::auth::state::state_of_cookie(cookie_name, name).is_some()
+        crate::auth::is_own_cookie(cookie_name, name)
     });
     if let Some(s) = &session {
         if let Err(e) = auth.attach_identity(&mut parts.headers, s) {
@@ -373,4 +388,17 @@ pub async fn handle(state: &State, req: Request<Incoming>, conn: ConnInfo) -> Re
         resp.headers_mut().append(SET_COOKIE, c);
     }
     resp
+}
+
+/// The visitor's address: the peer, or the first X-Forwarded-For hop when the peer is a
+/// trusted proxy (only shown to the user, never used to decide access).
+fn client_ip(h: &http::HeaderMap, peer: std::net::IpAddr, trusted: bool) -> std::net::IpAddr {
+    if !trusted {
+        return peer;
+    }
+    h.get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(peer)
 }

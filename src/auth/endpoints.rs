@@ -1,6 +1,8 @@
 //! The URLs wxgate answers itself: `/_wxgate/*` and WeChat's `MP_verify_*.txt` files.
 
 use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
+use std::net::IpAddr;
+
 use http::{HeaderMap, Method, Response, StatusCode, Uri};
 use tracing::{error, info, warn};
 
@@ -17,13 +19,14 @@ pub async fn handle(
     uri: &Uri,
     headers: &HeaderMap,
     trusted: bool,
+    client: IpAddr,
 ) -> Response<Body> {
     let path = uri.path();
     let query = uri.query().unwrap_or("");
     let get_like = method == Method::GET || method == Method::HEAD;
     match path {
-        "/_wxgate/start" if get_like => start(auth, query, headers).await,
-        "/_wxgate/callback" if get_like => callback(auth, query, headers).await,
+        "/_wxgate/start" if get_like => start(auth, query, headers, client).await,
+        "/_wxgate/callback" if get_like => callback(auth, query, headers, client).await,
         "/_wxgate/sign_out" if get_like || method == Method::POST => {
             sign_out(auth, query, headers).await
         }
@@ -63,18 +66,18 @@ pub fn verify_file(auth: &Auth, path: &str) -> Option<Response<Body>> {
     Some(resp)
 }
 
-async fn start(auth: &Auth, query: &str, headers: &HeaderMap) -> Response<Body> {
+async fn start(auth: &Auth, query: &str, headers: &HeaderMap, client: IpAddr) -> Response<Body> {
     let rd = start_rd(query)
         .and_then(|rd| redirect::safe_return_path(&rd))
         .unwrap_or_else(|| "/".to_string());
     match auth.session_of(headers).await {
         Ok(Some(_)) => super::redirect(&rd),
-        Ok(None) => auth.begin(headers, &rd, 0).await,
+        Ok(None) => auth.begin(headers, &rd, 0, client).await,
         Err(e) => e.response(classify::wants_json(headers), None),
     }
 }
 
-async fn callback(auth: &Auth, query: &str, headers: &HeaderMap) -> Response<Body> {
+async fn callback(auth: &Auth, query: &str, headers: &HeaderMap, client: IpAddr) -> Response<Body> {
     let json = classify::wants_json(headers);
     let Some(state) = query_param(query, "state").filter(|s| state::is_valid_state(s)) else {
         metrics().signins.inc(&["bad_request"]);
@@ -100,7 +103,7 @@ async fn callback(auth: &Auth, query: &str, headers: &HeaderMap) -> Response<Bod
                 metrics().signins.inc(&["repeat_callback"]);
                 super::redirect(&flow.rd)
             }
-            Ok(None) => auth.begin(headers, &flow.rd, 1).await,
+            Ok(None) => auth.begin(headers, &flow.rd, 1, client).await,
             Err(e) => e.response(json, None),
         };
     }

@@ -9,6 +9,7 @@ pub mod redirect;
 pub mod state;
 
 use std::collections::HashSet;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -154,6 +155,7 @@ impl Auth {
         path_and_query: &str,
         normalized: &str,
         headers: &HeaderMap,
+        client: IpAddr,
     ) -> Gate {
         if self.public.matches(normalized) {
             return Gate::Forward {
@@ -179,7 +181,7 @@ impl Auth {
             match self.maybe_refresh_profile(&mut session, &ticket).await {
                 Refreshed::Ended => {
                     return self
-                        .unauthenticated(method, path_and_query, normalized, headers)
+                        .unauthenticated(method, path_and_query, normalized, headers, client)
                         .await;
                 }
                 // The cookie store keeps the session in the cookie: the refreshed
@@ -199,7 +201,7 @@ impl Auth {
                 set_cookie,
             };
         }
-        self.unauthenticated(method, path_and_query, normalized, headers)
+        self.unauthenticated(method, path_and_query, normalized, headers, client)
             .await
     }
 
@@ -209,13 +211,14 @@ impl Auth {
         path_and_query: &str,
         normalized: &str,
         headers: &HeaderMap,
+        client: IpAddr,
     ) -> Gate {
         let rd = redirect::safe_return_path(path_and_query).unwrap_or_else(|| "/".to_string());
         if classify::is_api_request(method, headers, normalized, &self.api) {
             metrics().denied.inc(&["unauthenticated_api"]);
             return Gate::Respond(self.unauthorized_json(&rd));
         }
-        Gate::Respond(self.begin(headers, &rd, 0).await)
+        Gate::Respond(self.begin(headers, &rd, 0, client).await)
     }
 
     /// 401 JSON telling an API client where a browser would sign in.
@@ -247,13 +250,19 @@ impl Auth {
     /// Begins a sign-in for a browser navigation: the WeChat authorize redirect inside
     /// WeChat's browser, the desktop flow elsewhere. `tries` counts fresh authorizations
     /// already spent on this flow.
-    pub async fn begin(&self, headers: &HeaderMap, rd: &str, tries: u8) -> Response<Body> {
+    pub async fn begin(
+        &self,
+        headers: &HeaderMap,
+        rd: &str,
+        tries: u8,
+        client: IpAddr,
+    ) -> Response<Body> {
         let ua = headers
             .get(http::header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
         if !classify::is_wechat_browser(ua) {
-            return crate::desktop::begin(self, headers, rd).await;
+            return crate::desktop::begin(self, headers, rd, client).await;
         }
         self.authorize_redirect(headers, rd, tries, false)
     }
@@ -494,6 +503,14 @@ impl Auth {
             .inc(&[self.cfg.session.store.as_str()]);
         Ok((session, self.session_cookie(&ticket)))
     }
+}
+
+/// wxgate's own cookies, which never reach the upstream: the session, the flow cookies
+/// and the desktop browser nonce.
+pub fn is_own_cookie(base: &str, name: &str) -> bool {
+    name == base
+        || state::state_of_cookie(base, name).is_some()
+        || name.strip_prefix(base) == Some(crate::desktop::NONCE_COOKIE)
 }
 
 /// `X-Wxgate-Openid`-style headers (or `X-Auth-Request-*` for forward-auth), values

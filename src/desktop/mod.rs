@@ -53,6 +53,9 @@ struct Ticket {
     /// The waiting browser, described from fixed names (never raw UA text).
     browser: String,
     os: String,
+    /// The waiting browser's address, shown on the phone so a stranger's request stands out.
+    #[serde(default)]
+    ip: String,
     /// Unix seconds: created, expires.
     t: u64,
     exp: u64,
@@ -61,13 +64,18 @@ struct Ticket {
     st: Status,
 }
 
-const NONCE_COOKIE: &str = "_qr";
+pub const NONCE_COOKIE: &str = "_qr";
 const CSRF_PURPOSE: &str = "wxgate-scan-csrf";
 /// Unambiguous characters for the typed code (no 0/O, 1/I/L).
 const CODE_ALPHABET: &[u8] = b"ABCDEFGHJKMNPQRSTUVWXYZ23456789";
 
 /// A navigation from a non-WeChat browser that needs a sign-in.
-pub async fn begin(auth: &Auth, headers: &HeaderMap, rd: &str) -> Response<Body> {
+pub async fn begin(
+    auth: &Auth,
+    headers: &HeaderMap,
+    rd: &str,
+    client: std::net::IpAddr,
+) -> Response<Body> {
     match auth.cfg.desktop.mode {
         DesktopMode::Qrconnect => {
             metrics().desktop_signins.inc(&["qrconnect", "started"]);
@@ -77,7 +85,7 @@ pub async fn begin(auth: &Auth, headers: &HeaderMap, rd: &str) -> Response<Body>
             metrics().desktop_signins.inc(&["off", "shown"]);
             open_in_wechat(auth, rd)
         }
-        DesktopMode::Qr => qr_page(auth, headers, rd).await,
+        DesktopMode::Qr => qr_page(auth, headers, rd, client).await,
     }
 }
 
@@ -128,7 +136,7 @@ fn nonce_cookie_name(auth: &Auth) -> String {
 /// This browser's nonce, if it carries a valid sealed one.
 fn browser_nonce(auth: &Auth, headers: &HeaderMap) -> Option<String> {
     let name = nonce_cookie_name(auth);
-    let found = crate::auth::cookie_values(headers, &name)
+    let found = crate::session::cookie_values(headers, &name)
         .find_map(|v| auth.codec.open(&name, v))
         .filter(|n| valid_id(n));
     found
@@ -166,7 +174,12 @@ fn random_code() -> String {
 
 // ---------------------------------------------------------------- the waiting browser
 
-async fn qr_page(auth: &Auth, headers: &HeaderMap, rd: &str) -> Response<Body> {
+async fn qr_page(
+    auth: &Auth,
+    headers: &HeaderMap,
+    rd: &str,
+    client: std::net::IpAddr,
+) -> Response<Body> {
     let json = classify::wants_json(headers);
     let now = now_unix();
     let ttl = auth.cfg.desktop.ticket_ttl.get().as_secs().max(1);
@@ -186,6 +199,7 @@ async fn qr_page(auth: &Auth, headers: &HeaderMap, rd: &str) -> Response<Body> {
         rd: crate::auth::redirect::strip_code_and_state(rd),
         browser,
         os,
+        ip: client.to_string(),
         t: now,
         exp: now + ttl,
         code: code.clone(),
@@ -242,12 +256,12 @@ href=\"{}\">模拟手机扫码 · Simulate the phone</a></p>",
         let name = nonce_cookie_name(auth);
         let sealed = auth.codec.seal(&name, &nonce);
         // The nonce outlives one ticket so several tabs share it; a day is plenty.
-        let cookie = crate::auth::build_cookie(
+        let cookie = crate::session::session_cookie(
             &name,
             &sealed,
             auth.cookie_secure,
             SameSite::Lax,
-            Some(86400),
+            Some(std::time::Duration::from_secs(86400)),
         );
         auth.push_cookie(&mut resp, &cookie);
     }
@@ -459,6 +473,7 @@ fn confirm_page(auth: &Auth, t: &Ticket, id: &str, session: &Session) -> Respons
 <table id=\"wxgate-request\">\
 <tr><td>网站 · Site</td><td id=\"wxgate-app\">{app}</td></tr>\
 <tr><td>浏览器 · Browser</td><td id=\"wxgate-browser\">{browser} · {os}</td></tr>\
+<tr><td>地址 · From</td><td id=\"wxgate-ip\">{ip}</td></tr>\
 <tr><td>时间 · Time</td><td>{time}</td></tr>\
 <tr><td>账号 · Account</td><td>{who}</td></tr></table>\
 <p>只有当这是你本人刚刚在电脑上发起的登录时才确认。<br>Confirm only if you just asked to sign in on that computer yourself.</p>\
@@ -469,6 +484,7 @@ fn confirm_page(auth: &Auth, t: &Ticket, id: &str, session: &Session) -> Respons
         app = e(&app),
         browser = e(&t.browser),
         os = e(&t.os),
+        ip = e(if t.ip.is_empty() { "?" } else { &t.ip }),
         time = e(&format_utc(t.t)),
         who = e(&who),
     );
