@@ -461,6 +461,13 @@ fn toml_problem(text: &str, e: &toml::de::Error) -> Problem {
         .and_then(|s| text.get(s.clone()))
         .map(|k| k.trim().trim_matches('"').to_string())
         .filter(|k| !k.is_empty() && !k.contains('\n') && k.len() < 80)
+        .map(
+            |k| match e.span().and_then(|s| enclosing_table(text, s.start)) {
+                // "server.bogus", not "bogus": the key as the docs and other problems name it.
+                Some(table) if !k.contains('.') && !k.starts_with('[') => format!("{table}.{k}"),
+                _ => k,
+            },
+        )
         .unwrap_or_default();
     let location = match line {
         Some(l) => format!("line {l}: "),
@@ -470,6 +477,17 @@ fn toml_problem(text: &str, e: &toml::de::Error) -> Problem {
         key,
         message: format!("{location}{msg}"),
     }
+}
+
+/// The `[table]` whose body holds byte offset `at`, if any.
+fn enclosing_table(text: &str, at: usize) -> Option<String> {
+    text.get(..at)?
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('[') && !l.starts_with("[["))
+        .and_then(|l| l.strip_prefix('[')?.split(']').next())
+        .map(|t| t.trim().to_string())
 }
 
 fn push(problems: &mut Vec<Problem>, key: &str, message: impl Into<String>) {
@@ -550,7 +568,8 @@ impl Config {
         match self.admin.listen.parse::<SocketAddr>() {
             Ok(a) => {
                 self.admin.listen_addr = Some(a);
-                if Some(a) == self.server.listen_addr {
+                // Port 0 asks the system for a free port: two of those never collide.
+                if a.port() != 0 && Some(a) == self.server.listen_addr {
                     push(&mut p, "admin.listen", "must differ from server.listen (admin endpoints never share the public port)");
                 }
             }

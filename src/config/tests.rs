@@ -50,7 +50,7 @@ fn unknown_keys_are_refused_with_their_name_and_line() {
     let text = format!("{MINIMAL}\n[access]\npublic_path = []\n");
     let p = problems(&text);
     assert_eq!(p.len(), 1, "{p:?}");
-    assert!(p[0].contains("public_path"), "{p:?}");
+    assert!(p[0].starts_with("access.public_path"), "{p:?}");
     assert!(p[0].contains("line 11"), "{p:?}");
 }
 

@@ -1,0 +1,234 @@
+//! The `wxgate` command line as an operator meets it: `check` before a deploy, `keygen`
+//! for the secrets, `serve` refusing clearly, help and version everywhere.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use base64::Engine as _;
+
+/// Runs `wxgate ARGS` with none of the caller's WXGATE_* variables.
+fn wxgate(args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wxgate"));
+    cmd.args(args).env("RUST_LOG", "info");
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("WXGATE_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.output().expect("wxgate runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A folder of its own for this test's files.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("wxgate-cli-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write");
+    path.to_str().expect("utf-8 path").to_string()
+}
+
+const VALID: &str = r#"
+[server]
+listen = "127.0.0.1:0"
+public_url = "https://app.example.com"
+[admin]
+listen = "127.0.0.1:0"
+[upstream]
+url = "http://127.0.0.1:3000"
+[wechat]
+appid = "wx0000000000000000"
+secret = "test-app-secret"
+[session]
+secret = "0123456789abcdef0123456789abcdef-cli"
+"#;
+
+#[test]
+fn check_accepts_the_shipped_example_and_prints_a_summary() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/proxy.example.toml");
+    let out = wxgate(&["check", "-c", example]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("OK"), "{text}");
+    for what in [
+        "listen", "admin", "upstream", "wechat", "identity", "access",
+    ] {
+        assert!(
+            text.lines().any(|l| l.starts_with(what)),
+            "summary names {what}: {text}"
+        );
+    }
+    assert!(text.contains("https://app.example.com"), "{text}");
+}
+
+#[test]
+fn check_lists_every_problem_of_a_broken_file_with_its_key() {
+    let dir = scratch("broken");
+    let file = write(
+        &dir,
+        "broken.toml",
+        "[server]\nlisten = \"nope\"\npublic_url = \"ftp://x\"\n[upstream]\nurl = \"\"\n[wechat]\nappid = \"\"\n",
+    );
+    let out = wxgate(&["check", "-c", &file]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stderr(&out);
+    for key in [
+        "server.listen",
+        "server.public_url",
+        "upstream.url",
+        "wechat.appid",
+        "wechat.secret",
+    ] {
+        assert!(
+            text.lines().any(|l| l.contains(&format!("{key}: "))),
+            "{key} is named: {text}"
+        );
+    }
+    assert!(stdout(&out).is_empty(), "no summary for a broken file");
+}
+
+#[test]
+fn check_names_the_line_of_a_toml_error_and_the_full_key_of_an_unknown_one() {
+    let dir = scratch("toml");
+    let syntax = write(
+        &dir,
+        "syntax.toml",
+        "[server]\nlisten = \"x\"\npublic_url = \n",
+    );
+    let out = wxgate(&["check", "-c", &syntax]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("line 3"), "{}", stderr(&out));
+
+    let unknown = write(
+        &dir,
+        "unknown.toml",
+        &format!("{VALID}[access]\npublic_path = [\"/x\"]\n"),
+    );
+    let out = wxgate(&["check", "-c", &unknown]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stderr(&out);
+    assert!(text.contains("access.public_path: "), "{text}");
+    assert!(text.contains("line 15"), "{text}");
+}
+
+#[test]
+fn keygen_prints_a_secret_and_a_signing_key_that_check_accepts() {
+    let out = wxgate(&["keygen"]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = stdout(&out);
+    let secret = text
+        .lines()
+        .find(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .expect("a secret line");
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(secret.trim())
+        .expect("the secret is base64");
+    assert!(bytes.len() >= 32, "{} bytes", bytes.len());
+    let begin = text
+        .find("-----BEGIN PRIVATE KEY-----")
+        .expect("a PEM block");
+    let end = text.find("-----END PRIVATE KEY-----").expect("its end") + 25;
+    let pem = &text[begin..end];
+
+    let dir = scratch("keygen");
+    write(&dir, "signing.pem", pem);
+    let config = write(
+        &dir,
+        "wxgate.toml",
+        &format!(
+            "{}[identity]\nsigning_key_file = \"signing.pem\"\n",
+            VALID.replace("0123456789abcdef0123456789abcdef-cli", secret.trim())
+        ),
+    );
+    let out = wxgate(&["check", "-c", &config]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let summary = stdout(&out);
+    assert!(summary.contains("ES256"), "{summary}");
+    assert!(!summary.contains("NO KEY"), "the key is used: {summary}");
+
+    // Two runs never print the same secrets.
+    assert_ne!(stdout(&wxgate(&["keygen"])), text);
+}
+
+#[test]
+fn serve_on_a_busy_port_says_so_in_one_line_and_fails() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = busy.local_addr().expect("addr").to_string();
+    let dir = scratch("busy");
+    let config = write(
+        &dir,
+        "wxgate.toml",
+        &VALID.replacen(
+            "listen = \"127.0.0.1:0\"",
+            &format!("listen = \"{addr}\""),
+            1,
+        ),
+    );
+    let out = wxgate(&["--log-format", "text", "serve", "-c", &config]);
+    assert_ne!(out.status.code(), Some(0));
+    let text = stderr(&out);
+    let lines: Vec<&str> = text.lines().filter(|l| l.contains(&addr)).collect();
+    assert_eq!(lines.len(), 1, "one line names {addr}: {text}");
+    assert!(lines[0].contains("server.listen"), "{text}");
+    assert!(!text.contains("panicked"), "{text}");
+    drop(busy);
+}
+
+#[test]
+fn every_command_has_help_and_the_binary_a_version() {
+    let out = wxgate(&["--version"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        stdout(&out).trim(),
+        format!("wxgate {}", env!("CARGO_PKG_VERSION"))
+    );
+    for command in [
+        &[][..],
+        &["serve"],
+        &["check"],
+        &["demo"],
+        &["mock-wechat"],
+        &["keygen"],
+        &["sessions"],
+        &["sessions", "count"],
+        &["sessions", "revoke"],
+    ] {
+        let mut args = command.to_vec();
+        args.push("--help");
+        let out = wxgate(&args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+        let text = stdout(&out);
+        assert!(text.contains("Usage: wxgate"), "{args:?}: {text}");
+    }
+    let serve = stdout(&wxgate(&["serve", "--help"]));
+    assert!(serve.contains("--config"), "{serve}");
+    let revoke = stdout(&wxgate(&["sessions", "revoke", "--help"]));
+    assert!(revoke.contains("--openid"), "{revoke}");
+}
+
+#[test]
+fn sessions_count_with_the_memory_store_explains_why_it_cannot() {
+    let dir = scratch("sessions");
+    let config = write(&dir, "wxgate.toml", VALID);
+    let out = wxgate(&["sessions", "count", "-c", &config]);
+    assert_ne!(out.status.code(), Some(0));
+    let text = stderr(&out);
+    assert!(text.contains("session.store"), "{text}");
+    assert!(text.contains("redis"), "names the store that works: {text}");
+    assert!(
+        stdout(&out).is_empty(),
+        "no count printed: {}",
+        stdout(&out)
+    );
+}
