@@ -26,6 +26,8 @@ use tokio::sync::{oneshot, Notify};
 use wxgate::body::{full, Body, BoxError};
 use wxgate::config::Config;
 
+pub mod wechat;
+
 // ---------------------------------------------------------------- echo upstream
 
 /// The echo upstream. `slow_started` fires when a `/slow` request arrives, so a test
