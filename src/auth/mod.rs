@@ -420,6 +420,15 @@ impl Auth {
         {
             return Refreshed::Unchanged;
         }
+        // This request may have loaded the session just before another one finished
+        // refreshing it and released the lock: look again before spending the token.
+        if let Ok(Some(current)) = self.store.load(ticket).await {
+            if now.saturating_sub(current.profile_at) < interval {
+                *session = current;
+                let _ = self.store.unlock(&lock).await;
+                return Refreshed::Unchanged;
+            }
+        }
         let result = self.refresh_profile(session, &refresh_token).await;
         let _ = self.store.unlock(&lock).await;
         match result {
