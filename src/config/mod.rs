@@ -550,7 +550,9 @@ impl Config {
         match self.admin.listen.parse::<SocketAddr>() {
             Ok(a) => {
                 self.admin.listen_addr = Some(a);
-                if Some(a) == self.server.listen_addr {
+                // Port 0 asks the kernel for a fresh port each time: two such
+                // listeners never collide.
+                if a.port() != 0 && Some(a) == self.server.listen_addr {
                     push(&mut p, "admin.listen", "must differ from server.listen (admin endpoints never share the public port)");
                 }
             }
