@@ -272,7 +272,8 @@ fn wechat_response_parsing_survives_mutated_input() {
 /// Inputs a fuzz run once crashed or flagged; each must stay harmless.
 #[test]
 fn inputs_found_by_fuzzing_stay_harmless() {
-    let cases: &[(&str, fn(&[u8]), &[u8])] = &[
+    type Case = (&'static str, fn(&[u8]), &'static [u8]);
+    let cases: &[Case] = &[
         // The rebuilt form of a path holding a literal U+FFFD did not re-validate.
         ("rd", targets::rd, "/\u{FFFD}/[::1]:8080".as_bytes()),
         ("rd", targets::rd, b"/\xff/x"),

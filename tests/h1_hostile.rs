@@ -292,11 +292,13 @@ async fn an_encoded_crlf_in_rd_never_reaches_the_location_header_raw() {
 
 #[tokio::test]
 async fn a_nickname_with_crlf_is_percent_encoded_in_every_header() {
-    let mut mock = MockConfig::default();
-    mock.users = vec![MockUser::new(
-        "eve",
-        "Eve\r\nX-Injected: yes\r\n\r\nGET /smuggled HTTP/1.1",
-    )];
+    let mock = MockConfig {
+        users: vec![MockUser::new(
+            "eve",
+            "Eve\r\nX-Injected: yes\r\n\r\nGET /smuggled HTTP/1.1",
+        )],
+        ..MockConfig::default()
+    };
     let world = sign_in_world(mock, |c| {
         c.wechat.scope = wxgate::config::Scope::UserInfo;
         c.identity.plain_headers = true;
