@@ -85,7 +85,7 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("wxgate: cannot start the async runtime: {e}");
+            report(format_args!("wxgate: cannot start the async runtime: {e}"));
             return ExitCode::FAILURE;
         }
     };
@@ -93,7 +93,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             // One clear line: the chain of causes, no backtrace.
-            eprintln!("wxgate: {e:#}");
+            report(format_args!("wxgate: {e:#}"));
             ExitCode::FAILURE
         }
     }
@@ -136,6 +136,13 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// One line on stderr. Unlike `eprintln!`, a stderr that refuses writes (closed pipe,
+/// full disk) does not turn a clean failure exit into a panic.
+fn report(line: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
 fn load(path: &std::path::Path) -> anyhow::Result<wxgate::config::Config> {
     wxgate::config::load(path)
         .map_err(|e| anyhow::anyhow!("{}", e.problems().join("; ")))
@@ -167,10 +174,12 @@ fn init_logging(format: Option<LogFormat>) {
         Some(LogFormat::Text) => false,
         None => !std::io::stderr().is_terminal(),
     };
-    // A failing stderr (disk full, closed pipe) must never take the proxy down:
-    // tracing-subscriber ignores write errors of its writer.
+    // A failing stderr (disk full, closed pipe) must never take the proxy down. By
+    // default tracing-subscriber reports a failed write with `eprintln!`, which panics
+    // when stderr itself is what failed: the event is dropped silently instead.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .log_internal_errors(false)
         .with_writer(std::io::stderr);
     if json {
         builder.json().with_current_span(false).init();

@@ -78,6 +78,39 @@ pub fn html(n: &Notice<'_>) -> String {
     )
 }
 
+/// A page that moves on to `href` by itself (meta refresh), with a button for
+/// browsers that do not follow it. Used where a 302 cannot be: an auth service whose
+/// non-2xx answer the ingress shows as is, or a hop that must be same-site.
+pub fn moving_on(
+    status: StatusCode,
+    title_zh: &str,
+    title_en: &str,
+    button: &str,
+    href: &str,
+) -> Response<Body> {
+    let href = escape(href);
+    let inner = format!(
+        "<h1>{}</h1><h2>{}</h2><p><a class=\"btn\" href=\"{href}\">{}</a></p>",
+        escape(title_zh),
+        escape(title_en),
+        escape(button)
+    );
+    let html = page(&format!("{title_zh} · {title_en}"), &inner).replacen(
+        "<head>",
+        &format!("<head><meta http-equiv=\"refresh\" content=\"0;url={href}\">"),
+        1,
+    );
+    let mut resp = Response::new(full(html));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
 /// The shared page frame: inline CSS, no external assets, mobile-first.
 pub fn page(title: &str, inner: &str) -> String {
     format!(

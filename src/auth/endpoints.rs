@@ -101,7 +101,7 @@ async fn callback(auth: &Auth, query: &str, headers: &HeaderMap, client: IpAddr)
         return match auth.session_of(headers).await {
             Ok(Some(_)) => {
                 metrics().signins.inc(&["repeat_callback"]);
-                super::redirect(&flow.rd)
+                auth.land(&flow.rd)
             }
             Ok(None) => auth.begin(headers, &flow.rd, 1, client).await,
             Err(e) => e.response(json, None),
@@ -129,7 +129,7 @@ async fn callback(auth: &Auth, query: &str, headers: &HeaderMap, client: IpAddr)
         Ok((session, cookie)) => {
             info!(openid = %session.openid, scope = %session.scope, "signed in");
             metrics().signins.inc(&["success"]);
-            let mut resp = super::redirect(&flow.rd);
+            let mut resp = auth.land(&flow.rd);
             auth.push_cookie(&mut resp, &cookie);
             let done = state::FlowState { d: true, ..flow };
             auth.push_cookie(
@@ -167,7 +167,7 @@ async fn code_failed(
         ErrorKind::CodeUsed => match auth.session_of(headers).await {
             Ok(Some(_)) => {
                 metrics().signins.inc(&["repeat_callback"]);
-                return super::redirect(&flow.rd);
+                return auth.land(&flow.rd);
             }
             _ if flow.r == 0 => {
                 metrics().signins.inc(&["fresh_authorization"]);
@@ -353,25 +353,13 @@ async fn forward_auth(auth: &Auth, headers: &HeaderMap, trusted: bool) -> Respon
 }
 
 fn sign_in_page(start: &str) -> Response<Body> {
-    let href = crate::pages::escape(start);
-    let inner = format!(
-        "<h1>请先登录</h1><h2>Sign-in required</h2>\
-<p><a class=\"btn\" href=\"{href}\">用微信登录 · Sign in with WeChat</a></p>"
-    );
-    let html = crate::pages::page("请先登录 · Sign in", &inner).replacen(
-        "<head>",
-        &format!("<head><meta http-equiv=\"refresh\" content=\"0;url={href}\">"),
-        1,
-    );
-    let mut resp = Response::new(full(html));
-    *resp.status_mut() = StatusCode::UNAUTHORIZED;
-    resp.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    resp.headers_mut()
-        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
+    crate::pages::moving_on(
+        StatusCode::UNAUTHORIZED,
+        "请先登录",
+        "Sign-in required",
+        "用微信登录 · Sign in with WeChat",
+        start,
+    )
 }
 
 /// The original request's path and query as an ingress reports it, validated like any `rd`.

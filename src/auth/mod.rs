@@ -247,6 +247,24 @@ impl Auth {
         )
     }
 
+    /// Where a finished callback sends the browser: a 302 to `rd`. With
+    /// `same_site = "strict"` a redirect chain that began on WeChat's domain would arrive
+    /// without the new cookie (browsers treat the whole chain as cross-site) and start a
+    /// sign-in again, forever; a tiny page that moves on by itself makes the last hop a
+    /// same-site navigation instead.
+    pub fn land(&self, rd: &str) -> Response<Body> {
+        if self.cfg.session.same_site != SameSite::Strict {
+            return redirect(rd);
+        }
+        crate::pages::moving_on(
+            StatusCode::OK,
+            "登录成功",
+            "Signed in",
+            "继续 · Continue",
+            rd,
+        )
+    }
+
     /// Begins a sign-in for a browser navigation: the WeChat authorize redirect inside
     /// WeChat's browser, the desktop flow elsewhere. `tries` counts fresh authorizations
     /// already spent on this flow.

@@ -82,11 +82,13 @@ pub fn safe_return_path(rd: &str) -> Option<String> {
     if !decodings_stay_safe(raw_path) {
         return None;
     }
-    let normalized = normalize_path(raw_path)?;
-    // Lossy decoding is fine for matching but would change where the user lands.
-    if normalized.contains('\u{FFFD}') && !raw_path.contains('\u{FFFD}') {
+    // Lossy decoding is fine for matching but would change where the user lands. (A
+    // literal U+FFFD is a valid character: comparing the output for U+FFFD refused
+    // the rebuilt form of such a path, which then no longer validated to itself.)
+    if percent_decode_str(raw_path).decode_utf8().is_err() {
         return None;
     }
+    let normalized = normalize_path(raw_path)?;
     let mut rebuilt = String::with_capacity(rd.len());
     for segment in normalized.split('/').skip(1) {
         rebuilt.push('/');
@@ -213,9 +215,18 @@ mod tests {
             ("/p?q=100%", "/p?q=100%25"),
             ("/p?", "/p"),
             ("/wiki/Help:Contents", "/wiki/Help:Contents"),
+            // A literal U+FFFD is a character like any other (found by fuzzing: its
+            // rebuilt form used to be refused).
+            ("/\u{FFFD}/x", "/%EF%BF%BD/x"),
+            ("/%EF%BF%BD/x", "/%EF%BF%BD/x"),
         ];
         for (rd, want) in table {
             assert_eq!(safe_return_path(rd).as_deref(), Some(*want), "rd={rd:?}");
+            assert_eq!(
+                safe_return_path(want).as_deref(),
+                Some(*want),
+                "fixed point"
+            );
         }
     }
 

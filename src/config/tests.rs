@@ -177,3 +177,22 @@ fn every_config_key_is_documented_in_the_readme_reference() {
         "README's configuration reference lacks: {missing:?}"
     );
 }
+
+#[test]
+fn admin_and_public_may_both_ask_for_an_ephemeral_port_but_not_share_a_fixed_one() {
+    let text = |port: u16| {
+        format!(
+            "[admin]\nlisten = \"127.0.0.1:{port}\"\n{}",
+            MINIMAL.replace(
+                "[server]\n",
+                &format!("[server]\nlisten = \"127.0.0.1:{port}\"\n")
+            )
+        )
+    };
+    assert!(problems(&text(0)).is_empty(), "{:?}", problems(&text(0)));
+    let fixed = problems(&text(8080));
+    assert!(
+        fixed.iter().any(|p| p.contains("admin.listen")),
+        "{fixed:?}"
+    );
+}

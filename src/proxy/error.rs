@@ -13,6 +13,9 @@ pub enum ProxyError {
     Config(String),
     #[error("request body larger than the {limit} bytes allowed")]
     BodyTooLarge { limit: u64 },
+    /// The client's body was malformed (chunked framing) or cut off mid-way.
+    #[error("invalid request body from the client: {0}")]
+    ClientBody(String),
     #[error("upstream did not answer within {0:?}")]
     Timeout(std::time::Duration),
     #[error("cannot connect to the upstream: {0}")]
@@ -30,6 +33,7 @@ impl ProxyError {
         match self {
             ProxyError::Config(_) | ProxyError::Request(_) => "internal",
             ProxyError::BodyTooLarge { .. } => "body_too_large",
+            ProxyError::ClientBody(_) => "client_body",
             ProxyError::Timeout(_) => "timeout",
             ProxyError::Connect(_) => "connect",
             ProxyError::Upstream(_) => "reset",
@@ -40,6 +44,7 @@ impl ProxyError {
         match self {
             ProxyError::Config(_) | ProxyError::Request(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::ClientBody(_) => StatusCode::BAD_REQUEST,
             ProxyError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::Connect(_) | ProxyError::Upstream(_) => StatusCode::BAD_GATEWAY,
         }
@@ -54,6 +59,12 @@ impl ProxyError {
                 "请求内容过大",
                 "Request body too large",
                 format!("The request body is larger than the {limit} bytes this site accepts."),
+            ),
+            ProxyError::ClientBody(_) => (
+                "bad_request_body",
+                "请求内容无效",
+                "Invalid request body",
+                "The request body was malformed or incomplete.".to_string(),
             ),
             ProxyError::Timeout(_) => (
                 "upstream_timeout",

@@ -136,6 +136,10 @@ impl Forwarder {
                         metrics().denied.inc(&["body_too_large"]);
                         tracing::info!(error = %e, "request refused");
                     }
+                    ProxyError::ClientBody(_) => {
+                        metrics().denied.inc(&["bad_request_body"]);
+                        tracing::info!(error = %e, "request refused");
+                    }
                     _ => {
                         metrics().upstream_errors.inc(&[e.kind()]);
                         tracing::warn!(error = %e, kind = e.kind(), "upstream request failed");
@@ -215,6 +219,9 @@ impl Forwarder {
             host_header.unwrap_or_else(|| inner.authority_header.clone()),
         );
 
+        // The client's body errors are marked so a malformed or cut upload is told
+        // apart from an upstream failure (400, not 502).
+        let body = body.map_err(ClientBodyError);
         let body: Body = match inner.max_body {
             Some(limit) => Limited::new(body, limit as usize).boxed_unsync(),
             None => body.map_err(Into::into).boxed_unsync(),
@@ -269,6 +276,11 @@ impl Forwarder {
     }
 }
 
+/// The client's request body failed (bad chunked framing, connection cut).
+#[derive(Debug, thiserror::Error)]
+#[error("client request body: {0}")]
+struct ClientBodyError(hyper::Error);
+
 fn content_length(headers: &http::HeaderMap) -> Option<u64> {
     headers
         .get(header::CONTENT_LENGTH)?
@@ -286,6 +298,9 @@ fn classify(e: &hyper_util::client::legacy::Error, max_body: Option<u64>) -> Pro
             return ProxyError::BodyTooLarge {
                 limit: max_body.unwrap_or_default(),
             };
+        }
+        if let Some(ClientBodyError(cause)) = s.downcast_ref::<ClientBodyError>() {
+            return ProxyError::ClientBody(cause.to_string());
         }
         source = s.source();
     }
