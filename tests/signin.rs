@@ -4,388 +4,62 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::path::Path;
+use std::ops::Deref;
 use std::time::Duration;
 
-use common::{seen, send, start_upstream, Answer, TestClient, Upstream};
-use http::header::{ACCEPT, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE, USER_AGENT};
-use http::{HeaderMap, Method, Request, StatusCode};
-use jsonwebtoken::jwk::JwkSet;
-use jsonwebtoken::{decode, decode_header, DecodingKey, Validation};
+use common::wechat::{
+    assert_page, identity_of, picking_mock, query_param, Browser, Gate, Platform,
+};
+use common::{seen, send, Answer};
+use http::header::{ACCEPT, CONTENT_TYPE, LOCATION};
+use http::{Method, Request, StatusCode};
 use percent_encoding::{percent_decode_str, utf8_percent_encode, NON_ALPHANUMERIC};
 use serde_json::Value;
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 use wxgate::config::{Config, Dur, Scope, StoreKind};
-use wxgate::mock::{MockConfig, MockWechat};
-
-const PHONE_UA: &str =
-    "Mozilla/5.0 (Linux; Android 14; Pixel 8 Build/AP2A; wv) AppleWebKit/537.36 \
-(KHTML, like Gecko) Version/4.0 Chrome/126.0.6478.188 Mobile Safari/537.36 XWEB/1260117 \
-MMWEBSDK/20240501 MicroMessenger/8.0.50.2701(0x28003237) WeChat/arm64 Weixin NetType/WIFI \
-Language/zh_CN ABI/arm64";
-
-const SESSION_SECRET: &str = "signin-tests-0123456789abcdef0123456789";
+use wxgate::mock::MockWechat;
 
 // ---------------------------------------------------------------- the rig
 
-/// The mock WeChat, the echo upstream and wxgate between them, all on loopback.
+/// The mock WeChat, the echo upstream and one wxgate between them, all on loopback.
+/// Derefs to the wxgate.
 struct Rig {
-    origin: String,
-    mock_addr: SocketAddr,
-    mock: MockWechat,
-    upstream: Upstream,
-    appid: String,
-    scope: &'static str,
-    stop: Option<oneshot::Sender<()>>,
+    gate: Gate,
+    platform: Platform,
 }
 
-impl Drop for Rig {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        self.mock.stop();
+impl Deref for Rig {
+    type Target = Gate;
+    fn deref(&self) -> &Gate {
+        &self.gate
     }
 }
 
 /// Starts the rig; `tweak` adjusts wxgate's config (the mock is up already, so
 /// its openids can be named).
 async fn rig(tweak: impl FnOnce(&mut Config, &MockWechat)) -> Rig {
-    let (mock_addr, mock) = wxgate::mock::spawn(MockConfig {
-        authorized_hosts: vec!["127.0.0.1".into()],
-        // Every sign-in goes through the consent form, so a test picks its user.
-        auto_consent: false,
-        ..MockConfig::default()
-    })
-    .await
-    .unwrap();
-    rig_with_mock(mock_addr, mock, tweak).await
-}
-
-async fn rig_with_mock(
-    mock_addr: SocketAddr,
-    mock: MockWechat,
-    tweak: impl FnOnce(&mut Config, &MockWechat),
-) -> Rig {
-    let upstream = start_upstream().await;
-    // The public listener first: its port is part of public_url (and so of redirect_uri).
-    let public = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let origin = format!("http://{}", public.local_addr().unwrap());
-    let mc = mock.config().clone();
-    let text = format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-public_url = "{origin}"
-[admin]
-# Only has to differ from server.listen: the listeners are bound above.
-listen = "127.0.0.1:1"
-[upstream]
-url = "http://{upstream}"
-[wechat]
-appid = "{appid}"
-secret = "{secret}"
-authorize_url = "http://{mock_addr}/connect/oauth2/authorize"
-api_base_url = "http://{mock_addr}"
-[session]
-secret = "{SESSION_SECRET}"
-[access]
-public_paths = []
-"#,
-        upstream = upstream.addr,
-        appid = mc.appid,
-        secret = mc.secret,
-    );
-    let mut config: Config = toml::from_str(&text).expect("test config parses");
-    tweak(&mut config, &mock);
-    config.base_dir = Path::new(".").to_path_buf();
-    let problems = config.resolve(&BTreeMap::<String, String>::new());
-    assert!(problems.is_empty(), "test config: {problems:?}");
-    let scope = config.wechat.scope.as_str();
-
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(wxgate::run(
-        config,
-        wxgate::Listeners { public, admin },
-        async move {
-            let _ = stopped.await;
-        },
-    ));
-    Rig {
-        origin,
-        mock_addr,
-        mock,
-        upstream,
-        appid: mc.appid,
-        scope,
-        stop: Some(stop),
-    }
+    let platform = Platform::start(picking_mock()).await;
+    let gate = platform.gate(None, tweak).await;
+    Rig { gate, platform }
 }
 
 impl Rig {
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.origin)
-    }
-
-    fn phone(&self) -> Browser {
-        Browser::new(&self.origin, PHONE_UA)
+    fn mock(&self) -> &MockWechat {
+        &self.platform.mock
     }
 
     fn openid(&self, user: &str) -> String {
-        self.mock.openid(user, &self.appid)
+        self.platform.openid(user)
     }
 
     fn access_token_calls(&self) -> u64 {
-        self.mock.calls("access_token")
+        self.mock().calls("access_token")
     }
-
-    /// Checks a Location is WeChat's authorize link exactly as WeChat matches it, and
-    /// returns its state.
-    fn assert_authorize_link(&self, location: &str) -> String {
-        // encodeURIComponent of public_url + "/_wxgate/callback", written out by hand.
-        let redirect_uri = format!("{}/_wxgate/callback", self.origin)
-            .replace(':', "%3A")
-            .replace('/', "%2F");
-        let prefix = format!(
-            "http://{}/connect/oauth2/authorize?appid={}&redirect_uri={redirect_uri}&response_type=code&scope={}&state=",
-            self.mock_addr, self.appid, self.scope
-        );
-        let rest = location.strip_prefix(&prefix).unwrap_or_else(|| {
-            panic!("not the authorize link:\n  {location}\nexpected prefix\n  {prefix}")
-        });
-        let state = rest
-            .strip_suffix("#wechat_redirect")
-            .unwrap_or_else(|| panic!("no #wechat_redirect: {location}"));
-        assert!(
-            (1..=128).contains(&state.len()) && state.bytes().all(|b| b.is_ascii_alphanumeric()),
-            "state {state:?}"
-        );
-        state.to_string()
-    }
-}
-
-// ---------------------------------------------------------------- the phone
-
-/// A browser: its own cookie jar for wxgate's origin (kept by hand, in creation
-/// order, honouring `Max-Age=0`), no automatic redirects.
-struct Browser {
-    client: TestClient,
-    origin: String,
-    ua: &'static str,
-    jar: Vec<(String, String)>,
-}
-
-impl Browser {
-    fn new(origin: &str, ua: &'static str) -> Self {
-        Self {
-            client: common::http1_client(),
-            origin: origin.to_string(),
-            ua,
-            jar: Vec::new(),
-        }
-    }
-
-    fn abs(&self, url: &str) -> String {
-        if url.starts_with('/') {
-            format!("{}{url}", self.origin)
-        } else {
-            url.to_string()
-        }
-    }
-
-    fn cookie_header(&self) -> String {
-        self.jar
-            .iter()
-            .map(|(n, v)| format!("{n}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ")
-    }
-
-    fn cookie(&self, name: &str) -> Option<String> {
-        self.jar
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.clone())
-    }
-
-    fn flow_cookies(&self) -> Vec<String> {
-        self.jar
-            .iter()
-            .filter(|(n, _)| n.starts_with("_wxgate_st_"))
-            .map(|(n, _)| n.clone())
-            .collect()
-    }
-
-    fn set_cookie(&mut self, name: &str, value: &str) {
-        match self.jar.iter_mut().find(|(n, _)| n == name) {
-            Some(c) => c.1 = value.to_string(),
-            None => self.jar.push((name.to_string(), value.to_string())),
-        }
-    }
-
-    fn take_cookies(&mut self, headers: &HeaderMap) {
-        for sc in headers.get_all(SET_COOKIE) {
-            let sc = sc.to_str().expect("Set-Cookie is ASCII");
-            let mut parts = sc.split(';');
-            let (name, value) = parts
-                .next()
-                .and_then(|p| p.split_once('='))
-                .expect("Set-Cookie has name=value");
-            let gone = parts.any(|a| a.trim().eq_ignore_ascii_case("Max-Age=0"));
-            self.jar.retain(|(n, _)| n != name.trim());
-            if !gone {
-                self.jar.push((name.trim().into(), value.trim().into()));
-            }
-        }
-    }
-
-    async fn request(
-        &mut self,
-        method: Method,
-        url: &str,
-        headers: &[(&str, &str)],
-        body: Option<String>,
-    ) -> Answer {
-        let url = self.abs(url);
-        let ours = url.starts_with(&format!("{}/", self.origin));
-        let mut b = Request::builder()
-            .method(method)
-            .uri(&url)
-            .header(USER_AGENT, self.ua);
-        if ours && !self.jar.is_empty() {
-            b = b.header(COOKIE, self.cookie_header());
-        }
-        for (k, v) in headers {
-            b = b.header(*k, *v);
-        }
-        let body = body.map(common::body).unwrap_or_else(wxgate::body::empty);
-        let answer = send(&self.client, b.body(body).unwrap()).await;
-        if ours {
-            self.take_cookies(&answer.headers);
-        }
-        answer
-    }
-
-    async fn get(&mut self, url: &str) -> Answer {
-        self.request(Method::GET, url, &[], None).await
-    }
-
-    /// A navigation to a protected page without a session: the authorize link.
-    async fn begin(&mut self, rig: &Rig, path: &str) -> String {
-        let a = self.get(path).await;
-        assert_eq!(a.status, StatusCode::FOUND, "{path}: {}", a.text());
-        let location = a.header("location").expect("Location").to_string();
-        rig.assert_authorize_link(&location);
-        location
-    }
-
-    /// WeChat's side: open the authorize link (without its fragment, as a browser
-    /// does), answer the consent form. Returns the callback URL WeChat sends back.
-    async fn consent(&mut self, authorize: &str, user: &str, action: &str) -> String {
-        let link = authorize.split('#').next().unwrap();
-        let page = self.get(link).await;
-        assert_eq!(page.status, StatusCode::OK);
-        assert!(
-            page.text().contains("action=\"/connect/oauth2/consent\""),
-            "consent page: {}",
-            page.text()
-        );
-        let (base, query) = link.split_once('?').unwrap();
-        let field = |name: &str| query_param(query, name).unwrap_or_default();
-        let form: String = [
-            ("appid", field("appid")),
-            ("redirect_uri", field("redirect_uri")),
-            ("scope", field("scope")),
-            ("state", field("state")),
-            ("user", user.to_string()),
-            ("action", action.to_string()),
-        ]
-        .iter()
-        .map(|(k, v)| format!("{k}={}", utf8_percent_encode(v, NON_ALPHANUMERIC)))
-        .collect::<Vec<_>>()
-        .join("&");
-        let consent_url = base.replace("/connect/oauth2/authorize", "/connect/oauth2/consent");
-        let a = self
-            .request(
-                Method::POST,
-                &consent_url,
-                &[("content-type", "application/x-www-form-urlencoded")],
-                Some(form),
-            )
-            .await;
-        assert_eq!(a.status, StatusCode::FOUND, "consent: {}", a.text());
-        let callback = a.header("location").expect("callback Location").to_string();
-        assert!(
-            callback.starts_with(&format!("{}/_wxgate/callback?", self.origin)),
-            "{callback}"
-        );
-        callback
-    }
-
-    /// The whole dance from `path`: returns the callback URL used and checks the
-    /// browser lands on `path` minus WeChat's code/state, with a session cookie.
-    async fn sign_in_at(&mut self, rig: &Rig, user: &str, path: &str, lands_on: &str) -> String {
-        let authorize = self.begin(rig, path).await;
-        let callback = self.consent(&authorize, user, "allow").await;
-        let a = self.get(&callback).await;
-        assert_eq!(a.status, StatusCode::FOUND, "callback: {}", a.text());
-        assert_eq!(a.header("location"), Some(lands_on));
-        assert!(self.cookie("_wxgate").is_some(), "no session cookie");
-        callback
-    }
-
-    /// Signs `user` in from a protected page; returns the session cookie.
-    async fn sign_in(&mut self, rig: &Rig, user: &str) -> String {
-        self.sign_in_at(rig, user, "/orders/42?tab=items", "/orders/42?tab=items")
-            .await;
-        self.cookie("_wxgate").unwrap()
-    }
-}
-
-fn query_param(query: &str, name: &str) -> Option<String> {
-    query.split('&').find_map(|kv| {
-        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-        (k == name).then(|| {
-            percent_decode_str(&v.replace('+', " "))
-                .decode_utf8_lossy()
-                .into_owned()
-        })
-    })
-}
-
-/// The identity header the upstream saw for a request, exactly one.
-fn identity_of(echo: &Value) -> String {
-    let tokens = seen(echo, "x-wxgate-jwt-assertion");
-    assert_eq!(tokens.len(), 1, "identity headers upstream: {tokens:?}");
-    tokens[0].clone()
 }
 
 /// Verifies a token as an upstream would, knowing only wxgate's JWKS URL; returns
 /// its claims.
 async fn verify(rig: &Rig, token: &str) -> Value {
-    let jwks = common::get(&rig.url("/_wxgate/jwks.json")).await;
-    assert_eq!(jwks.status, StatusCode::OK);
-    let jwks: JwkSet = serde_json::from_slice(&jwks.body).expect("JWKS");
-    let header = decode_header(token).expect("JWT header");
-    let kid = header.kid.clone().expect("kid");
-    let jwk = jwks.find(&kid).expect("the kid is in the JWKS");
-    let mut v = Validation::new(header.alg);
-    v.set_issuer(&[format!("{}/_wxgate", rig.origin)]);
-    v.set_audience(&[format!("http://{}", rig.upstream.addr)]);
-    v.set_required_spec_claims(&["exp", "iat", "nbf", "iss", "aud", "sub"]);
-    let data = decode::<Value>(token, &DecodingKey::from_jwk(jwk).unwrap(), &v)
-        .expect("the identity header verifies");
-    data.claims
-}
-
-fn assert_page(a: &Answer, status: StatusCode, words: &str) {
-    assert_eq!(a.status, status, "{}", a.text());
-    assert!(a.header("location").is_none(), "a page, not a redirect");
-    assert!(a.text().contains(words), "{words:?} not in {}", a.text());
+    rig.gate.verify(token).await
 }
 
 fn base() -> impl FnOnce(&mut Config, &MockWechat) {
@@ -416,7 +90,7 @@ async fn a_snsapi_base_sign_in_reaches_the_app_with_a_verifiable_identity() {
     assert_eq!(claims["scope"], "snsapi_base");
     assert_eq!(
         claims["unionid"],
-        rig.mock.unionid("alice").unwrap().as_str()
+        rig.mock().unionid("alice").unwrap().as_str()
     );
     assert_eq!(
         claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap(),
@@ -515,7 +189,7 @@ async fn an_invalid_or_expired_code_gets_one_fresh_authorization_then_succeeds()
         let rig = rig(base()).await;
         let mut phone = rig.phone();
         let callback = pending_callback(&rig, &mut phone, "alice").await;
-        rig.mock.inject("access_token", errcode, 1);
+        rig.mock().inject("access_token", errcode, 1);
         let a = phone.get(&callback).await;
         assert_eq!(a.status, StatusCode::FOUND, "{errcode}");
         let fresh = a.header("location").unwrap().to_string();
@@ -535,7 +209,7 @@ async fn a_code_refused_twice_is_an_error_page_never_a_loop() {
         let rig = rig(base()).await;
         let mut phone = rig.phone();
         let callback = pending_callback(&rig, &mut phone, "alice").await;
-        rig.mock.inject("access_token", errcode, 2);
+        rig.mock().inject("access_token", errcode, 2);
         let fresh = phone.get(&callback).await;
         let fresh = fresh.header("location").unwrap().to_string();
         let callback = phone.consent(&fresh, "alice", "allow").await;
@@ -555,7 +229,7 @@ async fn a_used_code_with_a_session_goes_on_to_the_page() {
     phone.sign_in(&rig, "alice").await;
     let session = phone.cookie("_wxgate");
 
-    rig.mock.inject("access_token", 40163, 1);
+    rig.mock().inject("access_token", 40163, 1);
     let a = phone.get(&tab1).await;
     assert_eq!(a.status, StatusCode::FOUND);
     assert_eq!(a.header("location"), Some("/orders/42?tab=items"));
@@ -568,7 +242,7 @@ async fn a_used_code_without_a_session_gets_one_fresh_authorization() {
     let rig = rig(base()).await;
     let mut phone = rig.phone();
     let callback = pending_callback(&rig, &mut phone, "alice").await;
-    rig.mock.inject("access_token", 40163, 2);
+    rig.mock().inject("access_token", 40163, 2);
     let a = phone.get(&callback).await;
     assert_eq!(a.status, StatusCode::FOUND);
     let fresh = a.header("location").unwrap().to_string();
@@ -587,7 +261,7 @@ async fn a_busy_platform_is_retried_and_the_sign_in_completes() {
     let rig = rig(base()).await;
     let mut phone = rig.phone();
     let callback = pending_callback(&rig, &mut phone, "alice").await;
-    rig.mock.inject("access_token", -1, 2);
+    rig.mock().inject("access_token", -1, 2);
     let a = phone.get(&callback).await;
     assert_eq!(a.status, StatusCode::FOUND, "{}", a.text());
     assert_eq!(a.header("location"), Some("/orders/42?tab=items"));
@@ -599,7 +273,7 @@ async fn a_platform_that_stays_busy_gets_a_503_page() {
     let rig = rig(base()).await;
     let mut phone = rig.phone();
     let callback = pending_callback(&rig, &mut phone, "alice").await;
-    rig.mock.inject("access_token", -1, 10);
+    rig.mock().inject("access_token", -1, 10);
     let a = phone.get(&callback).await;
     assert_page(&a, StatusCode::SERVICE_UNAVAILABLE, "WeChat is busy");
     assert!(a.header("retry-after").is_some());
@@ -613,7 +287,7 @@ async fn a_spent_quota_gets_a_503_page_without_retries() {
         let rig = rig(base()).await;
         let mut phone = rig.phone();
         let callback = pending_callback(&rig, &mut phone, "alice").await;
-        rig.mock.inject("access_token", errcode, 1);
+        rig.mock().inject("access_token", errcode, 1);
         let a = phone.get(&callback).await;
         assert_page(
             &a,
@@ -630,7 +304,7 @@ async fn refused_credentials_are_a_misconfiguration_page() {
         let rig = rig(base()).await;
         let mut phone = rig.phone();
         let callback = pending_callback(&rig, &mut phone, "alice").await;
-        rig.mock.inject("access_token", errcode, 1);
+        rig.mock().inject("access_token", errcode, 1);
         let a = phone.get(&callback).await;
         assert_page(&a, StatusCode::INTERNAL_SERVER_ERROR, "misconfigured");
         assert!(phone.cookie("_wxgate").is_none(), "{errcode}");
@@ -656,7 +330,7 @@ async fn a_wechat_api_slower_than_the_timeout_gets_a_503_page() {
     let rig = rig(|c, _| c.wechat.timeout = Dur(Duration::from_millis(200))).await;
     let mut phone = rig.phone();
     let callback = pending_callback(&rig, &mut phone, "alice").await;
-    rig.mock
+    rig.mock()
         .set_latency("access_token", Duration::from_millis(2000));
     let a = phone.get(&callback).await;
     assert_page(
@@ -689,7 +363,7 @@ async fn a_repeated_callback_lands_on_the_page_without_redeeming_another_code() 
 
     // Android WeChat's double callback: a second code for the same state.
     let state = query_param(callback.split_once('?').unwrap().1, "state").unwrap();
-    let code = rig.mock.issue_code("alice", "snsapi_base", &rig.appid);
+    let code = rig.mock().issue_code("alice", "snsapi_base", &rig.appid);
     let a = phone
         .get(&format!("/_wxgate/callback?code={code}&state={state}"))
         .await;
@@ -978,17 +652,17 @@ async fn an_old_profile_is_refreshed_with_the_refresh_token() {
     let mut phone = rig.phone();
     phone.sign_in(&rig, "alice").await;
     assert_eq!(phone.get("/p").await.status, StatusCode::OK);
-    assert_eq!(rig.mock.calls("refresh_token"), 0, "the profile is fresh");
+    assert_eq!(rig.mock().calls("refresh_token"), 0, "the profile is fresh");
 
     // The refresh interval is wall-clock time: there is no event to wait for.
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let a = phone.get("/p").await;
     assert_eq!(a.status, StatusCode::OK);
-    assert_eq!(rig.mock.calls("refresh_token"), 1);
+    assert_eq!(rig.mock().calls("refresh_token"), 1);
     let claims = verify(&rig, &identity_of(&a.json())).await;
     assert_eq!(claims["nickname"], "Alice 🌸");
     assert_eq!(phone.get("/p").await.status, StatusCode::OK);
-    assert_eq!(rig.mock.calls("refresh_token"), 1, "once per interval");
+    assert_eq!(rig.mock().calls("refresh_token"), 1, "once per interval");
 }
 
 #[tokio::test]
@@ -1000,12 +674,12 @@ async fn a_revoked_wechat_grant_ends_the_session_at_the_next_refresh() {
     .await;
     let mut phone = rig.phone();
     let cookie = phone.sign_in(&rig, "alice").await;
-    rig.mock.revoke_refresh_tokens("alice");
+    rig.mock().revoke_refresh_tokens("alice");
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let a = phone.get("/p").await;
     assert_eq!(a.status, StatusCode::FOUND, "{}", a.text());
     rig.assert_authorize_link(a.header("location").unwrap());
-    assert_eq!(rig.mock.calls("refresh_token"), 1);
+    assert_eq!(rig.mock().calls("refresh_token"), 1);
     // The session is gone from the store, not only skipped once.
     let mut replay = rig.phone();
     replay.set_cookie("_wxgate", &cookie);
@@ -1158,7 +832,7 @@ async fn plain_headers_carry_the_openid_and_a_percent_encoded_nickname() {
     assert_eq!(seen(&echo, "x-wxgate-openid"), [rig.openid("alice")]);
     assert_eq!(
         seen(&echo, "x-wxgate-unionid"),
-        [rig.mock.unionid("alice").unwrap()]
+        [rig.mock().unionid("alice").unwrap()]
     );
     let nick = seen(&echo, "x-wxgate-nickname");
     assert_eq!(nick.len(), 1);
@@ -1260,7 +934,7 @@ async fn a_refreshed_profile_is_kept_in_the_cookie_store_too() {
     }
     // The session lives in the cookie: the refreshed one must be handed back, or
     // every request would ask WeChat again.
-    assert_eq!(rig.mock.calls("refresh_token"), 1, "once per interval");
+    assert_eq!(rig.mock().calls("refresh_token"), 1, "once per interval");
 }
 
 #[tokio::test]
@@ -1268,9 +942,13 @@ async fn a_profile_wechat_cannot_give_gets_a_clear_page_and_no_session() {
     let rig = rig(userinfo_scope()).await;
     let mut phone = rig.phone();
     let callback = pending_callback(&rig, &mut phone, "alice").await;
-    rig.mock.inject("userinfo", -1, 10);
+    rig.mock().inject("userinfo", -1, 10);
     let a = phone.get(&callback).await;
     assert_page(&a, StatusCode::SERVICE_UNAVAILABLE, "WeChat is busy");
-    assert_eq!(rig.mock.calls("userinfo"), 3, "retried like any busy call");
+    assert_eq!(
+        rig.mock().calls("userinfo"),
+        3,
+        "retried like any busy call"
+    );
     assert!(phone.cookie("_wxgate").is_none());
 }
