@@ -3,14 +3,13 @@
 //! very file, only its ports, certificates and log paths changed.
 
 mod common;
-mod ops;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use ops::{sign_in, start_gate, Browser, Gate};
+use common::wechat::{self, sign_in, start_gate, Site, WalkingBrowser};
 
 /// A running nginx; killed (by pid) when dropped.
 struct Nginx {
@@ -79,8 +78,8 @@ fn server_block(port: u16, wxgate: SocketAddr, app: SocketAddr) -> String {
 }
 
 /// Starts nginx in front of `gate` (wxgate) and its echo upstream, on `port`.
-async fn start_nginx(port: u16, gate: &Gate) -> Option<Nginx> {
-    let nginx = ops::program("nginx")?;
+async fn start_nginx(port: u16, gate: &Site) -> Option<Nginx> {
+    let nginx = wechat::program("nginx")?;
     let dir = std::env::temp_dir().join(format!("wxgate-nginx-{}-{port}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let d = dir.display();
@@ -89,7 +88,7 @@ async fn start_nginx(port: u16, gate: &Gate) -> Option<Nginx> {
 events {{ worker_connections 128; }}\n\
 http {{\n  access_log {d}/access.log;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
   fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n{}\n}}\n",
-        server_block(port, gate.addr, gate.upstream.addr)
+        server_block(port, gate.addr, gate.upstream)
     );
     std::fs::write(dir.join("nginx.conf"), conf).expect("write nginx.conf");
     let child = Command::new(nginx)
@@ -131,7 +130,7 @@ http {{\n  access_log {d}/access.log;\n  client_body_temp_path {d}/body;\n  prox
 }
 
 /// wxgate behind nginx: public_url is nginx's address, nginx is a trusted proxy.
-async fn world() -> Option<(Gate, Nginx)> {
+async fn world() -> Option<(Site, Nginx)> {
     let port = free_port();
     let gate = start_gate(Some(format!("http://127.0.0.1:{port}")), |c| {
         c.server.trusted_proxies = vec!["127.0.0.1/32".into()];
@@ -146,7 +145,7 @@ async fn an_unauthenticated_wechat_browser_is_sent_through_nginx_to_wechats_auth
     let Some((gate, nginx)) = world().await else {
         return;
     };
-    let browser = Browser::new();
+    let browser = WalkingBrowser::new();
     let mock = format!("http://{}/", gate.mock_addr);
     let pages = browser
         .walk(&nginx.url("/orders/42?tab=items"), |loc| {
@@ -179,17 +178,17 @@ async fn after_sign_in_the_app_behind_nginx_gets_a_verified_identity_at_the_orig
     let Some((gate, nginx)) = world().await else {
         return;
     };
-    let browser = Browser::new();
+    let browser = WalkingBrowser::new();
     let pages = sign_in(&browser, &nginx.base, "/orders/42?tab=items&page=2").await;
     let echo = pages.last().unwrap().json();
 
     // Back where the user was going, query and all, without code or state.
     assert_eq!(echo["uri"], "/orders/42?tab=items&page=2");
 
-    let token = ops::identity_seen(&echo);
+    let token = wechat::identity_of(&echo);
     let jwks = browser.get(&nginx.url("/_wxgate/jwks.json")).await;
     assert_eq!(jwks.status, 200);
-    let claims = ops::verify(&token, &jwks.body, &gate.issuer(), &gate.audience())
+    let claims = wechat::verify(&token, &jwks.body, &gate.issuer(), &gate.audience())
         .expect("the identity header verifies with the published keys");
     let alice = gate.mock.openid("alice", &gate.mock.config().appid);
     assert_eq!(claims["sub"], alice.as_str());
@@ -218,7 +217,7 @@ async fn identity_headers_a_client_makes_up_never_reach_the_app_behind_nginx() {
     ];
 
     // Without a session the request is sent to sign in; the app sees nothing.
-    let anonymous = Browser::new();
+    let anonymous = WalkingBrowser::new();
     let page = anonymous.get_with(&nginx.url("/admin"), spoofs).await;
     assert_eq!(page.status, 302, "{}", page.body);
     assert!(page
@@ -227,14 +226,14 @@ async fn identity_headers_a_client_makes_up_never_reach_the_app_behind_nginx() {
         .contains("/_wxgate/start"));
 
     // Signed in, the app sees wxgate's values only.
-    let browser = Browser::new();
+    let browser = WalkingBrowser::new();
     sign_in(&browser, &nginx.base, "/").await;
     let echo = browser.get_with(&nginx.url("/admin"), spoofs).await.json();
     let alice = gate.mock.openid("alice", &gate.mock.config().appid);
-    let token = ops::identity_seen(&echo);
+    let token = wechat::identity_of(&echo);
     assert_ne!(token, forged);
     let jwks = browser.get(&nginx.url("/_wxgate/jwks.json")).await.body;
-    let claims = ops::verify(&token, &jwks, &gate.issuer(), &gate.audience()).expect("genuine");
+    let claims = wechat::verify(&token, &jwks, &gate.issuer(), &gate.audience()).expect("genuine");
     assert_eq!(claims["sub"], alice.as_str());
     assert_eq!(common::seen(&echo, "x-auth-request-openid"), vec![alice]);
     let names: Vec<String> = echo["headers"]

@@ -2,9 +2,8 @@
 //! sign-ins and traffic, and JSON logs that carry WeChat's request id (`rid`).
 
 mod common;
-mod ops;
 
-use ops::{start_gate, Browser, Gate, Wxgate};
+use common::wechat::{self, start_gate, Site, WalkingBrowser, Wxgate};
 use wxgate::mock::{self, MockConfig};
 
 /// The value of one sample (`name{labels}` exactly as rendered), 0 when absent.
@@ -16,8 +15,8 @@ fn sample(metrics: &str, series: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-async fn scrape(gate: &Gate) -> String {
-    let page = Browser::new().get(&gate.admin_url("/metrics")).await;
+async fn scrape(gate: &Site) -> String {
+    let page = WalkingBrowser::new().get(&gate.admin_url("/metrics")).await;
     assert_eq!(page.status, 200);
     assert!(
         page.header("content-type")
@@ -45,8 +44,8 @@ async fn metrics_count_sign_ins_wechat_calls_sessions_tokens_and_upstream_reques
     let before = scrape(&gate).await;
 
     // A sign-in (three redirects, then the app), then three more pages.
-    let browser = Browser::new();
-    ops::sign_in(&browser, &gate.public_url, "/start").await;
+    let browser = WalkingBrowser::new();
+    wechat::sign_in(&browser, &gate.public_url, "/start").await;
     for path in ["/a", "/b", "/c"] {
         assert_eq!(browser.get(&gate.url(path)).await.status, 200);
     }
@@ -83,7 +82,7 @@ async fn a_wechat_error_is_logged_as_json_with_wechats_request_id() {
             "[server]\nlisten = \"127.0.0.1:0\"\npublic_url = \"http://wxgate.test\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\
 [upstream]\nurl = \"http://{}\"\n[session]\nsecret = \"0123456789abcdef0123456789abcdef-obs\"\n{}",
             upstream.addr,
-            ops::wechat_toml(mock_addr, &mock)
+            wechat::wechat_toml(mock_addr, &mock)
         ),
     )
     .expect("write config");
@@ -92,7 +91,8 @@ async fn a_wechat_error_is_logged_as_json_with_wechats_request_id() {
 
     // The code is refused (40029), and so is the one fresh authorization's code.
     mock.inject("access_token", 40029, 2);
-    let browser = Browser::new().with_alias("http://wxgate.test", &format!("http://{public}"));
+    let browser =
+        WalkingBrowser::new().with_alias("http://wxgate.test", &format!("http://{public}"));
     let pages = browser.walk("http://wxgate.test/orders", |_| false).await;
     let last = pages.last().expect("a page");
     assert_ne!(last.status, 200, "no sign-in: {}", last.body);

@@ -2,14 +2,13 @@
 //! it while users keep browsing, SIGTERM to stop without cutting a request short.
 
 mod common;
-mod ops;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use common::wechat::{self, WalkingBrowser, Wxgate};
 use common::{start_upstream, Upstream};
-use ops::{Browser, Wxgate};
 use serde_json::Value;
 use wxgate::mock::{self, MockConfig, MockWechat};
 
@@ -55,7 +54,7 @@ impl Site {
 [admin]\nlisten = \"127.0.0.1:0\"\n[upstream]\nurl = \"http://{}\"\n\
 [session]\nsecret = \"0123456789abcdef0123456789abcdef-reload\"\n{}{extra}\n",
             self.upstream.addr,
-            ops::wechat_toml(self.mock_addr, &self.mock),
+            wechat::wechat_toml(self.mock_addr, &self.mock),
         );
         std::fs::write(self.config_path(), text).expect("write config");
     }
@@ -69,12 +68,16 @@ impl Site {
     }
 
     /// Starts `wxgate serve -c FILE`; returns it with a browser pointed at it.
-    async fn serve(&self) -> (Wxgate, Browser, String) {
+    async fn serve(&self) -> (Wxgate, WalkingBrowser, String) {
         let config = self.config_path();
         let wxgate = Wxgate::spawn(&["serve", "-c", config.to_str().expect("utf-8 path")]);
         let (public, _admin) = wxgate.listening().await;
         let base = format!("http://{public}");
-        (wxgate, Browser::new().with_alias(PUBLIC, &base), base)
+        (
+            wxgate,
+            WalkingBrowser::new().with_alias(PUBLIC, &base),
+            base,
+        )
     }
 }
 
@@ -97,8 +100,8 @@ async fn signing_keys_rotate_on_sighup_while_a_signed_in_client_keeps_browsing()
     site.write("signing.pem", &old_pem);
     site.write_config("[identity]\nsigning_key_file = \"signing.pem\"\n");
     let (wxgate, browser, base) = site.serve().await;
-    let pages = ops::sign_in(&browser, PUBLIC, "/").await;
-    let old_kid = ops::kid_of(&ops::identity_seen(&pages.last().unwrap().json()));
+    let pages = wechat::sign_in(&browser, PUBLIC, "/").await;
+    let old_kid = wechat::kid_of(&wechat::identity_of(&pages.last().unwrap().json()));
 
     // A client keeps requesting with its session while the key changes under it.
     let stop = Arc::new(AtomicBool::new(false));
@@ -120,7 +123,7 @@ async fn signing_keys_rotate_on_sighup_while_a_signed_in_client_keeps_browsing()
                 let answer = http.get(&url).header("cookie", &cookie).send().await;
                 let kid = match answer {
                     Ok(r) if r.status() == 200 => match r.text().await {
-                        Ok(body) => Ok(ops::kid_of(&ops::identity_seen(
+                        Ok(body) => Ok(wechat::kid_of(&wechat::identity_of(
                             &serde_json::from_str(&body).expect("echo JSON"),
                         ))),
                         Err(e) => Err(e.to_string()),
@@ -146,7 +149,7 @@ async fn signing_keys_rotate_on_sighup_while_a_signed_in_client_keeps_browsing()
     assert_ne!(new_kid, old_kid);
     // Let the client get at least one answer signed with the new key, then stop it.
     let after = browser.get(&format!("{PUBLIC}/after")).await.json();
-    assert_eq!(ops::kid_of(&ops::identity_seen(&after)), new_kid);
+    assert_eq!(wechat::kid_of(&wechat::identity_of(&after)), new_kid);
     stop.store(true, Ordering::SeqCst);
     let seen = client.await.expect("client task");
 
@@ -188,8 +191,8 @@ async fn allowed_openids_and_public_paths_change_on_sighup() {
     let site = Site::new("access").await;
     site.write_config("");
     let (wxgate, browser, base) = site.serve().await;
-    ops::sign_in(&browser, PUBLIC, "/").await;
-    let stranger = Browser::new().with_alias(PUBLIC, &base);
+    wechat::sign_in(&browser, PUBLIC, "/").await;
+    let stranger = WalkingBrowser::new().with_alias(PUBLIC, &base);
     assert_eq!(
         stranger.get(&format!("{PUBLIC}/open/page")).await.status,
         302
@@ -227,8 +230,8 @@ async fn an_invalid_config_is_refused_with_a_log_line_and_the_old_one_keeps_serv
     let site = Site::new("invalid").await;
     site.write_config("");
     let (wxgate, browser, base) = site.serve().await;
-    let pages = ops::sign_in(&browser, PUBLIC, "/").await;
-    let kid = ops::kid_of(&ops::identity_seen(&pages.last().unwrap().json()));
+    let pages = wechat::sign_in(&browser, PUBLIC, "/").await;
+    let kid = wechat::kid_of(&wechat::identity_of(&pages.last().unwrap().json()));
 
     // A key file that does not exist, and everything public.
     site.write_config(
@@ -247,10 +250,10 @@ async fn an_invalid_config_is_refused_with_a_log_line_and_the_old_one_keeps_serv
     assert!(problems.contains("identity.signing_key_file"), "{line}");
 
     // Still the old config: sign-in required, the same key signing.
-    let stranger = Browser::new().with_alias(PUBLIC, &base);
+    let stranger = WalkingBrowser::new().with_alias(PUBLIC, &base);
     assert_eq!(stranger.get(&format!("{PUBLIC}/open")).await.status, 302);
     let echo = browser.get(&format!("{PUBLIC}/after")).await.json();
-    assert_eq!(ops::kid_of(&ops::identity_seen(&echo)), kid);
+    assert_eq!(wechat::kid_of(&wechat::identity_of(&echo)), kid);
     assert!(!wxgate
         .log()
         .iter()

@@ -2,7 +2,8 @@
 //! HTTP/2 to clients that offer it through ALPN, HTTP/1.1 to the others.
 
 mod common;
-mod ops;
+
+use common::wechat;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -11,7 +12,7 @@ use common::start_proxy;
 
 /// A throwaway P-256 certificate for 127.0.0.1, made with the openssl command line.
 fn self_signed(dir: &Path) -> Option<(PathBuf, PathBuf)> {
-    let openssl = ops::program("openssl")?;
+    let openssl = wechat::program("openssl")?;
     let (cert, key, conf) = (
         dir.join("cert.pem"),
         dir.join("key.pem"),

@@ -3,7 +3,6 @@
 //! a tampered one.
 
 mod common;
-mod ops;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -12,17 +11,17 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde_json::Value;
 
-use ops::{start_gate, Browser, Gate};
+use common::wechat::{self, start_gate, Site, WalkingBrowser};
 
 fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/verify")
 }
 
 /// The identity header the app received after a sign-in.
-async fn real_token(gate: &Gate) -> String {
-    let browser = Browser::new();
-    let pages = ops::sign_in(&browser, &gate.public_url, "/").await;
-    ops::identity_seen(&pages.last().expect("a page").json())
+async fn real_token(gate: &Site) -> String {
+    let browser = WalkingBrowser::new();
+    let pages = wechat::sign_in(&browser, &gate.public_url, "/").await;
+    wechat::identity_of(&pages.last().expect("a page").json())
 }
 
 /// The same token with another user in it, the signature left as it was.
@@ -47,7 +46,7 @@ async fn run(mut cmd: Command) -> Output {
 
 /// Runs `program` (argv: TOKEN JWKS_URL ISSUER AUDIENCE) for the real token, a tampered
 /// one and one meant for another app.
-async fn check_verifier(gate: &Gate, program: impl Fn() -> Command) {
+async fn check_verifier(gate: &Site, program: impl Fn() -> Command) {
     let token = real_token(gate).await;
     let jwks = gate.url("/_wxgate/jwks.json");
     let (issuer, audience) = (gate.issuer(), gate.audience());
@@ -91,7 +90,7 @@ async fn check_verifier(gate: &Gate, program: impl Fn() -> Command) {
 
 #[tokio::test]
 async fn the_python_example_verifies_the_real_header_and_refuses_a_tampered_one() {
-    let Some(python) = ops::program("python3") else {
+    let Some(python) = wechat::program("python3") else {
         return;
     };
     let has_packages = Command::new(&python)
@@ -99,7 +98,7 @@ async fn the_python_example_verifies_the_real_header_and_refuses_a_tampered_one(
         .output()
         .is_ok_and(|o| o.status.success());
     if !has_packages {
-        ops::skip("PyJWT / cryptography not installed (pip install -r examples/verify/python/requirements.txt)");
+        wechat::skip("PyJWT / cryptography not installed (pip install -r examples/verify/python/requirements.txt)");
         return;
     }
     let gate = start_gate(None, |_| {}).await;
@@ -114,12 +113,12 @@ async fn the_python_example_verifies_the_real_header_and_refuses_a_tampered_one(
 
 #[tokio::test]
 async fn the_node_example_verifies_the_real_header_and_refuses_a_tampered_one() {
-    let Some(node) = ops::program("node") else {
+    let Some(node) = wechat::program("node") else {
         return;
     };
     let dir = examples().join("node");
     if !dir.join("node_modules/jose").is_dir() {
-        ops::skip("jose not installed (npm install in examples/verify/node)");
+        wechat::skip("jose not installed (npm install in examples/verify/node)");
         return;
     }
     let gate = start_gate(None, |_| {}).await;

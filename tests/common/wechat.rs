@@ -1,11 +1,17 @@
 //! The sign-in harness: the mock WeChat platform and the echo upstream (a
-//! [`Platform`]), one or more wxgates in front of them ([`Gate`]), and a phone inside
-//! WeChat with its own cookie jar ([`Browser`]) that walks the authorization dance.
+//! [`Platform`]), one or more wxgates in front of them ([`Gate`]), a phone inside
+//! WeChat with its own cookie jar ([`Browser`]) that walks the authorization dance
+//! step by step (or [`WalkingBrowser`], which walks it whole), wxgate as a child
+//! process ([`Wxgate`]), and finding system programs.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
+use std::io::BufRead as _;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use http::header::{COOKIE, SET_COOKIE, USER_AGENT};
 use http::{HeaderMap, Method, Request, StatusCode};
@@ -14,7 +20,7 @@ use jsonwebtoken::{decode, decode_header, DecodingKey, Validation};
 use percent_encoding::{percent_decode_str, utf8_percent_encode, NON_ALPHANUMERIC};
 use serde_json::Value;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Notify};
 use wxgate::config::Config;
 use wxgate::mock::{MockConfig, MockWechat};
 
@@ -222,18 +228,25 @@ impl Gate {
     pub async fn verify(&self, token: &str) -> Value {
         let jwks = super::get(&self.url("/_wxgate/jwks.json")).await;
         assert_eq!(jwks.status, StatusCode::OK);
-        let jwks: JwkSet = serde_json::from_slice(&jwks.body).expect("JWKS");
-        let header = decode_header(token).expect("JWT header");
-        let kid = header.kid.clone().expect("kid");
-        let jwk = jwks.find(&kid).expect("the kid is in the JWKS");
-        let mut v = Validation::new(header.alg);
-        v.set_issuer(&[self.issuer()]);
-        v.set_audience(&[self.audience()]);
-        v.set_required_spec_claims(&["exp", "iat", "nbf", "iss", "aud", "sub"]);
-        let data = decode::<Value>(token, &DecodingKey::from_jwk(jwk).unwrap(), &v)
-            .expect("the identity header verifies");
-        data.claims
+        verify(token, &jwks.text(), &self.issuer(), &self.audience())
+            .unwrap_or_else(|e| panic!("the identity header does not verify: {e}"))
     }
+}
+
+/// Verifies `token` as an upstream would, from the JWKS only; returns the claims.
+pub fn verify(token: &str, jwks: &str, issuer: &str, audience: &str) -> Result<Value, String> {
+    let jwks: JwkSet = serde_json::from_str(jwks).map_err(|e| e.to_string())?;
+    let header = decode_header(token).map_err(|e| e.to_string())?;
+    let kid = header.kid.ok_or("no kid")?;
+    let jwk = jwks.find(&kid).ok_or("kid not in the JWKS")?;
+    let key = DecodingKey::from_jwk(jwk).map_err(|e| e.to_string())?;
+    let mut validation = Validation::new(header.alg);
+    validation.set_issuer(&[issuer]);
+    validation.set_audience(&[audience]);
+    validation.set_required_spec_claims(&["exp", "iat", "nbf", "iss", "aud", "sub"]);
+    decode::<Value>(token, &key, &validation)
+        .map(|t| t.claims)
+        .map_err(|e| e.to_string())
 }
 
 /// The identity header the upstream saw for a request, exactly one.
@@ -456,5 +469,385 @@ impl Browser {
         self.sign_in_at(gate, user, "/orders/42?tab=items", "/orders/42?tab=items")
             .await;
         self.cookie(SESSION_COOKIE).unwrap()
+    }
+}
+
+// ---------------------------------------------------------------- system programs
+
+/// A program on PATH (and in the sbin folders, where Debian puts nginx). When it is
+/// missing: a loud skip, or a failure under CI.
+pub fn program(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut dirs: Vec<PathBuf> = std::env::split_paths(&path).collect();
+    dirs.extend(["/usr/sbin", "/usr/local/sbin", "/sbin"].map(PathBuf::from));
+    let found = dirs.into_iter().map(|d| d.join(name)).find(|p| p.is_file());
+    if found.is_none() {
+        skip(&format!("{name} not found"));
+    }
+    found
+}
+
+/// Skips loudly, except under CI where a missing prerequisite is a failure.
+pub fn skip(why: &str) {
+    if std::env::var_os("CI").is_some() {
+        panic!("CI is set and this test cannot run: {why}");
+    }
+    eprintln!("\n*** SKIPPED: {why} ***\n");
+}
+
+// ---------------------------------------------------------------- a whole site
+
+/// The mock's app as a `[wechat]` section (snsapi_base: silent inside WeChat).
+pub fn wechat_toml(mock_addr: SocketAddr, mock: &MockWechat) -> String {
+    format!(
+        "[wechat]\nappid = \"{}\"\nsecret = \"{}\"\nauthorize_url = \"http://{mock_addr}/connect/oauth2/authorize\"\napi_base_url = \"http://{mock_addr}\"\n",
+        mock.config().appid,
+        mock.config().secret
+    )
+}
+
+/// One wxgate on its own platform, the mock consenting silently for its first user
+/// (for [`WalkingBrowser`]). Derefs to the wxgate.
+pub struct Site {
+    pub gate: Gate,
+    pub platform: Platform,
+    /// The origin browsers use.
+    pub public_url: String,
+    pub mock: MockWechat,
+    pub mock_addr: SocketAddr,
+}
+
+impl std::ops::Deref for Site {
+    type Target = Gate;
+    fn deref(&self) -> &Gate {
+        &self.gate
+    }
+}
+
+/// Starts the mock WeChat, the echo upstream and wxgate (sign-in required everywhere).
+/// `public_url`: the origin browsers use (default: wxgate's own address); `tweak`
+/// adjusts the config before it is resolved.
+pub async fn start_gate(public_url: Option<String>, tweak: impl FnOnce(&mut Config)) -> Site {
+    let platform = Platform::start(MockConfig::default()).await;
+    let gate = platform.gate(public_url.as_deref(), |c, _| tweak(c)).await;
+    Site {
+        public_url: gate.origin.clone(),
+        mock: platform.mock.clone(),
+        mock_addr: platform.mock_addr,
+        gate,
+        platform,
+    }
+}
+
+/// Signs the browser in through `base` (wxgate or whatever is in front of it) by asking
+/// for `path`; returns every hop, the last one the app's answer.
+pub async fn sign_in(browser: &WalkingBrowser, base: &str, path: &str) -> Vec<Page> {
+    let pages = browser.walk(&format!("{base}{path}"), |_| false).await;
+    let last = pages.last().expect("at least one page");
+    assert_eq!(last.status, 200, "signed in and at the app: {}", last.body);
+    pages
+}
+
+/// The `kid` a token names.
+pub fn kid_of(token: &str) -> String {
+    decode_header(token)
+        .expect("a JWT header")
+        .kid
+        .expect("a kid")
+}
+
+// ---------------------------------------------------------------- the walking browser
+
+/// A phone browser inside WeChat that walks whole sign-ins by itself (the mock
+/// consents for its first user): keeps cookies by name for every server (all one site
+/// here), shares itself between tasks, and returns every hop so each can be looked at.
+pub struct WalkingBrowser {
+    client: reqwest::Client,
+    jar: Mutex<BTreeMap<String, String>>,
+    /// (origin in links, origin to connect to): for a wxgate whose public_url names a
+    /// host that does not resolve.
+    alias: Option<(String, String)>,
+}
+
+/// One answer, body read.
+pub struct Page {
+    pub url: String,
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: String,
+}
+
+impl Page {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("{} is not JSON ({e}): {}", self.url, self.body))
+    }
+}
+
+impl Default for WalkingBrowser {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl WalkingBrowser {
+    pub fn new() -> Self {
+        Self {
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .timeout(Duration::from_secs(20))
+                .build()
+                .expect("client builds"),
+            jar: Mutex::new(BTreeMap::new()),
+            alias: None,
+        }
+    }
+
+    /// Links to `public` are fetched from `actual` instead.
+    pub fn with_alias(mut self, public: &str, actual: &str) -> Self {
+        self.alias = Some((public.to_string(), actual.to_string()));
+        self
+    }
+
+    pub fn cookie_header(&self) -> String {
+        let jar = self.jar.lock().unwrap();
+        jar.iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    /// One GET, no redirect followed.
+    pub async fn get(&self, url: &str) -> Page {
+        self.get_with(url, &[]).await
+    }
+
+    /// One GET with extra headers, no redirect followed.
+    pub async fn get_with(&self, url: &str, extra: &[(&str, &str)]) -> Page {
+        let target = match &self.alias {
+            Some((public, actual)) if url.starts_with(public.as_str()) => {
+                format!("{actual}{}", &url[public.len()..])
+            }
+            _ => url.to_string(),
+        };
+        let mut req = self
+            .client
+            .get(&target)
+            .header("user-agent", PHONE_UA)
+            .header("accept", "text/html,application/xhtml+xml");
+        let cookies = self.cookie_header();
+        if !cookies.is_empty() {
+            req = req.header("cookie", cookies);
+        }
+        for (k, v) in extra {
+            req = req.header(*k, *v);
+        }
+        let resp = req
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {target}: {e}"));
+        self.keep_cookies(resp.headers());
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp.text().await.unwrap_or_default();
+        Page {
+            url: url.to_string(),
+            status,
+            headers,
+            body,
+        }
+    }
+
+    fn keep_cookies(&self, headers: &reqwest::header::HeaderMap) {
+        let mut jar = self.jar.lock().unwrap();
+        for v in headers.get_all("set-cookie") {
+            let Ok(v) = v.to_str() else { continue };
+            let mut attrs = v.split(';');
+            let Some((name, value)) = attrs.next().and_then(|nv| nv.trim().split_once('=')) else {
+                continue;
+            };
+            let gone =
+                value.is_empty() || attrs.any(|a| a.trim().eq_ignore_ascii_case("max-age=0"));
+            if gone {
+                jar.remove(name);
+            } else {
+                jar.insert(name.to_string(), value.to_string());
+            }
+        }
+    }
+
+    /// GETs `url` and follows redirects (relative ones against the current page) until
+    /// a page that is not a redirect, or `stop_at` matches a Location.
+    pub async fn walk(&self, url: &str, stop_at: impl Fn(&str) -> bool) -> Vec<Page> {
+        let mut pages = Vec::new();
+        let mut next = url.to_string();
+        for _ in 0..10 {
+            let page = self.get(&next).await;
+            let location = (300..400)
+                .contains(&page.status)
+                .then(|| page.header("location").map(str::to_string))
+                .flatten();
+            pages.push(page);
+            let Some(loc) = location else {
+                return pages;
+            };
+            // The fragment (#wechat_redirect) is never sent by a browser.
+            let loc = loc.split('#').next().unwrap_or_default().to_string();
+            let absolute = if loc.starts_with('/') {
+                let origin_end = next
+                    .find("://")
+                    .and_then(|s| next[s + 3..].find('/').map(|p| p + s + 3))
+                    .unwrap_or(next.len());
+                format!("{}{loc}", &next[..origin_end])
+            } else {
+                loc
+            };
+            if stop_at(&absolute) {
+                return pages;
+            }
+            next = absolute;
+        }
+        panic!("more than 10 redirects from {url}");
+    }
+}
+
+// ---------------------------------------------------------------- wxgate as a child
+
+/// `wxgate` run as its own process; stderr lines are collected as they come.
+pub struct Wxgate {
+    child: Option<Child>,
+    pid: u32,
+    lines: Arc<Mutex<Vec<String>>>,
+    new_line: Arc<Notify>,
+}
+
+impl Wxgate {
+    /// Starts `wxgate ARGS...` (JSON logs).
+    pub fn spawn(args: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_wxgate"))
+            .arg("--log-format")
+            .arg("json")
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("wxgate starts");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let new_line = Arc::new(Notify::new());
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (l, n) = (lines.clone(), new_line.clone());
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                l.lock().unwrap().push(line);
+                n.notify_waiters();
+            }
+            // The pipe closed: the process is gone; wake waiters so they can fail.
+            l.lock().unwrap().push(String::new());
+            n.notify_waiters();
+        });
+        Self {
+            pid: child.id(),
+            child: Some(child),
+            lines,
+            new_line,
+        }
+    }
+
+    pub fn pid(&self) -> String {
+        self.pid.to_string()
+    }
+
+    /// Sends a signal (`HUP`, `TERM`) with the system's `kill`.
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.pid())
+            .status()
+            .expect("kill runs")
+            .success();
+        assert!(ok, "kill -{sig} {}", self.pid());
+    }
+
+    pub fn log(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    /// Lines logged so far, parsed as JSON (every line must be JSON).
+    pub fn json_lines(&self) -> Vec<Value> {
+        self.log()
+            .iter()
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+            .collect()
+    }
+
+    /// Waits (up to 20 s) for the `n`th log line (0-based, counting from `from`) that
+    /// matches; returns it and the index after it.
+    pub async fn wait_for(&self, from: usize, what: impl Fn(&Value) -> bool) -> (Value, usize) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let notified = self.new_line.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let lines = self.log();
+            for (i, line) in lines.iter().enumerate().skip(from) {
+                if let Ok(v) = serde_json::from_str::<Value>(line) {
+                    if what(&v) {
+                        return (v, i + 1);
+                    }
+                }
+            }
+            if lines.last().is_some_and(|l| l.is_empty()) {
+                panic!("wxgate exited; its log:\n{}", lines.join("\n"));
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                panic!("no such log line in time; the log:\n{}", lines.join("\n"));
+            }
+        }
+    }
+
+    /// Waits for "wxgate listening" and returns (public, admin) addresses.
+    pub async fn listening(&self) -> (SocketAddr, SocketAddr) {
+        let (line, _) = self
+            .wait_for(0, |v| v["fields"]["message"] == "wxgate listening")
+            .await;
+        let addr = |k: &str| -> SocketAddr {
+            let s = line["fields"][k].as_str().unwrap_or_default();
+            s.trim_start_matches("Some(")
+                .trim_end_matches(')')
+                .parse()
+                .unwrap_or_else(|_| panic!("{k} address in {line}"))
+        };
+        (addr("public"), addr("admin"))
+    }
+
+    /// Waits for the process to exit (up to 20 s).
+    pub async fn exit_status(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("not yet waited for");
+        let waited = tokio::task::spawn_blocking(move || child.wait());
+        match tokio::time::timeout(Duration::from_secs(20), waited).await {
+            Ok(Ok(Ok(status))) => status,
+            _ => panic!(
+                "wxgate did not exit in time; its log:\n{}",
+                self.log().join("\n")
+            ),
+        }
+    }
+}
+
+impl Drop for Wxgate {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            if let Ok(None) = child.try_wait() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
     }
 }
