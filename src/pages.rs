@@ -78,6 +78,48 @@ pub fn html(n: &Notice<'_>) -> String {
     )
 }
 
+/// An HTML document as a response: UTF-8, never cached (every page wxgate and its mock
+/// write is about one visitor at one moment).
+pub fn html_response(status: StatusCode, html: String) -> Response<Body> {
+    let mut resp = Response::new(full(html));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// A JSON document as a response, never cached.
+pub fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+    let mut resp = Response::new(full(value.to_string()));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// The 404 of wxgate's own URLs.
+pub fn not_found(json: bool) -> Response<Body> {
+    respond(
+        &Notice {
+            status: StatusCode::NOT_FOUND,
+            code: "not_found",
+            title_zh: "页面不存在",
+            title_en: "Not found",
+            detail: "wxgate has no such page.".into(),
+            retry: None,
+        },
+        json,
+    )
+}
+
 /// A page that moves on to `href` by itself (meta refresh), with a button for
 /// browsers that do not follow it. Used where a 302 cannot be: an auth service whose
 /// non-2xx answer the ingress shows as is, or a hop that must be same-site.
@@ -100,15 +142,7 @@ pub fn moving_on(
         &format!("<head><meta http-equiv=\"refresh\" content=\"0;url={href}\">"),
         1,
     );
-    let mut resp = Response::new(full(html));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    resp.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
+    html_response(status, html)
 }
 
 /// The shared page frame: inline CSS, no external assets, mobile-first.

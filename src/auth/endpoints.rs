@@ -50,7 +50,7 @@ pub async fn handle(
         | "/_wxgate/jwks.json"
         | "/_wxgate/sign_out"
         | "/_wxgate/.well-known/openid-configuration" => not_allowed(),
-        _ => not_found(classify::wants_json(headers)),
+        _ => crate::pages::not_found(classify::wants_json(headers)),
     }
 }
 
@@ -308,15 +308,7 @@ async fn sign_out(auth: &Auth, query: &str, headers: &HeaderMap) -> Response<Bod
 
 async fn userinfo(auth: &Auth, headers: &HeaderMap) -> Response<Body> {
     match auth.session_of(headers).await {
-        Ok(Some((s, _))) => {
-            let body = auth.signer.claims(&s).to_string();
-            let mut resp = Response::new(full(body));
-            resp.headers_mut()
-                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            resp.headers_mut()
-                .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            resp
-        }
+        Ok(Some((s, _))) => crate::pages::json_response(StatusCode::OK, &auth.signer.claims(&s)),
         Ok(None) => auth.unauthorized_json("/"),
         Err(e) => e.response(true, None),
     }
@@ -402,20 +394,6 @@ fn cached_json(headers: &HeaderMap, body: bytes::Bytes, etag: &str) -> Response<
         resp.headers_mut().insert(ETAG, v);
     }
     resp
-}
-
-fn not_found(json: bool) -> Response<Body> {
-    crate::pages::respond(
-        &crate::pages::Notice {
-            status: StatusCode::NOT_FOUND,
-            code: "not_found",
-            title_zh: "页面不存在",
-            title_en: "Not found",
-            detail: "wxgate has no such page.".into(),
-            retry: None,
-        },
-        json,
-    )
 }
 
 fn not_allowed() -> Response<Body> {

@@ -699,48 +699,19 @@ fn outcome_page(auth: &Auth, what: &str, rd: &str, json: bool) -> Response<Body>
 }
 
 fn not_found(headers: &HeaderMap) -> Response<Body> {
-    crate::pages::respond(
-        &crate::pages::Notice {
-            status: StatusCode::NOT_FOUND,
-            code: "not_found",
-            title_zh: "页面不存在",
-            title_en: "Not found",
-            detail: "No such sign-in page.".into(),
-            retry: None,
-        },
-        classify::wants_json(headers),
-    )
+    crate::pages::not_found(classify::wants_json(headers))
 }
 
 fn html(status: StatusCode, title: &str, inner: &str) -> Response<Body> {
-    let mut resp = Response::new(crate::body::full(crate::pages::page(title, inner)));
-    *resp.status_mut() = status;
-    let h = resp.headers_mut();
-    h.insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    h.insert(
-        http::header::CACHE_CONTROL,
-        http::HeaderValue::from_static("no-store"),
-    );
+    let mut resp = crate::pages::html_response(status, crate::pages::page(title, inner));
     // The confirmation page must not be framed (clickjacking the Confirm button).
-    h.insert("x-frame-options", http::HeaderValue::from_static("DENY"));
+    resp.headers_mut()
+        .insert("x-frame-options", http::HeaderValue::from_static("DENY"));
     resp
 }
 
 fn json(status: StatusCode, v: serde_json::Value) -> Response<Body> {
-    let mut resp = Response::new(crate::body::full(v.to_string()));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    resp.headers_mut().insert(
-        http::header::CACHE_CONTROL,
-        http::HeaderValue::from_static("no-store"),
-    );
-    resp
+    crate::pages::json_response(status, &v)
 }
 
 /// `2024-05-01 12:34:56 UTC` from Unix seconds (days-to-civil, Howard Hinnant).

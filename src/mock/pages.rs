@@ -25,15 +25,7 @@ fn html_page(status: StatusCode, title: &str, body: &str) -> Response<Body> {
          </head><body>{body}<p class=\"note\">Mock WeChat platform (wxgate)</p></body></html>",
         title = html_escape(title),
     );
-    let mut resp = Response::new(full(page));
-    *resp.status_mut() = status;
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
+    crate::pages::html_response(status, page)
 }
 
 /// WeChat shows its refusals as ordinary pages (HTTP 200); a name for the refusal is

@@ -8,12 +8,12 @@
 //! `POST /mock/phone/submit`, which replays them with the same jar. The jar travels in
 //! the form's URL: this is a demo tool with no state of its own.
 
-use http::{header, HeaderValue, Method, Request, Response, StatusCode, Uri};
+use http::{header, Method, Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
 
 use super::wire::{callback_location, check_link, html_escape, parse_query};
 use super::{LinkKind, MockWechat};
-use crate::body::{full, Body};
+use crate::body::Body;
 
 /// WeChat 8 on an iPhone, as the scanning phone.
 pub const PHONE_USER_AGENT: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) \
@@ -41,15 +41,7 @@ fn page(status: StatusCode, body: &str) -> Response<Body> {
 .note{{color:#888;font-size:.85em}}</style></head><body>{body}\
 <p class=\"note\">Mock WeChat: simulated phone</p></body></html>"
     );
-    let mut resp = Response::new(full(html));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    resp.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
+    crate::pages::html_response(status, html)
 }
 
 fn param(query: &[(String, String)], name: &str) -> Option<String> {
@@ -242,15 +234,7 @@ fn page_through(
         rest = &tail[end..];
     }
     out.push_str(rest);
-    let mut resp = Response::new(full(out));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    resp.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
+    crate::pages::html_response(status, out)
 }
 
 /// `POST /mock/phone/submit?to=&jar=`: a form of the page above, replayed as the phone.
