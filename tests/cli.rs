@@ -1,22 +1,14 @@
 //! The `wxgate` command line as an operator meets it: `check` before a deploy, `keygen`
 //! for the secrets, `serve` refusing clearly, help and version everywhere.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
+
+use common::wechat::run_wxgate as wxgate;
 
 use base64::Engine as _;
-
-/// Runs `wxgate ARGS` with none of the caller's WXGATE_* variables.
-fn wxgate(args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wxgate"));
-    cmd.args(args).env("RUST_LOG", "info");
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("WXGATE_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.output().expect("wxgate runs")
-}
 
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()

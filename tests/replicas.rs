@@ -9,10 +9,11 @@ mod redis_server;
 mod common;
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::wechat::{identity_of, picking_mock, Browser, Gate, Platform, SESSION_COOKIE};
+use common::wechat::{
+    identity_of, picking_mock, run_wxgate as wxgate, Browser, Gate, Platform, SESSION_COOKIE,
+};
 use http::{Method, StatusCode};
 use redis_server::{free_port, RedisServer};
 use wxgate::config::{Config, Dur, Scope, StoreKind};
@@ -118,18 +119,6 @@ async fn a_session_from_one_replica_works_on_the_other_and_signing_out_there_end
 }
 
 // ---------------------------------------------------------------- the sessions command
-
-/// Runs the real `wxgate ARGS` with none of the caller's WXGATE_* variables.
-fn wxgate(args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wxgate"));
-    cmd.args(args).env("RUST_LOG", "info");
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("WXGATE_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.output().expect("wxgate runs")
-}
 
 /// A config file for the `wxgate` command on `redis_url`, in a folder of its own.
 fn config_file(name: &str, redis_url: &str, session_secret: &str) -> PathBuf {

@@ -716,6 +716,18 @@ impl WalkingBrowser {
 
 // ---------------------------------------------------------------- wxgate as a child
 
+/// Runs `wxgate ARGS` to the end with none of the caller's WXGATE_* variables.
+pub fn run_wxgate(args: &[&str]) -> std::process::Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wxgate"));
+    cmd.args(args).env("RUST_LOG", "info");
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("WXGATE_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.output().expect("wxgate runs")
+}
+
 /// `wxgate` run as its own process; stderr lines are collected as they come.
 pub struct Wxgate {
     child: Option<Child>,
