@@ -6,6 +6,9 @@
 #   bench/compare.sh --long          # 5 rounds of 20 s per cell
 #   bench/compare.sh --rounds N --duration S --no-build --only memory,nginx
 #       (--no-memory skips the start-up and sessions-per-MB figures at the end)
+#   WXGATE_ENV="RUST_LOG=warn" bench/compare.sh   # extra environment for wxgate (experiments)
+#   WXGATE=/path/to/wxgate bench/compare.sh --no-build   # another build
+#   BEFORE=/path/to/old/wxgate bench/compare.sh   # adds "before": that build, memory store
 #
 # Scenarios, each at 16 and 128 keep-alive connections, one after another in every
 # round (so drift on a shared machine hits them all alike); the table shows medians:
@@ -90,17 +93,19 @@ if [ "$BUILD" = 1 ]; then
     log "building wxgate (release)"
     (cd "$ROOT" && cargo build --release --quiet --bin wxgate --example sessions_memory)
 fi
-WXGATE="$ROOT/target/release/wxgate"
+WXGATE="${WXGATE:-$ROOT/target/release/wxgate}"
 [ -x "$WXGATE" ] || { echo "no $WXGATE (run without --no-build)" >&2; exit 1; }
 
 # ------------------------------------------------------------------ helpers
 
-# A port nobody listens on. The kernel could hand it to someone else before we bind
-# it; on a benchmark machine that does not happen.
+# A port nobody listens on, below the kernel's ephemeral range (wrk's thousands of
+# client sockets take ports from that range). Another program could still take it
+# before we bind it; on a benchmark machine that does not happen.
+EPHEMERAL_LOW="$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)"
 free_port() {
     local p
     while :; do
-        p=$((20000 + RANDOM % 40000))
+        p=$((10000 + RANDOM % (EPHEMERAL_LOW - 10000)))
         if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
             echo "$p"
             return
@@ -225,11 +230,11 @@ UA_WECHAT="Mozilla/5.0 (Linux; Android 14) AppleWebKit/537.36 Mobile MicroMessen
 
 declare -A WX_PORT WX_PID COOKIE
 
-start_wxgate() { # start_wxgate STORE [extra session toml lines]
-    local store="$1" extra="${2:-}" port admin dir
+start_wxgate() { # start_wxgate KEY STORE [extra session toml lines] [binary]
+    local key="$1" store="$2" extra="${3:-}" bin="${4:-$WXGATE}" port admin dir
     port="$(free_port)"
     admin="$(free_port)"
-    dir="$WORK/wxgate-$store"
+    dir="$WORK/wxgate-$key"
     mkdir -p "$dir"
     cat >"$dir/wxgate.toml" <<EOF
 [server]
@@ -252,15 +257,15 @@ secret = "$SECRET"
 $extra
 EOF
     # Default logging (info, JSON because stderr is not a terminal), kept in a file.
-    setsid env -u RUST_LOG TOKIO_WORKER_THREADS="$CORES" "$WXGATE" serve -c "$dir/wxgate.toml" 2>"$dir/wxgate.log" >/dev/null &
-    WX_PID[$store]=$!
-    PIDS+=("${WX_PID[$store]}")
-    WX_PORT[$store]="$port"
-    if try_http "http://127.0.0.1:$admin/readyz" "${WX_PID[$store]}"; then
-        COOKIE[$store]="$(sign_in "$port")"
+    setsid env -u RUST_LOG TOKIO_WORKER_THREADS="$CORES" ${WXGATE_ENV:-} "$bin" serve -c "$dir/wxgate.toml" 2>"$dir/wxgate.log" >/dev/null &
+    WX_PID[$key]=$!
+    PIDS+=("${WX_PID[$key]}")
+    WX_PORT[$key]="$port"
+    if try_http "http://127.0.0.1:$admin/readyz" "${WX_PID[$key]}"; then
+        COOKIE[$key]="$(sign_in "$port")"
     fi
-    if [ -z "${COOKIE[$store]:-}" ]; then
-        log "SKIPPED: wxgate with the $store store did not start or sign in; its log:"
+    if [ -z "${COOKIE[$key]:-}" ]; then
+        log "SKIPPED: wxgate $key ($store store) did not start or sign in; its log:"
         tail -3 "$dir/wxgate.log" >&2
         return 1
     fi
@@ -335,12 +340,19 @@ for s in memory cookie redis; do
         for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$RPORT") 2>/dev/null && break; sleep 0.05; done
         extra="redis_url = \"redis://127.0.0.1:$RPORT/0\""
     fi
-    if start_wxgate "$s" "$extra"; then
+    if start_wxgate "$s" "$s" "$extra"; then
         log "wxgate ($s store) on :${WX_PORT[$s]}, signed in"
     else
         ONLY="$(echo ",$ONLY," | sed "s/,$s,/,/; s/^,//; s/,\$//")"
     fi
 done
+
+if [ -n "${BEFORE:-}" ]; then
+    # Another build, memory store, measured in the same rounds: before/after figures
+    # that share the machine's conditions.
+    start_wxgate before memory "" "$BEFORE"
+    ONLY="$ONLY,before"
+fi
 
 # ------------------------------------------------------------------ rounds
 
@@ -352,7 +364,7 @@ for round in $(seq 1 "$ROUNDS"); do
             case "$sc" in
             direct) run_cell direct "$c" "http://127.0.0.1:$UP_PORT/bench" "" ;;
             nginx) run_cell nginx "$c" "http://127.0.0.1:$NGX_PORT/bench" "$(group_pids "$NGX_PID" | paste -sd,)" ;;
-            memory | cookie | redis)
+            memory | cookie | redis | before)
                 run_cell "$sc" "$c" "http://127.0.0.1:${WX_PORT[$sc]}/bench" "${WX_PID[$sc]}" \
                     -H "Cookie: ${COOKIE[$sc]}" ;;
             302)
