@@ -73,9 +73,14 @@ impl CounterVec {
     }
     pub fn add(&self, labels: &[&str], n: u64) {
         debug_assert_eq!(labels.len(), self.labels.len(), "{}", self.name);
-        let key: Vec<String> = labels.iter().map(|s| s.to_string()).collect();
         let mut map = self.values.lock().unwrap_or_else(|e| e.into_inner());
-        *map.entry(key).or_insert(0) += n;
+        // Families hold a handful of label sets: a scan finds one without allocating
+        // a key, which matters for the per-request session store counters.
+        if let Some((_, v)) = map.iter_mut().find(|(k, _)| same_labels(k, labels)) {
+            *v += n;
+            return;
+        }
+        map.insert(owned(labels), n);
     }
     /// Current value for these labels (0 when never counted).
     pub fn get(&self, labels: &[&str]) -> u64 {
@@ -133,12 +138,19 @@ impl HistogramVec {
     }
     pub fn observe(&self, labels: &[&str], d: Duration) {
         let secs = d.as_secs_f64();
-        let key: Vec<String> = labels.iter().map(|s| s.to_string()).collect();
         let mut map = self.values.lock().unwrap_or_else(|e| e.into_inner());
-        let h = map.entry(key).or_insert_with(|| HistogramData {
-            buckets: vec![0; LATENCY_BUCKETS.len()],
-            ..Default::default()
-        });
+        if !map.keys().any(|k| same_labels(k, labels)) {
+            map.insert(
+                owned(labels),
+                HistogramData {
+                    buckets: vec![0; LATENCY_BUCKETS.len()],
+                    ..Default::default()
+                },
+            );
+        }
+        let Some((_, h)) = map.iter_mut().find(|(k, _)| same_labels(k, labels)) else {
+            return;
+        };
         for (i, b) in LATENCY_BUCKETS.iter().enumerate() {
             if secs <= *b {
                 h.buckets[i] += 1;
@@ -243,6 +255,14 @@ fn render_histogram(
             "{name}_sum{{{labels}}} {sum}\n{name}_count{{{labels}}} {count}"
         );
     }
+}
+
+fn same_labels(key: &[String], labels: &[&str]) -> bool {
+    key.len() == labels.len() && key.iter().zip(labels).all(|(k, l)| k == l)
+}
+
+fn owned(labels: &[&str]) -> Vec<String> {
+    labels.iter().map(|s| s.to_string()).collect()
 }
 
 fn label_pairs(names: &[&str], values: &[String]) -> String {

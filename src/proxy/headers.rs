@@ -11,15 +11,16 @@ use ipnet::IpNet;
 
 /// Headers that describe one connection, never the message (RFC 9110 §7.6.1), plus the
 /// proxy credentials meant for us rather than the upstream.
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+/// Parsed once: removing by `&str` would parse each name again on every request.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
 ];
 
 /// Removes hop-by-hop headers, including every header named by any `Connection`
@@ -41,8 +42,8 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in named {
         headers.remove(name);
     }
-    for name in HOP_BY_HOP {
-        headers.remove(*name);
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
     }
     if wants_trailers {
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
@@ -77,9 +78,9 @@ pub struct ForwardedInfo<'a> {
     pub trusted: bool,
 }
 
-const X_FORWARDED_FOR: &str = "x-forwarded-for";
-const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
-const X_FORWARDED_HOST: &str = "x-forwarded-host";
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// Sets `X-Forwarded-For/-Proto/-Host` and RFC 7239 `Forwarded`.
 ///
@@ -90,7 +91,7 @@ pub fn set_forwarded(headers: &mut HeaderMap, info: ForwardedInfo<'_>) {
     let peer = info.peer.to_canonical();
     let host = info.host.filter(|h| is_safe(h) && !h.is_empty());
 
-    let prior = |headers: &HeaderMap, name: &str| -> Vec<String> {
+    let prior = |headers: &HeaderMap, name: &HeaderName| -> Vec<String> {
         if !info.trusted {
             return vec![];
         }
@@ -104,17 +105,17 @@ pub fn set_forwarded(headers: &mut HeaderMap, info: ForwardedInfo<'_>) {
             .collect()
     };
 
-    let mut xff = prior(headers, X_FORWARDED_FOR);
+    let mut xff = prior(headers, &X_FORWARDED_FOR);
     xff.push(peer.to_string());
     set_joined(headers, X_FORWARDED_FOR, &xff);
 
-    let proto = prior(headers, X_FORWARDED_PROTO)
+    let proto = prior(headers, &X_FORWARDED_PROTO)
         .into_iter()
         .next()
         .unwrap_or_else(|| info.proto.to_string());
     set_joined(headers, X_FORWARDED_PROTO, &[proto]);
 
-    let xfh = prior(headers, X_FORWARDED_HOST)
+    let xfh = prior(headers, &X_FORWARDED_HOST)
         .into_iter()
         .next()
         .or_else(|| host.map(str::to_string));
@@ -125,7 +126,7 @@ pub fn set_forwarded(headers: &mut HeaderMap, info: ForwardedInfo<'_>) {
         }
     }
 
-    let mut fwd = prior(headers, "forwarded");
+    let mut fwd = prior(headers, &header::FORWARDED);
     let mut element = format!("for={}", forwarded_node(peer));
     if let Some(h) = host {
         element.push_str(";host=");
@@ -134,12 +135,16 @@ pub fn set_forwarded(headers: &mut HeaderMap, info: ForwardedInfo<'_>) {
     element.push_str(";proto=");
     element.push_str(&forwarded_value(info.proto));
     fwd.push(element);
-    set_joined(headers, "forwarded", &fwd);
+    set_joined(headers, header::FORWARDED, &fwd);
 }
 
-fn set_joined(headers: &mut HeaderMap, name: &'static str, values: &[String]) {
-    headers.remove(name);
-    if let Ok(v) = HeaderValue::from_str(&values.join(", ")) {
+fn set_joined(headers: &mut HeaderMap, name: HeaderName, values: &[String]) {
+    headers.remove(&name);
+    let joined = match values {
+        [one] => HeaderValue::from_str(one),
+        _ => HeaderValue::from_str(&values.join(", ")),
+    };
+    if let Ok(v) = joined {
         headers.insert(name, v);
     }
 }
@@ -179,20 +184,31 @@ pub fn is_trusted(peer: IpAddr, trusted: &[IpNet]) -> bool {
         .any(|net| net.contains(&peer) || net.contains(&canonical))
 }
 
-/// The name as wxgate compares identity headers: lower case, `_` read as `-`.
-fn normalise(name: &str) -> String {
-    name.to_ascii_lowercase().replace('_', "-")
+/// Whether two header names are the same as wxgate compares identity headers: case
+/// ignored, `_` read as `-`. Compared in place: this runs for every header of every
+/// forwarded request.
+fn same_name(a: &[u8], b: &[u8]) -> bool {
+    let fold = |c: u8| {
+        if c == b'_' {
+            b'-'
+        } else {
+            c.to_ascii_lowercase()
+        }
+    };
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| fold(*x) == fold(*y))
 }
 
 /// Removes every client-sent copy of the identity header and of any `X-Wxgate-*`
 /// header, whatever the spelling (some servers read `X_Wxgate_Jwt` as `X-Wxgate-Jwt`).
 pub fn strip_identity_headers(headers: &mut HeaderMap, configured: &HeaderName) {
-    let target = normalise(configured.as_str());
+    let target = configured.as_str().as_bytes();
+    let prefix = b"x-wxgate-";
     let doomed: Vec<HeaderName> = headers
         .keys()
         .filter(|k| {
-            let n = normalise(k.as_str());
-            n == target || n.starts_with("x-wxgate-")
+            let n = k.as_str().as_bytes();
+            same_name(n, target)
+                || (n.len() >= prefix.len() && same_name(&n[..prefix.len()], prefix))
         })
         .cloned()
         .collect();

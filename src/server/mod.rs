@@ -384,13 +384,34 @@ fn is_sane_request_id(v: &[u8]) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-_.:+/=".contains(b))
 }
 
+/// A new request id: 32 hex digits, a random per-process prefix and a counter, so ids
+/// are unique across restarts and replicas without asking the random source (and
+/// allocating) on every request. Request ids are for correlating logs, not secrets.
 fn new_request_id() -> HeaderValue {
-    let hex: String = crate::config::random_bytes(16)
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+    static PREFIX: OnceLock<u64> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let prefix = *PREFIX.get_or_init(|| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&crate::config::random_bytes(8));
+        u64::from_le_bytes(b)
+    });
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mut hex = [0u8; 32];
+    for (i, byte) in prefix
+        .to_be_bytes()
         .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    HeaderValue::from_str(&hex).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+        .chain(&n.to_be_bytes())
+        .enumerate()
+    {
+        hex[2 * i] = HEX[(byte >> 4) as usize];
+        hex[2 * i + 1] = HEX[(byte & 0xf) as usize];
+    }
+    HeaderValue::from_bytes(&hex).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
 }
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,438 @@
+#!/usr/bin/env bash
+# Compares a signed-in request through wxgate with the same request proxied by nginx
+# (no authentication) and sent straight to the upstream.
+#
+#   bench/compare.sh                 # 3 rounds of 5 s per cell (about 4 minutes)
+#   bench/compare.sh --long          # 5 rounds of 20 s per cell
+#   bench/compare.sh --rounds N --duration S --no-build --only memory,nginx
+#       (--no-memory skips the start-up and sessions-per-MB figures at the end)
+#   WXGATE_ENV="RUST_LOG=warn" bench/compare.sh   # extra environment for wxgate (experiments)
+#   WXGATE=/path/to/wxgate bench/compare.sh --no-build   # another build
+#   BEFORE=/path/to/old/wxgate bench/compare.sh   # adds "before": that build, memory store
+#
+# Scenarios, each at 16 and 128 keep-alive connections, one after another in every
+# round (so drift on a shared machine hits them all alike); the table shows medians:
+#   direct     wrk -> upstream
+#   nginx      wrk -> nginx proxy_pass (keep-alive upstream pool, no auth) -> upstream
+#   memory     wrk -> wxgate, signed in, memory session store -> upstream
+#   cookie     the same, cookie session store
+#   redis      the same, Redis session store (a private redis-server on a free port)
+#   302        wxgate, no session: a WeChat browser navigation answered with the
+#              302 to WeChat's authorize URL (never reaches the upstream)
+#
+# The upstream is nginx answering every request with the same 1 KB body. Sessions are
+# real: the script signs in against `wxgate mock-wechat` with curl (authorize page,
+# consent POST, callback) and replays the session cookie.
+#
+# Fairness: nginx logs every request to a file (`access_log` with the default
+# `combined` format, unbuffered: one write per request); wxgate runs with its default
+# logging (info, one JSON line per request on stderr) redirected to a file. Both
+# proxies get one worker thread/process per core. The upstream has `access_log off`.
+#
+# Columns: requests/s; p50/p99 latency from wrk; proxy CPU µs per request (user+sys
+# of the proxy's processes from /proc/PID/stat, before/after, over requests served);
+# "upconn": new TCP connections the upstream accepted during the cell (connection
+# reuse: should stay at the pool size, not grow with requests); peak RSS (VmHWM,
+# reset before each cell, summed over the proxy's processes). For redis the
+# redis-server's CPU per request is shown too.
+set -euo pipefail
+
+ROUNDS=3
+DURATION=5
+BUILD=1
+MEMORY=1
+ONLY="direct,nginx,memory,cookie,redis,302"
+CONNS="16 128"
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --long) ROUNDS=5; DURATION=20 ;;
+    --rounds) ROUNDS="$2"; shift ;;
+    --duration) DURATION="$2"; shift ;;
+    --no-build) BUILD=0 ;;
+    --no-memory) MEMORY=0 ;;
+    --only) ONLY="$2"; shift ;;
+    --conns) CONNS="$2"; shift ;;
+    -h | --help) sed -n '2,/^set -e/p' "$0" | sed 's/^# \{0,1\}//;$d'; exit 0 ;;
+    *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+CORES="$(nproc)"
+TICK="$(getconf CLK_TCK)"
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/wxgate-bench.XXXXXX")"
+PIDS=()
+
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+log() { echo "[bench] $*" >&2; }
+
+# ------------------------------------------------------------------ prerequisites
+
+need() { # need PROGRAM DEBIAN_PACKAGE
+    command -v "$1" >/dev/null 2>&1 && return 0
+    [ -x "/usr/sbin/$1" ] && return 0
+    log "$1 not found: installing $2"
+    local sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    $sudo apt-get update -qq && $sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
+}
+need wrk wrk
+need nginx nginx
+need redis-server redis-server
+need curl curl
+NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
+
+if [ "$BUILD" = 1 ]; then
+    log "building wxgate (release)"
+    (cd "$ROOT" && cargo build --release --quiet --bin wxgate --example sessions_memory)
+fi
+WXGATE="${WXGATE:-$ROOT/target/release/wxgate}"
+[ -x "$WXGATE" ] || { echo "no $WXGATE (run without --no-build)" >&2; exit 1; }
+
+# ------------------------------------------------------------------ helpers
+
+# A port nobody listens on, below the kernel's ephemeral range (wrk's thousands of
+# client sockets take ports from that range). Another program could still take it
+# before we bind it; on a benchmark machine that does not happen.
+EPHEMERAL_LOW="$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)"
+free_port() {
+    local p
+    while :; do
+        p=$((10000 + RANDOM % (EPHEMERAL_LOW - 10000)))
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+            echo "$p"
+            return
+        fi
+    done
+}
+
+try_http() { # try_http URL [PID]: until it answers at all (at most 10 s, or until PID exits)
+    for _ in $(seq 1 200); do
+        [ -n "${2:-}" ] && ! kill -0 "$2" 2>/dev/null && return 1
+        curl -s -o /dev/null --max-time 1 "$1" && return 0
+        sleep 0.05
+    done
+    return 1
+}
+
+wait_http() { try_http "$1" || { echo "nothing answers at $1" >&2; exit 1; }; }
+
+# Every pid of a process group leader (nginx master + workers) or the process itself.
+group_pids() { pgrep -g "$1" 2>/dev/null || echo "$1"; }
+
+cpu_ticks() { # user+sys ticks of the given pids
+    local t=0 pid f
+    for pid in "$@"; do
+        # The command name (field 2) may contain spaces: cut after its closing paren.
+        f="$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null)" || continue
+        set -- $f
+        t=$((t + ${12} + ${13}))
+    done
+    echo "$t"
+}
+
+reset_hwm() { for pid in "$@"; do echo 5 >"/proc/$pid/clear_refs" 2>/dev/null || true; done; }
+
+hwm_kb() {
+    local t=0 pid v
+    for pid in "$@"; do
+        v="$(awk '/^VmHWM/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)"
+        t=$((t + ${v:-0}))
+    done
+    echo "$t"
+}
+
+# ------------------------------------------------------------------ the upstream
+
+UP_PORT="$(free_port)"
+STATUS_PORT="$(free_port)"
+BODY="$(head -c 1024 /dev/zero | tr '\0' 'x')"
+mkdir -p "$WORK/upstream"
+cat >"$WORK/upstream/nginx.conf" <<EOF
+worker_processes $CORES;
+daemon off;
+pid $WORK/upstream/nginx.pid;
+error_log $WORK/upstream/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    server {
+        listen 127.0.0.1:$UP_PORT reuseport backlog=4096;
+        location / { default_type text/plain; return 200 "$BODY"; }
+    }
+    server {
+        listen 127.0.0.1:$STATUS_PORT;
+        location / { stub_status; }
+    }
+}
+EOF
+setsid "$NGINX" -p "$WORK/upstream" -c "$WORK/upstream/nginx.conf" &
+PIDS+=($!)
+wait_http "http://127.0.0.1:$UP_PORT/"
+
+upstream_accepts() {
+    curl -s "http://127.0.0.1:$STATUS_PORT/" | awk '/^ *[0-9]+ +[0-9]+ +[0-9]+/ {print $1; exit}'
+}
+
+# ------------------------------------------------------------------ nginx proxy
+
+NGX_PORT="$(free_port)"
+mkdir -p "$WORK/nginx"
+cat >"$WORK/nginx/nginx.conf" <<EOF
+worker_processes $CORES;
+daemon off;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log $WORK/nginx/access.log combined;
+    keepalive_requests 1000000;
+    upstream app { server 127.0.0.1:$UP_PORT; keepalive 256; }
+    server {
+        listen 127.0.0.1:$NGX_PORT reuseport backlog=4096;
+        location / {
+            proxy_pass http://app;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host \$host;
+            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto \$scheme;
+        }
+    }
+}
+EOF
+NGX_PID=""
+if [[ ",$ONLY," == *,nginx,* ]]; then
+    setsid "$NGINX" -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" &
+    NGX_PID=$!
+    PIDS+=("$NGX_PID")
+    wait_http "http://127.0.0.1:$NGX_PORT/"
+fi
+
+# ------------------------------------------------------------------ mock WeChat + wxgate
+
+MOCK_PORT="$(free_port)"
+"$WXGATE" mock-wechat --listen "127.0.0.1:$MOCK_PORT" >"$WORK/mock.log" 2>&1 &
+PIDS+=($!)
+wait_http "http://127.0.0.1:$MOCK_PORT/"
+MOCK_APPID="$(sed -n 's/.*(appid \([^,]*\), secret \([^)]*\)).*/\1/p' "$WORK/mock.log" | head -1)"
+MOCK_SECRET="$(sed -n 's/.*(appid \([^,]*\), secret \([^)]*\)).*/\2/p' "$WORK/mock.log" | head -1)"
+SECRET="bench-session-secret-0123456789abcdefghijklmnopqrstuvwxyz"
+UA_WECHAT="Mozilla/5.0 (Linux; Android 14) AppleWebKit/537.36 Mobile MicroMessenger/8.0.49"
+
+declare -A WX_PORT WX_PID COOKIE
+
+start_wxgate() { # start_wxgate KEY STORE [extra session toml lines] [binary]
+    local key="$1" store="$2" extra="${3:-}" bin="${4:-$WXGATE}" port admin dir
+    port="$(free_port)"
+    admin="$(free_port)"
+    dir="$WORK/wxgate-$key"
+    mkdir -p "$dir"
+    cat >"$dir/wxgate.toml" <<EOF
+[server]
+listen = "127.0.0.1:$port"
+public_url = "http://127.0.0.1:$port"
+[admin]
+listen = "127.0.0.1:$admin"
+[upstream]
+url = "http://127.0.0.1:$UP_PORT"
+[wechat]
+appid = "$MOCK_APPID"
+secret = "$MOCK_SECRET"
+scope = "snsapi_userinfo"
+authorize_url = "http://127.0.0.1:$MOCK_PORT/connect/oauth2/authorize"
+qrconnect_url = "http://127.0.0.1:$MOCK_PORT/connect/qrconnect"
+api_base_url = "http://127.0.0.1:$MOCK_PORT"
+[session]
+store = "$store"
+secret = "$SECRET"
+$extra
+EOF
+    # Default logging (info, JSON because stderr is not a terminal), kept in a file.
+    setsid env -u RUST_LOG TOKIO_WORKER_THREADS="$CORES" ${WXGATE_ENV:-} "$bin" serve -c "$dir/wxgate.toml" 2>"$dir/wxgate.log" >/dev/null &
+    WX_PID[$key]=$!
+    PIDS+=("${WX_PID[$key]}")
+    WX_PORT[$key]="$port"
+    if try_http "http://127.0.0.1:$admin/readyz" "${WX_PID[$key]}"; then
+        COOKIE[$key]="$(sign_in "$port")"
+    fi
+    if [ -z "${COOKIE[$key]:-}" ]; then
+        log "SKIPPED: wxgate $key ($store store) did not start or sign in; its log:"
+        tail -3 "$dir/wxgate.log" >&2
+        return 1
+    fi
+}
+
+# Walks the sign-in as WeChat's browser would: wxgate's 302 to authorize, the
+# consent page, the consent POST, the callback; prints the session cookie pair.
+sign_in() {
+    local port="$1" jar loc query consent callback
+    jar="$(mktemp "$WORK/jar.XXXXXX")"
+    loc="$(curl -s -o /dev/null -w '%{redirect_url}' -A "$UA_WECHAT" -H 'Accept: text/html' -c "$jar" -b "$jar" "http://127.0.0.1:$port/bench")"
+    loc="${loc%%#*}"
+    query="${loc#*\?}"
+    curl -s -o /dev/null -A "$UA_WECHAT" "$loc"
+    callback="$(curl -s -o /dev/null -w '%{redirect_url}' -A "$UA_WECHAT" \
+        --data "$query&user=alice&action=allow" "http://127.0.0.1:$MOCK_PORT/connect/oauth2/consent")"
+    curl -s -o /dev/null -A "$UA_WECHAT" -c "$jar" -b "$jar" "$callback"
+    consent="$(awk '$6 == "_wxgate" {print $6 "=" $7}' "$jar")"
+    # The cookie must let a request through to the upstream's 1 KB body.
+    if [ "$(curl -s -o /dev/null -w '%{http_code}:%{size_download}' -H "Cookie: $consent" "http://127.0.0.1:$port/bench")" = "200:1024" ]; then
+        echo "$consent"
+    fi
+}
+
+# ------------------------------------------------------------------ one cell
+
+# run_cell NAME CONNS URL PIDS-VAR [wrk args...]: appends one result line to $WORK/results
+run_cell() {
+    local name="$1" conns="$2" url="$3" pids_csv="$4"
+    shift 4
+    local pids=() aux=() out t0 t1 a0 a1 r0 r1 reqs rps p50 p99 cpu auxcpu hwm
+    [ -n "$pids_csv" ] && IFS=, read -r -a pids <<<"$pids_csv"
+    [ "$name" = redis ] && aux=("$REDIS_PID")
+    reset_hwm "${pids[@]}"
+    a0="$(upstream_accepts)"
+    t0="$(cpu_ticks "${pids[@]}")"
+    r0="$(cpu_ticks "${aux[@]}")"
+    out="$(wrk -t "$CORES" -c "$conns" -d "${DURATION}s" --latency "$@" "$url")"
+    t1="$(cpu_ticks "${pids[@]}")"
+    r1="$(cpu_ticks "${aux[@]}")"
+    a1="$(upstream_accepts)"
+    hwm="$(hwm_kb "${pids[@]}")"
+    reqs="$(awk '/requests in/ {print $1}' <<<"$out")"
+    rps="$(awk '/^Requests\/sec/ {print $2}' <<<"$out")"
+    if grep -q 'Non-2xx' <<<"$out" && [ "$name" != 302 ]; then
+        log "$name/$conns: $(grep 'Non-2xx' <<<"$out")"
+    fi
+    p50="$(awk '$1 == "50%" {print $2}' <<<"$out" | to_ms)"
+    p99="$(awk '$1 == "99%" {print $2}' <<<"$out" | to_ms)"
+    cpu="$(awk -v d=$((t1 - t0)) -v n="$reqs" -v tick="$TICK" 'BEGIN {printf "%.1f", (n > 0 ? d * 1e6 / tick / n : 0)}')"
+    auxcpu="$(awk -v d=$((r1 - r0)) -v n="$reqs" -v tick="$TICK" 'BEGIN {printf "%.1f", (n > 0 ? d * 1e6 / tick / n : 0)}')"
+    echo "$name $conns $rps $p50 $p99 $cpu $((a1 - a0 - 1)) $hwm $auxcpu" >>"$WORK/results"
+    log "$(printf '%-7s c=%-4s %10s req/s  p50 %7s ms  p99 %7s ms  cpu %6s us/req  upconn %s' "$name" "$conns" "$rps" "$p50" "$p99" "$cpu" "$((a1 - a0 - 1))")"
+}
+
+to_ms() { # wrk's "1.23ms" / "456.00us" / "1.02s" -> milliseconds
+    awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v*=1000} printf "%.3f", v}'
+}
+
+# ------------------------------------------------------------------ start everything
+
+REDIS_PID=""
+for s in memory cookie redis; do
+    [[ ",$ONLY," == *,$s,* || ( $s == memory && ",$ONLY," == *,302,* ) ]] || continue
+    extra=""
+    if [ "$s" = redis ]; then
+        RPORT="$(free_port)"
+        redis-server --port "$RPORT" --bind 127.0.0.1 --save "" --appendonly no \
+            --dir "$WORK" --logfile "$WORK/redis.log" &
+        REDIS_PID=$!
+        PIDS+=("$REDIS_PID")
+        for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$RPORT") 2>/dev/null && break; sleep 0.05; done
+        extra="redis_url = \"redis://127.0.0.1:$RPORT/0\""
+    fi
+    if start_wxgate "$s" "$s" "$extra"; then
+        log "wxgate ($s store) on :${WX_PORT[$s]}, signed in"
+    else
+        ONLY="$(echo ",$ONLY," | sed "s/,$s,/,/; s/^,//; s/,\$//")"
+    fi
+done
+
+if [ -n "${BEFORE:-}" ]; then
+    # Another build, memory store, measured in the same rounds: before/after figures
+    # that share the machine's conditions.
+    start_wxgate before memory "" "$BEFORE"
+    ONLY="$ONLY,before"
+fi
+
+# ------------------------------------------------------------------ rounds
+
+: >"$WORK/results"
+for round in $(seq 1 "$ROUNDS"); do
+    log "round $round/$ROUNDS (${DURATION}s per cell)"
+    for c in $CONNS; do
+        for sc in ${ONLY//,/ }; do
+            case "$sc" in
+            direct) run_cell direct "$c" "http://127.0.0.1:$UP_PORT/bench" "" ;;
+            nginx) run_cell nginx "$c" "http://127.0.0.1:$NGX_PORT/bench" "$(group_pids "$NGX_PID" | paste -sd,)" ;;
+            memory | cookie | redis | before)
+                run_cell "$sc" "$c" "http://127.0.0.1:${WX_PORT[$sc]}/bench" "${WX_PID[$sc]}" \
+                    -H "Cookie: ${COOKIE[$sc]}" ;;
+            302)
+                run_cell 302 "$c" "http://127.0.0.1:${WX_PORT[memory]}/bench" "${WX_PID[memory]}" \
+                    -H "User-Agent: $UA_WECHAT" -H "Accept: text/html" ;;
+            esac
+        done
+    done
+done
+
+# ------------------------------------------------------------------ table
+
+echo
+echo "wxgate benchmark: $(uname -srm), $CORES cores ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)),"
+echo "$ROUNDS rounds x ${DURATION}s per cell, wrk -t$CORES, 1 KB upstream body; medians"
+echo
+awk -v conns="$CONNS" -v only="$ONLY" '
+function median(key,    n, i, j, t, a) {
+    n = split(vals[key], a, " ")
+    for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
+    return n == 0 ? 0 : (n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2)
+}
+{
+    k = $1 SUBSEP $2
+    for (f = 3; f <= 9; f++) vals[k, f] = vals[k, f] " " $f
+}
+END {
+    nc = split(conns, cs, " "); ns = split(only, ss, ",")
+    printf "| %-8s | %5s | %9s | %8s | %8s | %12s | %6s | %8s | %9s | %9s |\n", "target", "conns", "req/s", "p50 ms", "p99 ms", "CPU us/req", "upconn", "peak RSS", "rps/nginx", "cpu/nginx"
+    printf "|----------|------:|----------:|---------:|---------:|-------------:|-------:|---------:|----------:|----------:|\n"
+    for (i = 1; i <= nc; i++) {
+        c = cs[i]
+        nr = median(("nginx" SUBSEP c) SUBSEP 3); ncpu = median(("nginx" SUBSEP c) SUBSEP 6)
+        dr = median(("direct" SUBSEP c) SUBSEP 3)
+        for (j = 1; j <= ns; j++) {
+            s = ss[j]; k = s SUBSEP c
+            if (!((k SUBSEP 3) in vals)) continue
+            rps = median(k SUBSEP 3); cpu = median(k SUBSEP 6); aux = median(k SUBSEP 9)
+            cpus = s == "direct" ? "-" : sprintf("%.1f", cpu)
+            if (s == "redis") cpus = sprintf("%.1f+%.1f", cpu, aux)
+            rr = (nr > 0 && s != "direct") ? sprintf("%.2f", rps / nr) : "-"
+            cr = (ncpu > 0 && s != "direct") ? sprintf("%.2f", cpu / ncpu) : "-"
+            hw = s == "direct" ? "-" : sprintf("%.1f MB", median(k SUBSEP 8) / 1024)
+            printf "| %-8s | %5s | %9.0f | %8.3f | %8.3f | %12s | %6d | %8s | %9s | %9s |\n", s, c, rps, median(k SUBSEP 4), median(k SUBSEP 5), cpus, median(k SUBSEP 7), hw, rr, cr
+            if (dr > 0 && s != "direct") wd[s, c] = sprintf("%.2f", rps / dr)
+        }
+    }
+    printf "\nreq/s relative to direct:"
+    for (i = 1; i <= nc; i++) for (j = 1; j <= ns; j++) if ((ss[j], cs[i]) in wd) printf " %s/%s=%s", ss[j], cs[i], wd[ss[j], cs[i]]
+    printf "\n"
+}' "$WORK/results"
+echo
+echo "CPU for redis is wxgate+redis-server. upconn: TCP connections the upstream accepted during a cell."
+
+# ------------------------------------------------------------------ memory and start-up
+
+if [ "$MEMORY" = 1 ]; then
+    EXAMPLE="$ROOT/target/release/examples/sessions_memory"
+    echo
+    dir="$WORK/startup"
+    mkdir -p "$dir"
+    port="$(free_port)"
+    admin="$(free_port)"
+    sed -e "s/^listen = \"127.0.0.1:[0-9]*\"\$/listen = \"127.0.0.1:$port\"/" \
+        -e "/^\[admin\]/,/^\[/ s/^listen = .*/listen = \"127.0.0.1:$admin\"/" \
+        -e "s#^public_url = .*#public_url = \"http://127.0.0.1:$port\"#" \
+        "$WORK/wxgate-memory/wxgate.toml" >"$dir/wxgate.toml"
+    for _ in 1 2 3; do "$EXAMPLE" startup "$WXGATE" "$dir/wxgate.toml" "127.0.0.1:$admin"; done
+    echo
+    "$EXAMPLE" sessions 100000 1000000
+fi
