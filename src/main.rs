@@ -183,6 +183,7 @@ fn init_logging(format: Option<LogFormat>) {
         .with_writer(std::io::stderr);
     if json {
         builder.json().with_current_span(false).init();
+        wxgate::server::access_log::write_json_directly();
     } else {
         builder.init();
     }

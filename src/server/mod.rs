@@ -21,6 +21,8 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
+pub mod access_log;
+
 use crate::admin::metrics::metrics;
 use crate::body::Body;
 use crate::proxy::UpstreamTime;
@@ -342,20 +344,15 @@ pub fn with_access_log(inner: Handler) -> Handler {
             resp.headers_mut().insert(X_REQUEST_ID, id.clone());
             let status = resp.status().as_u16();
             metrics().count_response(status, took);
-            let upstream_ms = resp
-                .extensions()
-                .get::<UpstreamTime>()
-                .map(|t| t.0.as_secs_f64() * 1000.0);
-            tracing::info!(
-                method = %method,
-                path = %path,
+            access_log::record(&access_log::Entry {
+                method: &method,
+                path: &path,
                 status,
-                duration_ms = took.as_secs_f64() * 1000.0,
-                upstream_ms,
-                request_id = id.to_str().unwrap_or(""),
-                peer = %conn.peer,
-                "request"
-            );
+                took,
+                upstream: resp.extensions().get::<UpstreamTime>().map(|t| t.0),
+                request_id: id.to_str().unwrap_or(""),
+                peer: conn.peer,
+            });
             resp
         })
     })
