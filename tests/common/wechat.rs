@@ -162,6 +162,12 @@ public_paths = []
     pub fn openid(&self, user: &str) -> String {
         self.mock.openid(user, &self.mock.config().appid)
     }
+
+    /// The code WeChat hands back once `user` consented to `scope` (the authorize page
+    /// skipped).
+    pub fn code(&self, user: &str, scope: &str) -> String {
+        self.mock.issue_code(user, scope, &self.mock.config().appid)
+    }
 }
 
 // ---------------------------------------------------------------- one wxgate
@@ -483,6 +489,40 @@ impl Browser {
         let location = a.header("location").expect("Location").to_string();
         gate.assert_authorize_link(&location);
         location
+    }
+
+    /// As [`Browser::begin`]; returns the authorize link's state.
+    pub async fn begin_state(&mut self, gate: &Gate, path: &str) -> String {
+        let link = self.begin(gate, path).await;
+        url_param(&link, "state").expect("the authorize link has a state")
+    }
+
+    /// WeChat sends the browser back with `code` and `state`.
+    pub async fn callback(&mut self, code: &str, state: &str) -> Answer {
+        self.get(&format!("/_wxgate/callback?code={code}&state={state}"))
+            .await
+    }
+
+    /// Signs `user` in from `path` with the code WeChat would send back (no authorize
+    /// page): the callback redirects and leaves a session cookie.
+    pub async fn sign_in_by_code(
+        &mut self,
+        gate: &Gate,
+        platform: &Platform,
+        path: &str,
+        user: &str,
+    ) {
+        let state = self.begin_state(gate, path).await;
+        let a = self
+            .callback(&platform.code(user, gate.scope), &state)
+            .await;
+        assert_eq!(a.status, StatusCode::FOUND, "signed in: {}", a.text());
+        assert!(self.has_session(), "no session cookie");
+    }
+
+    /// Whether the browser holds a session cookie (not only flow cookies).
+    pub fn has_session(&self) -> bool {
+        self.cookie(SESSION_COOKIE).is_some()
     }
 
     /// WeChat's side: open the authorize link (without its fragment, as a browser
