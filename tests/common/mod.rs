@@ -28,6 +28,7 @@ use wxgate::config::Config;
 
 pub mod corpus;
 pub mod raw;
+pub mod sessions;
 pub mod wechat;
 
 // ---------------------------------------------------------------- echo upstream
