@@ -187,7 +187,7 @@ async fn a_computer_signs_in_by_scanning_and_confirming_on_the_phone() {
     assert_eq!(upstream.status, 200);
     let echo: Value = upstream.json();
     let claims = identity_claims(&env, &echo).await;
-    assert_eq!(claims["openid"], env.mock.openid("alice", &&env.appid));
+    assert_eq!(claims["openid"], env.mock.openid("alice", &env.appid));
     assert_eq!(claims["nickname"], "Alice 🌸");
 
     let d = who(&env, &mut desktop).await;
@@ -348,7 +348,7 @@ async fn a_leaked_ticket_cannot_be_completed_from_another_browser() {
     assert_eq!(done.status, 302);
     assert_eq!(
         who(&env, &mut victim).await["openid"],
-        env.mock.openid("alice", &&env.appid)
+        env.mock.openid("alice", &env.appid)
     );
 
     // A forged or missing confirmation token does nothing.
@@ -408,11 +408,11 @@ async fn two_computers_scanned_at_once_each_get_the_right_user() {
     assert_eq!(done2.header("location"), Some("/two"));
     assert_eq!(
         who(&env, &mut d1).await["openid"],
-        env.mock.openid("alice", &&env.appid)
+        env.mock.openid("alice", &env.appid)
     );
     assert_eq!(
         who(&env, &mut d2).await["openid"],
-        env.mock.openid("bob", &&env.appid)
+        env.mock.openid("bob", &env.appid)
     );
 
     // A second phone cannot answer a code another phone has scanned.
@@ -453,7 +453,7 @@ async fn the_mocks_simulated_phone_completes_a_sign_in_for_the_demo() {
     assert_eq!(done(&env, &mut desktop, &ticket).await.status, 302);
     assert_eq!(
         who(&env, &mut desktop).await["openid"],
-        env.mock.openid("bob", &&env.appid)
+        env.mock.openid("bob", &env.appid)
     );
 }
 
@@ -514,7 +514,7 @@ async fn qrconnect_signs_a_computer_in_with_the_website_apps_identity() {
         claims["openid"],
         env.mock.openid("alice", &website_appid(&env))
     );
-    assert_ne!(claims["openid"], env.mock.openid("alice", &&env.appid));
+    assert_ne!(claims["openid"], env.mock.openid("alice", &env.appid));
     assert_eq!(
         claims["unionid"],
         env.mock.unionid("alice").unwrap(),
@@ -530,7 +530,7 @@ async fn qrconnect_signs_a_computer_in_with_the_website_apps_identity() {
         .unwrap()
         .to_string();
     assert!(a.contains("/connect/oauth2/authorize"));
-    let code = env.mock.issue_code("alice", "snsapi_userinfo", &&env.appid);
+    let code = env.mock.issue_code("alice", "snsapi_userinfo", &env.appid);
     let state = url_param(&a, "state").unwrap();
     phone
         .get(&env.url(&format!("/_wxgate/callback?code={code}&state={state}")))
