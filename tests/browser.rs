@@ -10,88 +10,29 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use base64::Engine;
+use common::wechat::{desktop_sign_in, program, start_site, verify, Site};
+use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
-use wxgate::config::Config;
-use wxgate::mock::{self, MockConfig, MockWechat};
-
-fn find_on_path(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(program))
-        .find(|p| p.is_file())
-}
+use tokio::net::TcpStream;
+use wxgate::config::DesktopMode;
 
 // ---------------------------------------------------------------- wxgate + mock
 
-struct Env {
-    mock: MockWechat,
-    mock_addr: SocketAddr,
-    addr: SocketAddr,
-    _upstream: common::Upstream,
-    _stop: oneshot::Sender<()>,
-}
-
-async fn start() -> Env {
-    let (mock_addr, mock) = mock::spawn(MockConfig::default()).await.unwrap();
-    let upstream = common::start_upstream().await;
-    let public = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = public.local_addr().unwrap();
-    let c = mock.config();
-    let text = format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-public_url = "http://{addr}"
-[upstream]
-url = "http://{up}"
-[wechat]
-appid = "{appid}"
-secret = "{secret}"
-scope = "snsapi_userinfo"
-authorize_url = "http://{mock_addr}/connect/oauth2/authorize"
-api_base_url = "http://{mock_addr}"
-[session]
-secret = "0123456789abcdef0123456789abcdef-test-only"
-[desktop]
-mode = "qr"
-[access]
-public_paths = []
-"#,
-        up = upstream.addr,
-        appid = c.appid,
-        secret = c.secret,
-    );
-    let mut config: Config = toml::from_str(&text).expect("test config parses");
-    config.base_dir = Path::new(".").to_path_buf();
-    let problems = config.resolve(&BTreeMap::<String, String>::new());
-    assert!(problems.is_empty(), "test config: {problems:?}");
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(wxgate::run(
-        config,
-        wxgate::Listeners { public, admin },
-        async move {
-            let _ = stopped.await;
-        },
-    ));
-    Env {
-        mock,
-        mock_addr,
-        addr,
-        _upstream: upstream,
-        _stop: stop,
-    }
+/// Mock WeChat + echo upstream + wxgate with scan-to-sign-in for computers.
+async fn start() -> Site {
+    start_site(
+        None,
+        |c, mock| desktop_sign_in(c, mock, DesktopMode::Qr),
+        |_| {},
+    )
+    .await
 }
 
 // ---------------------------------------------------------------- chromium
@@ -347,11 +288,7 @@ Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
 
 #[tokio::test]
 async fn a_desktop_browser_signs_in_by_scanning_its_qr_code_with_a_phone() {
-    let Some(chromium) = find_on_path("chromium") else {
-        if std::env::var_os("CI").is_some() {
-            panic!("chromium not found on PATH (required when CI is set)");
-        }
-        eprintln!("SKIPPED: chromium not found");
+    let Some(chromium) = program("chromium") else {
         return;
     };
     let env = start().await;
@@ -369,8 +306,8 @@ async fn a_desktop_browser_signs_in_by_scanning_its_qr_code_with_a_phone() {
     }
 }
 
-async fn sign_in(env: &Env, cdp: &mut Cdp) -> Result<(), String> {
-    let target = format!("http://{}/orders/42?tab=open", env.addr);
+async fn sign_in(env: &Site, cdp: &mut Cdp) -> Result<(), String> {
+    let target = env.url("/orders/42?tab=open");
     cdp.call("Page.navigate", json!({ "url": target })).await;
 
     // The QR page, as the browser rendered it. The scan URL is read from the QR's data
@@ -382,7 +319,7 @@ async fn sign_in(env: &Env, cdp: &mut Cdp) -> Result<(), String> {
             "the QR page",
         )
         .await?;
-    if !scan_url.starts_with(&format!("http://{}/_wxgate/scan/s/", env.addr)) {
+    if !scan_url.starts_with(&env.url("/_wxgate/scan/s/")) {
         return Err(format!("unexpected scan URL {scan_url}"));
     }
     let drawn = cdp
@@ -416,25 +353,12 @@ async fn sign_in(env: &Env, cdp: &mut Cdp) -> Result<(), String> {
     }
 
     // The phone: WeChat's User-Agent, through the mock's simulated phone, as bob.
-    let phone = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let enc = |s: &str| {
-        percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
-    };
+    let mut phone = env.phone();
+    let scan = utf8_percent_encode(&scan_url, NON_ALPHANUMERIC);
     let confirm_page = phone
-        .get(format!(
-            "http://{}/mock/phone?url={}&user=bob",
-            env.mock_addr,
-            enc(&scan_url)
-        ))
-        .send()
+        .get(&env.mock_url(&format!("/mock/phone?url={scan}&user=bob")))
         .await
-        .map_err(|e| e.to_string())?
-        .text()
-        .await
-        .map_err(|e| e.to_string())?;
+        .text();
     if !confirm_page.contains("HeadlessChrome") && !confirm_page.contains("Chrome") {
         return Err(format!(
             "the phone is not told which browser: {confirm_page}"
@@ -445,14 +369,7 @@ async fn sign_in(env: &Env, cdp: &mut Cdp) -> Result<(), String> {
         .ok_or("no confirm form on the phone")?;
     let end = confirm_page[at..].find('"').ok_or("bad form")? + at;
     let submit = confirm_page[at..end].replace("&amp;", "&");
-    let answer = phone
-        .post(format!("http://{}{submit}", env.mock_addr))
-        .send()
-        .await
-        .map_err(|e| e.to_string())?
-        .text()
-        .await
-        .map_err(|e| e.to_string())?;
+    let answer = phone.post(&env.mock_url(&submit)).await.text();
     if !answer.contains("Confirmed") {
         return Err(format!("the phone did not confirm: {answer}"));
     }
@@ -472,13 +389,10 @@ async fn sign_in(env: &Env, cdp: &mut Cdp) -> Result<(), String> {
     let jwt = common::seen(&echo, "x-wxgate-jwt-assertion")
         .pop()
         .ok_or("the app got no identity header")?;
-    let claims: Value = serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(jwt.split('.').nth(1).unwrap_or_default())
-            .map_err(|e| e.to_string())?,
-    )
-    .map_err(|e| e.to_string())?;
-    let bob = env.mock.openid("bob", &env.mock.config().appid);
+    // Verified as the app would, from wxgate's JWKS.
+    let jwks = common::get(&env.url("/_wxgate/jwks.json")).await.text();
+    let claims = verify(&jwt, &jwks, &env.issuer(), &env.audience())?;
+    let bob = env.platform.openid("bob");
     if claims["openid"] != bob.as_str() {
         return Err(format!("signed in as {} instead of bob", claims["openid"]));
     }

@@ -3,20 +3,20 @@
 //! a clear page, a counted metric and no session — never a panic, a loop or a 200.
 
 mod common;
-mod hostile_support;
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::wechat::{start_site, Browser, Site};
 use common::*;
-use hostile_support::*;
-use http::{Request, StatusCode};
+use http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use wxgate::admin::metrics::metrics;
-use wxgate::mock::{Broken, MockConfig};
+use wxgate::config::Config;
+use wxgate::mock::Broken;
 
 /// `wxgate_wechat_api_calls_total{endpoint}` over the labels a failed call can carry.
 fn failed_calls(endpoint: &str) -> u64 {
@@ -26,19 +26,47 @@ fn failed_calls(endpoint: &str) -> u64 {
         .sum()
 }
 
+/// wxgate in front of the echo upstream, signing in against a mock WeChat
+/// (snsapi_base unless `tweak` says otherwise). Only `/public/*` is public.
+async fn world(tweak: impl FnOnce(&mut Config)) -> Site {
+    start_site(
+        None,
+        |c, _| {
+            c.access.public_paths = vec!["/public/*".into()];
+            tweak(c);
+        },
+        |_| {},
+    )
+    .await
+}
+
+/// Starts a sign-in at `path` and comes back from WeChat with `user`'s code.
+async fn come_back(world: &Site, browser: &mut Browser, path: &str, user: &str) -> Answer {
+    let state = browser.begin_state(world, path).await;
+    let code = world.platform.code(user, world.scope);
+    browser.callback(&code, &state).await
+}
+
+/// WeChat sends the browser back with a code that has expired meanwhile.
+async fn with_expired_code(world: &Site, browser: &mut Browser, state: &str) -> Answer {
+    let code = world.platform.code("alice", world.scope);
+    world.mock.expire_codes();
+    browser.callback(&code, state).await
+}
+
 /// What every failed sign-in must leave behind: a page (not a redirect anywhere), no
 /// session cookie, `/_wxgate/userinfo` 401, and an upstream that never sees an identity.
-async fn assert_not_signed_in(world: &SignInWorld, browser: &mut Browser) {
+async fn assert_not_signed_in(browser: &mut Browser) {
     assert!(
         !browser.has_session(),
-        "no session cookie: {:?}",
-        browser.cookies
+        "no session cookie: {}",
+        browser.cookie_header()
     );
-    let who = browser.get(&world.proxy.url("/_wxgate/userinfo")).await;
-    assert_eq!(who.status(), 401);
-    let echo = browser.get(&world.proxy.url("/public/echo")).await;
-    assert_eq!(echo.status(), 200);
-    let echo: serde_json::Value = serde_json::from_str(&echo.text().await.unwrap()).unwrap();
+    let who = browser.get("/_wxgate/userinfo").await;
+    assert_eq!(who.status, 401);
+    let echo = browser.get("/public/echo").await;
+    assert_eq!(echo.status, 200);
+    let echo = echo.json();
     assert!(
         seen(&echo, "x-wxgate-jwt-assertion").is_empty(),
         "no identity upstream: {echo}"
@@ -47,7 +75,7 @@ async fn assert_not_signed_in(world: &SignInWorld, browser: &mut Browser) {
 
 #[tokio::test]
 async fn a_broken_code_exchange_gives_a_503_page_a_metric_and_no_session() {
-    let world = sign_in_world(MockConfig::default(), |_| {}).await;
+    let world = world(|_| {}).await;
     for broken in [
         Broken::Html,
         Broken::Garbage,
@@ -59,14 +87,11 @@ async fn a_broken_code_exchange_gives_a_503_page_a_metric_and_no_session() {
         let failed = failed_calls("access_token");
         let unavailable = metrics().signins.get(&["wechat_unavailable"]);
 
-        let mut browser = Browser::new();
-        let state = world.begin(&mut browser, "/orders/42").await;
-        let resp = world
-            .callback(&mut browser, &state, "alice", "snsapi_base")
-            .await;
-        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE, "{broken:?}");
-        assert!(resp.headers().get("location").is_none(), "{broken:?}");
-        let page = resp.text().await.unwrap();
+        let mut browser = world.phone();
+        let resp = come_back(&world, &mut browser, "/orders/42", "alice").await;
+        assert_eq!(resp.status, StatusCode::SERVICE_UNAVAILABLE, "{broken:?}");
+        assert!(resp.header("location").is_none(), "{broken:?}");
+        let page = resp.text();
         assert!(
             page.contains("WeChat cannot be reached"),
             "{broken:?}: {page}"
@@ -82,74 +107,57 @@ async fn a_broken_code_exchange_gives_a_503_page_a_metric_and_no_session() {
             metrics().signins.get(&["wechat_unavailable"]) > unavailable,
             "{broken:?}"
         );
-        assert_not_signed_in(&world, &mut browser).await;
+        assert_not_signed_in(&mut browser).await;
     }
 
     // Once WeChat answers again, the same browser signs in.
     world.mock.clear(None);
-    let mut browser = Browser::new();
-    world
-        .sign_in(&mut browser, "/orders/42", "alice", "snsapi_base")
+    let mut browser = world.phone();
+    browser
+        .sign_in_by_code(&world, &world.platform, "/orders/42", "alice")
         .await;
 }
 
 #[tokio::test]
 async fn an_api_client_gets_json_when_wechat_is_broken() {
-    let world = sign_in_world(MockConfig::default(), |_| {}).await;
+    let world = world(|_| {}).await;
     world.mock.set_broken("access_token", Broken::Garbage);
-    let mut browser = Browser::new();
-    let state = world.begin(&mut browser, "/").await;
-    let code = world
-        .mock
-        .issue_code("alice", "snsapi_base", &world.mock.config().appid.clone());
-    let resp = reqwest::Client::new()
-        .get(
-            world
-                .proxy
-                .url(&format!("/_wxgate/callback?code={code}&state={state}")),
+    let mut browser = world.phone();
+    let state = browser.begin_state(&world, "/").await;
+    let code = world.platform.code("alice", world.scope);
+    let resp = browser
+        .request(
+            Method::GET,
+            &format!("/_wxgate/callback?code={code}&state={state}"),
+            &[("accept", "application/json")],
+            None,
         )
-        .header("accept", "application/json")
-        .header("user-agent", IN_WECHAT)
-        .header(
-            "cookie",
-            browser
-                .cookies
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join("; "),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 503);
-    assert_eq!(resp.headers()["retry-after"], "5");
-    let doc: serde_json::Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
+        .await;
+    assert_eq!(resp.status, 503);
+    assert_eq!(resp.header("retry-after"), Some("5"));
+    let doc = resp.json();
     assert_eq!(doc["error"], "wechat_unavailable", "{doc}");
 }
 
 #[tokio::test]
 async fn a_broken_profile_fetch_creates_no_session() {
-    let world = sign_in_world(MockConfig::default(), |c| {
+    let world = world(|c| {
         c.wechat.scope = wxgate::config::Scope::UserInfo;
     })
     .await;
     world.mock.set_broken("userinfo", Broken::Garbage);
     let failed = failed_calls("userinfo");
-    let mut browser = Browser::new();
-    let state = world.begin(&mut browser, "/me").await;
-    let resp = world
-        .callback(&mut browser, &state, "alice", "snsapi_userinfo")
-        .await;
-    assert_eq!(resp.status(), 503);
+    let mut browser = world.phone();
+    let resp = come_back(&world, &mut browser, "/me", "alice").await;
+    assert_eq!(resp.status, 503);
     assert!(failed_calls("userinfo") > failed);
     assert_eq!(world.mock.calls("userinfo"), 1);
-    assert_not_signed_in(&world, &mut browser).await;
+    assert_not_signed_in(&mut browser).await;
 }
 
 #[tokio::test]
 async fn wechat_slower_than_its_timeout_gives_503_in_time() {
-    let world = sign_in_world(MockConfig::default(), |c| {
+    let world = world(|c| {
         c.wechat.timeout = wxgate::config::Dur(Duration::from_millis(300));
     })
     .await;
@@ -157,60 +165,30 @@ async fn wechat_slower_than_its_timeout_gives_503_in_time() {
         .mock
         .set_latency("access_token", Duration::from_secs(5));
     let transport = metrics().wechat_calls.get(&["access_token", "transport"]);
-    let mut browser = Browser::new();
-    let state = world.begin(&mut browser, "/").await;
+    let mut browser = world.phone();
     let started = Instant::now();
-    let resp = world
-        .callback(&mut browser, &state, "alice", "snsapi_base")
-        .await;
+    let resp = come_back(&world, &mut browser, "/", "alice").await;
     let took = started.elapsed();
-    assert_eq!(resp.status(), 503);
+    assert_eq!(resp.status, 503);
     assert!(took < Duration::from_secs(3), "answered after {took:?}");
     assert!(metrics().wechat_calls.get(&["access_token", "transport"]) > transport);
-    assert_not_signed_in(&world, &mut browser).await;
+    assert_not_signed_in(&mut browser).await;
 }
 
 #[tokio::test]
 async fn an_expired_code_gets_one_fresh_authorization_then_a_page_never_a_loop() {
-    let world = sign_in_world(MockConfig::default(), |_| {}).await;
-    let mut browser = Browser::new();
-    let state = world.begin(&mut browser, "/report").await;
-    let code = world
-        .mock
-        .issue_code("alice", "snsapi_base", &world.mock.config().appid.clone());
-    world.mock.expire_codes();
-    let resp = browser
-        .get(
-            &world
-                .proxy
-                .url(&format!("/_wxgate/callback?code={code}&state={state}")),
-        )
-        .await;
-    assert_eq!(resp.status(), 302, "one fresh authorization");
-    let again = resp.headers()["location"].to_str().unwrap().to_string();
-    assert!(again.starts_with(&world.mock_base), "{again}");
-    let state2 = reqwest::Url::parse(&again)
-        .unwrap()
-        .query_pairs()
-        .find(|(k, _)| k == "state")
-        .map(|(_, v)| v.into_owned())
-        .unwrap();
+    let world = world(|_| {}).await;
+    let mut browser = world.phone();
+    let state = browser.begin_state(&world, "/report").await;
+    let resp = with_expired_code(&world, &mut browser, &state).await;
+    assert_eq!(resp.status, 302, "one fresh authorization");
+    let state2 = world.assert_authorize_link(resp.header("location").unwrap());
 
     // The second code is expired too: now a page, not another redirect.
-    let code = world
-        .mock
-        .issue_code("alice", "snsapi_base", &world.mock.config().appid.clone());
-    world.mock.expire_codes();
-    let resp = browser
-        .get(
-            &world
-                .proxy
-                .url(&format!("/_wxgate/callback?code={code}&state={state2}")),
-        )
-        .await;
-    assert_eq!(resp.status(), 400);
-    assert!(resp.headers().get("location").is_none());
-    assert_not_signed_in(&world, &mut browser).await;
+    let resp = with_expired_code(&world, &mut browser, &state2).await;
+    assert_eq!(resp.status, 400);
+    assert!(resp.header("location").is_none());
+    assert_not_signed_in(&mut browser).await;
 }
 
 /// An upstream that sends a response head announcing 100 bytes, 10 of them, then

@@ -4,10 +4,13 @@
 //! every CI run explores the same few thousand inputs per target and any crash found
 //! there is kept below as a regression input.
 
+mod common;
 #[path = "../fuzz/targets.rs"]
 mod targets;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use common::corpus::unescape;
 
 /// xorshift64*: tiny, deterministic, good enough to pick mutations.
 struct Rng(u64);
@@ -152,40 +155,6 @@ fn corpus_file(file: &str) -> Vec<Vec<u8>> {
             unescape(value).into_bytes()
         })
         .collect()
-}
-
-/// The corpus escapes (`\t \r \n \0 \\ \xNN \u{N} \L{N}c`), as in tests/hostile_input.rs.
-fn unescape(line: &str) -> String {
-    let mut out = String::new();
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c != '\\' {
-            out.push(c);
-            continue;
-        }
-        match chars.next() {
-            Some('t') => out.push('\t'),
-            Some('r') => out.push('\r'),
-            Some('n') => out.push('\n'),
-            Some('0') => out.push('\0'),
-            Some('x') => {
-                let hex: String = chars.by_ref().take(2).collect();
-                out.extend(u32::from_str_radix(&hex, 16).ok().and_then(char::from_u32));
-            }
-            Some('u') => {
-                let hex: String = chars.by_ref().skip(1).take_while(|c| *c != '}').collect();
-                out.extend(u32::from_str_radix(&hex, 16).ok().and_then(char::from_u32));
-            }
-            Some('L') => {
-                let n: String = chars.by_ref().skip(1).take_while(|c| *c != '}').collect();
-                let c = chars.next().unwrap_or('a');
-                out.extend(std::iter::repeat_n(c, n.parse().unwrap_or(0)));
-            }
-            Some(other) => out.push(other),
-            None => out.push('\\'),
-        }
-    }
-    out
 }
 
 fn rd_seeds() -> Vec<Vec<u8>> {

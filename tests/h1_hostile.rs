@@ -4,11 +4,11 @@
 //! records what reached it, that nothing hostile got through as a request.
 
 mod common;
-mod hostile_support;
 
 use std::time::{Duration, Instant};
 
-use hostile_support::*;
+use common::raw::*;
+use common::wechat::{Platform, PHONE_UA};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use wxgate::admin::metrics::metrics;
@@ -266,7 +266,7 @@ async fn an_encoded_crlf_in_rd_never_reaches_the_location_header_raw() {
         "%2Fa%0D%0ASet-Cookie%3A%20pwned%3D1",
     ] {
         let request = format!(
-            "GET /_wxgate/start?rd={rd} HTTP/1.1\r\nHost: x\r\nUser-Agent: {IN_WECHAT}\r\n\r\n"
+            "GET /_wxgate/start?rd={rd} HTTP/1.1\r\nHost: x\r\nUser-Agent: {PHONE_UA}\r\n\r\n"
         );
         let (_, resp) = one_exchange(proxy.addr, request.as_bytes()).await;
         let resp = resp.expect("an answer");
@@ -299,25 +299,22 @@ async fn a_nickname_with_crlf_is_percent_encoded_in_every_header() {
         )],
         ..MockConfig::default()
     };
-    let world = sign_in_world(mock, |c| {
-        c.wechat.scope = wxgate::config::Scope::UserInfo;
-        c.identity.plain_headers = true;
-    })
-    .await;
-    let mut browser = Browser::new();
-    world
-        .sign_in(&mut browser, "/page", "eve", "snsapi_userinfo")
+    let platform = Platform::start(mock).await;
+    let gate = platform
+        .gate(None, |c, _| {
+            c.wechat.scope = wxgate::config::Scope::UserInfo;
+            c.identity.plain_headers = true;
+        })
+        .await;
+    let mut browser = gate.phone();
+    browser
+        .sign_in_by_code(&gate, &platform, "/page", "eve")
         .await;
 
     // Forward-auth answers with X-Auth-Request-Nickname.
-    let cookie = browser
-        .cookies
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join("; ");
+    let cookie = browser.cookie_header();
     let request = format!("GET /_wxgate/auth HTTP/1.1\r\nHost: x\r\nCookie: {cookie}\r\n\r\n");
-    let (_, resp) = one_exchange(world.proxy.addr, request.as_bytes()).await;
+    let (_, resp) = one_exchange(gate.addr, request.as_bytes()).await;
     let resp = resp.expect("an answer");
     assert_eq!(resp.status, 202, "{}", resp.head);
     let nick = resp.header("x-auth-request-nickname").expect("nickname");
@@ -325,9 +322,9 @@ async fn a_nickname_with_crlf_is_percent_encoded_in_every_header() {
     assert!(!resp.head.to_ascii_lowercase().contains("\r\nx-injected"));
 
     // The upstream gets X-Wxgate-Nickname, encoded the same way.
-    let echo = browser.get(&world.proxy.url("/page")).await;
-    assert_eq!(echo.status(), 200);
-    let echo: serde_json::Value = serde_json::from_str(&echo.text().await.unwrap()).unwrap();
+    let echo = browser.get("/page").await;
+    assert_eq!(echo.status, 200);
+    let echo = echo.json();
     assert!(common::seen(&echo, "x-injected").is_empty());
     let nick = common::seen(&echo, "x-wxgate-nickname");
     assert_eq!(nick.len(), 1, "{echo}");

@@ -1,6 +1,7 @@
 //! The Redis session store against a real redis-server: what a Redis dump reveals,
 //! sliding expiry, revocation across replicas, and Redis going away and coming back.
 
+mod common;
 #[path = "support/redis_server.rs"]
 mod redis_server;
 
@@ -8,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use redis::Commands as _;
 use redis_server::{free_port, RedisServer};
-use wxgate::config::{Dur, Scope, SessionConfig, StoreKind};
-use wxgate::session::{new_session_id, now_unix, Session, Store, StoreError};
+use wxgate::config::{Dur, SessionConfig, StoreKind};
+use wxgate::session::{Session, Store, StoreError};
 
 const TIMEOUT: Duration = Duration::from_millis(500);
 
@@ -32,21 +33,11 @@ async fn store(server: &RedisServer) -> Store {
 }
 
 fn session(openid: &str) -> Session {
-    let now = now_unix();
-    Session {
-        id: new_session_id(),
-        appid: "wx1234567890abcdef".into(),
-        openid: openid.into(),
-        unionid: Some("o6_bmUNIONIDsad6_2sgVt7hMZOPfL".into()),
-        scope: Scope::UserInfo,
-        nickname: Some("小明SecretNick".into()),
-        headimgurl: Some("https://thirdwx.qlogo.cn/mmopen/vi_32/abc/132".into()),
-        access_token: Some("ACCESS".repeat(18)),
-        refresh_token: Some("REFRESH".repeat(15)),
-        created_at: now,
-        profile_at: now,
-        expires_at: now + 3600,
-    }
+    common::sessions::session(
+        openid,
+        Some("o6_bmUNIONIDsad6_2sgVt7hMZOPfL"),
+        "小明SecretNick",
+    )
 }
 
 fn contains(haystack: &[u8], needle: &str) -> bool {

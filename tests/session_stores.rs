@@ -1,12 +1,13 @@
 //! One behaviour suite for every session store: each store must pass the same stories.
 
+mod common;
 #[path = "support/redis_server.rs"]
 mod redis_server;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use wxgate::config::{Scope, SessionConfig, StoreKind};
+use wxgate::config::{SessionConfig, StoreKind};
 use wxgate::session::{new_session_id, now_unix, CookieCodec, Session, Store, StoreError};
 
 fn config(kind: StoreKind) -> SessionConfig {
@@ -23,21 +24,7 @@ async fn store(kind: StoreKind) -> Store {
 }
 
 fn session(openid: &str) -> Session {
-    let now = now_unix();
-    Session {
-        id: new_session_id(),
-        appid: "wx1234567890abcdef".into(),
-        openid: openid.into(),
-        unionid: None,
-        scope: Scope::UserInfo,
-        nickname: Some("小明".into()),
-        headimgurl: Some("https://thirdwx.qlogo.cn/mmopen/vi_32/abc/132".into()),
-        access_token: Some("ACCESS".repeat(18)),
-        refresh_token: Some("REFRESH".repeat(15)),
-        created_at: now,
-        profile_at: now,
-        expires_at: now + 3600,
-    }
+    common::sessions::session(openid, None, "小明")
 }
 
 /// Every story, against one store.

@@ -26,6 +26,9 @@ use tokio::sync::{oneshot, Notify};
 use wxgate::body::{full, Body, BoxError};
 use wxgate::config::Config;
 
+pub mod corpus;
+pub mod raw;
+pub mod sessions;
 pub mod wechat;
 
 // ---------------------------------------------------------------- echo upstream

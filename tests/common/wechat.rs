@@ -21,7 +21,7 @@ use percent_encoding::{percent_decode_str, utf8_percent_encode, NON_ALPHANUMERIC
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, Notify};
-use wxgate::config::Config;
+use wxgate::config::{Config, DesktopMode, Scope};
 use wxgate::mock::{MockConfig, MockWechat};
 
 use super::{seen, send, start_upstream, Answer, TestClient, Upstream};
@@ -86,6 +86,18 @@ impl Platform {
         public_url: Option<&str>,
         tweak: impl FnOnce(&mut Config, &MockWechat),
     ) -> Gate {
+        self.gate_then(public_url, tweak, |_| {}).await
+    }
+
+    /// As [`Platform::gate`], then `test_only` changes the validated config: for values
+    /// `wxgate check` refuses but a test needs (a ticket lifetime short enough to watch
+    /// it expire).
+    pub async fn gate_then(
+        &self,
+        public_url: Option<&str>,
+        tweak: impl FnOnce(&mut Config, &MockWechat),
+        test_only: impl FnOnce(&mut Config),
+    ) -> Gate {
         // The public listener first: its port is part of public_url (and redirect_uri).
         let public = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -123,6 +135,7 @@ public_paths = []
         config.base_dir = Path::new(".").to_path_buf();
         let problems = config.resolve(&BTreeMap::<String, String>::new());
         assert!(problems.is_empty(), "test config: {problems:?}");
+        test_only(&mut config);
 
         let (stop, stopped) = oneshot::channel::<()>();
         let gate = Gate {
@@ -148,6 +161,12 @@ public_paths = []
     /// The openid `user` has under the official account.
     pub fn openid(&self, user: &str) -> String {
         self.mock.openid(user, &self.mock.config().appid)
+    }
+
+    /// The code WeChat hands back once `user` consented to `scope` (the authorize page
+    /// skipped).
+    pub fn code(&self, user: &str, scope: &str) -> String {
+        self.mock.issue_code(user, scope, &self.mock.config().appid)
     }
 }
 
@@ -193,10 +212,20 @@ impl Gate {
         format!("http://{}", self.upstream)
     }
 
-    /// A phone inside WeChat on this wxgate's public origin, connecting to this
-    /// wxgate's listener.
+    /// `path` on the mock WeChat.
+    pub fn mock_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.mock_addr)
+    }
+
+    /// A browser with this User-Agent on this wxgate's public origin, connecting to
+    /// this wxgate's listener.
+    pub fn browser(&self, ua: &'static str) -> Browser {
+        Browser::new(&self.origin, ua).via(&format!("http://{}", self.addr))
+    }
+
+    /// A phone inside WeChat (see [`Gate::browser`]).
     pub fn phone(&self) -> Browser {
-        Browser::new(&self.origin, PHONE_UA).via(&format!("http://{}", self.addr))
+        self.browser(PHONE_UA)
     }
 
     /// Checks a Location is WeChat's authorize link exactly as WeChat matches it, and
@@ -260,6 +289,34 @@ pub fn assert_page(a: &Answer, status: StatusCode, words: &str) {
     assert_eq!(a.status, status, "{}", a.text());
     assert!(a.header("location").is_none(), "a page, not a redirect");
     assert!(a.text().contains(words), "{words:?} not in {}", a.text());
+}
+
+/// `name` in a URL's query (its fragment left aside), percent-decoded.
+pub fn url_param(url: &str, name: &str) -> Option<String> {
+    let query = url.split_once('?')?.1.split('#').next()?;
+    query_param(query, name)
+}
+
+/// An `application/x-www-form-urlencoded` body.
+pub fn form(fields: &[(&str, String)]) -> String {
+    fields
+        .iter()
+        .map(|(k, v)| format!("{k}={}", utf8_percent_encode(v, NON_ALPHANUMERIC)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// Desktop sign-in in `mode` against the mock (whose website app it uses), with
+/// snsapi_userinfo inside WeChat so phones show who signs in.
+pub fn desktop_sign_in(c: &mut Config, mock: &MockWechat, mode: DesktopMode) {
+    c.wechat.scope = Scope::UserInfo;
+    c.wechat.qrconnect_url = c
+        .wechat
+        .authorize_url
+        .replace("/connect/oauth2/authorize", "/connect/qrconnect");
+    c.desktop.mode = mode;
+    c.desktop.website_appid = mock.config().website_appid.clone();
+    c.desktop.website_secret = mock.config().website_secret.clone();
 }
 
 pub fn query_param(query: &str, name: &str) -> Option<String> {
@@ -393,6 +450,38 @@ impl Browser {
         self.request(Method::GET, url, &[], None).await
     }
 
+    /// A GET as the page's scripts send it (asking for JSON).
+    pub async fn get_json(&mut self, url: &str) -> Answer {
+        self.request(Method::GET, url, &[("accept", "application/json")], None)
+            .await
+    }
+
+    /// A POST with no body (a form of hidden fields carried in its action URL).
+    pub async fn post(&mut self, url: &str) -> Answer {
+        self.request(Method::POST, url, &[], None).await
+    }
+
+    /// A POST of a form.
+    pub async fn post_form(&mut self, url: &str, fields: &[(&str, String)]) -> Answer {
+        let ct = [("content-type", "application/x-www-form-urlencoded")];
+        self.request(Method::POST, url, &ct, Some(form(fields)))
+            .await
+    }
+
+    /// GETs `url` and follows redirects (relative ones against the origin) to the first
+    /// answer that is not one.
+    pub async fn follow(&mut self, url: &str) -> Answer {
+        let mut url = url.to_string();
+        for _ in 0..10 {
+            let a = self.get(&url).await;
+            match a.header("location") {
+                Some(l) => url = l.to_string(),
+                None => return a,
+            }
+        }
+        panic!("more than 10 redirects, the last to {url}");
+    }
+
     /// A navigation to a protected page without a session: the authorize link.
     pub async fn begin(&mut self, gate: &Gate, path: &str) -> String {
         let a = self.get(path).await;
@@ -400,6 +489,40 @@ impl Browser {
         let location = a.header("location").expect("Location").to_string();
         gate.assert_authorize_link(&location);
         location
+    }
+
+    /// As [`Browser::begin`]; returns the authorize link's state.
+    pub async fn begin_state(&mut self, gate: &Gate, path: &str) -> String {
+        let link = self.begin(gate, path).await;
+        url_param(&link, "state").expect("the authorize link has a state")
+    }
+
+    /// WeChat sends the browser back with `code` and `state`.
+    pub async fn callback(&mut self, code: &str, state: &str) -> Answer {
+        self.get(&format!("/_wxgate/callback?code={code}&state={state}"))
+            .await
+    }
+
+    /// Signs `user` in from `path` with the code WeChat would send back (no authorize
+    /// page): the callback redirects and leaves a session cookie.
+    pub async fn sign_in_by_code(
+        &mut self,
+        gate: &Gate,
+        platform: &Platform,
+        path: &str,
+        user: &str,
+    ) {
+        let state = self.begin_state(gate, path).await;
+        let a = self
+            .callback(&platform.code(user, gate.scope), &state)
+            .await;
+        assert_eq!(a.status, StatusCode::FOUND, "signed in: {}", a.text());
+        assert!(self.has_session(), "no session cookie");
+    }
+
+    /// Whether the browser holds a session cookie (not only flow cookies).
+    pub fn has_session(&self) -> bool {
+        self.cookie(SESSION_COOKIE).is_some()
     }
 
     /// WeChat's side: open the authorize link (without its fragment, as a browser
@@ -415,27 +538,16 @@ impl Browser {
         );
         let (base, query) = link.split_once('?').unwrap();
         let field = |name: &str| query_param(query, name).unwrap_or_default();
-        let form: String = [
+        let fields = [
             ("appid", field("appid")),
             ("redirect_uri", field("redirect_uri")),
             ("scope", field("scope")),
             ("state", field("state")),
             ("user", user.to_string()),
             ("action", action.to_string()),
-        ]
-        .iter()
-        .map(|(k, v)| format!("{k}={}", utf8_percent_encode(v, NON_ALPHANUMERIC)))
-        .collect::<Vec<_>>()
-        .join("&");
+        ];
         let consent_url = base.replace("/connect/oauth2/authorize", "/connect/oauth2/consent");
-        let a = self
-            .request(
-                Method::POST,
-                &consent_url,
-                &[("content-type", "application/x-www-form-urlencoded")],
-                Some(form),
-            )
-            .await;
+        let a = self.post_form(&consent_url, &fields).await;
         assert_eq!(a.status, StatusCode::FOUND, "consent: {}", a.text());
         let callback = a.header("location").expect("callback Location").to_string();
         assert!(
@@ -528,8 +640,18 @@ impl std::ops::Deref for Site {
 /// `public_url`: the origin browsers use (default: wxgate's own address); `tweak`
 /// adjusts the config before it is resolved.
 pub async fn start_gate(public_url: Option<String>, tweak: impl FnOnce(&mut Config)) -> Site {
+    start_site(public_url.as_deref(), |c, _| tweak(c), |_| {}).await
+}
+
+/// As [`start_gate`], with the mock at hand in `tweak`, and `test_only` applied after
+/// validation (see [`Platform::gate_then`]).
+pub async fn start_site(
+    public_url: Option<&str>,
+    tweak: impl FnOnce(&mut Config, &MockWechat),
+    test_only: impl FnOnce(&mut Config),
+) -> Site {
     let platform = Platform::start(MockConfig::default()).await;
-    let gate = platform.gate(public_url.as_deref(), |c, _| tweak(c)).await;
+    let gate = platform.gate_then(public_url, tweak, test_only).await;
     Site {
         public_url: gate.origin.clone(),
         mock: platform.mock.clone(),

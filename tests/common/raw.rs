@@ -1,9 +1,8 @@
-//! Helpers for the hostile-input and fault tests: an upstream that records exactly the
-//! requests that reached it, a raw HTTP/1 response reader, a log capture, and a
-//! signed-in browser driven against the mock WeChat.
+//! Below HTTP clients: an upstream that records exactly the requests that reached it,
+//! a raw HTTP/1 response reader (head bytes as sent), and a capture of this test
+//! binary's log.
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -20,10 +19,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use wxgate::body::full;
-use wxgate::config::{Config, Scope};
-use wxgate::mock::{MockConfig, MockWechat};
+use wxgate::config::Config;
 
-use crate::common::{start_proxy, Proxy};
+use super::{start_proxy, Proxy};
 
 // ---------------------------------------------------------------- recording upstream
 
@@ -292,142 +290,5 @@ impl Write for LogWriter {
     }
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
-    }
-}
-
-// ---------------------------------------------------------------- signing in
-
-pub const IN_WECHAT: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148 MicroMessenger/8.0.47(0x18002f2c) NetType/WIFI Language/zh_CN";
-
-/// wxgate in front of the echo upstream, signing in against a mock WeChat. Only
-/// `/public/*` is public.
-pub struct SignInWorld {
-    pub proxy: Proxy,
-    pub mock: MockWechat,
-    pub mock_base: String,
-}
-
-pub async fn sign_in_world(
-    mock_config: MockConfig,
-    tweak: impl FnOnce(&mut Config),
-) -> SignInWorld {
-    let (addr, mock) = wxgate::mock::spawn(mock_config).await.expect("mock starts");
-    let mock_base = format!("http://{addr}");
-    let mc = mock.config().clone();
-    let base = mock_base.clone();
-    let proxy = start_proxy(move |c| {
-        c.access.public_paths = vec!["/public/*".into()];
-        c.wechat.appid = mc.appid.clone();
-        c.wechat.secret = mc.secret.clone();
-        c.wechat.authorize_url = format!("{base}/connect/oauth2/authorize");
-        c.wechat.api_base_url = base;
-        c.wechat.scope = Scope::Base;
-        tweak(c);
-    })
-    .await;
-    SignInWorld {
-        proxy,
-        mock,
-        mock_base,
-    }
-}
-
-/// A browser inside WeChat: keeps its cookies, never follows redirects.
-pub struct Browser {
-    http: reqwest::Client,
-    pub cookies: BTreeMap<String, String>,
-}
-
-impl Default for Browser {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Browser {
-    pub fn new() -> Self {
-        Self {
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
-            cookies: BTreeMap::new(),
-        }
-    }
-
-    pub async fn get(&mut self, url: &str) -> reqwest::Response {
-        let cookie = self
-            .cookies
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ");
-        let mut req = self.http.get(url).header("user-agent", IN_WECHAT);
-        if !cookie.is_empty() {
-            req = req.header("cookie", cookie);
-        }
-        let resp = req.send().await.expect("wxgate answers");
-        for v in resp.headers().get_all("set-cookie") {
-            let v = v.to_str().unwrap();
-            let pair = v.split(';').next().unwrap();
-            let (name, value) = pair.split_once('=').unwrap();
-            if value.is_empty() {
-                self.cookies.remove(name);
-            } else {
-                self.cookies.insert(name.to_string(), value.to_string());
-            }
-        }
-        resp
-    }
-
-    /// Whether the browser holds a session cookie (not only flow cookies).
-    pub fn has_session(&self) -> bool {
-        self.cookies.contains_key("_wxgate")
-    }
-}
-
-impl SignInWorld {
-    /// Visits a protected page and returns the `state` of the authorize redirect.
-    pub async fn begin(&self, browser: &mut Browser, path: &str) -> String {
-        let resp = browser.get(&self.proxy.url(path)).await;
-        assert_eq!(resp.status(), 302, "a navigation without a session");
-        let location = resp.headers()["location"].to_str().unwrap().to_string();
-        assert!(
-            location.starts_with(&self.mock_base),
-            "to the authorize page: {location}"
-        );
-        let url = reqwest::Url::parse(&location).unwrap();
-        url.query_pairs()
-            .find(|(k, _)| k == "state")
-            .map(|(_, v)| v.into_owned())
-            .expect("state")
-    }
-
-    /// What WeChat's authorize page does once `user` consented: the callback.
-    pub async fn callback(
-        &self,
-        browser: &mut Browser,
-        state: &str,
-        user: &str,
-        scope: &str,
-    ) -> reqwest::Response {
-        let code = self
-            .mock
-            .issue_code(user, scope, &self.mock.config().appid.clone());
-        browser
-            .get(
-                &self
-                    .proxy
-                    .url(&format!("/_wxgate/callback?code={code}&state={state}")),
-            )
-            .await
-    }
-
-    /// A complete sign-in; returns the final redirect.
-    pub async fn sign_in(&self, browser: &mut Browser, path: &str, user: &str, scope: &str) {
-        let state = self.begin(browser, path).await;
-        let resp = self.callback(browser, &state, user, scope).await;
-        assert_eq!(resp.status(), 302, "signed in: {:?}", resp.text().await);
-        assert!(browser.has_session());
     }
 }
