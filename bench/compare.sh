@@ -423,6 +423,8 @@ echo "CPU for redis is wxgate+redis-server. upconn: TCP connections the upstream
 
 if [ "$MEMORY" = 1 ]; then
     EXAMPLE="$ROOT/target/release/examples/sessions_memory"
+    # --no-build skips rebuilding wxgate, but the measuring program must exist.
+    [ -x "$EXAMPLE" ] || (cd "$ROOT" && cargo build --release --quiet --example sessions_memory)
     echo
     dir="$WORK/startup"
     mkdir -p "$dir"
