@@ -2,16 +2,18 @@
 //! not shared between replicas). The ticket is the session id.
 //!
 //! Kept compact because it holds every live session: an entry is the id's 128-bit hash
-//! as key, the expiry, an insertion number and the session in its compact text form
-//! (one allocation), so a base-scope session costs a few hundred bytes.
+//! as key, the expiry, an insertion number and the session packed into one byte
+//! string (one allocation), so a base-scope session costs a few hundred bytes. The
+//! packing is length-prefixed rather than JSON: every signed-in request unpacks it.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use super::compact::{decode, encode, needs_write};
+use super::compact::needs_write;
 use super::ephemeral::Ephemeral;
 use super::{now_unix, Session, StoreError};
+use crate::config::Scope;
 
 /// Expired sessions are swept at most this often, on a write.
 const SWEEP_EVERY_SECS: u64 = 60;
@@ -26,8 +28,8 @@ struct Entry {
     /// Insertion number: matches the `order` item that still stands for this entry.
     seq: u64,
     expires_at: u64,
-    /// The session without its id, in compact form.
-    data: Box<str>,
+    /// The session without its id, packed.
+    data: Box<[u8]>,
 }
 
 #[derive(Default)]
@@ -49,6 +51,92 @@ fn key_of(ticket: &str) -> u128 {
     u128::from_le_bytes(k)
 }
 
+/// Marks an absent optional field in [`pack`].
+const ABSENT: u32 = u32::MAX;
+
+/// The session without its id: scope (1 byte), created/profile/expires (u64 LE), then
+/// appid, openid, unionid, nickname, headimgurl, access_token, refresh_token, each as a
+/// u32 LE length (or [`ABSENT`]) followed by its bytes.
+fn pack(s: &Session) -> Box<[u8]> {
+    let strings: [Option<&str>; 7] = [
+        Some(&s.appid),
+        Some(&s.openid),
+        s.unionid.as_deref(),
+        s.nickname.as_deref(),
+        s.headimgurl.as_deref(),
+        s.access_token.as_deref(),
+        s.refresh_token.as_deref(),
+    ];
+    let len = 1
+        + 24
+        + strings
+            .iter()
+            .map(|f| 4 + f.map_or(0, str::len))
+            .sum::<usize>();
+    let mut out = Vec::with_capacity(len);
+    out.push(match s.scope {
+        Scope::Base => 0,
+        Scope::UserInfo => 1,
+    });
+    for n in [s.created_at, s.profile_at, s.expires_at] {
+        out.extend_from_slice(&n.to_le_bytes());
+    }
+    for f in strings {
+        match f {
+            // Fields come from WeChat and are far below 4 GB; a larger one would
+            // not fit the length prefix and is left out rather than corrupting the rest.
+            Some(v) if v.len() < ABSENT as usize => {
+                out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+                out.extend_from_slice(v.as_bytes());
+            }
+            _ => out.extend_from_slice(&ABSENT.to_le_bytes()),
+        }
+    }
+    out.into_boxed_slice()
+}
+
+/// The session [`pack`] packed, with `id` as its id; None for bytes it did not write.
+fn unpack(data: &[u8], id: &str) -> Option<Session> {
+    fn take<'a>(data: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+        let (head, rest) = data.split_at_checked(n)?;
+        *data = rest;
+        Some(head)
+    }
+    fn u64_of(data: &mut &[u8]) -> Option<u64> {
+        Some(u64::from_le_bytes(take(data, 8)?.try_into().ok()?))
+    }
+    fn string(data: &mut &[u8]) -> Option<Option<String>> {
+        let len = u32::from_le_bytes(take(data, 4)?.try_into().ok()?);
+        if len == ABSENT {
+            return Some(None);
+        }
+        let bytes = take(data, len as usize)?;
+        Some(Some(std::str::from_utf8(bytes).ok()?.to_owned()))
+    }
+    let mut data = data;
+    let scope = match take(&mut data, 1)?[0] {
+        0 => Scope::Base,
+        1 => Scope::UserInfo,
+        _ => return None,
+    };
+    let (created_at, profile_at, expires_at) =
+        (u64_of(&mut data)?, u64_of(&mut data)?, u64_of(&mut data)?);
+    Some(Session {
+        id: id.to_owned(),
+        scope,
+        created_at,
+        profile_at,
+        expires_at,
+        appid: string(&mut data)??,
+        openid: string(&mut data)??,
+        unionid: string(&mut data)?,
+        nickname: string(&mut data)?,
+        headimgurl: string(&mut data)?,
+        access_token: string(&mut data)?,
+        refresh_token: string(&mut data)?,
+    })
+}
+
 impl Inner {
     fn insert(&mut self, key: u128, s: &Session) {
         self.remove(key);
@@ -59,7 +147,7 @@ impl Inner {
             Entry {
                 seq,
                 expires_at: s.expires_at,
-                data: encode(s, false).into_boxed_str(),
+                data: pack(s),
             },
         );
         self.order.push_back((key, seq));
@@ -69,7 +157,7 @@ impl Inner {
 
     fn remove(&mut self, key: u128) -> Option<Entry> {
         let entry = self.map.remove(&key)?;
-        if let Some(s) = decode(&entry.data, Some("")) {
+        if let Some(s) = unpack(&entry.data, "") {
             if let Some(ids) = self.by_openid.get_mut(s.openid.as_str()) {
                 ids.retain(|k| *k != key);
                 if ids.is_empty() {
@@ -141,7 +229,7 @@ impl MemoryStore {
     pub async fn load(&self, ticket: &str) -> Result<Option<Session>, StoreError> {
         let inner = self.lock();
         Ok(match inner.map.get(&key_of(ticket)) {
-            Some(e) if e.expires_at > now_unix() => decode(&e.data, Some(ticket)),
+            Some(e) if e.expires_at > now_unix() => unpack(&e.data, ticket),
             _ => None,
         })
     }
@@ -154,7 +242,7 @@ impl MemoryStore {
             // Deleted or evicted meanwhile: do not bring it back.
             return Ok(None);
         };
-        let Some(old) = decode(&entry.data, Some(ticket)) else {
+        let Some(old) = unpack(&entry.data, ticket) else {
             return Err(StoreError::Corrupt);
         };
         if !needs_write(&old, s) {
@@ -162,7 +250,7 @@ impl MemoryStore {
         }
         if old.openid == s.openid {
             entry.expires_at = s.expires_at;
-            entry.data = encode(s, false).into_boxed_str();
+            entry.data = pack(s);
         } else {
             inner.insert(key, s);
         }
@@ -284,9 +372,28 @@ mod tests {
     }
 
     #[test]
+    fn a_session_survives_packing_and_garbage_does_not_unpack() {
+        let mut s = base_session();
+        assert_eq!(unpack(&pack(&s), &s.id), Some(s.clone()));
+        s.scope = Scope::UserInfo;
+        s.nickname = Some("小明 \"quoted\" 🌸".into());
+        s.unionid = Some(String::new());
+        s.headimgurl = Some("https://thirdwx.qlogo.cn/x/132".into());
+        s.access_token = None;
+        let packed = pack(&s);
+        assert_eq!(unpack(&packed, &s.id), Some(s));
+        for cut in [0, 1, 10, 25, 30, packed.len() - 1] {
+            assert_eq!(unpack(&packed[..cut], "id"), None, "cut at {cut}");
+        }
+        let mut bad_scope = packed.to_vec();
+        bad_scope[0] = 2;
+        assert_eq!(unpack(&bad_scope, "id"), None);
+    }
+
+    #[test]
     fn a_base_scope_session_costs_well_under_a_kilobyte() {
         let s = base_session();
-        let data = encode(&s, false).len();
+        let data = pack(&s).len();
         // Map slot (key + entry + control byte, at 7/8 load), order item, openid index
         // slot, and allocator overhead for the data: generous upper bounds.
         let map_slot = (size_of::<u128>() + size_of::<Entry>() + 1) * 8 / 7;
