@@ -9,7 +9,6 @@
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
-use std::time::Duration;
 
 use super::codec::CookieCodec;
 use super::compact::{decode, encode, needs_write};
@@ -26,7 +25,7 @@ pub struct CookieStore {
     cookie_name: String,
     ttl: u64,
     revoked: Mutex<Revoked>,
-    ephemeral: Ephemeral,
+    pub(super) ephemeral: Ephemeral,
 }
 
 #[derive(Default)]
@@ -170,33 +169,6 @@ impl CookieStore {
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
-        Ok(())
-    }
-
-    pub async fn put_ephemeral(
-        &self,
-        key: &str,
-        value: &[u8],
-        ttl: Duration,
-    ) -> Result<(), StoreError> {
-        self.ephemeral.put(key, value, ttl);
-        Ok(())
-    }
-
-    pub async fn get_ephemeral(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.ephemeral.get(key))
-    }
-
-    pub async fn take_ephemeral(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.ephemeral.take(key))
-    }
-
-    pub async fn try_lock(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
-        Ok(self.ephemeral.try_lock(key, ttl))
-    }
-
-    pub async fn unlock(&self, key: &str) -> Result<(), StoreError> {
-        self.ephemeral.unlock(key);
         Ok(())
     }
 }

@@ -8,7 +8,6 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
-use std::time::Duration;
 
 use super::compact::needs_write;
 use super::ephemeral::Ephemeral;
@@ -21,7 +20,7 @@ const SWEEP_EVERY_SECS: u64 = 60;
 pub struct MemoryStore {
     max_sessions: usize,
     inner: Mutex<Inner>,
-    ephemeral: Ephemeral,
+    pub(super) ephemeral: Ephemeral,
 }
 
 struct Entry {
@@ -286,33 +285,6 @@ impl MemoryStore {
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
-        Ok(())
-    }
-
-    pub async fn put_ephemeral(
-        &self,
-        key: &str,
-        value: &[u8],
-        ttl: Duration,
-    ) -> Result<(), StoreError> {
-        self.ephemeral.put(key, value, ttl);
-        Ok(())
-    }
-
-    pub async fn get_ephemeral(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.ephemeral.get(key))
-    }
-
-    pub async fn take_ephemeral(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.ephemeral.take(key))
-    }
-
-    pub async fn try_lock(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
-        Ok(self.ephemeral.try_lock(key, ttl))
-    }
-
-    pub async fn unlock(&self, key: &str) -> Result<(), StoreError> {
-        self.ephemeral.unlock(key);
         Ok(())
     }
 }

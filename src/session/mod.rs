@@ -105,6 +105,27 @@ macro_rules! dispatch {
     }};
 }
 
+/// Ephemeral values and locks: in Redis for the Redis store; in process memory for the
+/// memory and cookie stores (one replica), where they are the same code.
+macro_rules! ephemeral {
+    ($self:ident, $op:literal, |$e:ident| $local:expr, |$r:ident| $remote:expr) => {{
+        let started = Instant::now();
+        let result = match $self {
+            Store::Memory(st) => {
+                let $e = &st.ephemeral;
+                Ok($local)
+            }
+            Store::Cookie(st) => {
+                let $e = &st.ephemeral;
+                Ok($local)
+            }
+            Store::Redis($r) => $remote.await,
+        };
+        $self.record($op, started, result.is_err());
+        result
+    }};
+}
+
 impl Store {
     pub async fn from_config(cfg: &SessionConfig) -> Result<Store, StoreError> {
         Ok(match cfg.store {
@@ -176,26 +197,29 @@ impl Store {
         value: &[u8],
         ttl: Duration,
     ) -> Result<(), StoreError> {
-        dispatch!(self, "put_ephemeral", |st| st
+        ephemeral!(self, "put_ephemeral", |e| e.put(key, value, ttl), |r| r
             .put_ephemeral(key, value, ttl))
     }
 
     pub async fn get_ephemeral(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        dispatch!(self, "get_ephemeral", |st| st.get_ephemeral(key))
+        ephemeral!(self, "get_ephemeral", |e| e.get(key), |r| r
+            .get_ephemeral(key))
     }
 
     /// Get and delete in one step: of two concurrent takes, exactly one gets the value.
     pub async fn take_ephemeral(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        dispatch!(self, "take_ephemeral", |st| st.take_ephemeral(key))
+        ephemeral!(self, "take_ephemeral", |e| e.take(key), |r| r
+            .take_ephemeral(key))
     }
 
     /// True when this caller now holds the lock; it lapses after `ttl` if never unlocked.
     pub async fn try_lock(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
-        dispatch!(self, "try_lock", |st| st.try_lock(key, ttl))
+        ephemeral!(self, "try_lock", |e| e.try_lock(key, ttl), |r| r
+            .try_lock(key, ttl))
     }
 
     pub async fn unlock(&self, key: &str) -> Result<(), StoreError> {
-        dispatch!(self, "unlock", |st| st.unlock(key))
+        ephemeral!(self, "unlock", |e| e.unlock(key), |r| r.unlock(key))
     }
 }
 
