@@ -56,6 +56,13 @@ impl Rig {
     }
 }
 
+/// A fresh browser holding a copy of the session cookie `cookie`: someone who kept it.
+fn browser_with_session(rig: &Rig, cookie: &str) -> Browser {
+    let mut browser = rig.phone();
+    browser.set_cookie("_wxgate", cookie);
+    browser
+}
+
 /// Verifies a token as an upstream would, knowing only wxgate's JWKS URL; returns
 /// its claims.
 async fn verify(rig: &Rig, token: &str) -> Value {
@@ -183,19 +190,42 @@ async fn pending_callback(rig: &Rig, phone: &mut Browser, user: &str) -> String 
     phone.consent(&authorize, user, "allow").await
 }
 
+/// Starts alice's sign-in on a rig set up by `tweak`, lets `wechat` change how the
+/// mock platform behaves, then opens the callback: the rig, the phone and wxgate's
+/// answer to the callback.
+async fn callback_when(
+    tweak: impl FnOnce(&mut Config, &MockWechat),
+    wechat: impl FnOnce(&MockWechat),
+) -> (Rig, Browser, Answer) {
+    let rig = rig(tweak).await;
+    let mut phone = rig.phone();
+    let callback = pending_callback(&rig, &mut phone, "alice").await;
+    wechat(rig.mock());
+    let a = phone.get(&callback).await;
+    (rig, phone, a)
+}
+
+/// Has WeChat answer `api` with `errcode` the next `times` times.
+fn answering(api: &'static str, errcode: i64, times: u32) -> impl FnOnce(&MockWechat) {
+    move |mock| mock.inject(api, errcode, times)
+}
+
+/// `a` must send the phone to WeChat for a fresh authorization; alice consents
+/// again: the new callback URL, not yet opened.
+async fn consent_to_fresh_authorization(rig: &Rig, phone: &mut Browser, a: &Answer) -> String {
+    assert_eq!(a.status, StatusCode::FOUND, "{}", a.text());
+    let fresh = a.header("location").unwrap().to_string();
+    rig.assert_authorize_link(&fresh);
+    phone.consent(&fresh, "alice", "allow").await
+}
+
 #[tokio::test]
 async fn an_invalid_or_expired_code_gets_one_fresh_authorization_then_succeeds() {
     for errcode in [40029, 42003] {
-        let rig = rig(base()).await;
-        let mut phone = rig.phone();
-        let callback = pending_callback(&rig, &mut phone, "alice").await;
-        rig.mock().inject("access_token", errcode, 1);
-        let a = phone.get(&callback).await;
+        let (rig, mut phone, a) =
+            callback_when(base(), answering("access_token", errcode, 1)).await;
         assert_eq!(a.status, StatusCode::FOUND, "{errcode}");
-        let fresh = a.header("location").unwrap().to_string();
-        rig.assert_authorize_link(&fresh);
-
-        let callback = phone.consent(&fresh, "alice", "allow").await;
+        let callback = consent_to_fresh_authorization(&rig, &mut phone, &a).await;
         let a = phone.get(&callback).await;
         assert_eq!(a.status, StatusCode::FOUND, "{errcode}");
         assert_eq!(a.header("location"), Some("/orders/42?tab=items"));
@@ -206,13 +236,9 @@ async fn an_invalid_or_expired_code_gets_one_fresh_authorization_then_succeeds()
 #[tokio::test]
 async fn a_code_refused_twice_is_an_error_page_never_a_loop() {
     for errcode in [40029, 42003] {
-        let rig = rig(base()).await;
-        let mut phone = rig.phone();
-        let callback = pending_callback(&rig, &mut phone, "alice").await;
-        rig.mock().inject("access_token", errcode, 2);
-        let fresh = phone.get(&callback).await;
-        let fresh = fresh.header("location").unwrap().to_string();
-        let callback = phone.consent(&fresh, "alice", "allow").await;
+        let (rig, mut phone, a) =
+            callback_when(base(), answering("access_token", errcode, 2)).await;
+        let callback = consent_to_fresh_authorization(&rig, &mut phone, &a).await;
         let a = phone.get(&callback).await;
         assert_page(&a, StatusCode::BAD_REQUEST, "/_wxgate/start?rd=");
         assert!(phone.cookie("_wxgate").is_none());
@@ -239,16 +265,9 @@ async fn a_used_code_with_a_session_goes_on_to_the_page() {
 
 #[tokio::test]
 async fn a_used_code_without_a_session_gets_one_fresh_authorization() {
-    let rig = rig(base()).await;
-    let mut phone = rig.phone();
-    let callback = pending_callback(&rig, &mut phone, "alice").await;
-    rig.mock().inject("access_token", 40163, 2);
-    let a = phone.get(&callback).await;
-    assert_eq!(a.status, StatusCode::FOUND);
-    let fresh = a.header("location").unwrap().to_string();
-    rig.assert_authorize_link(&fresh);
+    let (rig, mut phone, a) = callback_when(base(), answering("access_token", 40163, 2)).await;
+    let callback = consent_to_fresh_authorization(&rig, &mut phone, &a).await;
     // ...and only one: a second "used" answer is a page.
-    let callback = phone.consent(&fresh, "alice", "allow").await;
     assert_page(
         &phone.get(&callback).await,
         StatusCode::BAD_REQUEST,
@@ -258,11 +277,7 @@ async fn a_used_code_without_a_session_gets_one_fresh_authorization() {
 
 #[tokio::test]
 async fn a_busy_platform_is_retried_and_the_sign_in_completes() {
-    let rig = rig(base()).await;
-    let mut phone = rig.phone();
-    let callback = pending_callback(&rig, &mut phone, "alice").await;
-    rig.mock().inject("access_token", -1, 2);
-    let a = phone.get(&callback).await;
+    let (rig, _, a) = callback_when(base(), answering("access_token", -1, 2)).await;
     assert_eq!(a.status, StatusCode::FOUND, "{}", a.text());
     assert_eq!(a.header("location"), Some("/orders/42?tab=items"));
     assert_eq!(rig.access_token_calls(), 3);
@@ -270,11 +285,7 @@ async fn a_busy_platform_is_retried_and_the_sign_in_completes() {
 
 #[tokio::test]
 async fn a_platform_that_stays_busy_gets_a_503_page() {
-    let rig = rig(base()).await;
-    let mut phone = rig.phone();
-    let callback = pending_callback(&rig, &mut phone, "alice").await;
-    rig.mock().inject("access_token", -1, 10);
-    let a = phone.get(&callback).await;
+    let (rig, phone, a) = callback_when(base(), answering("access_token", -1, 10)).await;
     assert_page(&a, StatusCode::SERVICE_UNAVAILABLE, "WeChat is busy");
     assert!(a.header("retry-after").is_some());
     assert_eq!(rig.access_token_calls(), 3, "three attempts, then give up");
@@ -284,11 +295,7 @@ async fn a_platform_that_stays_busy_gets_a_503_page() {
 #[tokio::test]
 async fn a_spent_quota_gets_a_503_page_without_retries() {
     for errcode in [45009, 45011] {
-        let rig = rig(base()).await;
-        let mut phone = rig.phone();
-        let callback = pending_callback(&rig, &mut phone, "alice").await;
-        rig.mock().inject("access_token", errcode, 1);
-        let a = phone.get(&callback).await;
+        let (rig, _, a) = callback_when(base(), answering("access_token", errcode, 1)).await;
         assert_page(
             &a,
             StatusCode::SERVICE_UNAVAILABLE,
@@ -301,23 +308,19 @@ async fn a_spent_quota_gets_a_503_page_without_retries() {
 #[tokio::test]
 async fn refused_credentials_are_a_misconfiguration_page() {
     for errcode in [40001, 40125, 40013] {
-        let rig = rig(base()).await;
-        let mut phone = rig.phone();
-        let callback = pending_callback(&rig, &mut phone, "alice").await;
-        rig.mock().inject("access_token", errcode, 1);
-        let a = phone.get(&callback).await;
+        let (_, phone, a) = callback_when(base(), answering("access_token", errcode, 1)).await;
         assert_page(&a, StatusCode::INTERNAL_SERVER_ERROR, "misconfigured");
         assert!(phone.cookie("_wxgate").is_none(), "{errcode}");
     }
 }
 
-#[tokio::test]
-async fn a_wechat_api_that_cannot_be_reached_gets_a_503_page() {
-    let dead = common::dead_address().await;
-    let rig = rig(move |c, _| c.wechat.api_base_url = format!("http://{dead}")).await;
-    let mut phone = rig.phone();
-    let callback = pending_callback(&rig, &mut phone, "alice").await;
-    let a = phone.get(&callback).await;
+/// The callback, opened as `callback_when` does, is answered with the 503 page
+/// that says WeChat cannot be reached.
+async fn assert_wechat_cannot_be_reached(
+    tweak: impl FnOnce(&mut Config, &MockWechat),
+    wechat: impl FnOnce(&MockWechat),
+) {
+    let (_, _, a) = callback_when(tweak, wechat).await;
     assert_page(
         &a,
         StatusCode::SERVICE_UNAVAILABLE,
@@ -326,18 +329,22 @@ async fn a_wechat_api_that_cannot_be_reached_gets_a_503_page() {
 }
 
 #[tokio::test]
+async fn a_wechat_api_that_cannot_be_reached_gets_a_503_page() {
+    let dead = common::dead_address().await;
+    assert_wechat_cannot_be_reached(
+        move |c, _| c.wechat.api_base_url = format!("http://{dead}"),
+        |_| {},
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn a_wechat_api_slower_than_the_timeout_gets_a_503_page() {
-    let rig = rig(|c, _| c.wechat.timeout = Dur(Duration::from_millis(200))).await;
-    let mut phone = rig.phone();
-    let callback = pending_callback(&rig, &mut phone, "alice").await;
-    rig.mock()
-        .set_latency("access_token", Duration::from_millis(2000));
-    let a = phone.get(&callback).await;
-    assert_page(
-        &a,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "WeChat cannot be reached",
-    );
+    assert_wechat_cannot_be_reached(
+        |c, _| c.wechat.timeout = Dur(Duration::from_millis(200)),
+        |mock| mock.set_latency("access_token", Duration::from_millis(2000)),
+    )
+    .await;
 }
 
 // ---------------------------------------------------------------- the state
@@ -552,8 +559,7 @@ async fn signing_out_ends_the_session_in_the_store_not_only_in_the_browser() {
         assert!(phone.cookie("_wxgate").is_none(), "the browser forgot it");
 
         // Someone who kept a copy of the cookie gets nothing.
-        let mut replay = rig.phone();
-        replay.set_cookie("_wxgate", &stolen);
+        let mut replay = browser_with_session(&rig, &stolen);
         let a = replay.get("/orders/42").await;
         assert_eq!(a.status, StatusCode::FOUND);
         rig.assert_authorize_link(a.header("location").unwrap());
@@ -610,8 +616,7 @@ async fn every_sign_in_gets_a_new_session_id_and_ends_the_previous_one() {
     assert_ne!(cookie1, cookie2);
     assert_ne!(sid1, sid2, "the session id rotates at sign-in");
 
-    let mut old = rig.phone();
-    old.set_cookie("_wxgate", &cookie1);
+    let mut old = browser_with_session(&rig, &cookie1);
     let a = old.get("/p").await;
     assert_eq!(
         a.status,
@@ -632,8 +637,7 @@ async fn the_cookie_store_signs_in_and_honours_sign_out() {
     let out = phone.get("/_wxgate/sign_out").await;
     assert_eq!(out.status, StatusCode::OK);
     assert!(out.text().contains("Your session has ended"));
-    let mut replay = rig.phone();
-    replay.set_cookie("_wxgate", &stolen);
+    let mut replay = browser_with_session(&rig, &stolen);
     let a = replay.get("/orders/42").await;
     assert_eq!(
         a.status,
@@ -681,8 +685,7 @@ async fn a_revoked_wechat_grant_ends_the_session_at_the_next_refresh() {
     rig.assert_authorize_link(a.header("location").unwrap());
     assert_eq!(rig.mock().calls("refresh_token"), 1);
     // The session is gone from the store, not only skipped once.
-    let mut replay = rig.phone();
-    replay.set_cookie("_wxgate", &cookie);
+    let mut replay = browser_with_session(&rig, &cookie);
     assert_eq!(replay.get("/p").await.status, StatusCode::FOUND);
 }
 
@@ -939,11 +942,7 @@ async fn a_refreshed_profile_is_kept_in_the_cookie_store_too() {
 
 #[tokio::test]
 async fn a_profile_wechat_cannot_give_gets_a_clear_page_and_no_session() {
-    let rig = rig(userinfo_scope()).await;
-    let mut phone = rig.phone();
-    let callback = pending_callback(&rig, &mut phone, "alice").await;
-    rig.mock().inject("userinfo", -1, 10);
-    let a = phone.get(&callback).await;
+    let (rig, phone, a) = callback_when(userinfo_scope(), answering("userinfo", -1, 10)).await;
     assert_page(&a, StatusCode::SERVICE_UNAVAILABLE, "WeChat is busy");
     assert_eq!(
         rig.mock().calls("userinfo"),
