@@ -7,23 +7,75 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use http::{header, Method, Request, StatusCode};
+use http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use wxgate::admin::metrics::metrics;
+use wxgate::body::Body;
+
+/// A GET of `url` carrying `headers` in order (a name may repeat).
+fn get_with(url: &str, headers: &[(&str, &str)]) -> Request<Body> {
+    let mut req = Request::get(url);
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    req.body(wxgate::body::empty()).unwrap()
+}
+
+/// POSTs `data` to `url` and collects the answer.
+async fn post(client: &TestClient, url: &str, data: Body) -> Answer {
+    send(client, Request::post(url).body(data).unwrap()).await
+}
+
+/// `len` zero bytes, streamed without an announced length (chunked).
+fn streamed_zeros(len: u64) -> Body {
+    Zeros {
+        left: len,
+        exact: false,
+    }
+    .boxed_unsync()
+}
+
+/// Opens a raw connection to `addr` and writes `request` on it.
+async fn connect_and_send(addr: std::net::SocketAddr, request: &[u8]) -> TcpStream {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(request).await.unwrap();
+    tcp
+}
+
+/// The echo upstream's JSON in a raw HTTP/1 response (one not chunked).
+fn raw_echo(raw: &str) -> serde_json::Value {
+    let (_, body) = raw.split_once("\r\n\r\n").unwrap();
+    serde_json::from_str(body).unwrap()
+}
+
+/// Sends an upgrade `request` and reads the response head byte by byte, so that
+/// nothing of the tunnel after it is consumed: the connection and the head.
+async fn open_tunnel(addr: std::net::SocketAddr, request: &[u8]) -> (TcpStream, String) {
+    let mut tcp = connect_and_send(addr, request).await;
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        tcp.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    (tcp, String::from_utf8_lossy(&head).into_owned())
+}
 
 #[tokio::test]
 async fn connection_headers_are_removed_in_both_directions() {
     let proxy = start_proxy(|_| {}).await;
-    let req = Request::get(proxy.url("/page?hop=1"))
-        .header(header::CONNECTION, "x-client-hop, keep-alive")
-        .header("x-client-hop", "secret")
-        .header("keep-alive", "timeout=5")
-        .header("proxy-authorization", "Basic Zm9vOmJhcg==")
-        .header("x-end-to-end", "kept")
-        .body(wxgate::body::empty())
-        .unwrap();
+    let req = get_with(
+        &proxy.url("/page?hop=1"),
+        &[
+            ("connection", "x-client-hop, keep-alive"),
+            ("x-client-hop", "secret"),
+            ("keep-alive", "timeout=5"),
+            ("proxy-authorization", "Basic Zm9vOmJhcg=="),
+            ("x-end-to-end", "kept"),
+        ],
+    );
     let answer = send(&http1_client(), req).await;
     assert_eq!(answer.status, 200);
     let echo = answer.json();
@@ -51,29 +103,16 @@ async fn content_length_and_chunked_bodies_pass_through_both_ways() {
     let client = http1_client();
     let data = vec![7u8; 300_000];
 
-    let sized = send(
-        &client,
-        Request::post(proxy.url("/upload"))
-            .body(body(data.clone()))
-            .unwrap(),
-    )
-    .await
-    .json();
+    let sized = post(&client, &proxy.url("/upload"), body(data.clone()))
+        .await
+        .json();
     assert_eq!(sized["body_len"], 300_000);
     assert_eq!(sized["body_sha256"], sha256_hex(&data));
     assert_eq!(seen(&sized, "content-length"), ["300000"]);
 
-    let streamed = Zeros {
-        left: 300_000,
-        exact: false,
-    }
-    .boxed_unsync();
-    let chunked = send(
-        &client,
-        Request::post(proxy.url("/upload")).body(streamed).unwrap(),
-    )
-    .await
-    .json();
+    let chunked = post(&client, &proxy.url("/upload"), streamed_zeros(300_000))
+        .await
+        .json();
     assert_eq!(chunked["body_len"], 300_000);
     assert_eq!(chunked["body_sha256"], sha256_hex(&[0u8; 300_000]));
     assert!(seen(&chunked, "content-length").is_empty());
@@ -99,8 +138,7 @@ async fn head_requests_get_the_headers_without_a_body() {
 }
 
 async fn raw_exchange(addr: std::net::SocketAddr, request: &[u8]) -> String {
-    let mut tcp = TcpStream::connect(addr).await.unwrap();
-    tcp.write_all(request).await.unwrap();
+    let mut tcp = connect_and_send(addr, request).await;
     let mut out = Vec::new();
     tcp.read_to_end(&mut out).await.unwrap();
     String::from_utf8_lossy(&out).into_owned()
@@ -124,8 +162,7 @@ async fn an_http_1_0_client_is_answered_and_its_connection_closed() {
             .contains("transfer-encoding: chunked"),
         "{raw}"
     );
-    let (_, body) = raw.split_once("\r\n\r\n").unwrap();
-    let echo: serde_json::Value = serde_json::from_str(body).unwrap();
+    let echo = raw_echo(&raw);
     assert_eq!(echo["uri"], "/old");
     assert_eq!(
         echo["version"], "HTTP/1.1",
@@ -137,12 +174,11 @@ async fn an_http_1_0_client_is_answered_and_its_connection_closed() {
 #[tokio::test]
 async fn expect_100_continue_gets_a_continue_before_the_body_is_sent() {
     let proxy = start_proxy(|_| {}).await;
-    let mut tcp = TcpStream::connect(proxy.addr).await.unwrap();
-    tcp.write_all(
+    let mut tcp = connect_and_send(
+        proxy.addr,
         b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n",
     )
-    .await
-    .unwrap();
+    .await;
     let mut buf = vec![0u8; 1024];
     let n = tcp.read(&mut buf).await.unwrap();
     let interim = String::from_utf8_lossy(&buf[..n]).into_owned();
@@ -152,8 +188,7 @@ async fn expect_100_continue_gets_a_continue_before_the_body_is_sent() {
     tcp.read_to_end(&mut rest).await.unwrap();
     let rest = String::from_utf8_lossy(&rest).into_owned();
     assert!(rest.contains("HTTP/1.1 200"), "{rest}");
-    let (_, body) = rest.split_once("\r\n\r\n").unwrap();
-    let echo: serde_json::Value = serde_json::from_str(body).unwrap();
+    let echo = raw_echo(&rest);
     assert_eq!(echo["body_len"], 5);
     assert!(seen(&echo, "expect").is_empty());
 }
@@ -161,19 +196,12 @@ async fn expect_100_continue_gets_a_continue_before_the_body_is_sent() {
 #[tokio::test]
 async fn a_websocket_upgrade_is_tunnelled_to_the_upstream() {
     let proxy = start_proxy(|_| {}).await;
-    let mut tcp = TcpStream::connect(proxy.addr).await.unwrap();
-    tcp.write_all(
+    let (mut tcp, head) = open_tunnel(
+        proxy.addr,
         b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
     )
-    .await
-    .unwrap();
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let mut byte = [0u8; 1];
-        tcp.read_exact(&mut byte).await.unwrap();
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    .await;
+    let head = head.to_ascii_lowercase();
     assert!(head.starts_with("http/1.1 101"), "{head}");
     assert!(head.contains("upgrade: websocket"), "{head}");
 
@@ -186,12 +214,14 @@ async fn a_websocket_upgrade_is_tunnelled_to_the_upstream() {
 #[tokio::test]
 async fn an_h2c_client_reaches_an_http1_upstream_with_its_cookies_joined() {
     let proxy = start_proxy(|_| {}).await;
-    let req = Request::get(proxy.url("/h2"))
-        .header(header::COOKIE, "a=1")
-        .header(header::COOKIE, "_wxgate=session-ticket")
-        .header(header::COOKIE, "b=2")
-        .body(wxgate::body::empty())
-        .unwrap();
+    let req = get_with(
+        &proxy.url("/h2"),
+        &[
+            ("cookie", "a=1"),
+            ("cookie", "_wxgate=session-ticket"),
+            ("cookie", "b=2"),
+        ],
+    );
     let answer = send(&h2c_client(), req).await;
     assert_eq!(answer.status, 200);
     let echo = answer.json();
@@ -203,10 +233,7 @@ async fn an_h2c_client_reaches_an_http1_upstream_with_its_cookies_joined() {
 #[tokio::test]
 async fn trailers_reach_http2_clients() {
     let proxy = start_proxy(|_| {}).await;
-    let req = Request::get(proxy.url("/trailers"))
-        .header(header::TE, "trailers")
-        .body(wxgate::body::empty())
-        .unwrap();
+    let req = get_with(&proxy.url("/trailers"), &[("te", "trailers")]);
     let answer = send(&h2c_client(), req).await;
     assert_eq!(answer.body, "payload");
     let trailers = answer.trailers.expect("trailers");
@@ -232,20 +259,13 @@ async fn large_uploads_and_downloads_stream_with_bounded_memory() {
         exact: true,
     }
     .boxed_unsync();
-    let echo = send(
-        &http1_client(),
-        Request::post(proxy.url("/upload")).body(upload).unwrap(),
-    )
-    .await
-    .json();
+    let echo = post(&http1_client(), &proxy.url("/upload"), upload)
+        .await
+        .json();
     assert_eq!(echo["body_len"], size);
 
     let resp = http1_client()
-        .request(
-            Request::get(proxy.url(&format!("/big?bytes={size}")))
-                .body(wxgate::body::empty())
-                .unwrap(),
-        )
+        .request(get_with(&proxy.url(&format!("/big?bytes={size}")), &[]))
         .await
         .unwrap();
     let mut stream = resp.into_body();
@@ -273,10 +293,7 @@ async fn a_down_upstream_gives_502_as_a_page_or_as_json() {
 
     let page = send(
         &http1_client(),
-        Request::get(proxy.url("/"))
-            .header(header::ACCEPT, "text/html,*/*")
-            .body(wxgate::body::empty())
-            .unwrap(),
+        get_with(&proxy.url("/"), &[("accept", "text/html,*/*")]),
     )
     .await;
     assert_eq!(page.status, StatusCode::BAD_GATEWAY);
@@ -288,10 +305,7 @@ async fn a_down_upstream_gives_502_as_a_page_or_as_json() {
 
     let api = send(
         &http1_client(),
-        Request::get(proxy.url("/api"))
-            .header(header::ACCEPT, "application/json")
-            .body(wxgate::body::empty())
-            .unwrap(),
+        get_with(&proxy.url("/api"), &[("accept", "application/json")]),
     )
     .await;
     assert_eq!(api.status, StatusCode::BAD_GATEWAY);
@@ -323,10 +337,10 @@ async fn a_slow_upstream_gives_504_as_a_page_or_as_json() {
 
     let api = send(
         &http1_client(),
-        Request::get(proxy.url("/slow?ms=5000"))
-            .header(header::ACCEPT, "application/json")
-            .body(wxgate::body::empty())
-            .unwrap(),
+        get_with(
+            &proxy.url("/slow?ms=5000"),
+            &[("accept", "application/json")],
+        ),
     )
     .await;
     assert_eq!(api.status, StatusCode::GATEWAY_TIMEOUT);
@@ -337,37 +351,13 @@ async fn a_slow_upstream_gives_504_as_a_page_or_as_json() {
 async fn bodies_over_max_body_size_get_413_whether_announced_or_streamed() {
     let proxy = start_proxy(|c| c.server.max_body_size = Some("1KB".into())).await;
     let client = http1_client();
-    let announced = send(
-        &client,
-        Request::post(proxy.url("/upload"))
-            .body(body(vec![1u8; 2000]))
-            .unwrap(),
-    )
-    .await;
+    let announced = post(&client, &proxy.url("/upload"), body(vec![1u8; 2000])).await;
     assert_eq!(announced.status, StatusCode::PAYLOAD_TOO_LARGE);
 
-    let streamed = send(
-        &client,
-        Request::post(proxy.url("/upload"))
-            .body(
-                Zeros {
-                    left: 200_000,
-                    exact: false,
-                }
-                .boxed_unsync(),
-            )
-            .unwrap(),
-    )
-    .await;
+    let streamed = post(&client, &proxy.url("/upload"), streamed_zeros(200_000)).await;
     assert_eq!(streamed.status, StatusCode::PAYLOAD_TOO_LARGE);
 
-    let small = send(
-        &client,
-        Request::post(proxy.url("/upload"))
-            .body(body(vec![1u8; 1000]))
-            .unwrap(),
-    )
-    .await;
+    let small = post(&client, &proxy.url("/upload"), body(vec![1u8; 1000])).await;
     assert_eq!(small.json()["body_len"], 1000);
 }
 
@@ -401,14 +391,11 @@ async fn shutdown_lets_an_in_flight_request_finish_and_reports_not_ready() {
 #[tokio::test]
 async fn spoofed_forwarded_headers_are_replaced_for_clients_and_extended_for_trusted_proxies() {
     let proxy = start_proxy(|_| {}).await;
-    let spoof = || {
-        Request::get(proxy.url("/who"))
-            .header("x-forwarded-for", "6.6.6.6")
-            .header("forwarded", "for=6.6.6.6")
-            .body(wxgate::body::empty())
-            .unwrap()
-    };
-    let echo = send(&http1_client(), spoof()).await.json();
+    let spoof = get_with(
+        &proxy.url("/who"),
+        &[("x-forwarded-for", "6.6.6.6"), ("forwarded", "for=6.6.6.6")],
+    );
+    let echo = send(&http1_client(), spoof).await.json();
     assert_eq!(seen(&echo, "x-forwarded-for"), ["127.0.0.1"]);
     assert_eq!(seen(&echo, "x-forwarded-proto"), ["http"]);
     assert_eq!(
@@ -417,10 +404,7 @@ async fn spoofed_forwarded_headers_are_replaced_for_clients_and_extended_for_tru
     );
 
     let behind_lb = start_proxy(|c| c.server.trusted_proxies = vec!["127.0.0.0/8".into()]).await;
-    let req = Request::get(behind_lb.url("/who"))
-        .header("x-forwarded-for", "6.6.6.6")
-        .body(wxgate::body::empty())
-        .unwrap();
+    let req = get_with(&behind_lb.url("/who"), &[("x-forwarded-for", "6.6.6.6")]);
     let echo = send(&http1_client(), req).await.json();
     assert_eq!(seen(&echo, "x-forwarded-for"), ["6.6.6.6, 127.0.0.1"]);
 }
@@ -428,16 +412,15 @@ async fn spoofed_forwarded_headers_are_replaced_for_clients_and_extended_for_tru
 #[tokio::test]
 async fn forged_identity_headers_in_any_spelling_and_wxgate_cookies_never_reach_the_upstream() {
     let proxy = start_proxy(|_| {}).await;
-    let req = Request::get(proxy.url("/me"))
-        .header("X-Wxgate-Jwt-Assertion", "forged")
-        .header("X_Wxgate_Jwt_Assertion", "forged")
-        .header("x-wxgate-openid", "someone-else")
-        .header(
-            header::COOKIE,
-            "_wxgate=ticket; theme=dark; _wxgate_st_Abc123=s",
-        )
-        .body(wxgate::body::empty())
-        .unwrap();
+    let req = get_with(
+        &proxy.url("/me"),
+        &[
+            ("X-Wxgate-Jwt-Assertion", "forged"),
+            ("X_Wxgate_Jwt_Assertion", "forged"),
+            ("x-wxgate-openid", "someone-else"),
+            ("cookie", "_wxgate=ticket; theme=dark; _wxgate_st_Abc123=s"),
+        ],
+    );
     let echo = send(&http1_client(), req).await.json();
     for (name, _) in echo["headers"]
         .as_array()
@@ -456,18 +439,12 @@ async fn forged_identity_headers_in_any_spelling_and_wxgate_cookies_never_reach_
 #[tokio::test]
 async fn request_ids_are_kept_when_sane_and_passed_upstream() {
     let proxy = start_proxy(|_| {}).await;
-    let req = Request::get(proxy.url("/id"))
-        .header("x-request-id", "lb-1234")
-        .body(wxgate::body::empty())
-        .unwrap();
+    let req = get_with(&proxy.url("/id"), &[("x-request-id", "lb-1234")]);
     let answer = send(&http1_client(), req).await;
     assert_eq!(answer.header("x-request-id"), Some("lb-1234"));
     assert_eq!(seen(&answer.json(), "x-request-id"), ["lb-1234"]);
 
-    let req = Request::get(proxy.url("/id"))
-        .header("x-request-id", "bad id with spaces")
-        .body(wxgate::body::empty())
-        .unwrap();
+    let req = get_with(&proxy.url("/id"), &[("x-request-id", "bad id with spaces")]);
     let answer = send(&http1_client(), req).await;
     let id = answer.header("x-request-id").unwrap().to_string();
     assert_ne!(id, "bad id with spaces");
@@ -524,14 +501,12 @@ async fn beyond_max_connections_new_connections_wait_for_a_free_slot() {
     let request = b"GET /slot HTTP/1.1\r\nHost: x\r\n\r\n";
 
     // The first connection is served and kept alive, holding the only slot.
-    let mut first = TcpStream::connect(proxy.addr).await.unwrap();
-    first.write_all(request).await.unwrap();
+    let mut first = connect_and_send(proxy.addr, request).await;
     let mut buf = vec![0u8; 4096];
     let n = first.read(&mut buf).await.unwrap();
     assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
 
-    let mut second = TcpStream::connect(proxy.addr).await.unwrap();
-    second.write_all(request).await.unwrap();
+    let mut second = connect_and_send(proxy.addr, request).await;
     // There is no event for "not answered"; a short bounded wait is the only witness.
     let early = tokio::time::timeout(Duration::from_millis(300), second.read(&mut buf)).await;
     assert!(
@@ -554,18 +529,11 @@ async fn shutdown_closes_upgraded_connections_at_the_deadline() {
         c.server.shutdown_timeout = wxgate::config::Dur(Duration::from_millis(300))
     })
     .await;
-    let mut tcp = TcpStream::connect(proxy.addr).await.unwrap();
-    tcp.write_all(
+    let (mut tcp, _) = open_tunnel(
+        proxy.addr,
         b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
     )
-    .await
-    .unwrap();
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let mut byte = [0u8; 1];
-        tcp.read_exact(&mut byte).await.unwrap();
-        head.push(byte[0]);
-    }
+    .await;
     tcp.write_all(b"x").await.unwrap();
     let mut one = [0u8; 1];
     tcp.read_exact(&mut one).await.unwrap();
