@@ -6,7 +6,8 @@ use std::time::Duration;
 use wxgate::admin::metrics::metrics;
 use wxgate::mock::{self, Broken, MockConfig, MockWechat};
 use wxgate::wechat::{
-    authorize_url, qrconnect_url, AppCredentials, ErrorKind, Scope, WechatClient, WechatError,
+    authorize_url, qrconnect_url, AppCredentials, ErrorKind, OAuthToken, Scope, WechatClient,
+    WechatError,
 };
 
 const IN_WECHAT: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148 MicroMessenger/8.0.47(0x18002f2c) NetType/WIFI Language/zh_CN";
@@ -58,13 +59,18 @@ impl World {
     }
 
     fn authorize(&self, scope: Scope, state: &str) -> String {
+        self.authorize_to(CALLBACK, scope, state, false)
+    }
+
+    /// The official account's authorize link back to `redirect_uri`.
+    fn authorize_to(&self, redirect_uri: &str, scope: Scope, state: &str, popup: bool) -> String {
         authorize_url(
             &format!("{}/connect/oauth2/authorize", self.base),
             &self.app().appid,
-            CALLBACK,
+            redirect_uri,
             scope,
             state,
-            false,
+            popup,
         )
     }
 
@@ -93,9 +99,85 @@ impl World {
             .expect("mock answers")
     }
 
+    /// The user's answer on a consent page at `path` (`allow` or `refuse`), for
+    /// `appid`, back to CALLBACK.
+    async fn consent(
+        &self,
+        path: &str,
+        appid: &str,
+        scope: &str,
+        state: &str,
+        action: &str,
+    ) -> reqwest::Response {
+        self.post_form(
+            path,
+            &[
+                ("appid", appid),
+                ("redirect_uri", CALLBACK),
+                ("scope", scope),
+                ("state", state),
+                ("user", "alice"),
+                ("action", action),
+            ],
+        )
+        .await
+    }
+
     async fn code(&self, user: &str, scope: &str) -> String {
         self.mock.issue_code(user, scope, &self.app().appid)
     }
+
+    /// The official account redeems `code`.
+    async fn exchange(&self, code: &str) -> Result<OAuthToken, WechatError> {
+        self.client.exchange_code(&self.app(), code).await
+    }
+
+    /// A fresh code of `user`'s for `scope`, redeemed: WeChat's token.
+    async fn sign_in(&self, user: &str, scope: &str) -> OAuthToken {
+        let code = self.code(user, scope).await;
+        self.exchange(&code).await.unwrap()
+    }
+
+    /// Redeems a fresh code of alice's with the official account's appid and a wrong
+    /// `secret`: the code and the error.
+    async fn exchange_with_secret(&self, secret: &str) -> (String, WechatError) {
+        let code = self.code("alice", "snsapi_base").await;
+        let bad_secret = AppCredentials {
+            secret: secret.into(),
+            ..self.app()
+        };
+        let err = self
+            .client
+            .exchange_code(&bad_secret, &code)
+            .await
+            .unwrap_err();
+        (code, err)
+    }
+
+    /// Redeems a fresh code of alice's while WeChat answers the token endpoint with
+    /// `errcode` the next `times` times.
+    async fn exchange_while_token_endpoint_answers(
+        &self,
+        errcode: i64,
+        times: u32,
+    ) -> Result<OAuthToken, WechatError> {
+        let code = self.code("alice", "snsapi_base").await;
+        self.mock.inject("access_token", errcode, times);
+        self.exchange(&code).await
+    }
+
+    /// POSTs to one of the mock's HTTP knobs.
+    async fn knob(&self, path_and_query: &str) -> reqwest::Response {
+        self.browser
+            .post(format!("{}/mock/{path_and_query}", self.base))
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+async fn page_contains(resp: reqwest::Response, words: &str) -> bool {
+    resp.text().await.unwrap().contains(words)
 }
 
 fn location(resp: &reqwest::Response) -> String {
@@ -134,16 +216,12 @@ async fn a_user_who_consents_is_sent_back_with_a_code_that_yields_a_profile() {
     );
 
     let resp = w
-        .post_form(
+        .consent(
             "/connect/oauth2/consent",
-            &[
-                ("appid", &w.app().appid),
-                ("redirect_uri", CALLBACK),
-                ("scope", "snsapi_userinfo"),
-                ("state", "st4te"),
-                ("user", "alice"),
-                ("action", "allow"),
-            ],
+            &w.app().appid,
+            "snsapi_userinfo",
+            "st4te",
+            "allow",
         )
         .await;
     let to = location(&resp);
@@ -151,7 +229,7 @@ async fn a_user_who_consents_is_sent_back_with_a_code_that_yields_a_profile() {
     assert_eq!(query_param(&to, "state").as_deref(), Some("st4te"));
     let code = query_param(&to, "code").unwrap();
 
-    let token = w.client.exchange_code(&w.app(), &code).await.unwrap();
+    let token = w.exchange(&code).await.unwrap();
     assert_eq!(token.scopes, ["snsapi_userinfo"]);
     assert!(token.has_scope(Scope::UserInfo));
     assert_eq!(token.expires_in, 7200);
@@ -186,9 +264,7 @@ async fn a_user_who_consents_is_sent_back_with_a_code_that_yields_a_profile() {
 #[tokio::test]
 async fn snsapi_base_inside_wechat_is_silent_and_keeps_the_callbacks_fragment() {
     let w = World::start().await;
-    let url = authorize_url(
-        &format!("{}/connect/oauth2/authorize", w.base),
-        &w.app().appid,
+    let url = w.authorize_to(
         "https://app.example.com/cb?x=1#/spa",
         Scope::Base,
         "abc",
@@ -203,7 +279,7 @@ async fn snsapi_base_inside_wechat_is_silent_and_keeps_the_callbacks_fragment() 
 
     let first = w.mock.config().users[0].key.clone();
     let code = query_param(&to, "code").unwrap();
-    let token = w.client.exchange_code(&w.app(), &code).await.unwrap();
+    let token = w.exchange(&code).await.unwrap();
     assert_eq!(token.openid, w.mock.openid(&first, &w.app().appid));
     assert_eq!(token.scopes, ["snsapi_base"]);
 }
@@ -211,37 +287,22 @@ async fn snsapi_base_inside_wechat_is_silent_and_keeps_the_callbacks_fragment() 
 #[tokio::test]
 async fn force_popup_shows_consent_even_for_snsapi_base() {
     let w = World::start().await;
-    let url = authorize_url(
-        &format!("{}/connect/oauth2/authorize", w.base),
-        &w.app().appid,
-        CALLBACK,
-        Scope::Base,
-        "abc",
-        true,
-    );
+    let url = w.authorize_to(CALLBACK, Scope::Base, "abc", true);
     let page = w.get(&url, IN_WECHAT).await;
     assert_eq!(page.status(), 200);
-    assert!(page
-        .text()
-        .await
-        .unwrap()
-        .contains("/connect/oauth2/consent"));
+    assert!(page_contains(page, "/connect/oauth2/consent").await);
 }
 
 #[tokio::test]
 async fn a_user_who_refuses_comes_back_with_state_and_no_code() {
     let w = World::start().await;
     let resp = w
-        .post_form(
+        .consent(
             "/connect/oauth2/consent",
-            &[
-                ("appid", &w.app().appid),
-                ("redirect_uri", CALLBACK),
-                ("scope", "snsapi_userinfo"),
-                ("state", "xyz"),
-                ("user", "alice"),
-                ("action", "refuse"),
-            ],
+            &w.app().appid,
+            "snsapi_userinfo",
+            "xyz",
+            "refuse",
         )
         .await;
     assert_eq!(location(&resp), format!("{CALLBACK}?state=xyz"));
@@ -253,11 +314,7 @@ async fn a_browser_outside_wechat_is_told_to_open_the_link_in_wechat() {
     let page = w.get(&w.authorize(Scope::Base, "s"), DESKTOP).await;
     assert_eq!(page.status(), 200);
     assert_eq!(page.headers()["x-mock-wechat-error"], "not_wechat");
-    assert!(page
-        .text()
-        .await
-        .unwrap()
-        .contains("请在微信客户端打开链接"));
+    assert!(page_contains(page, "请在微信客户端打开链接").await);
 }
 
 #[tokio::test]
@@ -295,21 +352,13 @@ async fn the_authorize_page_refuses_links_wechat_would_refuse() {
         assert!(!html.contains("<form"), "{url}");
     }
     // The same link in the right order is accepted, even on a non-default port.
-    let ok = authorize_url(
-        &page,
-        &appid,
+    let ok = w.authorize_to(
         "https://app.example.com:8443/cb",
         Scope::UserInfo,
         "s",
         false,
     );
-    assert!(w
-        .get(&ok, IN_WECHAT)
-        .await
-        .text()
-        .await
-        .unwrap()
-        .contains("<form"));
+    assert!(page_contains(w.get(&ok, IN_WECHAT).await, "<form").await);
     assert_eq!(w.mock.calls("authorize"), 4);
 }
 
@@ -317,16 +366,16 @@ async fn the_authorize_page_refuses_links_wechat_would_refuse() {
 async fn codes_are_single_use_and_short_lived() {
     let w = World::start().await;
     let code = w.code("bob", "snsapi_base").await;
-    w.client.exchange_code(&w.app(), &code).await.unwrap();
-    let reused = w.client.exchange_code(&w.app(), &code).await;
+    w.exchange(&code).await.unwrap();
+    let reused = w.exchange(&code).await;
     assert_eq!(errcode(reused), (40163, ErrorKind::CodeUsed));
 
-    let unknown = w.client.exchange_code(&w.app(), "forged0123").await;
+    let unknown = w.exchange("forged0123").await;
     assert_eq!(errcode(unknown), (40029, ErrorKind::InvalidCode));
 
     let old = w.code("bob", "snsapi_base").await;
     w.mock.expire_codes();
-    let expired = w.client.exchange_code(&w.app(), &old).await;
+    let expired = w.exchange(&old).await;
     assert_eq!(errcode(expired), (42003, ErrorKind::CodeExpired));
 }
 
@@ -341,16 +390,7 @@ async fn a_code_for_one_app_is_invalid_for_the_other() {
 #[tokio::test]
 async fn wrong_credentials_are_a_misconfiguration_with_wechats_request_id() {
     let w = World::start().await;
-    let code = w.code("alice", "snsapi_base").await;
-    let bad_secret = AppCredentials {
-        secret: "wrong".into(),
-        ..w.app()
-    };
-    let err = w
-        .client
-        .exchange_code(&bad_secret, &code)
-        .await
-        .unwrap_err();
+    let (code, err) = w.exchange_with_secret("wrong").await;
     assert_eq!(err.kind(), ErrorKind::Misconfigured);
     assert!(
         matches!(err, WechatError::Api { errcode: 40125, .. }),
@@ -370,10 +410,11 @@ async fn wrong_credentials_are_a_misconfiguration_with_wechats_request_id() {
 #[tokio::test]
 async fn a_busy_platform_is_retried_until_it_answers() {
     let w = World::start().await;
-    let code = w.code("alice", "snsapi_base").await;
     let before = metrics().wechat_calls.get(&["access_token", "-1"]);
-    w.mock.inject("access_token", -1, 2);
-    let token = w.client.exchange_code(&w.app(), &code).await.unwrap();
+    let token = w
+        .exchange_while_token_endpoint_answers(-1, 2)
+        .await
+        .unwrap();
     assert_eq!(token.openid, w.mock.openid("alice", &w.app().appid));
     assert_eq!(w.mock.calls("access_token"), 3);
     assert!(metrics().wechat_calls.get(&["access_token", "-1"]) >= before + 2);
@@ -382,9 +423,7 @@ async fn a_busy_platform_is_retried_until_it_answers() {
 #[tokio::test]
 async fn a_platform_busy_three_times_is_reported_busy() {
     let w = World::start().await;
-    let code = w.code("alice", "snsapi_base").await;
-    w.mock.inject("access_token", -1, 3);
-    let err = w.client.exchange_code(&w.app(), &code).await;
+    let err = w.exchange_while_token_endpoint_answers(-1, 3).await;
     assert_eq!(errcode(err), (-1, ErrorKind::Busy));
     assert_eq!(w.mock.calls("access_token"), 3);
 }
@@ -392,9 +431,7 @@ async fn a_platform_busy_three_times_is_reported_busy() {
 #[tokio::test]
 async fn quota_errors_are_not_retried() {
     let w = World::start().await;
-    let code = w.code("alice", "snsapi_base").await;
-    w.mock.inject("access_token", 45009, 1);
-    let err = w.client.exchange_code(&w.app(), &code).await;
+    let err = w.exchange_while_token_endpoint_answers(45009, 1).await;
     assert_eq!(errcode(err), (45009, ErrorKind::Quota));
     assert_eq!(w.mock.calls("access_token"), 1);
 }
@@ -403,7 +440,7 @@ async fn quota_errors_are_not_retried() {
 async fn a_slow_platform_times_out() {
     let w = World::with(MockConfig::default(), Duration::from_millis(150)).await;
     w.mock.set_latency("access_token", Duration::from_secs(2));
-    let err = w.client.exchange_code(&w.app(), "any").await.unwrap_err();
+    let err = w.exchange("any").await.unwrap_err();
     assert!(
         matches!(
             err,
@@ -427,7 +464,7 @@ async fn answers_that_are_not_wechats_json_are_bad_responses() {
     ] {
         w.mock.set_broken("access_token", broken);
         let code = w.code("alice", "snsapi_base").await;
-        let err = w.client.exchange_code(&w.app(), &code).await.unwrap_err();
+        let err = w.exchange(&code).await.unwrap_err();
         assert!(
             matches!(err, WechatError::BadResponse { .. }),
             "{broken:?}: {err:?}"
@@ -436,7 +473,7 @@ async fn answers_that_are_not_wechats_json_are_bad_responses() {
     }
     w.mock.clear(Some("access_token"));
     let code = w.code("alice", "snsapi_base").await;
-    w.client.exchange_code(&w.app(), &code).await.unwrap();
+    w.exchange(&code).await.unwrap();
 }
 
 #[tokio::test]
@@ -458,8 +495,7 @@ async fn a_platform_that_is_not_listening_is_unreachable() {
 #[tokio::test]
 async fn a_base_token_cannot_read_the_profile() {
     let w = World::start().await;
-    let code = w.code("bob", "snsapi_base").await;
-    let token = w.client.exchange_code(&w.app(), &code).await.unwrap();
+    let token = w.sign_in("bob", "snsapi_base").await;
     let err = w
         .client
         .userinfo(&token.access_token, &token.openid, "zh_CN")
@@ -470,8 +506,7 @@ async fn a_base_token_cannot_read_the_profile() {
 #[tokio::test]
 async fn refresh_tokens_renew_access_until_revoked() {
     let w = World::start().await;
-    let code = w.code("bob", "snsapi_userinfo").await;
-    let first = w.client.exchange_code(&w.app(), &code).await.unwrap();
+    let first = w.sign_in("bob", "snsapi_userinfo").await;
     w.mock.expire_access_tokens();
     let expired = w.client.check(&first.access_token, &first.openid).await;
     assert_eq!(errcode(expired).0, 42001);
@@ -502,8 +537,7 @@ async fn refresh_tokens_renew_access_until_revoked() {
 #[tokio::test]
 async fn snapshot_page_users_are_flagged_with_a_virtual_openid() {
     let w = World::start().await;
-    let code = w.code("snapshot", "snsapi_userinfo").await;
-    let token = w.client.exchange_code(&w.app(), &code).await.unwrap();
+    let token = w.sign_in("snapshot", "snsapi_userinfo").await;
     assert!(token.is_snapshotuser);
     assert_eq!(token.unionid, None);
     assert_ne!(
@@ -523,30 +557,21 @@ async fn the_website_app_sees_another_openid_but_the_same_unionid() {
     );
     let page = w.get(&url, DESKTOP).await;
     assert_eq!(page.status(), 200);
-    assert!(page
-        .text()
-        .await
-        .unwrap()
-        .contains("/connect/qrconnect/confirm"));
+    assert!(page_contains(page, "/connect/qrconnect/confirm").await);
     let resp = w
-        .post_form(
+        .consent(
             "/connect/qrconnect/confirm",
-            &[
-                ("appid", &w.website().appid),
-                ("redirect_uri", CALLBACK),
-                ("scope", "snsapi_login"),
-                ("state", "qr1"),
-                ("user", "alice"),
-                ("action", "allow"),
-            ],
+            &w.website().appid,
+            "snsapi_login",
+            "qr1",
+            "allow",
         )
         .await;
     let code = query_param(&location(&resp), "code").unwrap();
     let web = w.client.exchange_code(&w.website(), &code).await.unwrap();
     assert_eq!(web.scopes, ["snsapi_login"]);
 
-    let code = w.code("alice", "snsapi_base").await;
-    let official = w.client.exchange_code(&w.app(), &code).await.unwrap();
+    let official = w.sign_in("alice", "snsapi_base").await;
     assert_ne!(web.openid, official.openid);
     assert_eq!(web.unionid, official.unionid);
     assert!(web.unionid.is_some());
@@ -557,35 +582,24 @@ async fn knobs_work_over_http_for_other_languages() {
     let w = World::start().await;
     let knob = |path: &str| format!("{}/mock/{path}", w.base);
     let resp = w
-        .browser
-        .post(knob("inject?endpoint=access_token&errcode=45011&times=1"))
-        .send()
-        .await
-        .unwrap();
+        .knob("inject?endpoint=access_token&errcode=45011&times=1")
+        .await;
     assert_eq!(resp.status(), 200);
     let code = w
-        .browser
-        .post(knob("code?user=carol&scope=snsapi_base"))
-        .send()
+        .knob("code?user=carol&scope=snsapi_base")
         .await
-        .unwrap()
         .text()
         .await
         .unwrap();
-    let err = w.client.exchange_code(&w.app(), &code).await;
+    let err = w.exchange(&code).await;
     assert_eq!(errcode(err), (45011, ErrorKind::Quota));
-    w.client.exchange_code(&w.app(), &code).await.unwrap();
+    w.exchange(&code).await.unwrap();
 
     let calls = w.get(&knob("calls?endpoint=access_token"), DESKTOP).await;
     assert_eq!(calls.text().await.unwrap().trim(), "2");
     let users: serde_json::Value = w.get(&knob("users"), DESKTOP).await.json_value().await;
     assert_eq!(users["users"][0]["key"], "alice");
-    let bad = w
-        .browser
-        .post(knob("broken?endpoint=auth&kind=nonsense"))
-        .send()
-        .await
-        .unwrap();
+    let bad = w.knob("broken?endpoint=auth&kind=nonsense").await;
     assert_eq!(bad.status(), 400);
 }
 
@@ -645,16 +659,9 @@ async fn a_failed_call_is_logged_once_with_errcode_and_rid_but_never_the_secret(
     let _guard = tracing::subscriber::set_default(subscriber);
 
     let w = World::start().await;
-    let code = w.code("alice", "snsapi_base").await;
-    let bad_secret = AppCredentials {
-        secret: "s3cr3tvalue0000000000000000000".into(),
-        ..w.app()
-    };
-    let err = w
-        .client
-        .exchange_code(&bad_secret, &code)
-        .await
-        .unwrap_err();
+    let (code, err) = w
+        .exchange_with_secret("s3cr3tvalue0000000000000000000")
+        .await;
     let rid = err.rid().unwrap().to_owned();
 
     let logs = sink.text();
