@@ -20,9 +20,7 @@ fn stderr(o: &Output) -> String {
 
 /// A folder of its own for this test's files.
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("wxgate-cli-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
+    common::scratch_dir(&format!("cli-{name}"))
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> String {
@@ -31,20 +29,11 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
     path.to_str().expect("utf-8 path").to_string()
 }
 
-const VALID: &str = r#"
-[server]
-listen = "127.0.0.1:0"
-public_url = "https://app.example.com"
-[admin]
-listen = "127.0.0.1:0"
-[upstream]
-url = "http://127.0.0.1:3000"
-[wechat]
-appid = "wx0000000000000000"
-secret = "test-app-secret"
-[session]
-secret = "0123456789abcdef0123456789abcdef-cli"
-"#;
+/// A valid config: the smallest an operator could deploy.
+fn valid() -> String {
+    common::config_head("https://app.example.com", "http://127.0.0.1:3000")
+        + "secret = \"0123456789abcdef0123456789abcdef-cli\"\n"
+}
 
 #[test]
 fn check_accepts_the_shipped_example_and_prints_a_summary() {
@@ -105,7 +94,7 @@ fn check_names_the_line_of_a_toml_error_and_the_full_key_of_an_unknown_one() {
     let unknown = write(
         &dir,
         "unknown.toml",
-        &format!("{VALID}[access]\npublic_path = [\"/x\"]\n"),
+        &format!("{}[access]\npublic_path = [\"/x\"]\n", valid()),
     );
     let out = wxgate(&["check", "-c", &unknown]);
     assert_eq!(out.status.code(), Some(1));
@@ -140,7 +129,7 @@ fn keygen_prints_a_secret_and_a_signing_key_that_check_accepts() {
         "wxgate.toml",
         &format!(
             "{}[identity]\nsigning_key_file = \"signing.pem\"\n",
-            VALID.replace("0123456789abcdef0123456789abcdef-cli", secret.trim())
+            valid().replace("0123456789abcdef0123456789abcdef-cli", secret.trim())
         ),
     );
     let out = wxgate(&["check", "-c", &config]);
@@ -161,7 +150,7 @@ fn serve_on_a_busy_port_says_so_in_one_line_and_fails() {
     let config = write(
         &dir,
         "wxgate.toml",
-        &VALID.replacen(
+        &valid().replacen(
             "listen = \"127.0.0.1:0\"",
             &format!("listen = \"{addr}\""),
             1,
@@ -212,7 +201,7 @@ fn every_command_has_help_and_the_binary_a_version() {
 #[test]
 fn sessions_count_with_the_memory_store_explains_why_it_cannot() {
     let dir = scratch("sessions");
-    let config = write(&dir, "wxgate.toml", VALID);
+    let config = write(&dir, "wxgate.toml", &valid());
     let out = wxgate(&["sessions", "count", "-c", &config]);
     assert_ne!(out.status.code(), Some(0));
     let text = stderr(&out);

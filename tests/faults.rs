@@ -303,28 +303,7 @@ impl Drop for Serving {
 /// (the one that forwards to the echo upstream rather than answering `/healthz`).
 async fn serve_child(dir: &std::path::Path, upstream: SocketAddr, stderr: Stdio) -> Serving {
     let config = dir.join("wxgate.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[server]
-listen = "127.0.0.1:0"
-public_url = "http://127.0.0.1"
-[admin]
-listen = "127.0.0.1:0"
-[upstream]
-url = "http://{upstream}"
-[wechat]
-appid = "wx0000000000000000"
-secret = "test-app-secret"
-[session]
-secret = "0123456789abcdef0123456789abcdef-test-only"
-[access]
-public_paths = ["/*"]
-"#
-        ),
-    )
-    .unwrap();
+    std::fs::write(&config, base_config(upstream)).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_wxgate"))
         .args(["--log-format", "json", "serve", "-c"])
         .arg(&config)
@@ -365,8 +344,7 @@ public_paths = ["/*"]
 #[tokio::test]
 async fn a_log_destination_that_refuses_writes_does_not_stop_the_proxy() {
     let upstream = start_upstream().await;
-    let dir = std::env::temp_dir().join(format!("wxgate-faults-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir("faults");
 
     let closed_pipe = || {
         // The read end is dropped as soon as the child has its copy: EPIPE on every write.

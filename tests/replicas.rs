@@ -122,28 +122,15 @@ async fn a_session_from_one_replica_works_on_the_other_and_signing_out_there_end
 
 /// A config file for the `wxgate` command on `redis_url`, in a folder of its own.
 fn config_file(name: &str, redis_url: &str, session_secret: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("wxgate-replicas-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let path = dir.join("wxgate.toml");
-    let text = format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-public_url = "https://app.example.com"
-[admin]
-listen = "127.0.0.1:0"
-[upstream]
-url = "http://127.0.0.1:3000"
-[wechat]
-appid = "wx0000000000000000"
-secret = "test-app-secret"
-[session]
-store = "redis"
+    let path = common::scratch_dir(&format!("replicas-{name}")).join("wxgate.toml");
+    let text = common::config_head("https://app.example.com", "http://127.0.0.1:3000")
+        + &format!(
+            r#"store = "redis"
 redis_url = "{redis_url}"
 redis_connect_timeout = "1s"
 secret = "{session_secret}"
 "#
-    );
+        );
     std::fs::write(&path, text).expect("write config");
     path
 }

@@ -272,22 +272,44 @@ impl HttpBody for Frames {
 
 // ---------------------------------------------------------------- wxgate
 
-const BASE: &str = r#"
+/// The top of every test config: both listeners on loopback port 0, `public_url`,
+/// the `upstream` URL and the mock's official account, ending in an open
+/// `[session]` table for the caller to finish (it needs at least `secret`).
+pub fn config_head(public_url: &str, upstream: &str) -> String {
+    format!(
+        r#"
 [server]
 listen = "127.0.0.1:0"
-public_url = "http://127.0.0.1"
+public_url = "{public_url}"
 [admin]
-listen = "127.0.0.1:1"
+listen = "127.0.0.1:0"
 [upstream]
-url = "http://UPSTREAM"
+url = "{upstream}"
 [wechat]
 appid = "wx0000000000000000"
 secret = "test-app-secret"
 [session]
-secret = "0123456789abcdef0123456789abcdef-test-only"
+"#
+    )
+}
+
+/// The config `start_proxy` starts from, in front of the echo upstream at
+/// `upstream`: every path public, so proxy tests need no sign-in. Also a file
+/// `wxgate serve` accepts.
+pub fn base_config(upstream: SocketAddr) -> String {
+    config_head("http://127.0.0.1", &format!("http://{upstream}"))
+        + r#"secret = "0123456789abcdef0123456789abcdef-test-only"
 [access]
 public_paths = ["/*"]
-"#;
+"#
+}
+
+/// A folder of its own below the system's temp folder for `name`'s files.
+pub fn scratch_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("wxgate-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
 
 /// A running wxgate.
 pub struct Proxy {
@@ -322,7 +344,7 @@ impl Proxy {
 /// before it is validated (derived fields are computed after it).
 pub async fn start_proxy(tweak: impl FnOnce(&mut Config)) -> Proxy {
     let upstream = start_upstream().await;
-    let text = BASE.replace("UPSTREAM", &upstream.addr.to_string());
+    let text = base_config(upstream.addr);
     let mut config: Config = toml::from_str(&text).expect("test config parses");
     tweak(&mut config);
     config.base_dir = Path::new(".").to_path_buf();
