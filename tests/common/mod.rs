@@ -108,7 +108,12 @@ async fn echo(mut req: Request<Incoming>, slow: Arc<Notify>) -> Response<Body> {
         return resp;
     }
     if path == "/reset" {
-        let mut resp = Response::new(Reset { sent: false }.boxed_unsync());
+        // 10 bytes of the 100 announced, then a failure: hyper drops the connection.
+        let frames = vec![
+            Ok(Frame::data(Bytes::from_static(b"0123456789"))),
+            Err("reset".into()),
+        ];
+        let mut resp = Response::new(Frames(frames.into()).boxed_unsync());
         resp.headers_mut()
             .insert(header::CONTENT_LENGTH, HeaderValue::from_static("100"));
         return resp;
@@ -133,8 +138,8 @@ async fn echo(mut req: Request<Incoming>, slow: Arc<Notify>) -> Response<Body> {
         let mut trailers = HeaderMap::new();
         trailers.insert("x-checksum", HeaderValue::from_static("abc123"));
         let frames = vec![
-            Frame::data(Bytes::from_static(b"payload")),
-            Frame::trailers(trailers),
+            Ok(Frame::data(Bytes::from_static(b"payload"))),
+            Ok(Frame::trailers(trailers)),
         ];
         let mut resp = Response::new(Frames(frames.into()).boxed_unsync());
         resp.headers_mut()
@@ -236,28 +241,9 @@ impl HttpBody for Zeros {
     }
 }
 
-/// Sends 10 bytes of the 100 announced, then fails: hyper drops the connection.
-struct Reset {
-    sent: bool,
-}
-
-impl HttpBody for Reset {
-    type Data = Bytes;
-    type Error = BoxError;
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        if self.sent {
-            return Poll::Ready(Some(Err("reset".into())));
-        }
-        self.sent = true;
-        Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b"0123456789")))))
-    }
-}
-
-/// A body of prepared frames (data, then trailers), with no announced length.
-struct Frames(std::collections::VecDeque<Frame<Bytes>>);
+/// A body of prepared frames (data, trailers, or a failure), with no announced
+/// length.
+struct Frames(std::collections::VecDeque<Result<Frame<Bytes>, BoxError>>);
 
 impl HttpBody for Frames {
     type Data = Bytes;
@@ -266,7 +252,7 @@ impl HttpBody for Frames {
         mut self: Pin<&mut Self>,
         _: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        Poll::Ready(self.0.pop_front().map(Ok))
+        Poll::Ready(self.0.pop_front())
     }
 }
 
