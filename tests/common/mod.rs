@@ -52,16 +52,27 @@ pub async fn start_upstream() -> Upstream {
     let addr = listener.local_addr().unwrap();
     let slow_started = Arc::new(Notify::new());
     let notify = slow_started.clone();
+    serve_http1(listener, move |req| echo(req, notify.clone()));
+    Upstream { addr, slow_started }
+}
+
+/// Serves HTTP/1 (upgrades allowed) on `listener` in the background until the test
+/// ends, every request answered by `handle`.
+pub fn serve_http1<F, Fut>(listener: TcpListener, handle: F)
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Response<Body>> + Send + 'static,
+{
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
-            let notify = notify.clone();
+            let handle = handle.clone();
             tokio::spawn(async move {
                 let svc = service_fn(move |req| {
-                    let notify = notify.clone();
-                    async move { Ok::<_, Infallible>(echo(req, notify).await) }
+                    let answer = handle(req);
+                    async move { Ok::<_, Infallible>(answer.await) }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), svc)
@@ -70,7 +81,6 @@ pub async fn start_upstream() -> Upstream {
             });
         }
     });
-    Upstream { addr, slow_started }
 }
 
 fn query_param(req: &Request<Incoming>, key: &str) -> Option<String> {

@@ -3,7 +3,6 @@
 //! binary's log.
 #![allow(dead_code)]
 
-use std::convert::Infallible;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -13,15 +12,13 @@ use bytes::Bytes;
 use http::{HeaderMap, Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use wxgate::body::full;
 use wxgate::config::Config;
 
-use super::{start_proxy, Proxy};
+use super::{serve_http1, start_proxy, Proxy};
 
 // ---------------------------------------------------------------- recording upstream
 
@@ -69,40 +66,27 @@ pub async fn start_recorder() -> Recorder {
         arrived: Arc::new(Notify::new()),
     };
     let shared = rec.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let rec = shared.clone();
-            tokio::spawn(async move {
-                let svc = service_fn(move |req: Request<Incoming>| {
-                    let rec = rec.clone();
-                    async move {
-                        rec.arrived.notify_one();
-                        let (parts, body) = req.into_parts();
-                        let body = body
-                            .collect()
-                            .await
-                            .map(|c| c.to_bytes())
-                            .map_err(|e| e.to_string());
-                        rec.seen.lock().unwrap().push(Seen {
-                            method: parts.method.to_string(),
-                            target: parts
-                                .uri
-                                .path_and_query()
-                                .map(|p| p.to_string())
-                                .unwrap_or_default(),
-                            headers: parts.headers,
-                            body,
-                        });
-                        Ok::<_, Infallible>(Response::new(full("recorded")))
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
+    serve_http1(listener, move |req: Request<Incoming>| {
+        let rec = shared.clone();
+        async move {
+            rec.arrived.notify_one();
+            let (parts, body) = req.into_parts();
+            let body = body
+                .collect()
+                .await
+                .map(|c| c.to_bytes())
+                .map_err(|e| e.to_string());
+            rec.seen.lock().unwrap().push(Seen {
+                method: parts.method.to_string(),
+                target: parts
+                    .uri
+                    .path_and_query()
+                    .map(|p| p.to_string())
+                    .unwrap_or_default(),
+                headers: parts.headers,
+                body,
             });
+            Response::new(full("recorded"))
         }
     });
     rec
