@@ -125,7 +125,7 @@ async fn identity_claims(env: &Site, echo: &Value) -> Value {
 async fn a_computer_signs_in_by_scanning_and_confirming_on_the_phone() {
     let env = start_qr().await;
     let mut desktop = desktop_browser(&env);
-    let page = desktop.get(&env.url("/orders/42?tab=open")).await;
+    let (page, scan_url, ticket) = qr_page(&env, &mut desktop, "/orders/42?tab=open").await;
     assert_eq!(
         page.status, 200,
         "a desktop browser gets the QR page, not WeChat"
@@ -140,12 +140,10 @@ async fn a_computer_signs_in_by_scanning_and_confirming_on_the_phone() {
         "the page polls its status"
     );
     assert_eq!(env.mock.calls("authorize"), 0);
-    let scan_url = scan_url_of(&page);
     assert!(
         scan_url.starts_with(&env.url("/_wxgate/scan/s/")),
         "{scan_url}"
     );
-    let ticket = ticket_of(&scan_url);
     assert_eq!(
         status(&env, &mut desktop, &ticket).await.json()["status"],
         "pending"
@@ -245,10 +243,9 @@ async fn the_phone_reuses_its_session_and_can_type_the_code_instead_of_scanning(
 async fn a_cancelled_sign_in_signs_nobody_in_and_says_so_on_both_sides() {
     let env = start_qr().await;
     let mut desktop = desktop_browser(&env);
-    let page = desktop.get(&env.url("/x")).await;
-    let ticket = ticket_of(&scan_url_of(&page));
+    let (_, scan_url, ticket) = qr_page(&env, &mut desktop, "/x").await;
     let mut phone = env.phone();
-    let confirm = phone_scans(&mut phone, &scan_url_of(&page), "alice", true).await;
+    let confirm = phone_scans(&mut phone, &scan_url, "alice", true).await;
     let answer = phone.post(&confirm_url(&env, &confirm, "cancel")).await;
     assert_eq!(answer.header("x-wxgate-scan"), Some("cancelled_now"));
     assert_eq!(
@@ -272,13 +269,11 @@ async fn a_cancelled_sign_in_signs_nobody_in_and_says_so_on_both_sides() {
 async fn an_expired_code_cannot_be_scanned_and_the_page_offers_a_new_one() {
     let env = start(DesktopMode::Qr, Duration::from_secs(1)).await;
     let mut desktop = desktop_browser(&env);
-    let page = desktop.get(&env.url("/x")).await;
+    let (page, scan_url, ticket) = qr_page(&env, &mut desktop, "/x").await;
     assert!(
         page.text().contains("id=\"wxgate-renew\""),
         "a renew button, shown on expiry"
     );
-    let scan_url = scan_url_of(&page);
-    let ticket = ticket_of(&scan_url);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while status(&env, &mut desktop, &ticket).await.json()["status"] != "expired" {
         assert!(
@@ -325,9 +320,7 @@ async fn a_completed_code_cannot_be_used_again() {
 async fn a_leaked_ticket_cannot_be_completed_from_another_browser() {
     let env = start_qr().await;
     let mut victim = desktop_browser(&env);
-    let page = victim.get(&env.url("/x")).await;
-    let scan_url = scan_url_of(&page);
-    let ticket = ticket_of(&scan_url);
+    let (_, scan_url, ticket) = qr_page(&env, &mut victim, "/x").await;
     let mut attacker = desktop_browser(&env);
     // The attacker has a QR page of their own, hence a nonce cookie of their own.
     attacker.get(&env.url("/y")).await;
