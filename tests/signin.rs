@@ -479,6 +479,34 @@ async fn a_callback_whose_state_this_browser_did_not_start_is_refused() {
     assert_eq!(phone.get(&callback).await.status, StatusCode::FOUND);
 }
 
+#[tokio::test]
+async fn a_signed_in_browser_on_a_forgotten_callback_goes_home_without_redeeming_the_code() {
+    let rig = rig(base()).await;
+    let mut phone = rig.phone();
+    phone.sign_in(&rig, "alice").await;
+    let calls = rig.access_token_calls();
+    // Back to a callback whose flow this browser no longer remembers (its state cookie
+    // expired), or that someone planted: not an error page, not a new sign-in.
+    let a = phone
+        .get("/_wxgate/callback?code=planted0code&state=ForgottenState0001")
+        .await;
+    assert_eq!(a.status, StatusCode::FOUND);
+    assert_eq!(a.header("location"), Some("/"));
+    assert_eq!(
+        rig.access_token_calls(),
+        calls,
+        "the code was never redeemed"
+    );
+    // Still signed in as alice, not as whoever the planted code belonged to.
+    let echo = phone.get("/who").await;
+    assert_eq!(echo.status, StatusCode::OK);
+    let claims = rig.verify(&identity_of(&echo.json())).await;
+    assert_eq!(
+        claims["openid"],
+        rig.mock().openid("alice", &rig.mock().config().appid)
+    );
+}
+
 // ---------------------------------------------------------------- refusals
 
 #[tokio::test]

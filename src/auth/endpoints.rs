@@ -89,6 +89,13 @@ async fn callback(auth: &Auth, query: &str, headers: &HeaderMap, client: IpAddr)
         .flow_of(headers, &state)
         .filter(|f| !f.expired(now_unix()) || f.d)
     else {
+        // A signed-in browser coming back to an old callback (back button, a refresh
+        // after the completed flow was forgotten) goes home; the code is never redeemed,
+        // so a planted callback cannot swap whose session this browser has.
+        if let Ok(Some(_)) = auth.session_of(headers).await {
+            metrics().signins.inc(&["repeat_callback"]);
+            return auth.land("/");
+        }
         metrics().signins.inc(&["state_mismatch"]);
         warn!("callback with a state this browser did not start (or an expired one)");
         return AuthError::StateMismatch.response(json, Some(auth.start_url("/")));
