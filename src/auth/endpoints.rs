@@ -218,23 +218,14 @@ async fn complete(
     }
     let userinfo_scope = token.scopes.iter().any(|s| s == "snsapi_userinfo")
         || (auth.cfg.wechat.scope == crate::config::Scope::UserInfo && token.scopes.is_empty());
+    let scope = if userinfo_scope {
+        crate::config::Scope::UserInfo
+    } else {
+        crate::config::Scope::Base
+    };
     let mut session = Session {
-        id: String::new(),
-        appid,
-        openid: token.openid.clone(),
         unionid: token.unionid.clone(),
-        scope: if userinfo_scope {
-            crate::config::Scope::UserInfo
-        } else {
-            crate::config::Scope::Base
-        },
-        nickname: None,
-        headimgurl: None,
-        access_token: None,
-        refresh_token: None,
-        created_at: 0,
-        profile_at: 0,
-        expires_at: 0,
+        ..Session::new(appid, token.openid.clone(), scope)
     };
     if userinfo_scope {
         let info = auth

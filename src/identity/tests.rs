@@ -17,17 +17,8 @@ fn config(alg: Algorithm, pem: Option<String>) -> IdentityConfig {
 fn session(id: &str) -> Session {
     Session {
         id: id.into(),
-        appid: "wxappid".into(),
-        openid: "o-user".into(),
-        unionid: None,
-        scope: Scope::Base,
-        nickname: None,
-        headimgurl: None,
-        access_token: None,
-        refresh_token: None,
-        created_at: 0,
-        profile_at: 0,
         expires_at: u64::MAX,
+        ..Session::new("wxappid", "o-user", Scope::Base)
     }
 }
 

@@ -117,13 +117,7 @@ pub(super) async fn handle(
         return answer(Err(43001));
     }
     let query = parse_query(req.uri().query().unwrap_or(""));
-    let param = |name: &str| {
-        query
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-            .unwrap_or("")
-    };
+    let param = |name: &str| super::wire::param(&query, name).unwrap_or("");
     let host = req
         .headers()
         .get(header::HOST)

@@ -48,12 +48,7 @@ fn bad(msg: &str) -> Response<Body> {
 pub(super) async fn handle(mock: MockWechat, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().trim_start_matches("/mock/").to_owned();
     let query = parse_query(req.uri().query().unwrap_or(""));
-    let param = |name: &str| {
-        query
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    };
+    let param = |name: &str| super::wire::param(&query, name);
     let post = req.method() == Method::POST;
     let ok = || text(StatusCode::OK, "ok\n");
     if let Some(user) = path

@@ -195,10 +195,9 @@ pub(super) async fn consent(
     };
     let form = parse_query(&form);
     let get = |name: &str| {
-        form.iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
+        super::wire::param(&form, name)
             .unwrap_or_default()
+            .to_string()
     };
     let link = AuthorizeRequest {
         appid: get("appid"),

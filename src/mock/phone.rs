@@ -45,10 +45,7 @@ fn page(status: StatusCode, body: &str) -> Response<Body> {
 }
 
 fn param(query: &[(String, String)], name: &str) -> Option<String> {
-    query
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.clone())
+    super::wire::param(query, name).map(str::to_string)
 }
 
 /// Only wxgate scan URLs over http(s): the mock fetches nothing else on anyone's behalf.

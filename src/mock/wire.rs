@@ -119,13 +119,7 @@ pub fn check_link(
     if !allowed.contains(&names.as_slice()) {
         return Err(Refusal::LinkInvalid);
     }
-    let get = |name: &str| {
-        pairs
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default()
-    };
+    let get = |name: &str| param(&pairs, name).unwrap_or_default().to_string();
     if get("response_type") != "code" {
         return Err(Refusal::LinkInvalid);
     }
@@ -228,6 +222,14 @@ pub fn derive_id(kind: &str, parts: &[&str]) -> String {
     let digest = ctx.finish();
     let text = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.as_ref());
     format!("o{}", &text[..27])
+}
+
+/// The first value of `name` in a parsed query or form.
+pub fn param<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
 }
 
 /// `application/x-www-form-urlencoded` and query strings: `+` is a space, bad escapes

@@ -56,6 +56,27 @@ pub struct Session {
     pub expires_at: u64,
 }
 
+impl Session {
+    /// A session for a WeChat user with nothing else known yet: no id (the store's
+    /// caller gives it one at sign-in), no profile, no tokens, no times.
+    pub fn new(appid: impl Into<String>, openid: impl Into<String>, scope: Scope) -> Session {
+        Session {
+            id: String::new(),
+            appid: appid.into(),
+            openid: openid.into(),
+            unionid: None,
+            scope,
+            nickname: None,
+            headimgurl: None,
+            access_token: None,
+            refresh_token: None,
+            created_at: 0,
+            profile_at: 0,
+            expires_at: 0,
+        }
+    }
+}
+
 pub fn now_unix() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
