@@ -61,6 +61,8 @@ pub enum AppError {
     },
     #[error("{0}")]
     Auth(#[from] crate::auth::BuildError),
+    #[error("server.workers: cannot start the worker threads: {0}")]
+    Workers(std::io::Error),
 }
 
 /// What every request handler shares. `auth` is swapped whole on reload; the store
@@ -165,7 +167,13 @@ pub async fn run_with(
     // an embedding program or a test is harmless.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 
-    let forwarder = Forwarder::new(&config.upstream, config.server.max_body_bytes)?;
+    let workers = server::Workers::start(config.server.worker_count(), "wxgate-worker")
+        .map_err(AppError::Workers)?;
+    let forwarder = Forwarder::new(
+        &config.upstream,
+        config.server.max_body_bytes,
+        workers.len(),
+    )?;
     let tunnels = forwarder.tunnels();
     let tls = match (&config.server.tls_cert_file, &config.server.tls_key_file) {
         (Some(cert), Some(key)) => Some(server::load_tls(
@@ -199,6 +207,7 @@ pub async fn run_with(
         max_connections: config.server.max_connections,
         tls,
         shutdown_timeout: config.server.shutdown_timeout.get(),
+        workers: Some(workers.clone()),
     };
     let deadline_after = settings.shutdown_timeout;
     let public_addr = listeners.public.local_addr().ok();

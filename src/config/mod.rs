@@ -43,6 +43,9 @@ pub struct ServerConfig {
     pub trusted_proxies: Vec<String>,
     pub max_body_size: Option<String>,
     pub max_connections: Option<usize>,
+    /// Threads serving client connections, each with its own event loop and upstream
+    /// connection pool (nginx's worker model). None: one per CPU core.
+    pub workers: Option<usize>,
     pub tls_cert_file: Option<PathBuf>,
     pub tls_key_file: Option<PathBuf>,
     /// Time allowed for a client to send a complete request head (slowloris guard).
@@ -74,6 +77,18 @@ pub struct PublicUrl {
     pub path_prefix: String,
 }
 
+/// More threads than this is a typo, not a machine.
+pub const MAX_WORKERS: usize = 1024;
+
+impl ServerConfig {
+    /// `workers`, or one per CPU core (as the process's CPU quota allows).
+    pub fn worker_count(&self) -> usize {
+        self.workers.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        })
+    }
+}
+
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
@@ -82,6 +97,7 @@ impl Default for ServerConfig {
             trusted_proxies: vec![],
             max_body_size: None,
             max_connections: None,
+            workers: None,
             tls_cert_file: None,
             tls_key_file: None,
             header_read_timeout: Dur::secs(10),
@@ -542,6 +558,15 @@ impl Config {
         }
         if self.server.max_connections == Some(0) {
             push(&mut p, "server.max_connections", "must be at least 1");
+        }
+        if let Some(n) = self.server.workers {
+            if !(1..=MAX_WORKERS).contains(&n) {
+                push(
+                    &mut p,
+                    "server.workers",
+                    format!("must be between 1 and {MAX_WORKERS}"),
+                );
+            }
         }
         match (&self.server.tls_cert_file, &self.server.tls_key_file) {
             (Some(c), Some(k)) => {

@@ -156,6 +156,7 @@ fn every_config_key_is_documented_in_the_readme_reference() {
     let mut c = Config::default();
     c.server.max_body_size = Some("1MB".into());
     c.server.max_connections = Some(1);
+    c.server.workers = Some(2);
     c.server.tls_cert_file = Some("c".into());
     c.server.tls_key_file = Some("k".into());
     c.wechat.secret_file = Some("f".into());
@@ -195,4 +196,18 @@ fn admin_and_public_may_both_ask_for_an_ephemeral_port_but_not_share_a_fixed_one
         fixed.iter().any(|p| p.contains("admin.listen")),
         "{fixed:?}"
     );
+}
+
+#[test]
+fn workers_default_to_the_cores_and_zero_is_refused_by_name() {
+    let c = from_toml(MINIMAL, Path::new("."), &env(&[])).unwrap();
+    let cores = std::thread::available_parallelism().unwrap().get();
+    assert_eq!(c.server.worker_count(), cores);
+    let one = MINIMAL.replace("[server]\n", "[server]\nworkers = 1\n");
+    let c = from_toml(&one, Path::new("."), &env(&[])).unwrap();
+    assert_eq!(c.server.worker_count(), 1);
+    let zero = MINIMAL.replace("[server]\n", "[server]\nworkers = 0\n");
+    let p = problems(&zero);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(p[0].starts_with("server.workers"), "{p:?}");
 }

@@ -53,8 +53,14 @@ pub struct Forwarder {
     inner: Arc<Inner>,
 }
 
+type UpstreamClient = Client<HttpsConnector<HttpConnector>, Body>;
+
 struct Inner {
-    client: Client<HttpsConnector<HttpConnector>, Body>,
+    /// For callers outside the server's worker threads.
+    client: UpstreamClient,
+    /// One pool per worker thread: a pooled connection's task lives on the thread that
+    /// opened it, so each worker keeps to its own and no request crosses threads.
+    worker_clients: Vec<UpstreamClient>,
     scheme: Scheme,
     authority: Authority,
     /// The upstream URL's path without its trailing slash ("" for the root).
@@ -66,8 +72,20 @@ struct Inner {
     tunnels: Tunnels,
 }
 
+impl Inner {
+    fn client(&self) -> &UpstreamClient {
+        crate::server::workers::current()
+            .and_then(|w| self.worker_clients.get(w))
+            .unwrap_or(&self.client)
+    }
+}
+
 impl Forwarder {
-    pub fn new(upstream: &UpstreamConfig, max_body_bytes: Option<u64>) -> Result<Self, ProxyError> {
+    pub fn new(
+        upstream: &UpstreamConfig,
+        max_body_bytes: Option<u64>,
+        workers: usize,
+    ) -> Result<Self, ProxyError> {
         let uri: Uri = match &upstream.uri {
             Some(u) => u.clone(),
             None => upstream
@@ -99,15 +117,19 @@ impl Forwarder {
             .https_or_http()
             .enable_all_versions()
             .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(upstream.pool_idle_timeout.get())
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .build(https);
+        let idle = upstream.pool_idle_timeout.get();
+        let client = || {
+            Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(idle)
+                .pool_timer(TokioTimer::new())
+                .timer(TokioTimer::new())
+                .build(https.clone())
+        };
 
         Ok(Self {
             inner: Arc::new(Inner {
-                client,
+                client: client(),
+                worker_clients: (0..workers).map(|_| client()).collect(),
                 scheme,
                 authority,
                 prefix: uri.path().trim_end_matches('/').to_string(),
@@ -233,7 +255,7 @@ impl Forwarder {
         *upstream_req.version_mut() = Version::HTTP_11;
 
         let started = Instant::now();
-        let sent = tokio::time::timeout(inner.timeout, inner.client.request(upstream_req)).await;
+        let sent = tokio::time::timeout(inner.timeout, inner.client().request(upstream_req)).await;
         let took = started.elapsed();
         let mut resp = match sent {
             Err(_) => return Err(ProxyError::Timeout(inner.timeout)),

@@ -22,10 +22,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
 pub mod access_log;
+pub mod workers;
 
 use crate::admin::metrics::metrics;
 use crate::body::Body;
 use crate::proxy::UpstreamTime;
+pub use workers::Workers;
 
 /// How a listener treats its connections.
 #[derive(Clone)]
@@ -41,6 +43,8 @@ pub struct ServerSettings {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// After shutdown starts, in-flight requests get this long to finish.
     pub shutdown_timeout: Duration,
+    /// Threads the accepted connections are spread over; None: the caller's runtime.
+    pub workers: Option<Arc<Workers>>,
 }
 
 impl ServerSettings {
@@ -53,6 +57,7 @@ impl ServerSettings {
             max_connections: None,
             tls: None,
             shutdown_timeout: Duration::from_secs(30),
+            workers: None,
         }
     }
 }
@@ -201,10 +206,33 @@ pub async fn serve(
             handler: handler.clone(),
         };
         let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            let _permit = permit;
-            conn.run(stream, peer, watcher).await;
-        });
+        match settings.workers.as_deref().and_then(Workers::pick) {
+            None => {
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    conn.run(stream, peer, watcher).await;
+                });
+            }
+            Some((worker, load)) => {
+                // The socket moves to the worker's event loop: deregistered here,
+                // registered there.
+                let stream = match stream.into_std() {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::debug!(%peer, error = %e, "accepted connection lost");
+                        continue;
+                    }
+                };
+                worker.spawn(async move {
+                    let _permit = permit;
+                    let _load = load;
+                    match TcpStream::from_std(stream) {
+                        Ok(stream) => conn.run(stream, peer, watcher).await,
+                        Err(e) => tracing::debug!(%peer, error = %e, "accepted connection lost"),
+                    }
+                });
+            }
+        }
     }
 
     drop(listener);
