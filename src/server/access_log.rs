@@ -33,8 +33,8 @@ pub struct Entry<'a> {
 }
 
 pub fn record(e: &Entry<'_>) {
-    let upstream_ms = e.upstream.map(|t| t.as_secs_f64() * 1000.0);
     if !DIRECT_JSON.load(Ordering::Relaxed) {
+        let upstream_ms = e.upstream.map(|t| t.as_secs_f64() * 1000.0);
         tracing::info!(
             target: "wxgate::server",
             method = %e.method,
@@ -59,27 +59,24 @@ pub fn record(e: &Entry<'_>) {
             return;
         };
         s.clear();
-        json_line(&mut s, e, upstream_ms, SystemTime::now());
+        json_line(&mut s, e, SystemTime::now());
         // A log that cannot be written (closed pipe, full disk) must not stop serving.
         let _ = std::io::stderr().write_all(s.as_bytes());
     });
 }
 
-fn json_line(s: &mut String, e: &Entry<'_>, upstream_ms: Option<f64>, now: SystemTime) {
+fn json_line(s: &mut String, e: &Entry<'_>, now: SystemTime) {
     s.push_str("{\"timestamp\":\"");
     push_timestamp(s, now);
     s.push_str("\",\"level\":\"INFO\",\"fields\":{\"message\":\"request\",\"method\":\"");
     push_escaped(s, e.method.as_str());
     s.push_str("\",\"path\":\"");
     push_escaped(s, e.path);
-    let _ = write!(
-        s,
-        "\",\"status\":{},\"duration_ms\":{:.3}",
-        e.status,
-        e.took.as_secs_f64() * 1000.0
-    );
-    if let Some(u) = upstream_ms {
-        let _ = write!(s, ",\"upstream_ms\":{u:.3}");
+    let _ = write!(s, "\",\"status\":{},\"duration_ms\":", e.status);
+    push_ms(s, e.took);
+    if let Some(u) = e.upstream {
+        s.push_str(",\"upstream_ms\":");
+        push_ms(s, u);
     }
     s.push_str(",\"request_id\":\"");
     push_escaped(s, e.request_id);
@@ -88,6 +85,13 @@ fn json_line(s: &mut String, e: &Entry<'_>, upstream_ms: Option<f64>, now: Syste
         "\",\"peer\":\"{}\"}},\"target\":\"wxgate::server\"}}",
         e.peer
     );
+}
+
+/// Milliseconds with three decimals, as `{:.3}` of the float would print them, in
+/// integer arithmetic: exact float formatting showed up in the benchmark's profile.
+fn push_ms(s: &mut String, d: Duration) {
+    let micros = (d.as_nanos() + 500) / 1000;
+    let _ = write!(s, "{}.{:03}", micros / 1000, micros % 1000);
 }
 
 fn push_escaped(s: &mut String, v: &str) {
@@ -139,6 +143,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn milliseconds_print_like_the_float_formatting_they_replace() {
+        for nanos in [
+            0u64,
+            499,
+            500,
+            1_000,
+            1_234_567,
+            1_500_000,
+            999_999_999,
+            12_345_678_901,
+        ] {
+            let d = Duration::from_nanos(nanos);
+            let mut s = String::new();
+            push_ms(&mut s, d);
+            let float = format!("{:.3}", d.as_secs_f64() * 1000.0);
+            assert_eq!(s, float, "{nanos} ns");
+        }
+    }
+
+    #[test]
     fn dates_come_out_right_across_leap_years_and_centuries() {
         for (days, want) in [
             (0, (1970, 1, 1)),
@@ -165,7 +189,11 @@ mod tests {
         };
         let mut s = String::new();
         let now = UNIX_EPOCH + Duration::from_micros(1_795_638_343_123_456);
-        json_line(&mut s, &e, Some(1.25), now);
+        let e = Entry {
+            upstream: Some(Duration::from_micros(1250)),
+            ..e
+        };
+        json_line(&mut s, &e, now);
         assert!(s.ends_with('\n'));
         let v: serde_json::Value = serde_json::from_str(&s).unwrap();
         assert_eq!(v["timestamp"], "2026-11-25T20:25:43.123456Z");
