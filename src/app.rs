@@ -94,17 +94,36 @@ pub async fn run_with_reload(
 ) -> Result<(), AppError> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let store = open_store(&config).await?;
+    let workers = server::Workers::start(config.server.worker_count(), "wxgate-worker")
+        .map_err(AppError::Workers)?;
     let probe_store = store.clone();
+    let probe_workers = workers.clone();
     let ready = ReadyCheck::with_probe(move || {
         let store = probe_store.clone();
+        let workers = probe_workers.clone();
         async move {
+            // Each worker has its own Redis connection: ready means every one answers,
+            // each pinged from its own worker (a reconnect starts where it is used).
+            let pings: Vec<_> = workers
+                .handles()
+                .map(|h| {
+                    let store = store.clone();
+                    h.spawn(async move { store.ping().await })
+                })
+                .collect();
+            for ping in pings {
+                match ping.await {
+                    Ok(r) => r.map_err(|e| format!("session store: {e}"))?,
+                    Err(e) => return Err(format!("worker thread: {e}")),
+                }
+            }
             store
                 .ping()
                 .await
                 .map_err(|e| format!("session store: {e}"))
         }
     });
-    run_with(config, listeners, ready, store, shutdown, reloads).await
+    run_with(config, listeners, workers, ready, store, shutdown, reloads).await
 }
 
 async fn open_store(config: &Config) -> Result<Arc<Store>, AppError> {
@@ -158,6 +177,7 @@ fn build_auth(config: Config, store: Arc<Store>) -> Result<Auth, AppError> {
 pub async fn run_with(
     config: Config,
     listeners: Listeners,
+    workers: Arc<server::Workers>,
     ready: ReadyCheck,
     store: Arc<Store>,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -167,8 +187,6 @@ pub async fn run_with(
     // an embedding program or a test is harmless.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 
-    let workers = server::Workers::start(config.server.worker_count(), "wxgate-worker")
-        .map_err(AppError::Workers)?;
     let forwarder = Forwarder::new(
         &config.upstream,
         config.server.max_body_bytes,

@@ -94,6 +94,11 @@ impl Workers {
         Some((&w.handle, Load(w.open.clone())))
     }
 
+    /// Each worker's runtime, in worker order.
+    pub fn handles(&self) -> impl Iterator<Item = &Handle> {
+        self.threads.iter().map(|w| &w.handle)
+    }
+
     /// Open connections per worker, in worker order.
     pub fn loads(&self) -> Vec<usize> {
         self.threads

@@ -66,10 +66,27 @@ struct Keys {
 }
 
 enum Conn {
-    /// Reconnects by itself after Redis comes back.
-    Single(ConnectionManager),
+    /// Reconnects by itself after Redis comes back. One connection per server worker
+    /// thread (each connects on its first use there, so its task lives on that thread
+    /// and a request's round trip never leaves it), and one for everything else.
+    Single {
+        shared: ConnectionManager,
+        per_worker: Vec<ConnectionManager>,
+    },
     /// Connected on first use, so a replica can start while the cluster is unreachable.
     Cluster(Box<Cluster>),
+}
+
+/// The connection for the calling thread: its worker's, or the shared one (a clone is a
+/// handle to the same connection).
+fn for_this_thread(
+    shared: &ConnectionManager,
+    per_worker: &[ConnectionManager],
+) -> ConnectionManager {
+    crate::server::workers::current()
+        .and_then(|w| per_worker.get(w))
+        .unwrap_or(shared)
+        .clone()
 }
 
 struct Cluster {
@@ -248,9 +265,15 @@ impl RedisStore {
                 // Short backoff: after Redis returns, sessions work again within a second.
                 .set_min_delay(Duration::from_millis(50))
                 .set_max_delay(Duration::from_secs(1));
-            let manager = ConnectionManager::new_lazy_with_config(client, config)
-                .map_err(|e| StoreError::Unavailable(format!("redis at {address}: {e}")))?;
-            (Conn::Single(manager), address)
+            let manager = || {
+                ConnectionManager::new_lazy_with_config(client.clone(), config.clone())
+                    .map_err(|e| StoreError::Unavailable(format!("redis at {address}: {e}")))
+            };
+            let shared = manager()?;
+            let per_worker = (0..cfg.workers)
+                .map(|_| manager())
+                .collect::<Result<_, _>>()?;
+            (Conn::Single { shared, per_worker }, address)
         } else {
             let address = cfg
                 .redis_cluster_urls
@@ -341,7 +364,10 @@ impl RedisStore {
     async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, StoreError> {
         let run = async {
             match &self.conn {
-                Conn::Single(m) => cmd.query_async(&mut m.clone()).await,
+                Conn::Single { shared, per_worker } => {
+                    cmd.query_async(&mut for_this_thread(shared, per_worker))
+                        .await
+                }
                 Conn::Cluster(c) => cmd.query_async(&mut c.connection().await?).await,
             }
         };
@@ -356,13 +382,13 @@ impl RedisStore {
     async fn pipelines(&self, groups: &[Vec<Cmd>]) -> Result<Vec<Vec<Value>>, StoreError> {
         let run = async {
             match &self.conn {
-                Conn::Single(m) => {
+                Conn::Single { shared, per_worker } => {
                     let mut pipe = Pipeline::new();
                     for cmd in groups.iter().flatten() {
                         pipe.add_command(cmd.clone());
                     }
                     let mut replies: std::vec::IntoIter<Value> = pipe
-                        .query_async::<Vec<Value>>(&mut m.clone())
+                        .query_async::<Vec<Value>>(&mut for_this_thread(shared, per_worker))
                         .await?
                         .into_iter();
                     Ok(groups
@@ -393,7 +419,10 @@ impl RedisStore {
     async fn ping_unbounded(&self) -> Result<(), RedisError> {
         let cmd = redis::cmd("PING");
         match &self.conn {
-            Conn::Single(m) => cmd.query_async::<()>(&mut m.clone()).await,
+            Conn::Single { shared, per_worker } => {
+                cmd.query_async::<()>(&mut for_this_thread(shared, per_worker))
+                    .await
+            }
             Conn::Cluster(c) => cmd.query_async::<()>(&mut c.connection().await?).await,
         }
     }
