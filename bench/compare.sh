@@ -27,7 +27,8 @@
 # Fairness: nginx logs every request to a file (`access_log` with the default
 # `combined` format, unbuffered: one write per request); wxgate runs with its default
 # logging (info, one JSON line per request on stderr) redirected to a file. Both
-# proxies get one worker thread/process per core. The upstream has `access_log off`.
+# proxies get one worker thread/process per core (wxgate's server.workers default).
+# The upstream has `access_log off`.
 #
 # Columns: requests/s; p50/p99 latency from wrk; proxy CPU µs per request (user+sys
 # of the proxy's processes from /proc/PID/stat, before/after, over requests served);
@@ -257,7 +258,7 @@ secret = "$SECRET"
 $extra
 EOF
     # Default logging (info, JSON because stderr is not a terminal), kept in a file.
-    setsid env -u RUST_LOG TOKIO_WORKER_THREADS="$CORES" ${WXGATE_ENV:-} "$bin" serve -c "$dir/wxgate.toml" 2>"$dir/wxgate.log" >/dev/null &
+    setsid env -u RUST_LOG ${WXGATE_ENV:-} "$bin" serve -c "$dir/wxgate.toml" 2>"$dir/wxgate.log" >/dev/null &
     WX_PID[$key]=$!
     PIDS+=("${WX_PID[$key]}")
     WX_PORT[$key]="$port"
