@@ -93,9 +93,10 @@ pub async fn run_with_reload(
     reloads: mpsc::Receiver<Config>,
 ) -> Result<(), AppError> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let store = open_store(&config).await?;
-    let workers = server::Workers::start(config.server.worker_count(), "wxgate-worker")
-        .map_err(AppError::Workers)?;
+    let worker_count = config.server.worker_count();
+    let store = open_store(&config, worker_count).await?;
+    let workers =
+        server::Workers::start(worker_count, "wxgate-worker").map_err(AppError::Workers)?;
     let probe_store = store.clone();
     let probe_workers = workers.clone();
     let ready = ReadyCheck::with_probe(move || {
@@ -126,7 +127,7 @@ pub async fn run_with_reload(
     run_with(config, listeners, workers, ready, store, shutdown, reloads).await
 }
 
-async fn open_store(config: &Config) -> Result<Arc<Store>, AppError> {
+async fn open_store(config: &Config, workers: usize) -> Result<Arc<Store>, AppError> {
     let addr = match config.session.store {
         crate::config::StoreKind::Redis if config.session.redis_cluster_urls.is_empty() => {
             redact_url(&config.session.redis_url)
@@ -140,7 +141,7 @@ async fn open_store(config: &Config) -> Result<Arc<Store>, AppError> {
             .join(", "),
         other => other.as_str().to_string(),
     };
-    Store::from_config(&config.session)
+    Store::open(&config.session, workers)
         .await
         .map(Arc::new)
         .map_err(|source| AppError::Store { addr, source })

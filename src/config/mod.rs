@@ -275,9 +275,6 @@ pub struct SessionConfig {
     /// True when no secret was configured and a random one was generated (memory store).
     #[serde(skip)]
     pub secret_generated: bool,
-    /// `server.workers`, resolved: the Redis store keeps a connection per worker thread.
-    #[serde(skip)]
-    pub workers: usize,
 }
 
 impl Default for SessionConfig {
@@ -303,7 +300,6 @@ impl Default for SessionConfig {
             secret_bytes: vec![],
             previous_secret_bytes: vec![],
             secret_generated: false,
-            workers: 0,
         }
     }
 }
@@ -762,7 +758,6 @@ impl Config {
                 push(&mut p, "session.redis_timeout", "must be more than 0s");
             }
         }
-        self.session.workers = self.server.worker_count();
         if self.session.redis_prefix.is_empty() {
             push(&mut p, "session.redis_prefix", "must not be empty");
         }

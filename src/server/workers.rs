@@ -2,8 +2,8 @@
 //! has an event loop of its own, and a connection stays on one thread from accept to
 //! close. A request, its upstream exchange and its response are then polled by one
 //! thread with no hand-offs between threads; with a work-stealing runtime the same
-//! request is woken across threads several times (measured in bench/compare.sh: about
-//! 7% less CPU per request and 13% more requests/s on two cores).
+//! request is woken across threads several times (the figures are in README,
+//! "Performance").
 //!
 //! The accept loop stays where it was and hands each accepted socket to the worker with
 //! the fewest open connections, so a handful of long keep-alive connections cannot all
@@ -100,7 +100,8 @@ impl Workers {
     }
 
     /// Open connections per worker, in worker order.
-    pub fn loads(&self) -> Vec<usize> {
+    #[cfg(test)]
+    fn loads(&self) -> Vec<usize> {
         self.threads
             .iter()
             .map(|w| w.open.load(Ordering::Relaxed))

@@ -148,11 +148,18 @@ macro_rules! ephemeral {
 }
 
 impl Store {
+    /// The store for a program without server worker threads (the CLI, tests).
     pub async fn from_config(cfg: &SessionConfig) -> Result<Store, StoreError> {
+        Self::open(cfg, 0).await
+    }
+
+    /// The store for a server with `workers` worker threads (the Redis store keeps a
+    /// connection for each).
+    pub async fn open(cfg: &SessionConfig, workers: usize) -> Result<Store, StoreError> {
         Ok(match cfg.store {
             StoreKind::Memory => Store::Memory(MemoryStore::new(cfg.max_sessions)),
             StoreKind::Cookie => Store::Cookie(CookieStore::new(cfg)),
-            StoreKind::Redis => Store::Redis(RedisStore::connect(cfg).await?),
+            StoreKind::Redis => Store::Redis(RedisStore::connect(cfg, workers).await?),
         })
     }
 

@@ -251,7 +251,7 @@ impl RedisStore {
     /// Connects to `redis_url`, or to the cluster when `redis_cluster_urls` is set.
     /// Unreachable Redis fails here only with `redis_required_at_start`; otherwise the
     /// store starts and connects once Redis answers.
-    pub async fn connect(cfg: &SessionConfig) -> Result<RedisStore, StoreError> {
+    pub async fn connect(cfg: &SessionConfig, workers: usize) -> Result<RedisStore, StoreError> {
         let connect_timeout = cfg.redis_connect_timeout.get();
         let timeout = cfg.redis_timeout.get();
         let (conn, address) = if cfg.redis_cluster_urls.is_empty() {
@@ -270,9 +270,7 @@ impl RedisStore {
                     .map_err(|e| StoreError::Unavailable(format!("redis at {address}: {e}")))
             };
             let shared = manager()?;
-            let per_worker = (0..cfg.workers)
-                .map(|_| manager())
-                .collect::<Result<_, _>>()?;
+            let per_worker = (0..workers).map(|_| manager()).collect::<Result<_, _>>()?;
             (Conn::Single { shared, per_worker }, address)
         } else {
             let address = cfg
