@@ -7,6 +7,7 @@
 
 mod error;
 pub mod headers;
+mod pool;
 mod upgrade;
 
 use std::net::SocketAddr;
@@ -55,12 +56,23 @@ pub struct Forwarder {
 
 type UpstreamClient = Client<HttpsConnector<HttpConnector>, Body>;
 
+/// How requests reach the upstream.
+enum Route {
+    /// Plain HTTP: wxgate's own HTTP/1.1 connection pool.
+    Http(Arc<pool::Pool>),
+    /// HTTPS: hyper-util's client (TLS, ALPN, h2).
+    Https {
+        /// For callers outside the server's worker threads.
+        shared: Box<UpstreamClient>,
+        /// One pool per worker thread: a pooled connection's task lives on the thread
+        /// that opened it, so each worker keeps to its own and no request crosses
+        /// threads.
+        per_worker: Vec<UpstreamClient>,
+    },
+}
+
 struct Inner {
-    /// For callers outside the server's worker threads.
-    client: UpstreamClient,
-    /// One pool per worker thread: a pooled connection's task lives on the thread that
-    /// opened it, so each worker keeps to its own and no request crosses threads.
-    worker_clients: Vec<UpstreamClient>,
+    route: Route,
     scheme: Scheme,
     authority: Authority,
     /// The upstream URL's path without its trailing slash ("" for the root).
@@ -73,10 +85,41 @@ struct Inner {
 }
 
 impl Inner {
-    fn client(&self) -> &UpstreamClient {
-        crate::server::workers::current()
-            .and_then(|w| self.worker_clients.get(w))
-            .unwrap_or(&self.client)
+    async fn send(&self, req: Request<Body>) -> Result<Response<Body>, ProxyError> {
+        match &self.route {
+            Route::Http(pool) => pool
+                .send(req)
+                .await
+                .map_err(|e| classify_pool(e, self.max_body)),
+            Route::Https { shared, per_worker } => {
+                let client = crate::server::workers::current()
+                    .and_then(|w| per_worker.get(w))
+                    .unwrap_or(&**shared);
+                match client.request(req).await {
+                    Ok(resp) => Ok(resp.map(|b| b.map_err(Into::into).boxed_unsync())),
+                    Err(e) => Err(classify(&e, e.is_connect(), self.max_body)),
+                }
+            }
+        }
+    }
+
+    /// The request target for the upstream: origin-form on our own connections,
+    /// absolute for hyper-util's client (which picks the connection from it).
+    fn upstream_uri(&self, method: &http::Method, path_and_query: &str) -> Result<Uri, ProxyError> {
+        let bad = |e: http::Error| ProxyError::Request(e.to_string());
+        let target = format!("{}{}", self.prefix, path_and_query);
+        match &self.route {
+            Route::Http(_) if method == http::Method::CONNECT => {
+                Ok(Uri::from(self.authority.clone()))
+            }
+            Route::Http(_) => Uri::builder().path_and_query(target).build().map_err(bad),
+            Route::Https { .. } => Uri::builder()
+                .scheme(self.scheme.clone())
+                .authority(self.authority.clone())
+                .path_and_query(target)
+                .build()
+                .map_err(bad),
+        }
     }
 }
 
@@ -104,32 +147,47 @@ impl Forwarder {
         let authority_header = HeaderValue::from_str(authority.as_str())
             .map_err(|e| ProxyError::Config(e.to_string()))?;
 
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(upstream.connect_timeout.get()));
-        http.set_keepalive(Some(Duration::from_secs(60)));
-        // The provider is passed explicitly so the forwarder works whether or not a
-        // process-wide default was installed.
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-            .map_err(|e| ProxyError::Config(format!("TLS client: {e}")))?
-            .https_or_http()
-            .enable_all_versions()
-            .wrap_connector(http);
         let idle = upstream.pool_idle_timeout.get();
-        let client = || {
-            Client::builder(TokioExecutor::new())
-                .pool_idle_timeout(idle)
-                .pool_timer(TokioTimer::new())
-                .timer(TokioTimer::new())
-                .build(https.clone())
+        let route = if scheme == Scheme::HTTP {
+            let port = authority.port_u16().unwrap_or(80);
+            Route::Http(pool::Pool::new(
+                format!("{}:{port}", authority.host()),
+                upstream.connect_timeout.get(),
+                idle,
+                workers,
+            ))
+        } else {
+            let mut http = HttpConnector::new();
+            http.enforce_http(false);
+            http.set_nodelay(true);
+            http.set_connect_timeout(Some(upstream.connect_timeout.get()));
+            http.set_keepalive(Some(Duration::from_secs(60)));
+            // The provider is passed explicitly so the forwarder works whether or not a
+            // process-wide default was installed.
+            let https = hyper_rustls::HttpsConnectorBuilder::new()
+                .with_provider_and_webpki_roots(Arc::new(
+                    rustls::crypto::aws_lc_rs::default_provider(),
+                ))
+                .map_err(|e| ProxyError::Config(format!("TLS client: {e}")))?
+                .https_or_http()
+                .enable_all_versions()
+                .wrap_connector(http);
+            let client = || {
+                Client::builder(TokioExecutor::new())
+                    .pool_idle_timeout(idle)
+                    .pool_timer(TokioTimer::new())
+                    .timer(TokioTimer::new())
+                    .build(https.clone())
+            };
+            Route::Https {
+                shared: Box::new(client()),
+                per_worker: (0..workers).map(|_| client()).collect(),
+            }
         };
 
         Ok(Self {
             inner: Arc::new(Inner {
-                client: client(),
-                worker_clients: (0..workers).map(|_| client()).collect(),
+                route,
                 scheme,
                 authority,
                 prefix: uri.path().trim_end_matches('/').to_string(),
@@ -206,12 +264,7 @@ impl Forwarder {
             .path_and_query()
             .map(|p| p.as_str())
             .unwrap_or("/");
-        let uri = Uri::builder()
-            .scheme(inner.scheme.clone())
-            .authority(inner.authority.clone())
-            .path_and_query(format!("{}{}", inner.prefix, path_and_query))
-            .build()
-            .map_err(|e| ProxyError::Request(e.to_string()))?;
+        let uri = inner.upstream_uri(&parts.method, path_and_query)?;
 
         let h = &mut parts.headers;
         headers::strip_hop_by_hop(h);
@@ -255,12 +308,11 @@ impl Forwarder {
         *upstream_req.version_mut() = Version::HTTP_11;
 
         let started = Instant::now();
-        let sent = tokio::time::timeout(inner.timeout, inner.client().request(upstream_req)).await;
+        let sent = tokio::time::timeout(inner.timeout, inner.send(upstream_req)).await;
         let took = started.elapsed();
         let mut resp = match sent {
             Err(_) => return Err(ProxyError::Timeout(inner.timeout)),
-            Ok(Err(e)) => return Err(classify(&e, inner.max_body)),
-            Ok(Ok(resp)) => resp,
+            Ok(sent) => sent?,
         };
         metrics().upstream_duration.observe(took);
 
@@ -291,10 +343,7 @@ impl Forwarder {
             return Ok(Response::from_parts(rparts, empty()));
         }
 
-        Ok(Response::from_parts(
-            rparts,
-            rbody.map_err(Into::into).boxed_unsync(),
-        ))
+        Ok(Response::from_parts(rparts, rbody))
     }
 }
 
@@ -313,8 +362,21 @@ fn content_length(headers: &http::HeaderMap) -> Option<u64> {
         .ok()
 }
 
-fn classify(e: &hyper_util::client::legacy::Error, max_body: Option<u64>) -> ProxyError {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+fn classify_pool(e: pool::PoolError, max_body: Option<u64>) -> ProxyError {
+    match e {
+        pool::PoolError::Send(e) => classify(&e, false, max_body),
+        connect => ProxyError::Connect(error_chain(&connect)),
+    }
+}
+
+/// Our client's body errors come back wrapped in the client's error: they are told
+/// apart from the upstream's failures by walking the chain.
+fn classify(
+    e: &(dyn std::error::Error + 'static),
+    connecting: bool,
+    max_body: Option<u64>,
+) -> ProxyError {
+    let mut source = Some(e);
     while let Some(s) = source {
         if s.downcast_ref::<LengthLimitError>().is_some() {
             return ProxyError::BodyTooLarge {
@@ -327,7 +389,7 @@ fn classify(e: &hyper_util::client::legacy::Error, max_body: Option<u64>) -> Pro
         source = s.source();
     }
     let detail = error_chain(e);
-    if e.is_connect() {
+    if connecting {
         ProxyError::Connect(detail)
     } else {
         ProxyError::Upstream(detail)

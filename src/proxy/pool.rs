@@ -1,0 +1,438 @@
+//! Keep-alive HTTP/1.1 connections to a plain-HTTP upstream: the hot path of every
+//! proxied request.
+//!
+//! hyper-util's general-purpose client pays, per request, for a keyed pool behind a
+//! lock, a race between checkout and a lazy connect, a boxed future and a spawned task
+//! that waits for the connection to be idle again. For one plain-HTTP upstream none of
+//! that is needed: each worker thread keeps a stack of idle connections, takes the most
+//! recently used one, and puts it back when the response body has been read to its end.
+//! HTTPS upstreams (TLS, ALPN, maybe h2) stay on hyper-util's client.
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use crate::body::Body;
+
+#[derive(Debug, thiserror::Error)]
+pub(super) enum PoolError {
+    #[error("{0}")]
+    Connect(std::io::Error),
+    #[error("timed out after {0:?}")]
+    ConnectTimeout(Duration),
+    #[error("HTTP/1.1 handshake: {0}")]
+    Handshake(hyper::Error),
+    /// The exchange failed after a connection was obtained; the cause may be the
+    /// client's body (see `classify`).
+    #[error("{0}")]
+    Send(hyper::Error),
+}
+
+pub(super) struct Pool {
+    /// `host:port`, resolved again for every new connection so DNS changes are followed.
+    target: String,
+    connect_timeout: Duration,
+    idle_timeout: Duration,
+    /// One stack of idle connections per worker thread, then one for callers outside
+    /// the workers. A connection's task runs on the thread that opened it, so each
+    /// worker only ever takes its own.
+    idle: Box<[Mutex<Vec<Idle>>]>,
+    /// Whether the slot's reaper task was started.
+    reaping: Box<[AtomicBool]>,
+    this: Weak<Pool>,
+}
+
+struct Idle {
+    sender: SendRequest<Body>,
+    since: Instant,
+}
+
+impl Pool {
+    pub(super) fn new(
+        target: String,
+        connect_timeout: Duration,
+        idle_timeout: Duration,
+        workers: usize,
+    ) -> Arc<Self> {
+        Arc::new_cyclic(|this| Pool {
+            target,
+            connect_timeout,
+            idle_timeout,
+            idle: (0..=workers).map(|_| Mutex::default()).collect(),
+            reaping: (0..=workers).map(|_| AtomicBool::new(false)).collect(),
+            this: this.clone(),
+        })
+    }
+
+    fn slot(&self) -> usize {
+        let shared = self.idle.len() - 1;
+        crate::server::workers::current()
+            .filter(|w| *w < shared)
+            .unwrap_or(shared)
+    }
+
+    /// Sends `req` (origin-form URI, `Host` set) on an idle connection, or a new one.
+    /// A reused connection the upstream closed before our request went out is
+    /// discarded and the request tried on the next one, as clients do for idempotent
+    /// and non-idempotent requests alike (nothing was sent).
+    pub(super) async fn send(&self, mut req: Request<Body>) -> Result<Response<Body>, PoolError> {
+        let slot = self.slot();
+        loop {
+            let (mut sender, reused) = match self.checkout(slot) {
+                Some(s) => (s, true),
+                None => (self.connect().await?, false),
+            };
+            match sender.try_send_request(req).await {
+                Ok(resp) => {
+                    return Ok(resp.map(|body| {
+                        PooledBody {
+                            body,
+                            ended: false,
+                            pool: self.this.clone(),
+                            slot,
+                            sender: Some(sender),
+                        }
+                        .map_err(Into::into)
+                        .boxed_unsync()
+                    }));
+                }
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) if reused => req = unsent,
+                    _ => return Err(PoolError::Send(e.into_error())),
+                },
+            }
+        }
+    }
+
+    /// The most recently used idle connection that can take a request now.
+    fn checkout(&self, slot: usize) -> Option<SendRequest<Body>> {
+        let now = Instant::now();
+        let mut idle = self.idle[slot]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        while let Some(c) = idle.pop() {
+            // Not ready yet means the connection is still busy with the previous
+            // exchange (e.g. the upstream answered before reading the whole upload):
+            // it is dropped, and closes once that exchange ends.
+            if c.sender.is_ready() && now.duration_since(c.since) < self.idle_timeout {
+                return Some(c.sender);
+            }
+        }
+        None
+    }
+
+    fn checkin(&self, slot: usize, sender: SendRequest<Body>) {
+        if sender.is_closed() {
+            return;
+        }
+        self.idle[slot]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Idle {
+                sender,
+                since: Instant::now(),
+            });
+        if !self.reaping[slot].swap(true, Ordering::Relaxed) {
+            self.start_reaper(slot);
+        }
+    }
+
+    /// Closes connections idle longer than `idle_timeout`, even when no request comes
+    /// to find them. Runs on the slot's thread until the pool is dropped (reload).
+    fn start_reaper(&self, slot: usize) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let pool = self.this.clone();
+        let every = (self.idle_timeout / 2).max(Duration::from_millis(100));
+        runtime.spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(pool) = pool.upgrade() else { return };
+                pool.prune(slot, Instant::now());
+            }
+        });
+    }
+
+    fn prune(&self, slot: usize, now: Instant) {
+        let mut idle = self.idle[slot]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        idle.retain(|c| !c.sender.is_closed() && now.duration_since(c.since) < self.idle_timeout);
+    }
+
+    async fn connect(&self) -> Result<SendRequest<Body>, PoolError> {
+        let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(&*self.target))
+            .await
+            .map_err(|_| PoolError::ConnectTimeout(self.connect_timeout))?
+            .map_err(PoolError::Connect)?;
+        let _ = stream.set_nodelay(true);
+        let keepalive = socket2::TcpKeepalive::new().with_time(Duration::from_secs(60));
+        let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
+        let (sender, conn) = http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(PoolError::Handshake)?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!(error = %e, "upstream connection ended with an error");
+            }
+        });
+        Ok(sender)
+    }
+
+    #[cfg(test)]
+    fn idle_count(&self) -> usize {
+        self.idle
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).len())
+            .sum()
+    }
+}
+
+/// The upstream's response body. It gives its connection back when dropped after the
+/// last byte was read; a body dropped before its end (the client went away) takes its
+/// connection with it, since the rest of the response is still on the wire.
+struct PooledBody {
+    body: Incoming,
+    /// The chunked body's terminating chunk (or trailers) was read.
+    ended: bool,
+    pool: Weak<Pool>,
+    slot: usize,
+    sender: Option<SendRequest<Body>>,
+}
+
+impl HttpBody for PooledBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        if let Poll::Ready(None) = polled {
+            self.ended = true;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ended || self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl Drop for PooledBody {
+    fn drop(&mut self) {
+        // With a length (or none at all) hyper's body counts down to its end; a chunked
+        // one ends when its last frame was polled.
+        if !self.is_end_stream() {
+            return;
+        }
+        if let (Some(pool), Some(sender)) = (self.pool.upgrade(), self.sender.take()) {
+            pool.checkin(self.slot, sender);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// An upstream that counts the connections it accepted and the ones that were
+    /// closed, answering `/big` with 1 MiB, `/chunked` with a chunked body and anything
+    /// else with "ok".
+    struct Upstream {
+        addr: std::net::SocketAddr,
+        accepted: Arc<AtomicUsize>,
+        closed: Arc<AtomicUsize>,
+    }
+
+    async fn upstream() -> Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let closed = Arc::new(AtomicUsize::new(0));
+        let (a, c) = (accepted.clone(), closed.clone());
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                a.fetch_add(1, Ordering::SeqCst);
+                let c = c.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(|req: Request<Incoming>| async move {
+                        let body: Body = match req.uri().path() {
+                            "/big" => crate::body::full(vec![0u8; 1 << 20]),
+                            "/chunked" => {
+                                let frames = futures_util::stream::iter(
+                                    ["one ", "two"].map(|s| Ok(Frame::data(Bytes::from(s)))),
+                                );
+                                http_body_util::StreamBody::new(frames).boxed_unsync()
+                            }
+                            _ => crate::body::full("ok"),
+                        };
+                        Ok::<_, std::convert::Infallible>(Response::new(body))
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                    c.fetch_add(1, Ordering::SeqCst);
+                });
+            }
+        });
+        Upstream {
+            addr,
+            accepted,
+            closed,
+        }
+    }
+
+    fn pool_for(addr: std::net::SocketAddr, idle_timeout: Duration) -> Arc<Pool> {
+        Pool::new(addr.to_string(), Duration::from_secs(2), idle_timeout, 0)
+    }
+
+    fn get(path: &str) -> Request<Body> {
+        Request::builder()
+            .uri(path)
+            .header("host", "upstream")
+            .body(crate::body::empty())
+            .unwrap()
+    }
+
+    async fn fetch(pool: &Pool, path: &str) -> Bytes {
+        let resp = pool.send(get(path)).await.unwrap();
+        resp.into_body().collect().await.unwrap().to_bytes()
+    }
+
+    async fn eventually(what: &str, cond: impl Fn() -> bool) {
+        for _ in 0..200 {
+            if cond() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("timed out waiting until {what}");
+    }
+
+    #[tokio::test]
+    async fn sequential_requests_share_one_connection() {
+        let up = upstream().await;
+        let pool = pool_for(up.addr, Duration::from_secs(60));
+        for path in ["/a", "/chunked", "/big", "/b"] {
+            assert!(!fetch(&pool, path).await.is_empty());
+        }
+        assert_eq!(fetch(&pool, "/chunked").await, "one two");
+        assert_eq!(up.accepted.load(Ordering::SeqCst), 1);
+        assert_eq!(pool.idle_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn concurrent_requests_open_a_connection_each_and_keep_them_all() {
+        let up = upstream().await;
+        let pool = pool_for(up.addr, Duration::from_secs(60));
+        let started: Vec<_> = (0..4).map(|_| fetch(&pool, "/")).collect();
+        for answer in futures_util::future::join_all(started).await {
+            assert_eq!(answer, "ok");
+        }
+        assert_eq!(up.accepted.load(Ordering::SeqCst), 4);
+        assert_eq!(pool.idle_count(), 4);
+        for _ in 0..8 {
+            fetch(&pool, "/").await;
+        }
+        assert_eq!(up.accepted.load(Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test]
+    async fn a_response_abandoned_before_its_end_takes_its_connection_with_it() {
+        let up = upstream().await;
+        let pool = pool_for(up.addr, Duration::from_secs(60));
+        let mut body = pool.send(get("/big")).await.unwrap().into_body();
+        let first = body.frame().await.unwrap().unwrap();
+        assert!(first.is_data());
+        drop(body);
+        assert_eq!(pool.idle_count(), 0);
+        assert_eq!(fetch(&pool, "/").await, "ok");
+        assert_eq!(up.accepted.load(Ordering::SeqCst), 2);
+        eventually("the abandoned connection is closed", || {
+            up.closed.load(Ordering::SeqCst) == 1
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn idle_connections_are_closed_after_the_idle_timeout() {
+        let up = upstream().await;
+        let pool = pool_for(up.addr, Duration::from_millis(200));
+        fetch(&pool, "/").await;
+        assert_eq!(pool.idle_count(), 1);
+        eventually("the reaper closes the idle connection", || {
+            up.closed.load(Ordering::SeqCst) == 1
+        })
+        .await;
+        assert_eq!(pool.idle_count(), 0);
+        // The next request opens a new connection instead of failing.
+        assert_eq!(fetch(&pool, "/").await, "ok");
+        assert_eq!(up.accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_upstream_closed_while_idle_is_not_used_again() {
+        // Like an upstream with a short keep-alive timeout: it answers, keeps the
+        // connection open as HTTP/1.1 allows, then closes it without notice.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = accepted.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut s, _) = listener.accept().await.unwrap();
+                counter.fetch_add(1, Ordering::SeqCst);
+                let mut buf = vec![0u8; 4096];
+                let mut got = Vec::new();
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let n = s.read(&mut buf).await.unwrap();
+                    got.extend_from_slice(&buf[..n]);
+                }
+                s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await
+                    .unwrap();
+                drop(s);
+            }
+        });
+        let pool = pool_for(addr, Duration::from_secs(60));
+        for _ in 0..3 {
+            assert_eq!(fetch(&pool, "/").await, "ok");
+            // Let the connection's task see the close.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn an_upstream_that_is_not_listening_is_a_connect_error() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        let pool = pool_for(addr, Duration::from_secs(60));
+        let e = pool.send(get("/")).await.unwrap_err();
+        assert!(matches!(e, PoolError::Connect(_)), "{e}");
+    }
+}
