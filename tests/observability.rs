@@ -113,6 +113,27 @@ async fn a_wechat_error_is_logged_as_json_with_wechats_request_id() {
         .wait_for(next, |v| v["fields"]["errcode"] == 40029)
         .await;
     assert_ne!(second["fields"]["rid"], line["fields"]["rid"]);
+    // The access log line of the first page, written straight to stderr.
+    let (access, _) = wxgate
+        .wait_for(0, |v| {
+            v["fields"]["message"] == "request" && v["fields"]["path"] == "/orders"
+        })
+        .await;
+    assert_eq!(access["target"], "wxgate::server", "{access}");
+    assert_eq!(access["fields"]["method"], "GET", "{access}");
+    assert!(
+        access["fields"]["status"]
+            .as_u64()
+            .is_some_and(|s| s >= 300),
+        "{access}"
+    );
+    assert!(access["fields"]["duration_ms"].is_number(), "{access}");
+    assert!(
+        access["fields"]["request_id"]
+            .as_str()
+            .is_some_and(|r| r.len() == 32),
+        "{access}"
+    );
     // Every line is JSON, and the secret is in none of them.
     let secret = mock.config().secret.clone();
     for l in wxgate.json_lines() {

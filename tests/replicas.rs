@@ -298,13 +298,15 @@ async fn concurrent_requests_on_both_replicas_refresh_a_due_profile_once() {
     };
     let r = replicas(&redis, |c| {
         c.wechat.scope = Scope::UserInfo;
-        c.session.refresh_interval = Dur(Duration::from_secs(1));
+        c.session.refresh_interval = Dur(Duration::from_secs(2));
     })
     .await;
     let cookie = r.a.phone().sign_in(&r.a, "alice").await;
     let before = r.platform.mock.calls("refresh_token");
-    // profile_at is in whole seconds: past 1.1 s the profile is due.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // profile_at is in whole seconds: past 2.1 s the profile is due. After the refresh
+    // it is due again at least a second later, long after the 16 requests (with 1 s,
+    // a refresh just before a second boundary made it due again at once).
+    tokio::time::sleep(Duration::from_millis(2100)).await;
 
     let mut browsers: Vec<Browser> = (0..16)
         .map(|i| carrying(if i % 2 == 0 { &r.a } else { &r.b }, &cookie))

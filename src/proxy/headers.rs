@@ -4,6 +4,7 @@
 //! Every function here is pure over a `HeaderMap`, so each rule has a table test beside
 //! it and the forwarder only decides *when* to apply them.
 
+use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -32,12 +33,21 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
                 .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
         })
     });
+    // `Connection: keep-alive` / `close` / `upgrade` are the usual values: they name
+    // nothing beyond the fixed list, so no name is parsed (or allocated) for them.
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|s| s.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .map(str::trim)
+        .filter(|t| {
+            !t.eq_ignore_ascii_case("close")
+                && !HOP_BY_HOP
+                    .iter()
+                    .any(|h| t.eq_ignore_ascii_case(h.as_str()))
+        })
+        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
         .collect();
     for name in named {
         headers.remove(name);
@@ -90,61 +100,103 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 pub fn set_forwarded(headers: &mut HeaderMap, info: ForwardedInfo<'_>) {
     let peer = info.peer.to_canonical();
     let host = info.host.filter(|h| is_safe(h) && !h.is_empty());
+    // Runs on every proxied request: each header is written into one buffer, and the
+    // common case (a client, not a trusted proxy) allocates only for the values it
+    // must build.
+    let mut buf = String::new();
 
-    let prior = |headers: &HeaderMap, name: &HeaderName| -> Vec<String> {
-        if !info.trusted {
-            return vec![];
-        }
-        headers
-            .get_all(name)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .map(str::trim)
-            .filter(|s| !s.is_empty() && is_safe(s))
-            .map(str::to_string)
-            .collect()
+    if info.trusted {
+        push_prior(&mut buf, headers, &X_FORWARDED_FOR);
+    }
+    if !buf.is_empty() {
+        buf.push_str(", ");
+    }
+    let _ = write!(buf, "{peer}");
+    set_built(headers, X_FORWARDED_FOR, &mut buf);
+
+    let prior_proto = first_prior(headers, &X_FORWARDED_PROTO, info.trusted);
+    let proto = match (prior_proto, info.proto) {
+        (Some(p), _) => p,
+        (None, "https") => HeaderValue::from_static("https"),
+        (None, "http") => HeaderValue::from_static("http"),
+        (None, other) => match HeaderValue::from_str(other) {
+            Ok(v) => v,
+            Err(_) => HeaderValue::from_static("http"),
+        },
     };
+    headers.insert(X_FORWARDED_PROTO, proto);
 
-    let mut xff = prior(headers, &X_FORWARDED_FOR);
-    xff.push(peer.to_string());
-    set_joined(headers, X_FORWARDED_FOR, &xff);
-
-    let proto = prior(headers, &X_FORWARDED_PROTO)
-        .into_iter()
-        .next()
-        .unwrap_or_else(|| info.proto.to_string());
-    set_joined(headers, X_FORWARDED_PROTO, &[proto]);
-
-    let xfh = prior(headers, &X_FORWARDED_HOST)
-        .into_iter()
-        .next()
-        .or_else(|| host.map(str::to_string));
+    let xfh = first_prior(headers, &X_FORWARDED_HOST, info.trusted)
+        .or_else(|| host.and_then(|h| HeaderValue::from_str(h).ok()));
     match xfh {
-        Some(h) => set_joined(headers, X_FORWARDED_HOST, &[h]),
+        Some(h) => {
+            headers.insert(X_FORWARDED_HOST, h);
+        }
         None => {
             headers.remove(X_FORWARDED_HOST);
         }
     }
 
-    let mut fwd = prior(headers, &header::FORWARDED);
-    let mut element = format!("for={}", forwarded_node(peer));
-    if let Some(h) = host {
-        element.push_str(";host=");
-        element.push_str(&forwarded_value(h));
+    if info.trusted {
+        push_prior(&mut buf, headers, &header::FORWARDED);
     }
-    element.push_str(";proto=");
-    element.push_str(&forwarded_value(info.proto));
-    fwd.push(element);
-    set_joined(headers, header::FORWARDED, &fwd);
+    if !buf.is_empty() {
+        buf.push_str(", ");
+    }
+    buf.push_str("for=");
+    match peer {
+        IpAddr::V4(v4) => {
+            let _ = write!(buf, "{v4}");
+        }
+        // RFC 7239 node: IPv6 is bracketed and therefore quoted.
+        IpAddr::V6(v6) => {
+            let _ = write!(buf, "\"[{v6}]\"");
+        }
+    }
+    if let Some(h) = host {
+        buf.push_str(";host=");
+        push_forwarded_value(&mut buf, h);
+    }
+    buf.push_str(";proto=");
+    push_forwarded_value(&mut buf, info.proto);
+    set_built(headers, header::FORWARDED, &mut buf);
 }
 
-fn set_joined(headers: &mut HeaderMap, name: HeaderName, values: &[String]) {
+/// Appends the (trusted) values of `name` already on the request, comma-joined.
+fn push_prior(buf: &mut String, headers: &HeaderMap, name: &HeaderName) {
+    let values = headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|s| !s.is_empty() && is_safe(s));
+    for v in values {
+        if !buf.is_empty() {
+            buf.push_str(", ");
+        }
+        buf.push_str(v);
+    }
+}
+
+/// The first (trusted) value of `name` already on the request.
+fn first_prior(headers: &HeaderMap, name: &HeaderName, trusted: bool) -> Option<HeaderValue> {
+    if !trusted {
+        return None;
+    }
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(str::trim)
+        .find(|s| !s.is_empty() && is_safe(s))
+        .and_then(|s| HeaderValue::from_str(s).ok())
+}
+
+/// Replaces `name` with the value built in `buf`, which is left empty for the next one.
+fn set_built(headers: &mut HeaderMap, name: HeaderName, buf: &mut String) {
+    let value = HeaderValue::from_maybe_shared(bytes::Bytes::from(std::mem::take(buf)));
     headers.remove(&name);
-    let joined = match values {
-        [one] => HeaderValue::from_str(one),
-        _ => HeaderValue::from_str(&values.join(", ")),
-    };
-    if let Ok(v) = joined {
+    if let Ok(v) = value {
         headers.insert(name, v);
     }
 }
@@ -154,25 +206,23 @@ fn is_safe(s: &str) -> bool {
     !s.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0))
 }
 
-/// RFC 7239 node: IPv6 is bracketed and therefore quoted.
-fn forwarded_node(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => format!("\"[{v6}]\""),
-    }
-}
-
 /// A token as is, anything else (e.g. `host:port`) as a quoted-string.
-fn forwarded_value(s: &str) -> String {
+fn push_forwarded_value(buf: &mut String, s: &str) {
     let token = !s.is_empty()
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
     if token {
-        s.to_string()
-    } else {
-        let escaped = s.replace('\\', "\\\\").replace('"', "\\\"");
-        format!("\"{escaped}\"")
+        buf.push_str(s);
+        return;
     }
+    buf.push('"');
+    for c in s.chars() {
+        if matches!(c, '\\' | '"') {
+            buf.push('\\');
+        }
+        buf.push(c);
+    }
+    buf.push('"');
 }
 
 /// Whether `peer` is in one of the trusted networks. An IPv4-mapped IPv6 peer (a dual
@@ -427,6 +477,18 @@ mod tests {
                     ("x-forwarded-for", "192.0.2.7"),
                     ("x-forwarded-proto", "http"),
                     ("forwarded", "for=192.0.2.7;proto=http"),
+                ],
+            },
+            Case {
+                sent: &[("x-forwarded-for", "6.6.6.6")],
+                peer: "10.0.0.2",
+                trusted: true,
+                host: Some(r#"odd"host\"#),
+                want: &[
+                    ("x-forwarded-for", "6.6.6.6, 10.0.0.2"),
+                    ("x-forwarded-proto", "http"),
+                    ("x-forwarded-host", r#"odd"host\"#),
+                    ("forwarded", r#"for=10.0.0.2;host="odd\"host\\";proto=http"#),
                 ],
             },
         ];

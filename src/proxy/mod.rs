@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::header::{self, HeaderValue};
-use http::uri::{Authority, Scheme};
+use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
@@ -105,9 +105,21 @@ impl Inner {
 
     /// The request target for the upstream: origin-form on our own connections,
     /// absolute for hyper-util's client (which picks the connection from it).
-    fn upstream_uri(&self, method: &http::Method, path_and_query: &str) -> Result<Uri, ProxyError> {
+    fn upstream_uri(
+        &self,
+        method: &http::Method,
+        path_and_query: Option<&PathAndQuery>,
+    ) -> Result<Uri, ProxyError> {
         let bad = |e: http::Error| ProxyError::Request(e.to_string());
-        let target = format!("{}{}", self.prefix, path_and_query);
+        let target = match path_and_query {
+            // Shares the parsed request's bytes.
+            Some(pq) if self.prefix.is_empty() => pq.clone(),
+            pq => {
+                let pq = pq.map_or("/", PathAndQuery::as_str);
+                PathAndQuery::try_from(format!("{}{pq}", self.prefix))
+                    .map_err(|e| ProxyError::Request(e.to_string()))?
+            }
+        };
         match &self.route {
             Route::Http(_) if method == http::Method::CONNECT => {
                 Ok(Uri::from(self.authority.clone()))
@@ -252,19 +264,18 @@ impl Forwarder {
             .as_ref()
             .and_then(|_| parts.extensions.remove::<OnUpgrade>());
 
+        // A clone of the parsed header shares its bytes: no copy per request.
         let host = parts
             .headers
             .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_string)
-            .or_else(|| parts.uri.authority().map(|a| a.to_string()));
+            .filter(|h| h.to_str().is_ok())
+            .cloned()
+            .or_else(|| {
+                let a = parts.uri.authority()?;
+                HeaderValue::from_str(a.as_str()).ok()
+            });
 
-        let path_and_query = parts
-            .uri
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/");
-        let uri = inner.upstream_uri(&parts.method, path_and_query)?;
+        let uri = inner.upstream_uri(&parts.method, parts.uri.path_and_query())?;
 
         let h = &mut parts.headers;
         headers::strip_hop_by_hop(h);
@@ -280,15 +291,11 @@ impl Forwarder {
             ForwardedInfo {
                 peer: ctx.peer.ip(),
                 proto: if ctx.client_tls { "https" } else { "http" },
-                host: host.as_deref(),
+                host: host.as_ref().and_then(|h| h.to_str().ok()),
                 trusted: ctx.trusted,
             },
         );
-        let host_header = if inner.preserve_host {
-            host.and_then(|h| HeaderValue::from_str(&h).ok())
-        } else {
-            None
-        };
+        let host_header = if inner.preserve_host { host } else { None };
         h.insert(
             header::HOST,
             host_header.unwrap_or_else(|| inner.authority_header.clone()),

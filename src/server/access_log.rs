@@ -11,6 +11,7 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::Method;
@@ -61,8 +62,27 @@ pub fn record(e: &Entry<'_>) {
         s.clear();
         json_line(&mut s, e, SystemTime::now());
         // A log that cannot be written (closed pipe, full disk) must not stop serving.
-        let _ = std::io::stderr().write_all(s.as_bytes());
+        let _ = match stderr_fd().filter(|_| s.len() <= ATOMIC_WRITE) {
+            Some(mut fd) => fd.write_all(s.as_bytes()),
+            None => std::io::stderr().write_all(s.as_bytes()),
+        };
     });
+}
+
+const ATOMIC_WRITE: usize = 4096;
+
+/// A second descriptor for stderr, written without `Stderr`'s process-wide lock: the
+/// worker threads contended on it (a futex wait in one request of twenty). A line is
+/// one write(2), which the kernel keeps whole for files and, up to 4 KiB, for pipes;
+/// a longer line (a very long path) takes the lock.
+fn stderr_fd() -> Option<&'static std::fs::File> {
+    use std::os::fd::AsFd;
+    static FD: OnceLock<Option<std::fs::File>> = OnceLock::new();
+    FD.get_or_init(|| {
+        let fd = std::io::stderr().as_fd().try_clone_to_owned().ok()?;
+        Some(std::fs::File::from(fd))
+    })
+    .as_ref()
 }
 
 fn json_line(s: &mut String, e: &Entry<'_>, now: SystemTime) {
