@@ -11,7 +11,8 @@
 #   BEFORE=/path/to/old/wxgate bench/compare.sh   # adds "before": that build, memory store
 #
 # Scenarios, each at 16 and 128 keep-alive connections, one after another in every
-# round (so drift on a shared machine hits them all alike); the table shows medians:
+# round (so drift on a shared machine hits them all alike), each round starting one
+# scenario further along (so none always follows the same one); the table shows medians:
 #   direct     wrk -> upstream
 #   nginx      wrk -> nginx proxy_pass (keep-alive upstream pool, no auth) -> upstream
 #   memory     wrk -> wxgate, signed in, memory session store -> upstream
@@ -358,10 +359,16 @@ fi
 # ------------------------------------------------------------------ rounds
 
 : >"$WORK/results"
+read -ra SCENARIOS <<<"${ONLY//,/ }"
 for round in $(seq 1 "$ROUNDS"); do
     log "round $round/$ROUNDS (${DURATION}s per cell)"
+    # Each round starts one scenario further along: a cell's place in the round (e.g.
+    # right after nginx's) moved its figures by about 1.5 µs/request, so no scenario
+    # keeps the same place in every round.
+    shift_by=$(((round - 1) % ${#SCENARIOS[@]}))
+    order=("${SCENARIOS[@]:shift_by}" "${SCENARIOS[@]:0:shift_by}")
     for c in $CONNS; do
-        for sc in ${ONLY//,/ }; do
+        for sc in "${order[@]}"; do
             case "$sc" in
             direct) run_cell direct "$c" "http://127.0.0.1:$UP_PORT/bench" "" ;;
             nginx) run_cell nginx "$c" "http://127.0.0.1:$NGX_PORT/bench" "$(group_pids "$NGX_PID" | paste -sd,)" ;;
