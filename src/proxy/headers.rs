@@ -81,7 +81,7 @@ pub fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
 pub struct ForwardedInfo<'a> {
     pub peer: IpAddr,
     /// "http" or "https": how the client reached us.
-    pub proto: &'a str,
+    pub proto: &'static str,
     /// The Host the client asked for.
     pub host: Option<&'a str>,
     /// Whether the peer is one of `server.trusted_proxies`.
@@ -105,25 +105,13 @@ pub fn set_forwarded(headers: &mut HeaderMap, info: ForwardedInfo<'_>) {
     // must build.
     let mut buf = String::new();
 
-    if info.trusted {
-        push_prior(&mut buf, headers, &X_FORWARDED_FOR);
-    }
-    if !buf.is_empty() {
-        buf.push_str(", ");
-    }
+    push_prior(&mut buf, headers, &X_FORWARDED_FOR, info.trusted);
+    separate(&mut buf);
     let _ = write!(buf, "{peer}");
     set_built(headers, X_FORWARDED_FOR, &mut buf);
 
-    let prior_proto = first_prior(headers, &X_FORWARDED_PROTO, info.trusted);
-    let proto = match (prior_proto, info.proto) {
-        (Some(p), _) => p,
-        (None, "https") => HeaderValue::from_static("https"),
-        (None, "http") => HeaderValue::from_static("http"),
-        (None, other) => match HeaderValue::from_str(other) {
-            Ok(v) => v,
-            Err(_) => HeaderValue::from_static("http"),
-        },
-    };
+    let proto = first_prior(headers, &X_FORWARDED_PROTO, info.trusted)
+        .unwrap_or_else(|| HeaderValue::from_static(info.proto));
     headers.insert(X_FORWARDED_PROTO, proto);
 
     let xfh = first_prior(headers, &X_FORWARDED_HOST, info.trusted)
@@ -137,12 +125,8 @@ pub fn set_forwarded(headers: &mut HeaderMap, info: ForwardedInfo<'_>) {
         }
     }
 
-    if info.trusted {
-        push_prior(&mut buf, headers, &header::FORWARDED);
-    }
-    if !buf.is_empty() {
-        buf.push_str(", ");
-    }
+    push_prior(&mut buf, headers, &header::FORWARDED, info.trusted);
+    separate(&mut buf);
     buf.push_str("for=");
     match peer {
         IpAddr::V4(v4) => {
@@ -162,34 +146,42 @@ pub fn set_forwarded(headers: &mut HeaderMap, info: ForwardedInfo<'_>) {
     set_built(headers, header::FORWARDED, &mut buf);
 }
 
-/// Appends the (trusted) values of `name` already on the request, comma-joined.
-fn push_prior(buf: &mut String, headers: &HeaderMap, name: &HeaderName) {
-    let values = headers
-        .get_all(name)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|s| !s.is_empty() && is_safe(s));
-    for v in values {
-        if !buf.is_empty() {
-            buf.push_str(", ");
-        }
-        buf.push_str(v);
-    }
-}
-
-/// The first (trusted) value of `name` already on the request.
-fn first_prior(headers: &HeaderMap, name: &HeaderName, trusted: bool) -> Option<HeaderValue> {
-    if !trusted {
-        return None;
-    }
+/// The values of `name` already on the request that may be passed on.
+fn prior_values<'h>(headers: &'h HeaderMap, name: &HeaderName) -> impl Iterator<Item = &'h str> {
     headers
         .get_all(name)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .map(str::trim)
-        .find(|s| !s.is_empty() && is_safe(s))
-        .and_then(|s| HeaderValue::from_str(s).ok())
+        .filter(|s| !s.is_empty() && is_safe(s))
+}
+
+/// Appends the values of `name` already on the request, comma-joined, when the peer
+/// is trusted.
+fn push_prior(buf: &mut String, headers: &HeaderMap, name: &HeaderName, trusted: bool) {
+    if !trusted {
+        return;
+    }
+    for v in prior_values(headers, name) {
+        separate(buf);
+        buf.push_str(v);
+    }
+}
+
+/// The first value of `name` already on the request, when the peer is trusted.
+fn first_prior(headers: &HeaderMap, name: &HeaderName, trusted: bool) -> Option<HeaderValue> {
+    if !trusted {
+        return None;
+    }
+    let first = prior_values(headers, name).next()?;
+    HeaderValue::from_str(first).ok()
+}
+
+/// A list separator, unless `buf` is still empty.
+fn separate(buf: &mut String) {
+    if !buf.is_empty() {
+        buf.push_str(", ");
+    }
 }
 
 /// Replaces `name` with the value built in `buf`, which is left empty for the next one.

@@ -394,7 +394,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_connection_the_upstream_closed_while_idle_is_not_used_again() {
+    async fn an_upstream_closing_idle_connections_costs_no_request() {
         // Like an upstream with a short keep-alive timeout: it answers, keeps the
         // connection open as HTTP/1.1 allows, then closes it without notice.
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

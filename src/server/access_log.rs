@@ -73,8 +73,9 @@ const ATOMIC_WRITE: usize = 4096;
 
 /// A second descriptor for stderr, written without `Stderr`'s process-wide lock: the
 /// worker threads contended on it (a futex wait in one request of twenty). A line is
-/// one write(2), which the kernel keeps whole for files and, up to 4 KiB, for pipes;
-/// a longer line (a very long path) takes the lock.
+/// one write(2), which the kernel keeps whole for files and, up to 4 KiB, for pipes.
+/// A longer line (a very long path) is written under the lock as before, but in a
+/// pipe another worker's line may then land inside it.
 fn stderr_fd() -> Option<&'static std::fs::File> {
     use std::os::fd::AsFd;
     static FD: OnceLock<Option<std::fs::File>> = OnceLock::new();
