@@ -451,6 +451,44 @@ async fn the_mocks_simulated_phone_completes_a_sign_in_for_the_demo() {
 }
 
 #[tokio::test]
+async fn beyond_max_tickets_new_qr_pages_are_refused_and_the_waiting_ones_still_work() {
+    let env = start_site(
+        None,
+        |c, mock| desktop_sign_in(c, mock, DesktopMode::Qr),
+        |c| c.desktop.max_tickets = 2,
+    )
+    .await;
+    let mut first = desktop_browser(&env);
+    let (_, scan_url, ticket) = qr_page(&env, &mut first, "/one").await;
+    let mut second = desktop_browser(&env);
+    let (page, _, _) = qr_page(&env, &mut second, "/two").await;
+    assert_eq!(page.status, 200, "two QR pages may wait");
+
+    let mut third = desktop_browser(&env);
+    let refused = third.get(&env.url("/three")).await;
+    assert_eq!(refused.status, 503, "{}", refused.text());
+    assert!(
+        refused.text().contains("Too many sign-ins in progress"),
+        "{}",
+        refused.text()
+    );
+    assert!(refused.header("retry-after").is_some());
+
+    // The pages already shown are not affected: the first one completes.
+    let mut phone = env.phone();
+    let confirm = phone_scans(&mut phone, &scan_url, "alice", true).await;
+    assert_eq!(confirm.status, 200, "{}", confirm.text());
+    let answer = phone.post(&confirm_url(&env, &confirm, "confirm")).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let landed = done(&env, &mut first, &ticket).await;
+    assert_eq!(landed.status, 302, "{}", landed.text());
+    assert_eq!(
+        who(&env, &mut first).await["openid"],
+        env.mock.openid("alice", &env.appid)
+    );
+}
+
+#[tokio::test]
 async fn inside_wechat_the_normal_authorization_is_used_not_the_qr() {
     let env = start_qr().await;
     let mut phone = env.phone();

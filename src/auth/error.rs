@@ -31,6 +31,8 @@ pub enum AuthError {
     WechatOther,
     #[error("the session store is unavailable")]
     StoreUnavailable,
+    #[error("too many sign-ins in progress")]
+    SigninsBusy,
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -50,6 +52,7 @@ impl AuthError {
             AuthError::Misconfigured => "misconfigured",
             AuthError::WechatOther => "wechat_error",
             AuthError::StoreUnavailable => "session_store_unavailable",
+            AuthError::SigninsBusy => "signins_busy",
             AuthError::Internal(_) => "internal_error",
         }
     }
@@ -81,6 +84,8 @@ impl AuthError {
                 "WeChat could not complete the sign-in. Please try again.".into(), true),
             AuthError::StoreUnavailable => (S::SERVICE_UNAVAILABLE, "登录服务暂时不可用", "Sign-in service temporarily unavailable",
                 "Your session cannot be checked right now. Please retry in a moment; you will not need to sign in again.".into(), false),
+            AuthError::SigninsBusy => (S::SERVICE_UNAVAILABLE, "登录人数过多", "Too many sign-ins in progress",
+                "Please retry in a minute.".into(), true),
             AuthError::Internal(_) => (S::INTERNAL_SERVER_ERROR, "内部错误", "Internal error",
                 "Something went wrong on our side.".into(), true),
         };

@@ -358,6 +358,8 @@ pub struct DesktopConfig {
     pub website_secret: String,
     pub website_secret_file: Option<PathBuf>,
     pub ticket_ttl: Dur,
+    /// QR pages waiting for a scan, at most (memory and cookie stores).
+    pub max_tickets: usize,
 }
 
 impl Default for DesktopConfig {
@@ -368,6 +370,7 @@ impl Default for DesktopConfig {
             website_secret: String::new(),
             website_secret_file: None,
             ticket_ttl: Dur::secs(120),
+            max_tickets: 50_000,
         }
     }
 }
@@ -816,6 +819,9 @@ impl Config {
         }
         if self.desktop.ticket_ttl.get().as_secs() < 10 {
             push(&mut p, "desktop.ticket_ttl", "must be at least 10s");
+        }
+        if self.desktop.max_tickets == 0 {
+            push(&mut p, "desktop.max_tickets", "must be at least 1");
         }
 
         // [access]

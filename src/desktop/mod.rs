@@ -17,6 +17,8 @@
 //! - `done/<id>` (browser, GET): collect the confirmed sign-in, once;
 //! - `c[?code=]` (phone, GET): the typed short code instead of scanning.
 
+mod qr;
+
 use http::{HeaderMap, Method, Response, StatusCode, Uri};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
@@ -25,7 +27,7 @@ use crate::admin::metrics::metrics;
 use crate::auth::{classify, Auth};
 use crate::body::Body;
 use crate::config::{DesktopMode, SameSite};
-use crate::session::{now_unix, Session};
+use crate::session::{now_unix, Session, StoreError};
 
 /// Where a ticket stands. `Used` is kept until the ticket's expiry so a replayed
 /// completion or a late scan gets "already used" rather than "expired".
@@ -153,13 +155,47 @@ async fn load(auth: &Auth, id: &str) -> Result<Option<Ticket>, ()> {
     }
 }
 
-async fn save(auth: &Auth, id: &str, t: &Ticket) -> Result<(), ()> {
+async fn save(auth: &Auth, id: &str, t: &Ticket) -> Result<(), StoreError> {
     let left = t.exp.saturating_sub(now_unix()).max(1);
-    let bytes = serde_json::to_vec(t).map_err(|_| ())?;
+    let bytes = serde_json::to_vec(t).map_err(|_| StoreError::Corrupt)?;
     auth.store
-        .put_ephemeral(&key(id), &bytes, std::time::Duration::from_secs(left))
+        .put_ephemeral(
+            &key(id),
+            &bytes,
+            std::time::Duration::from_secs(left),
+            max_values(auth),
+        )
         .await
-        .map_err(|e| warn!(error = %e, "session store unavailable while saving a scan ticket"))
+        .inspect_err(|e| {
+            if !matches!(e, StoreError::Full) {
+                warn!(error = %e, "session store unavailable while saving a scan ticket");
+            }
+        })
+}
+
+/// Store values of pending QR pages at most: each has its ticket and its typed code.
+fn max_values(auth: &Auth) -> usize {
+    auth.cfg.desktop.max_tickets.saturating_mul(2)
+}
+
+/// One warning per minute at most: a flood of QR page views must not become a flood
+/// of log lines.
+fn warn_full_once() {
+    static LAST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let now = now_unix();
+    let last = LAST.load(std::sync::atomic::Ordering::Relaxed);
+    if now >= last + 60
+        && LAST
+            .compare_exchange(
+                last,
+                now,
+                std::sync::atomic::Ordering::Relaxed,
+                std::sync::atomic::Ordering::Relaxed,
+            )
+            .is_ok()
+    {
+        warn!("too many QR sign-ins in progress: new QR pages are refused until some expire (desktop.ticket_ttl)");
+    }
 }
 
 fn random_code() -> String {
@@ -205,18 +241,27 @@ async fn qr_page(
         code: code.clone(),
         st: Status::Pending,
     };
-    let stored = save(auth, &id, &ticket).await.is_ok()
-        && auth
-            .store
-            .put_ephemeral(
-                &code_key(&code),
-                id.as_bytes(),
-                std::time::Duration::from_secs(ttl),
-            )
-            .await
-            .is_ok();
-    if !stored {
-        return crate::auth::AuthError::StoreUnavailable.response(json, None);
+    let stored = match save(auth, &id, &ticket).await {
+        Ok(()) => {
+            auth.store
+                .put_ephemeral(
+                    &code_key(&code),
+                    id.as_bytes(),
+                    std::time::Duration::from_secs(ttl),
+                    max_values(auth),
+                )
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    match stored {
+        Ok(()) => {}
+        Err(StoreError::Full) => {
+            metrics().desktop_signins.inc(&["qr", "busy"]);
+            warn_full_once();
+            return crate::auth::AuthError::SigninsBusy.response(json, None);
+        }
+        Err(_) => return crate::auth::AuthError::StoreUnavailable.response(json, None),
     }
     metrics().desktop_signins.inc(&["qr", "shown"]);
 
@@ -751,14 +796,7 @@ pub fn open_in_wechat(auth: &Auth, rd: &str) -> Response<Body> {
 
 /// An inline SVG QR code (no external assets).
 pub fn qr_svg(data: &str) -> Option<String> {
-    let code =
-        qrcode::QrCode::with_error_correction_level(data.as_bytes(), qrcode::EcLevel::M).ok()?;
-    Some(
-        code.render::<qrcode::render::svg::Color<'_>>()
-            .min_dimensions(220, 220)
-            .quiet_zone(true)
-            .build(),
-    )
+    qr::svg(data)
 }
 
 #[cfg(test)]
