@@ -20,6 +20,9 @@
 #   redis      the same, Redis session store (a private redis-server on a free port)
 #   302        wxgate, no session: a WeChat browser navigation answered with the
 #              302 to WeChat's authorize URL (never reaches the upstream)
+#   qr         wxgate, no session: a desktop browser's navigation answered with the
+#              QR sign-in page (a new ticket, its QR code drawn; its own instance,
+#              tickets living 10 s, so the other rows' memory is not affected)
 #
 # The upstream is nginx answering every request with the same 1 KB body. Sessions are
 # real: the script signs in against `wxgate mock-wechat` with curl (authorize page,
@@ -43,7 +46,7 @@ ROUNDS=3
 DURATION=5
 BUILD=1
 MEMORY=1
-ONLY="direct,nginx,memory,cookie,redis,302"
+ONLY="direct,nginx,memory,cookie,redis,302,qr"
 CONNS="16 128"
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -229,6 +232,7 @@ MOCK_APPID="$(sed -n 's/.*(appid \([^,]*\), secret \([^)]*\)).*/\1/p' "$WORK/moc
 MOCK_SECRET="$(sed -n 's/.*(appid \([^,]*\), secret \([^)]*\)).*/\2/p' "$WORK/mock.log" | head -1)"
 SECRET="bench-session-secret-0123456789abcdefghijklmnopqrstuvwxyz"
 UA_WECHAT="Mozilla/5.0 (Linux; Android 14) AppleWebKit/537.36 Mobile MicroMessenger/8.0.49"
+UA_DESKTOP="Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
 
 declare -A WX_PORT WX_PID COOKIE
 
@@ -349,6 +353,12 @@ for s in memory cookie redis; do
     fi
 done
 
+if [[ ",$ONLY," == *,qr,* ]]; then
+    if ! start_wxgate qr memory $'[desktop]\nticket_ttl = "10s"\nmax_tickets = 10000000'; then
+        ONLY="$(echo ",$ONLY," | sed "s/,qr,/,/; s/^,//; s/,\$//")"
+    fi
+fi
+
 if [ -n "${BEFORE:-}" ]; then
     # Another build, memory store, measured in the same rounds: before/after figures
     # that share the machine's conditions.
@@ -378,6 +388,9 @@ for round in $(seq 1 "$ROUNDS"); do
             302)
                 run_cell 302 "$c" "http://127.0.0.1:${WX_PORT[memory]}/bench" "${WX_PID[memory]}" \
                     -H "User-Agent: $UA_WECHAT" -H "Accept: text/html" ;;
+            qr)
+                run_cell qr "$c" "http://127.0.0.1:${WX_PORT[qr]}/bench" "${WX_PID[qr]}" \
+                    -H "User-Agent: $UA_DESKTOP" -H "Accept: text/html" ;;
             esac
         done
     done
