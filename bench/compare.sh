@@ -18,6 +18,9 @@
 #   memory     wrk -> wxgate, signed in, memory session store -> upstream
 #   cookie     the same, cookie session store
 #   redis      the same, Redis session store (a private redis-server on a free port)
+#   public     wxgate, memory instance, a path in access.public_paths: proxied with
+#              no session check and no identity header (what the HTTP path costs
+#              without sign-in; the difference to "memory" is the sign-in's cost)
 #   302        wxgate, no session: a WeChat browser navigation answered with the
 #              302 to WeChat's authorize URL (never reaches the upstream)
 #   qr         wxgate, no session: a desktop browser's navigation answered with the
@@ -46,7 +49,7 @@ ROUNDS=3
 DURATION=5
 BUILD=1
 MEMORY=1
-ONLY="direct,nginx,memory,cookie,redis,302,qr"
+ONLY="direct,nginx,memory,cookie,redis,public,302,qr"
 CONNS="16 128"
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -257,6 +260,8 @@ scope = "snsapi_userinfo"
 authorize_url = "http://127.0.0.1:$MOCK_PORT/connect/oauth2/authorize"
 qrconnect_url = "http://127.0.0.1:$MOCK_PORT/connect/qrconnect"
 api_base_url = "http://127.0.0.1:$MOCK_PORT"
+[access]
+public_paths = ["/public/*"]
 [session]
 store = "$store"
 secret = "$SECRET"
@@ -335,7 +340,7 @@ to_ms() { # wrk's "1.23ms" / "456.00us" / "1.02s" -> milliseconds
 
 REDIS_PID=""
 for s in memory cookie redis; do
-    [[ ",$ONLY," == *,$s,* || ( $s == memory && ",$ONLY," == *,302,* ) ]] || continue
+    [[ ",$ONLY," == *,$s,* || ( $s == memory && ",$ONLY," == *,302,* ) || ( $s == memory && ",$ONLY," == *,public,* ) ]] || continue
     extra=""
     if [ "$s" = redis ]; then
         RPORT="$(free_port)"
@@ -385,6 +390,8 @@ for round in $(seq 1 "$ROUNDS"); do
             memory | cookie | redis | before)
                 run_cell "$sc" "$c" "http://127.0.0.1:${WX_PORT[$sc]}/bench" "${WX_PID[$sc]}" \
                     -H "Cookie: ${COOKIE[$sc]}" ;;
+            public)
+                run_cell public "$c" "http://127.0.0.1:${WX_PORT[memory]}/public/bench" "${WX_PID[memory]}" ;;
             302)
                 run_cell 302 "$c" "http://127.0.0.1:${WX_PORT[memory]}/bench" "${WX_PID[memory]}" \
                     -H "User-Agent: $UA_WECHAT" -H "Accept: text/html" ;;
