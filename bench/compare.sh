@@ -338,9 +338,14 @@ to_ms() { # wrk's "1.23ms" / "456.00us" / "1.02s" -> milliseconds
 
 # ------------------------------------------------------------------ start everything
 
+drop() { # drop SCENARIO...: removes scenarios from ONLY
+    for d in "$@"; do ONLY="$(echo ",$ONLY," | sed "s/,$d,/,/; s/^,//; s/,\$//")"; done
+}
+
 REDIS_PID=""
 for s in memory cookie redis; do
-    [[ ",$ONLY," == *,$s,* || ( $s == memory && ",$ONLY," == *,302,* ) || ( $s == memory && ",$ONLY," == *,public,* ) ]] || continue
+    # The memory instance also serves the public and 302 rows.
+    [[ ",$ONLY," == *,$s,* || ( $s == memory && ",$ONLY," =~ ,(302|public), ) ]] || continue
     extra=""
     if [ "$s" = redis ]; then
         RPORT="$(free_port)"
@@ -353,15 +358,15 @@ for s in memory cookie redis; do
     fi
     if start_wxgate "$s" "$s" "$extra"; then
         log "wxgate ($s store) on :${WX_PORT[$s]}, signed in"
+    elif [ "$s" = memory ]; then
+        drop memory public 302
     else
-        ONLY="$(echo ",$ONLY," | sed "s/,$s,/,/; s/^,//; s/,\$//")"
+        drop "$s"
     fi
 done
 
 if [[ ",$ONLY," == *,qr,* ]]; then
-    if ! start_wxgate qr memory $'[desktop]\nticket_ttl = "10s"\nmax_tickets = 10000000'; then
-        ONLY="$(echo ",$ONLY," | sed "s/,qr,/,/; s/^,//; s/,\$//")"
-    fi
+    start_wxgate qr memory $'[desktop]\nticket_ttl = "10s"\nmax_tickets = 10000000' || drop qr
 fi
 
 if [ -n "${BEFORE:-}" ]; then
@@ -449,7 +454,9 @@ echo "CPU for redis is wxgate+redis-server. upconn: TCP connections the upstream
 
 # ------------------------------------------------------------------ memory and start-up
 
-if [ "$MEMORY" = 1 ]; then
+if [ "$MEMORY" = 1 ] && [ ! -f "$WORK/wxgate-memory/wxgate.toml" ]; then
+    log "start-up and memory figures skipped: they reuse the memory row's config (add memory to --only)"
+elif [ "$MEMORY" = 1 ]; then
     EXAMPLE="$ROOT/target/release/examples/sessions_memory"
     # --no-build skips rebuilding wxgate, but the measuring program must exist.
     [ -x "$EXAMPLE" ] || (cd "$ROOT" && cargo build --release --quiet --example sessions_memory)

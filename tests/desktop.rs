@@ -473,6 +473,11 @@ async fn beyond_max_tickets_new_qr_pages_are_refused_and_the_waiting_ones_still_
         refused.text()
     );
     assert!(refused.header("retry-after").is_some());
+    assert!(
+        refused.text().contains("/_wxgate/start?rd=%2Fthree"),
+        "a retry button back to the page asked for: {}",
+        refused.text()
+    );
 
     // The pages already shown are not affected: the first one completes.
     let mut phone = env.phone();

@@ -85,7 +85,7 @@ impl AuthError {
             AuthError::StoreUnavailable => (S::SERVICE_UNAVAILABLE, "登录服务暂时不可用", "Sign-in service temporarily unavailable",
                 "Your session cannot be checked right now. Please retry in a moment; you will not need to sign in again.".into(), false),
             AuthError::SigninsBusy => (S::SERVICE_UNAVAILABLE, "登录人数过多", "Too many sign-ins in progress",
-                "Please retry in a minute.".into(), true),
+                "Too many people are signing in from computers right now. Please retry in a moment.".into(), true),
             AuthError::Internal(_) => (S::INTERNAL_SERVER_ERROR, "内部错误", "Internal error",
                 "Something went wrong on our side.".into(), true),
         };

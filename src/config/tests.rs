@@ -37,6 +37,7 @@ fn a_minimal_file_gets_the_documented_defaults() {
     assert_eq!(c.identity.audience, "http://127.0.0.1:3000");
     assert_eq!(c.wechat.scope, Scope::Base);
     assert_eq!(c.desktop.mode, DesktopMode::Qr);
+    assert_eq!(c.desktop.max_tickets, 50_000);
     assert!(c.cookie_secure(), "https public_url means Secure cookies");
     assert!(
         c.session.secret_generated,
@@ -75,6 +76,8 @@ appid = ""
 lang = "fr"
 [session]
 store = "redis"
+[desktop]
+max_tickets = 0
 [access]
 public_paths = ["static/*", "/a/*/b"]
 "#;
@@ -88,6 +91,7 @@ public_paths = ["static/*", "/a/*/b"]
         "wechat.secret:",
         "wechat.lang:",
         "session.secret:",
+        "desktop.max_tickets:",
         "access.public_paths[0]:",
         "access.public_paths[1]:",
     ] {

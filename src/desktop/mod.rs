@@ -155,16 +155,14 @@ async fn load(auth: &Auth, id: &str) -> Result<Option<Ticket>, ()> {
     }
 }
 
-async fn save(auth: &Auth, id: &str, t: &Ticket) -> Result<(), StoreError> {
+/// Writes a ticket. `max`: the cap on live values, for a new ticket; rewrites of an
+/// admitted ticket (its status, its `Used` marker) pass `usize::MAX`, so the cap never
+/// breaks a sign-in already under way.
+async fn save(auth: &Auth, id: &str, t: &Ticket, max: usize) -> Result<(), StoreError> {
     let left = t.exp.saturating_sub(now_unix()).max(1);
     let bytes = serde_json::to_vec(t).map_err(|_| StoreError::Corrupt)?;
     auth.store
-        .put_ephemeral(
-            &key(id),
-            &bytes,
-            std::time::Duration::from_secs(left),
-            max_values(auth),
-        )
+        .put_ephemeral(&key(id), &bytes, std::time::Duration::from_secs(left), max)
         .await
         .inspect_err(|e| {
             if !matches!(e, StoreError::Full) {
@@ -173,7 +171,7 @@ async fn save(auth: &Auth, id: &str, t: &Ticket) -> Result<(), StoreError> {
         })
 }
 
-/// Store values of pending QR pages at most: each has its ticket and its typed code.
+/// Store values of recent QR pages at most: each has its ticket and its typed code.
 fn max_values(auth: &Auth) -> usize {
     auth.cfg.desktop.max_tickets.saturating_mul(2)
 }
@@ -241,16 +239,22 @@ async fn qr_page(
         code: code.clone(),
         st: Status::Pending,
     };
-    let stored = match save(auth, &id, &ticket).await {
+    let stored = match save(auth, &id, &ticket, max_values(auth)).await {
         Ok(()) => {
-            auth.store
+            let code_stored = auth
+                .store
                 .put_ephemeral(
                     &code_key(&code),
                     id.as_bytes(),
                     std::time::Duration::from_secs(ttl),
                     max_values(auth),
                 )
-                .await
+                .await;
+            if code_stored.is_err() {
+                // A ticket without its code is never shown: it must not hold a place.
+                let _ = auth.store.take_ephemeral(&key(&id)).await;
+            }
+            code_stored
         }
         Err(e) => Err(e),
     };
@@ -259,7 +263,8 @@ async fn qr_page(
         Err(StoreError::Full) => {
             metrics().desktop_signins.inc(&["qr", "busy"]);
             warn_full_once();
-            return crate::auth::AuthError::SigninsBusy.response(json, None);
+            let retry = auth.start_url(&ticket.rd);
+            return crate::auth::AuthError::SigninsBusy.response(json, Some(retry));
         }
         Err(_) => return crate::auth::AuthError::StoreUnavailable.response(json, None),
     }
@@ -423,6 +428,7 @@ async fn done(auth: &Auth, headers: &HeaderMap, id: &str) -> Response<Body> {
             st: Status::Used,
             ..t.clone()
         },
+        usize::MAX,
     )
     .await;
     if !auth.is_allowed(&session.openid) {
@@ -483,7 +489,7 @@ async fn phone_scan(auth: &Auth, headers: &HeaderMap, id: &str) -> Response<Body
                 },
                 ..t.clone()
             };
-            if save(auth, id, &scanned).await.is_err() {
+            if save(auth, id, &scanned, usize::MAX).await.is_err() {
                 return crate::auth::AuthError::StoreUnavailable.response(false, None);
             }
         }
@@ -580,7 +586,10 @@ async fn phone_answer(
         metrics().desktop_signins.inc(&["qr", "cancelled"]);
         Status::Cancelled
     };
-    if save(auth, id, &Ticket { st, ..t }).await.is_err() {
+    if save(auth, id, &Ticket { st, ..t }, usize::MAX)
+        .await
+        .is_err()
+    {
         return crate::auth::AuthError::StoreUnavailable.response(false, None);
     }
     if confirm {

@@ -102,10 +102,11 @@ fn encode_with_mask(data: &[u8]) -> Option<(usize, Symbol)> {
         .min_by_key(|(_, symbol)| penalty(symbol))
 }
 
-/// The mask penalty, without the constant the finder patterns themselves add (the
-/// same for every mask, so the choice does not change). Each row and column is a
-/// bit set (bit x = module x is dark), which keeps the scoring free of branches that
-/// depend on the modules (random by design, so they were mispredicted half the time).
+/// The mask penalty. The crate subtracts what the three finder patterns themselves
+/// score (the same for every mask); this sum keeps it, which changes no choice. Each
+/// row and column is a bit set (bit x = module x is dark): the per-module branches of
+/// a module-by-module scan, on modules that are random by design, were mispredicted
+/// about half the time.
 fn penalty(s: &Symbol) -> u32 {
     let w = s.width;
     let mut rows = vec![0u128; w];

@@ -144,7 +144,11 @@ macro_rules! ephemeral {
             }
             Store::Redis($r) => $remote.await,
         };
-        $self.record($op, started, result.is_err());
+        // A full map is a limit doing its job, not a failing store.
+        let failed = result
+            .as_ref()
+            .is_err_and(|e| !matches!(e, StoreError::Full));
+        $self.record($op, started, failed);
         result
     }};
 }
