@@ -292,7 +292,6 @@ mod tests {
                 encode_by_crate(data.as_bytes()),
                 "symbol for {data:?}"
             );
-
             if let Some((mask, _)) = encode_with_mask(data.as_bytes()) {
                 masks_seen.insert(mask);
             }
