@@ -316,7 +316,9 @@ fn apply_reload(state: &State, mut new: Config) {
         }
     }
     match build_auth(new, state.store.clone()) {
-        Ok(auth) => {
+        Ok(mut auth) => {
+            // A reload must not reset the count of QR pages shown (a way around it).
+            auth.qr_budget = current.qr_budget.clone();
             state.auth.store(Arc::new(auth));
             metrics().config_reloads.inc(&["applied"]);
             tracing::info!(

@@ -55,7 +55,7 @@ async fn a_redis_dump_does_not_reveal_who_is_signed_in() {
     let s = session("oLVPpjqs9OPENIDzwPj5A-vTYAX3GLc");
     store.save(&s).await.unwrap();
     store
-        .put_ephemeral("scan:1", s.openid.as_bytes(), Duration::from_secs(60), 10)
+        .put_ephemeral("scan:1", s.openid.as_bytes(), Duration::from_secs(60))
         .await
         .unwrap();
 
@@ -264,7 +264,7 @@ async fn a_redis_cluster_keeps_sessions_and_revokes_them() {
     assert_eq!(store.load(&second).await.unwrap(), None);
 
     store
-        .put_ephemeral("qr:c", b"v", Duration::from_secs(60), 10)
+        .put_ephemeral("qr:c", b"v", Duration::from_secs(60))
         .await
         .unwrap();
     assert_eq!(

@@ -226,6 +226,37 @@ async fn allowed_openids_and_public_paths_change_on_sighup() {
 }
 
 #[tokio::test]
+async fn a_reload_does_not_reset_the_count_of_qr_pages_shown() {
+    let site = Site::new("qr-budget").await;
+    site.write_config("[desktop]\nmax_tickets = 1\n");
+    let (wxgate, _browser, base) = site.serve().await;
+    let desktop = reqwest::Client::new();
+    let qr_page = || async {
+        desktop
+            .get(format!("{base}/orders"))
+            .header(
+                "user-agent",
+                "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/120.0.0.0",
+            )
+            .header("accept", "text/html")
+            .send()
+            .await
+            .expect("wxgate answers")
+            .status()
+            .as_u16()
+    };
+    assert_eq!(qr_page().await, 200, "the first QR page is shown");
+    assert_eq!(qr_page().await, 503, "max_tickets = 1");
+
+    // Reloading (even to a larger budget) starts from the pages already shown.
+    site.write_config("[desktop]\nmax_tickets = 2\n");
+    wxgate.signal("HUP");
+    reloaded(&wxgate, 0).await;
+    assert_eq!(qr_page().await, 200, "one more fits in the new budget");
+    assert_eq!(qr_page().await, 503, "the count survived the reload");
+}
+
+#[tokio::test]
 async fn an_invalid_config_is_refused_with_a_log_line_and_the_old_one_keeps_serving() {
     let site = Site::new("invalid").await;
     site.write_config("");

@@ -123,10 +123,7 @@ async fn revoking_a_user_ends_all_their_sessions_and_no_other(store: &Store) {
 
 async fn an_ephemeral_value_can_be_taken_once(store: &Arc<Store>) {
     let ttl = Duration::from_secs(60);
-    store
-        .put_ephemeral("qr:1", b"pending", ttl, 10)
-        .await
-        .unwrap();
+    store.put_ephemeral("qr:1", b"pending", ttl).await.unwrap();
     assert_eq!(
         store.get_ephemeral("qr:1").await.unwrap().as_deref(),
         Some(&b"pending"[..])
@@ -154,7 +151,7 @@ async fn an_ephemeral_value_can_be_taken_once(store: &Arc<Store>) {
     assert_eq!(store.get_ephemeral("qr:1").await.unwrap(), None);
 
     store
-        .put_ephemeral("qr:2", b"x", Duration::ZERO, 10)
+        .put_ephemeral("qr:2", b"x", Duration::ZERO)
         .await
         .unwrap();
     assert_eq!(store.take_ephemeral("qr:2").await.unwrap(), None, "expired");

@@ -48,6 +48,8 @@ pub struct Auth {
     /// public_url + "/_wxgate/callback", built once.
     pub redirect_uri: String,
     pub cookie_secure: bool,
+    /// QR pages shown lately; carried over by a reload.
+    pub qr_budget: Arc<crate::desktop::TicketBudget>,
 }
 
 /// What the gate decided for a request that is not one of wxgate's own URLs.
@@ -111,6 +113,7 @@ impl Auth {
             website,
             redirect_uri: format!("{}/_wxgate/callback", public_url.origin),
             cookie_secure: cfg.cookie_secure(),
+            qr_budget: Arc::default(),
             identity_header,
             signer,
             codec,

@@ -358,7 +358,7 @@ pub struct DesktopConfig {
     pub website_secret: String,
     pub website_secret_file: Option<PathBuf>,
     pub ticket_ttl: Dur,
-    /// QR pages waiting for a scan, at most (memory and cookie stores).
+    /// QR pages each process shows per `ticket_ttl`, at most.
     pub max_tickets: usize,
 }
 

@@ -17,7 +17,10 @@
 //! - `done/<id>` (browser, GET): collect the confirmed sign-in, once;
 //! - `c[?code=]` (phone, GET): the typed short code instead of scanning.
 
+mod budget;
 mod qr;
+
+pub use budget::TicketBudget;
 
 use http::{HeaderMap, Method, Response, StatusCode, Uri};
 use serde::{Deserialize, Serialize};
@@ -27,7 +30,7 @@ use crate::admin::metrics::metrics;
 use crate::auth::{classify, Auth};
 use crate::body::Body;
 use crate::config::{DesktopMode, SameSite};
-use crate::session::{now_unix, Session, StoreError};
+use crate::session::{now_unix, Session};
 
 /// Where a ticket stands. `Used` is kept until the ticket's expiry so a replayed
 /// completion or a late scan gets "already used" rather than "expired".
@@ -155,44 +158,24 @@ async fn load(auth: &Auth, id: &str) -> Result<Option<Ticket>, ()> {
     }
 }
 
-/// Writes a ticket. `max`: the cap on live values, for a new ticket; rewrites of an
-/// admitted ticket (its status, its `Used` marker) pass `usize::MAX`, so the cap never
-/// breaks a sign-in already under way.
-async fn save(auth: &Auth, id: &str, t: &Ticket, max: usize) -> Result<(), StoreError> {
+async fn save(auth: &Auth, id: &str, t: &Ticket) -> Result<(), ()> {
     let left = t.exp.saturating_sub(now_unix()).max(1);
-    let bytes = serde_json::to_vec(t).map_err(|_| StoreError::Corrupt)?;
+    let bytes = serde_json::to_vec(t).map_err(|_| ())?;
     auth.store
-        .put_ephemeral(&key(id), &bytes, std::time::Duration::from_secs(left), max)
+        .put_ephemeral(&key(id), &bytes, std::time::Duration::from_secs(left))
         .await
-        .inspect_err(|e| {
-            if !matches!(e, StoreError::Full) {
-                warn!(error = %e, "session store unavailable while saving a scan ticket");
-            }
-        })
-}
-
-/// Store values of recent QR pages at most: each has its ticket and its typed code.
-fn max_values(auth: &Auth) -> usize {
-    auth.cfg.desktop.max_tickets.saturating_mul(2)
+        .map_err(|e| warn!(error = %e, "session store unavailable while saving a scan ticket"))
 }
 
 /// One warning per minute at most: a flood of QR page views must not become a flood
 /// of log lines.
-fn warn_full_once() {
-    static LAST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+fn warn_busy_once() {
+    use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+    static LAST: AtomicU64 = AtomicU64::new(0);
     let now = now_unix();
-    let last = LAST.load(std::sync::atomic::Ordering::Relaxed);
-    if now >= last + 60
-        && LAST
-            .compare_exchange(
-                last,
-                now,
-                std::sync::atomic::Ordering::Relaxed,
-                std::sync::atomic::Ordering::Relaxed,
-            )
-            .is_ok()
-    {
-        warn!("too many QR sign-ins in progress: new QR pages are refused until some expire (desktop.ticket_ttl)");
+    let last = LAST.load(Relaxed);
+    if now >= last + 60 && LAST.compare_exchange(last, now, Relaxed, Relaxed).is_ok() {
+        warn!("too many QR pages shown within desktop.ticket_ttl: new ones are refused for now");
     }
 }
 
@@ -217,6 +200,16 @@ async fn qr_page(
     let json = classify::wants_json(headers);
     let now = now_unix();
     let ttl = auth.cfg.desktop.ticket_ttl.get().as_secs().max(1);
+    if !auth.qr_budget.try_take(
+        std::time::Instant::now(),
+        auth.cfg.desktop.ticket_ttl.get(),
+        auth.cfg.desktop.max_tickets,
+    ) {
+        metrics().desktop_signins.inc(&["qr", "busy"]);
+        warn_busy_once();
+        let retry = auth.start_url(&crate::auth::redirect::strip_code_and_state(rd));
+        return crate::auth::AuthError::SigninsBusy.response(json, Some(retry));
+    }
     let existing = browser_nonce(auth, headers);
     let nonce = existing
         .clone()
@@ -239,34 +232,18 @@ async fn qr_page(
         code: code.clone(),
         st: Status::Pending,
     };
-    let stored = match save(auth, &id, &ticket, max_values(auth)).await {
-        Ok(()) => {
-            let code_stored = auth
-                .store
-                .put_ephemeral(
-                    &code_key(&code),
-                    id.as_bytes(),
-                    std::time::Duration::from_secs(ttl),
-                    max_values(auth),
-                )
-                .await;
-            if code_stored.is_err() {
-                // A ticket without its code is never shown: it must not hold a place.
-                let _ = auth.store.take_ephemeral(&key(&id)).await;
-            }
-            code_stored
-        }
-        Err(e) => Err(e),
-    };
-    match stored {
-        Ok(()) => {}
-        Err(StoreError::Full) => {
-            metrics().desktop_signins.inc(&["qr", "busy"]);
-            warn_full_once();
-            let retry = auth.start_url(&ticket.rd);
-            return crate::auth::AuthError::SigninsBusy.response(json, Some(retry));
-        }
-        Err(_) => return crate::auth::AuthError::StoreUnavailable.response(json, None),
+    let stored = save(auth, &id, &ticket).await.is_ok()
+        && auth
+            .store
+            .put_ephemeral(
+                &code_key(&code),
+                id.as_bytes(),
+                std::time::Duration::from_secs(ttl),
+            )
+            .await
+            .is_ok();
+    if !stored {
+        return crate::auth::AuthError::StoreUnavailable.response(json, None);
     }
     metrics().desktop_signins.inc(&["qr", "shown"]);
 
@@ -428,7 +405,6 @@ async fn done(auth: &Auth, headers: &HeaderMap, id: &str) -> Response<Body> {
             st: Status::Used,
             ..t.clone()
         },
-        usize::MAX,
     )
     .await;
     if !auth.is_allowed(&session.openid) {
@@ -489,7 +465,7 @@ async fn phone_scan(auth: &Auth, headers: &HeaderMap, id: &str) -> Response<Body
                 },
                 ..t.clone()
             };
-            if save(auth, id, &scanned, usize::MAX).await.is_err() {
+            if save(auth, id, &scanned).await.is_err() {
                 return crate::auth::AuthError::StoreUnavailable.response(false, None);
             }
         }
@@ -586,10 +562,7 @@ async fn phone_answer(
         metrics().desktop_signins.inc(&["qr", "cancelled"]);
         Status::Cancelled
     };
-    if save(auth, id, &Ticket { st, ..t }, usize::MAX)
-        .await
-        .is_err()
-    {
+    if save(auth, id, &Ticket { st, ..t }).await.is_err() {
         return crate::auth::AuthError::StoreUnavailable.response(false, None);
     }
     if confirm {

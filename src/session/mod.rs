@@ -102,8 +102,6 @@ pub enum StoreError {
     Unsupported,
     #[error("session store returned corrupt data")]
     Corrupt,
-    #[error("too many sign-ins in progress")]
-    Full,
 }
 
 /// The configured session store. An enum rather than a trait object: three known
@@ -136,19 +134,15 @@ macro_rules! ephemeral {
         let result = match $self {
             Store::Memory(st) => {
                 let $e = &st.ephemeral;
-                $local
+                Ok($local)
             }
             Store::Cookie(st) => {
                 let $e = &st.ephemeral;
-                $local
+                Ok($local)
             }
             Store::Redis($r) => $remote.await,
         };
-        // A full map is a limit doing its job, not a failing store.
-        let failed = result
-            .as_ref()
-            .is_err_and(|e| !matches!(e, StoreError::Full));
-        $self.record($op, started, failed);
+        $self.record($op, started, result.is_err());
         result
     }};
 }
@@ -224,51 +218,36 @@ impl Store {
         dispatch!(self, "ping", |st| st.ping())
     }
 
-    /// A small short-lived value (desktop QR tickets). The memory and cookie stores
-    /// refuse a new key (`StoreError::Full`) while `max` values are live; Redis is
-    /// bounded by its own `maxmemory`.
+    /// A small short-lived value (sign-in flow markers, desktop QR tickets).
     pub async fn put_ephemeral(
         &self,
         key: &str,
         value: &[u8],
         ttl: Duration,
-        max: usize,
     ) -> Result<(), StoreError> {
-        ephemeral!(
-            self,
-            "put_ephemeral",
-            |e| e.put(key, value, ttl, max),
-            |r| r.put_ephemeral(key, value, ttl)
-        )
+        ephemeral!(self, "put_ephemeral", |e| e.put(key, value, ttl), |r| r
+            .put_ephemeral(key, value, ttl))
     }
 
     pub async fn get_ephemeral(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        ephemeral!(self, "get_ephemeral", |e| Ok(e.get(key)), |r| r
+        ephemeral!(self, "get_ephemeral", |e| e.get(key), |r| r
             .get_ephemeral(key))
     }
 
     /// Get and delete in one step: of two concurrent takes, exactly one gets the value.
     pub async fn take_ephemeral(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        ephemeral!(self, "take_ephemeral", |e| Ok(e.take(key)), |r| r
+        ephemeral!(self, "take_ephemeral", |e| e.take(key), |r| r
             .take_ephemeral(key))
     }
 
     /// True when this caller now holds the lock; it lapses after `ttl` if never unlocked.
     pub async fn try_lock(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
-        ephemeral!(self, "try_lock", |e| Ok(e.try_lock(key, ttl)), |r| r
+        ephemeral!(self, "try_lock", |e| e.try_lock(key, ttl), |r| r
             .try_lock(key, ttl))
     }
 
     pub async fn unlock(&self, key: &str) -> Result<(), StoreError> {
-        ephemeral!(
-            self,
-            "unlock",
-            |e| {
-                e.unlock(key);
-                Ok(())
-            },
-            |r| r.unlock(key)
-        )
+        ephemeral!(self, "unlock", |e| e.unlock(key), |r| r.unlock(key))
     }
 }
 
@@ -308,7 +287,7 @@ mod tests {
         assert_send(&store.revoke_openid("o"));
         assert_send(&store.count());
         assert_send(&store.ping());
-        assert_send(&store.put_ephemeral("k", b"v", ttl, 10));
+        assert_send(&store.put_ephemeral("k", b"v", ttl));
         assert_send(&store.get_ephemeral("k"));
         assert_send(&store.take_ephemeral("k"));
         assert_send(&store.try_lock("k", ttl));
