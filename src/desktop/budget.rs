@@ -48,7 +48,7 @@ impl TicketBudget {
         // Each critical section leaves the counters consistent: a poisoned lock is usable.
         let mut w = self.windows.lock().unwrap_or_else(|e| e.into_inner());
         let mut elapsed = now.saturating_duration_since(w.start);
-        if elapsed >= lifetime * 2 {
+        if elapsed >= lifetime.saturating_mul(2) {
             *w = Windows {
                 start: now,
                 current: 0,
