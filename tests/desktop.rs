@@ -462,7 +462,7 @@ async fn beyond_max_tickets_new_qr_pages_are_refused_and_the_waiting_ones_still_
     let (_, scan_url, ticket) = qr_page(&env, &mut first, "/one").await;
     let mut second = desktop_browser(&env);
     let (page, _, _) = qr_page(&env, &mut second, "/two").await;
-    assert_eq!(page.status, 200, "two QR pages may wait");
+    assert_eq!(page.status, 200, "two QR pages fit the budget");
 
     let mut third = desktop_browser(&env);
     let refused = third.get(&env.url("/three")).await;
@@ -473,6 +473,10 @@ async fn beyond_max_tickets_new_qr_pages_are_refused_and_the_waiting_ones_still_
         refused.text()
     );
     assert!(refused.header("retry-after").is_some());
+    assert!(
+        !refused.text().contains("data-scan-url") && refused.header("set-cookie").is_none(),
+        "a refused page shows no ticket and sets nothing"
+    );
     assert!(
         refused.text().contains("/_wxgate/start?rd=%2Fthree"),
         "a retry button back to the page asked for: {}",

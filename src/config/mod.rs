@@ -358,7 +358,8 @@ pub struct DesktopConfig {
     pub website_secret: String,
     pub website_secret_file: Option<PathBuf>,
     pub ticket_ttl: Dur,
-    /// QR pages each process shows per `ticket_ttl`, at most.
+    /// QR pages each process shows per `ticket_ttl` window (up to twice that in a
+    /// `ticket_ttl` straddling two windows).
     pub max_tickets: usize,
 }
 

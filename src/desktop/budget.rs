@@ -42,7 +42,10 @@ impl TicketBudget {
         }
     }
 
-    /// Counts one more page if fewer than `max` were shown in the last `lifetime`.
+    /// Counts one more page if fewer than `max` were shown in the last `lifetime`, as
+    /// the two windows estimate it (exact within a window; a burst at the end of one
+    /// window and a stream in the next can reach twice `max` in one lifetime). A page
+    /// is counted before its ticket is stored: the budget bounds attempts.
     pub fn try_take(&self, now: Instant, lifetime: Duration, max: usize) -> bool {
         let lifetime = lifetime.max(Duration::from_millis(1));
         // Each critical section leaves the counters consistent: a poisoned lock is usable.
