@@ -2,7 +2,7 @@
 # Compares a signed-in request through wxgate with the same request proxied by nginx
 # (no authentication) and sent straight to the upstream.
 #
-#   bench/compare.sh                 # 3 rounds of 5 s per cell (about 4 minutes)
+#   bench/compare.sh                 # 3 rounds of 5 s per cell (about 6 minutes)
 #   bench/compare.sh --long          # 5 rounds of 20 s per cell
 #   bench/compare.sh --rounds N --duration S --no-build --only memory,nginx
 #       (--no-memory skips the start-up and sessions-per-MB figures at the end)
