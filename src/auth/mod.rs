@@ -451,7 +451,21 @@ impl Auth {
             }
         }
         let result = self.refresh_profile(session, &refresh_token).await;
+        let outcome = self.store_refreshed(session, ticket, result, now).await;
+        // Only now: a request that loaded the session before the refreshed one was
+        // stored must find the lock taken, or it would refresh a second time.
         let _ = self.store.unlock(&lock).await;
+        outcome
+    }
+
+    /// Stores what a profile refresh brought (or ends the session WeChat ended).
+    async fn store_refreshed(
+        &self,
+        session: &mut Session,
+        ticket: &str,
+        result: Result<(), crate::wechat::WechatError>,
+        now: u64,
+    ) -> Refreshed {
         match result {
             Ok(()) => {
                 session.profile_at = now;
