@@ -13,12 +13,10 @@ use std::time::{Duration, Instant};
 /// Two consecutive windows of one ticket lifetime: the last lifetime's count is the
 /// current window's plus the share of the previous one that still overlaps it (as if
 /// its pages had been spread evenly).
-#[derive(Debug)]
 pub struct TicketBudget {
     windows: Mutex<Windows>,
 }
 
-#[derive(Debug)]
 struct Windows {
     start: Instant,
     current: u64,

@@ -5,8 +5,8 @@
 //! per-module accessors and a boxed closure per position, which made its encoder
 //! about 0.4 ms of CPU per QR page; the QR page is what every browser outside WeChat
 //! gets before signing in, robots included. The scoring below is the crate's (ISO/IEC
-//! 18004 §7.8.3, as the crate implements it) on a flat grid, so the chosen symbol is
-//! the same one (a test compares them module by module).
+//! 18004 §7.8.3, as the crate implements it) on rows and columns held as bit sets, so
+//! the chosen symbol is the same one (a test compares them module by module).
 
 use std::fmt::Write as _;
 
