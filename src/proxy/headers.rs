@@ -24,6 +24,11 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::UPGRADE,
 ];
 
+/// Whether `name` is one of the fixed hop-by-hop headers.
+pub fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(name)
+}
+
 /// Removes hop-by-hop headers, including every header named by any `Connection`
 /// header. `TE: trailers` survives (it asks for trailers end to end, gRPC needs it).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {

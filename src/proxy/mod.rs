@@ -6,6 +6,7 @@
 //! authority and path prefix, and the version (normalised for the upstream connection).
 
 mod error;
+mod h1;
 pub mod headers;
 mod pool;
 mod upgrade;
@@ -372,6 +373,7 @@ fn content_length(headers: &http::HeaderMap) -> Option<u64> {
 fn classify_pool(e: pool::PoolError, max_body: Option<u64>) -> ProxyError {
     match e {
         pool::PoolError::Send(e) => classify(&e, false, max_body),
+        pool::PoolError::Exchange(e) => ProxyError::Upstream(error_chain(&e)),
         connect => ProxyError::Connect(error_chain(&connect)),
     }
 }

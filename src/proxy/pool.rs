@@ -6,7 +6,9 @@
 //! that waits for the connection to be idle again. For one plain-HTTP upstream none of
 //! that is needed: each worker thread keeps a stack of idle connections, takes the most
 //! recently used one, and puts it back when the response body has been read to its end.
-//! HTTPS upstreams (TLS, ALPN, maybe h2) stay on hyper-util's client.
+//! Requests without a body take the inline exchange of `h1`; the others (uploads,
+//! upgrades) hyper's HTTP/1.1 client connection. HTTPS upstreams (TLS, ALPN, maybe h2)
+//! stay on hyper-util's client.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,6 +25,7 @@ use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+use super::h1;
 use crate::body::Body;
 
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +40,8 @@ pub(super) enum PoolError {
     /// client's body (see `classify`).
     #[error("{0}")]
     Send(hyper::Error),
+    #[error("{0}")]
+    Exchange(h1::H1Error),
 }
 
 pub(super) struct Pool {
@@ -44,17 +49,25 @@ pub(super) struct Pool {
     target: String,
     connect_timeout: Duration,
     idle_timeout: Duration,
-    /// One stack of idle connections per worker thread, then one for callers outside
-    /// the workers. A connection's task runs on the thread that opened it, so each
-    /// worker only ever takes its own.
-    idle: Box<[Mutex<Vec<Idle>>]>,
+    /// Idle connections per worker thread, then for callers outside the workers. A
+    /// connection's I/O is registered with the thread that opened it, so each worker
+    /// only ever takes its own.
+    idle: Box<[Mutex<Slot>]>,
     /// Whether the slot's reaper task was started.
     reaping: Box<[AtomicBool]>,
     this: Weak<Pool>,
 }
 
-struct Idle {
-    sender: SendRequest<Body>,
+#[derive(Default)]
+struct Slot {
+    /// Connections driven by hyper's client (their task lives on).
+    hyper: Vec<Idle<SendRequest<Body>>>,
+    /// Bare connections for the inline exchange; hyper's client takes them too.
+    bare: Vec<Idle<h1::Conn>>,
+}
+
+struct Idle<C> {
+    conn: C,
     since: Instant,
 }
 
@@ -86,12 +99,16 @@ impl Pool {
     /// A reused connection the upstream closed before our request went out is
     /// discarded and the request tried on the next one, as clients do for idempotent
     /// and non-idempotent requests alike (nothing was sent).
-    pub(super) async fn send(&self, mut req: Request<Body>) -> Result<Response<Body>, PoolError> {
+    pub(super) async fn send(&self, req: Request<Body>) -> Result<Response<Body>, PoolError> {
         let slot = self.slot();
+        if h1::eligible(&req) && self.prefers_inline(slot) {
+            return self.send_inline(req, slot).await;
+        }
+        let mut req = req;
         loop {
             let (mut sender, reused) = match self.checkout(slot) {
                 Some(s) => (s, true),
-                None => (self.connect().await?, false),
+                None => self.handshake(slot).await?,
             };
             match sender.try_send_request(req).await {
                 Ok(resp) => {
@@ -115,34 +132,107 @@ impl Pool {
         }
     }
 
+    /// A GET or HEAD without a body, exchanged by this task (see `h1`). A reused
+    /// connection that fails before any of the response arrived was most likely closed
+    /// by the upstream while idle; the request, safe to repeat, goes on the next one.
+    async fn send_inline(
+        &self,
+        req: Request<Body>,
+        slot: usize,
+    ) -> Result<Response<Body>, PoolError> {
+        loop {
+            let (conn, reused) = match self.checkout_bare(slot) {
+                Some(c) => (c, true),
+                None => (h1::Conn::new(self.open().await?), false),
+            };
+            let exchange = match conn.exchange(&req).await {
+                Ok(exchange) => exchange,
+                Err(e) if reused && e.before_response() => continue,
+                Err(e) => return Err(PoolError::Exchange(e)),
+            };
+            let (head, body) = exchange.into_parts();
+            let body = match body {
+                h1::Body::Complete(data, conn) => {
+                    if let Some(conn) = conn {
+                        self.checkin_bare(slot, conn);
+                    }
+                    crate::body::full(data)
+                }
+                h1::Body::Streaming(body) => {
+                    let pool = self.this.clone();
+                    body.on_reusable(Box::new(move |conn| {
+                        if let Some(pool) = pool.upgrade() {
+                            pool.checkin_bare(slot, conn);
+                        }
+                    }))
+                    .map_err(Into::into)
+                    .boxed_unsync()
+                }
+            };
+            return Ok(head.map(|()| body));
+        }
+    }
+
     /// The most recently used idle connection that can take a request now.
     fn checkout(&self, slot: usize) -> Option<SendRequest<Body>> {
         let now = Instant::now();
-        let mut idle = self.idle[slot]
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        while let Some(c) = idle.pop() {
+        let mut idle = self.lock(slot);
+        while let Some(c) = idle.hyper.pop() {
             // Not ready yet means the connection is still busy with the previous
             // exchange (e.g. the upstream answered before reading the whole upload):
             // it is dropped, and closes once that exchange ends.
-            if c.sender.is_ready() && now.duration_since(c.since) < self.idle_timeout {
-                return Some(c.sender);
+            if c.conn.is_ready() && now.duration_since(c.since) < self.idle_timeout {
+                return Some(c.conn);
             }
         }
         None
+    }
+
+    /// An inline exchange needs a bare connection; when only hyper's are idle (an
+    /// upload went before), one of those serves rather than a new connection opened.
+    fn prefers_inline(&self, slot: usize) -> bool {
+        let idle = self.lock(slot);
+        !idle.bare.is_empty() || idle.hyper.is_empty()
+    }
+
+    /// The most recently used bare connection the upstream has not closed.
+    fn checkout_bare(&self, slot: usize) -> Option<h1::Conn> {
+        let now = Instant::now();
+        let mut idle = self.lock(slot);
+        while let Some(c) = idle.bare.pop() {
+            if now.duration_since(c.since) < self.idle_timeout && c.conn.is_usable() {
+                return Some(c.conn);
+            }
+        }
+        None
+    }
+
+    fn lock(&self, slot: usize) -> std::sync::MutexGuard<'_, Slot> {
+        self.idle[slot]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     fn checkin(&self, slot: usize, sender: SendRequest<Body>) {
         if sender.is_closed() {
             return;
         }
-        self.idle[slot]
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(Idle {
-                sender,
-                since: Instant::now(),
-            });
+        self.lock(slot).hyper.push(Idle {
+            conn: sender,
+            since: Instant::now(),
+        });
+        self.reap(slot);
+    }
+
+    fn checkin_bare(&self, slot: usize, conn: h1::Conn) {
+        self.lock(slot).bare.push(Idle {
+            conn,
+            since: Instant::now(),
+        });
+        self.reap(slot);
+    }
+
+    fn reap(&self, slot: usize) {
         if !self.reaping[slot].swap(true, Ordering::Relaxed) {
             self.start_reaper(slot);
         }
@@ -166,13 +256,13 @@ impl Pool {
     }
 
     fn prune(&self, slot: usize, now: Instant) {
-        let mut idle = self.idle[slot]
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        idle.retain(|c| !c.sender.is_closed() && now.duration_since(c.since) < self.idle_timeout);
+        let fresh = |since: Instant| now.duration_since(since) < self.idle_timeout;
+        let mut idle = self.lock(slot);
+        idle.hyper.retain(|c| !c.conn.is_closed() && fresh(c.since));
+        idle.bare.retain(|c| fresh(c.since) && c.conn.is_usable());
     }
 
-    async fn connect(&self) -> Result<SendRequest<Body>, PoolError> {
+    async fn open(&self) -> Result<TcpStream, PoolError> {
         let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(&*self.target))
             .await
             .map_err(|_| PoolError::ConnectTimeout(self.connect_timeout))?
@@ -180,6 +270,16 @@ impl Pool {
         let _ = stream.set_nodelay(true);
         let keepalive = socket2::TcpKeepalive::new().with_time(Duration::from_secs(60));
         let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
+        Ok(stream)
+    }
+
+    /// A hyper client connection on an idle bare connection, or a new one; and whether
+    /// the connection was reused.
+    async fn handshake(&self, slot: usize) -> Result<(SendRequest<Body>, bool), PoolError> {
+        let (stream, reused) = match self.checkout_bare(slot) {
+            Some(conn) => (conn.stream, true),
+            None => (self.open().await?, false),
+        };
         let (sender, conn) = http1::Builder::new()
             .handshake(TokioIo::new(stream))
             .await
@@ -189,14 +289,16 @@ impl Pool {
                 tracing::debug!(error = %e, "upstream connection ended with an error");
             }
         });
-        Ok(sender)
+        Ok((sender, reused))
     }
 
     #[cfg(test)]
     fn idle_count(&self) -> usize {
-        self.idle
-            .iter()
-            .map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).len())
+        (0..self.idle.len())
+            .map(|slot| {
+                let idle = self.lock(slot);
+                idle.hyper.len() + idle.bare.len()
+            })
             .sum()
     }
 }
@@ -424,6 +526,118 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert_eq!(accepted.load(Ordering::SeqCst), 3);
+    }
+
+    /// An upstream speaking raw HTTP/1.1: `answer(n)` is the reply to the n-th request
+    /// (from 0) on a connection, `None` closes the connection without one. Counts the
+    /// connections it accepted.
+    async fn scripted(
+        answer: fn(usize) -> Option<&'static [u8]>,
+    ) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut got = Vec::new();
+                    let mut buf = vec![0u8; 4096];
+                    for n in 0.. {
+                        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                            match s.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(k) => got.extend_from_slice(&buf[..k]),
+                            }
+                        }
+                        let end = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+                        got.drain(..end + 4);
+                        let Some(reply) = answer(n) else { return };
+                        if s.write_all(reply).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (addr, accepted)
+    }
+
+    const OK: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+
+    #[tokio::test]
+    async fn an_upload_after_a_get_goes_on_the_same_connection() {
+        let (addr, accepted) = scripted(|_| Some(OK)).await;
+        let pool = pool_for(addr, Duration::from_secs(60));
+        assert_eq!(fetch(&pool, "/").await, "ok");
+        let post = Request::post("/form")
+            .header("host", "upstream")
+            .body(crate::body::full("a=1"))
+            .unwrap();
+        let resp = pool.send(post).await.unwrap();
+        assert_eq!(resp.into_body().collect().await.unwrap().to_bytes(), "ok");
+        assert_eq!(fetch(&pool, "/").await, "ok");
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            1,
+            "one connection for the three"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_get_on_a_connection_the_upstream_dropped_is_sent_again_on_a_new_one() {
+        // The upstream closes each connection when its second request arrives, as one
+        // whose keep-alive timeout ran out at that moment would.
+        let (addr, accepted) = scripted(|n| (n == 0).then_some(OK)).await;
+        let pool = pool_for(addr, Duration::from_secs(60));
+        for _ in 0..3 {
+            assert_eq!(fetch(&pool, "/").await, "ok");
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn an_upstream_that_closes_new_connections_without_answering_is_an_error() {
+        let (addr, accepted) = scripted(|_| None).await;
+        let pool = pool_for(addr, Duration::from_secs(60));
+        let e = pool.send(get("/")).await.unwrap_err();
+        assert!(
+            matches!(e, PoolError::Exchange(h1::H1Error::ClosedBeforeResponse)),
+            "{e}"
+        );
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            1,
+            "a new connection is not retried"
+        );
+    }
+
+    #[tokio::test]
+    async fn connections_whose_response_was_not_cleanly_framed_are_not_reused() {
+        let (addr, accepted) = scripted(|n| {
+            Some(match n {
+                // Both lengths: read as chunked, then the connection is not trusted.
+                0 => b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+                _ => OK,
+            })
+        })
+        .await;
+        let pool = pool_for(addr, Duration::from_secs(60));
+        assert_eq!(fetch(&pool, "/").await, "ok");
+        assert_eq!(pool.idle_count(), 0);
+        assert_eq!(fetch(&pool, "/").await, "ok");
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+
+        // Bytes after the end of a response: the connection is closed, not reused.
+        let (addr, accepted) = scripted(|_| {
+            Some(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokHTTP/1.1 200 OK\r\n")
+        })
+        .await;
+        let pool = pool_for(addr, Duration::from_secs(60));
+        assert_eq!(fetch(&pool, "/").await, "ok");
+        assert_eq!(fetch(&pool, "/").await, "ok");
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test]
