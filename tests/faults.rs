@@ -246,6 +246,57 @@ async fn an_upstream_dying_mid_response_fails_that_response_and_nothing_else() {
     assert_eq!(health.status, 200);
 }
 
+/// An upstream that gives every request the same response, both lengths announced
+/// (RFC 9112 §6.3: Transfer-Encoding wins), then closes the connection.
+async fn start_doubly_framing_upstream() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut b = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tcp.read(&mut b).await {
+                        Ok(n) if n > 0 => head.extend_from_slice(&b[..n]),
+                        _ => return,
+                    }
+                }
+                let _ = tcp
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+                    )
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn an_upstream_response_with_both_lengths_reaches_the_client_framed_by_chunked() {
+    let upstream = start_doubly_framing_upstream().await;
+    let proxy = start_proxy(|c| c.upstream.url = format!("http://{upstream}")).await;
+    let client = http1_client();
+    // A GET takes wxgate's own exchange, a POST hyper's client: both must drop the
+    // Content-Length the chunked encoding overrides.
+    for (method, body) in [(Method::GET, ""), (Method::POST, "x")] {
+        let req = Request::builder()
+            .method(method.clone())
+            .uri(proxy.url("/twice"))
+            .body(wxgate::body::full(body))
+            .unwrap();
+        let answer = send(&client, req).await;
+        assert_eq!(answer.status, 200, "{method}");
+        assert_eq!(answer.body, "hello", "{method}: the whole chunked body");
+        assert_ne!(
+            answer.header("content-length"),
+            Some("3"),
+            "{method}: the overridden length is not passed on"
+        );
+    }
+}
+
 #[tokio::test]
 async fn an_upstream_reset_before_the_head_gives_502_and_the_next_request_is_served() {
     let proxy = start_proxy(|_| {}).await;

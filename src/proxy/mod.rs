@@ -331,6 +331,11 @@ impl Forwarder {
             None
         };
         let (mut rparts, rbody) = resp.into_parts();
+        // Transfer-Encoding overrides Content-Length, and a proxy must not pass the
+        // latter on (RFC 9112 §6.3): the client would cut the re-framed body short.
+        if rparts.headers.contains_key(header::TRANSFER_ENCODING) {
+            rparts.headers.remove(header::CONTENT_LENGTH);
+        }
         let response_upgrade = rparts.headers.get(header::UPGRADE).cloned();
         headers::strip_hop_by_hop(&mut rparts.headers);
         rparts.extensions.insert(UpstreamTime(took));
