@@ -105,10 +105,10 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 pub fn set_forwarded(headers: &mut HeaderMap, info: ForwardedInfo<'_>) {
     let peer = info.peer.to_canonical();
     let host = info.host.filter(|h| is_safe(h) && !h.is_empty());
-    // Runs on every proxied request: each header is written into one buffer, and the
-    // common case (a client, not a trusted proxy) allocates only for the values it
-    // must build.
-    let mut buf = String::new();
+    // Runs on every proxied request: each header is written into one buffer, sized so
+    // the common case (a client, not a trusted proxy) never grows it, and each value
+    // is one exact copy of it.
+    let mut buf = String::with_capacity(128);
 
     push_prior(&mut buf, headers, &X_FORWARDED_FOR, info.trusted);
     separate(&mut buf);
@@ -191,7 +191,8 @@ fn separate(buf: &mut String) {
 
 /// Replaces `name` with the value built in `buf`, which is left empty for the next one.
 fn set_built(headers: &mut HeaderMap, name: HeaderName, buf: &mut String) {
-    let value = HeaderValue::from_maybe_shared(bytes::Bytes::from(std::mem::take(buf)));
+    let value = HeaderValue::from_str(buf);
+    buf.clear();
     headers.remove(&name);
     if let Ok(v) = value {
         headers.insert(name, v);
