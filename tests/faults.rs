@@ -226,17 +226,21 @@ async fn an_upstream_dying_mid_response_fails_that_response_and_nothing_else() {
     let proxy = start_proxy(|c| c.upstream.url = format!("http://{upstream}")).await;
     let client = http1_client();
 
-    let resp = client
+    let answer = client
         .request(
             Request::get(proxy.url("/cut"))
                 .body(wxgate::body::empty())
                 .unwrap(),
         )
-        .await
-        .expect("the head arrived before the upstream died");
-    assert_eq!(resp.status(), 200);
-    let body = resp.into_body().collect().await;
-    assert!(body.is_err(), "the client sees the cut, not a short body");
+        .await;
+    // When the cut is read together with the head, the client connection is closed
+    // before the head went out; otherwise the head arrives and the body fails. Either
+    // way the client sees the failure, never a short body passed off as complete.
+    if let Ok(resp) = answer {
+        assert_eq!(resp.status(), 200);
+        let body = resp.into_body().collect().await;
+        assert!(body.is_err(), "the client sees the cut, not a short body");
+    }
 
     // The proxy is unharmed: the next request, on any connection, is served.
     let fine = get(&proxy.url("/fine")).await;

@@ -37,8 +37,9 @@ const COPY_BODY_UP_TO: usize = 4096;
 pub(super) enum H1Error {
     #[error("{0}")]
     Io(#[from] io::Error),
-    #[error("the upstream closed the connection before its response")]
-    ClosedBeforeResponse,
+    /// Closed or reset with not one byte of a response received (no 1xx either).
+    #[error("the upstream closed the connection before its response{}", .0.as_ref().map(|e| format!(": {e}")).unwrap_or_default())]
+    ClosedBeforeResponse(Option<io::Error>),
     #[error("invalid response head: {0}")]
     Parse(httparse::Error),
     #[error("response head larger than {MAX_HEAD_BYTES} bytes")]
@@ -54,17 +55,21 @@ pub(super) enum H1Error {
 }
 
 impl H1Error {
-    /// Nothing of a response arrived: on a reused connection the upstream most likely
-    /// closed it while idle, and the request may be tried again on another.
+    /// Not one byte of a response arrived: on a reused connection the upstream most
+    /// likely closed it while idle, and the request may be tried again on a new one.
     pub(super) fn before_response(&self) -> bool {
-        matches!(self, H1Error::ClosedBeforeResponse)
-            || matches!(self, H1Error::Io(e) if matches!(
-                e.kind(),
-                io::ErrorKind::ConnectionReset
-                    | io::ErrorKind::BrokenPipe
-                    | io::ErrorKind::ConnectionAborted
-            ))
+        matches!(self, H1Error::ClosedBeforeResponse(_))
     }
+}
+
+/// A reset or broken pipe, as a connection the upstream closed while idle shows.
+fn is_reset(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionAborted
+    )
 }
 
 impl From<http::header::InvalidHeaderName> for H1Error {
@@ -128,7 +133,16 @@ impl Conn {
     }
 
     async fn run(mut self, head_request: bool) -> Result<Exchange, H1Error> {
-        self.stream.write_all(&self.out).await?;
+        if let Err(e) = self.stream.write_all(&self.out).await {
+            return Err(if is_reset(&e) {
+                H1Error::ClosedBeforeResponse(Some(e))
+            } else {
+                H1Error::Io(e)
+            });
+        }
+        // Once anything came back (part of a head, a 1xx) the upstream has the request:
+        // a failure from then on is never retried.
+        let mut received = false;
         loop {
             if !self.buf.is_empty() {
                 if let Some(head) = parse_head(&self.buf, head_request)? {
@@ -143,16 +157,22 @@ impl Conn {
                 return Err(H1Error::HeadTooLarge);
             }
             self.buf.reserve(READ_CHUNK);
-            let n = std::future::poll_fn(|cx| {
+            let read = std::future::poll_fn(|cx| {
                 tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.buf)
             })
-            .await?;
-            if n == 0 {
-                return Err(if self.buf.is_empty() {
-                    H1Error::ClosedBeforeResponse
-                } else {
-                    H1Error::Framing("connection closed inside the response head")
-                });
+            .await;
+            match read {
+                Ok(0) if !received => return Err(H1Error::ClosedBeforeResponse(None)),
+                Ok(0) => {
+                    return Err(H1Error::Framing(
+                        "connection closed inside the response head",
+                    ))
+                }
+                Ok(_) => received = true,
+                Err(e) if !received && is_reset(&e) => {
+                    return Err(H1Error::ClosedBeforeResponse(Some(e)))
+                }
+                Err(e) => return Err(H1Error::Io(e)),
             }
         }
     }
@@ -277,6 +297,13 @@ fn parse_head(buf: &[u8], head_request: bool) -> Result<Option<Head>, H1Error> {
     *response.status_mut() = status;
     *response.version_mut() = version;
     *response.headers_mut() = headers;
+    // Kept as hyper's client keeps it, so the client gets the upstream's own words.
+    let reason = parsed.reason.unwrap_or_default();
+    if Some(reason) != status.canonical_reason() {
+        if let Ok(reason) = hyper::ext::ReasonPhrase::try_from(reason.as_bytes()) {
+            response.extensions_mut().insert(reason);
+        }
+    }
     Ok(Some(Head {
         len,
         response,
@@ -882,7 +909,12 @@ mod tests {
             );
         }
         let endless = vec![b'1'; MAX_CHUNK_LINE + 10];
-        assert!(decode_in_pieces(Decoder::Chunked(Chunked::Size), &endless, 100).is_err());
+        let got = decode_in_pieces(Decoder::Chunked(Chunked::Size), &endless, 100);
+        assert!(
+            got.as_ref()
+                .is_err_and(|e| e.kind() == io::ErrorKind::InvalidData),
+            "a chunk-size line longer than the limit is refused, not buffered: {got:?}"
+        );
     }
 
     #[test]
@@ -932,14 +964,22 @@ mod tests {
         )));
     }
 
-    /// What a client makes of a raw response: status, headers, body, trailers, and
-    /// whether the connection could carry another request.
+    /// What a client makes of a raw response.
     #[derive(Debug, PartialEq)]
     struct Seen {
         status: u16,
+        version: Version,
+        /// A reason phrase other than the status code's usual one.
+        reason: Option<Vec<u8>>,
         headers: Vec<(String, String)>,
         body: Vec<u8>,
         trailers: Option<Vec<(String, String)>>,
+    }
+
+    fn reason_of<T>(r: &Response<T>) -> Option<Vec<u8>> {
+        r.extensions()
+            .get::<hyper::ext::ReasonPhrase>()
+            .map(|r| r.as_bytes().to_vec())
     }
 
     fn pairs(h: &HeaderMap) -> Vec<(String, String)> {
@@ -985,26 +1025,44 @@ mod tests {
             .unwrap()
     }
 
-    async fn via_inline(addr: std::net::SocketAddr, method: Method) -> Result<Seen, String> {
+    /// What the inline exchange reads, and whether it would reuse the connection.
+    async fn via_inline(
+        addr: std::net::SocketAddr,
+        method: Method,
+    ) -> Result<(Seen, bool), String> {
         let stream = TcpStream::connect(addr).await.unwrap();
         let exchange = Conn::new(stream)
             .exchange(&get(method))
             .await
             .map_err(|e| e.to_string())?;
         let (resp, body) = exchange.into_parts();
-        let collected = match body {
-            Body::Complete(data, _) => {
+        let given_back = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (collected, reusable) = match body {
+            Body::Complete(data, conn) => {
                 let full = http_body_util::Full::new(data).collect().await;
-                full.unwrap_or_else(|never| match never {})
+                (full.unwrap_or_else(|never| match never {}), conn.is_some())
             }
-            Body::Streaming(body) => body.collect().await.map_err(|e| e.to_string())?,
+            Body::Streaming(body) => {
+                let flag = given_back.clone();
+                let body = body.on_reusable(Box::new(move |_| {
+                    flag.store(true, std::sync::atomic::Ordering::SeqCst)
+                }));
+                let collected = body.collect().await.map_err(|e| e.to_string())?;
+                (
+                    collected,
+                    given_back.load(std::sync::atomic::Ordering::SeqCst),
+                )
+            }
         };
-        Ok(Seen {
+        let seen = Seen {
             status: resp.status().as_u16(),
+            version: resp.version(),
+            reason: reason_of(&resp),
             headers: pairs(resp.headers()),
             trailers: collected.trailers().map(pairs),
             body: collected.to_bytes().to_vec(),
-        })
+        };
+        Ok((seen, reusable))
     }
 
     async fn via_hyper(addr: std::net::SocketAddr, method: Method) -> Result<Seen, String> {
@@ -1018,10 +1076,13 @@ mod tests {
             .send_request(get(method))
             .await
             .map_err(|e| e.to_string())?;
+        let reason = reason_of(&resp);
         let (parts, body) = resp.into_parts();
         let collected = body.collect().await.map_err(|e| e.to_string())?;
         Ok(Seen {
             status: parts.status.as_u16(),
+            version: parts.version,
+            reason,
             headers: pairs(&parts.headers),
             trailers: collected.trailers().map(pairs),
             body: collected.to_bytes().to_vec(),
@@ -1035,32 +1096,68 @@ mod tests {
             r.extend(std::iter::repeat_n(b'x', 70_000));
             r.leak()
         };
-        let cases: &[(&'static [u8], Method)] = &[
-            (b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nx-a: 1\r\n\r\nhello", Method::GET),
-            (big, Method::GET),
-            (b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5;e=1\r\nhello\r\n6\r\n world\r\n0\r\nx-sum: 7\r\n\r\n", Method::GET),
-            (b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n", Method::GET),
-            (b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", Method::GET),
-            (b"HTTP/1.0 200 OK\r\ncontent-type: text/plain\r\n\r\nuntil the end", Method::GET),
-            (b"HTTP/1.1 200 OK\r\n\r\nuntil the end", Method::GET),
-            (b"HTTP/1.1 103 Early Hints\r\nlink: </s.css>\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok", Method::GET),
-            (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n", Method::GET),
-            (b"HTTP/1.1 304 Not Modified\r\netag: \"x\"\r\ncontent-length: 10\r\n\r\n", Method::GET),
-            (b"HTTP/1.1 204 No Content\r\n\r\n", Method::GET),
-            (b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n", Method::HEAD),
-            (b"HTTP/1.1 500 Oops\r\nset-cookie: a=1\r\nset-cookie: b=2\r\ncontent-length: 3\r\n\r\nbad", Method::GET),
+        // (response, request method, connection reusable after it)
+        let cases: &[(&'static [u8], Method, bool)] = &[
+            (b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nx-a: 1\r\n\r\nhello", Method::GET, true),
+            (big, Method::GET, true),
+            (b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5;e=1\r\nhello\r\n6\r\n world\r\n0\r\nx-sum: 7\r\n\r\n", Method::GET, true),
+            (b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n", Method::GET, true),
+            (b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", Method::GET, false),
+            (b"HTTP/1.0 200 OK\r\ncontent-type: text/plain\r\n\r\nuntil the end", Method::GET, false),
+            (b"HTTP/1.1 200 OK\r\n\r\nuntil the end", Method::GET, false),
+            (b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\nok", Method::GET, false),
+            (b"HTTP/1.1 103 Early Hints\r\nlink: </s.css>\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok", Method::GET, true),
+            (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n", Method::GET, true),
+            (b"HTTP/1.1 304 Not Modified\r\netag: \"x\"\r\ncontent-length: 10\r\n\r\n", Method::GET, true),
+            (b"HTTP/1.1 204 No Content\r\n\r\n", Method::GET, true),
+            (b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n", Method::HEAD, true),
+            (b"HTTP/1.1 500 Oops\r\nset-cookie: a=1\r\nset-cookie: b=2\r\ncontent-length: 3\r\n\r\nbad", Method::GET, true),
+            (b"HTTP/1.1 200 \r\ncontent-length: 0\r\n\r\n", Method::GET, true),
         ];
-        for (raw, method) in cases {
+        for (raw, method, reusable) in cases {
+            let label = String::from_utf8_lossy(&raw[..raw.len().min(80)]).into_owned();
             let addr = serve_once(raw).await;
-            let ours = via_inline(addr, method.clone()).await;
+            let (ours, reused) = via_inline(addr, method.clone())
+                .await
+                .unwrap_or_else(|e| panic!("{label:?}: {e}"));
             let hypers = via_hyper(addr, method.clone()).await;
-            assert_eq!(
-                ours,
-                hypers,
-                "{:?}",
-                String::from_utf8_lossy(&raw[..raw.len().min(80)])
+            assert_eq!(Ok(&ours), hypers.as_ref(), "{label:?}");
+            assert_eq!(reused, *reusable, "{label:?}: connection reuse");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_is_unusable_once_the_upstream_closed_it_or_spoke_unasked() {
+        for unasked in [&b""[..], b"HTTP/1.1 408 Request Timeout\r\n\r\n"] {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let (go, gone) = tokio::sync::oneshot::channel::<()>();
+            tokio::spawn(async move {
+                let (mut s, _) = listener.accept().await.unwrap();
+                let _ = gone.await;
+                let _ = s.write_all(unasked).await;
+                if !unasked.is_empty() {
+                    // Stays open: only the unasked bytes make it unusable.
+                    std::future::pending::<()>().await;
+                }
+            });
+            let conn = Conn::new(TcpStream::connect(addr).await.unwrap());
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            assert!(conn.is_usable(), "an open, silent connection is usable");
+            go.send(()).unwrap();
+            let mut usable = true;
+            for _ in 0..200 {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                usable = conn.is_usable();
+                if !usable {
+                    break;
+                }
+            }
+            assert!(
+                !usable,
+                "after {:?} the connection is unusable",
+                String::from_utf8_lossy(unasked)
             );
-            assert!(ours.is_ok(), "{ours:?}");
         }
     }
 

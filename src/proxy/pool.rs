@@ -96,9 +96,10 @@ impl Pool {
     }
 
     /// Sends `req` (origin-form URI, `Host` set) on an idle connection, or a new one.
-    /// A reused connection the upstream closed before our request went out is
-    /// discarded and the request tried on the next one, as clients do for idempotent
-    /// and non-idempotent requests alike (nothing was sent).
+    /// Through hyper's connection, a reused connection the upstream closed before our
+    /// request went out is discarded and the request tried on the next one, as clients
+    /// do for idempotent and non-idempotent requests alike (nothing was sent); for the
+    /// inline exchange see [`Pool::send_inline`].
     pub(super) async fn send(&self, req: Request<Body>) -> Result<Response<Body>, PoolError> {
         let slot = self.slot();
         if h1::eligible(&req) && self.prefers_inline(slot) {
@@ -133,21 +134,32 @@ impl Pool {
     }
 
     /// A GET or HEAD without a body, exchanged by this task (see `h1`). A reused
-    /// connection that fails before any of the response arrived was most likely closed
-    /// by the upstream while idle; the request, safe to repeat, goes on the next one.
+    /// connection that fails before one byte of a response arrived was most likely
+    /// closed by the upstream while idle: the request, safe to repeat (RFC 9110
+    /// §9.2.2), is sent once more, on a new connection, as nginx does for its cached
+    /// upstream connections. Once anything of a response arrived it is never repeated.
     async fn send_inline(
         &self,
         req: Request<Body>,
         slot: usize,
     ) -> Result<Response<Body>, PoolError> {
+        let mut retried = false;
         loop {
-            let (conn, reused) = match self.checkout_bare(slot) {
+            let idle = if retried {
+                None
+            } else {
+                self.checkout_bare(slot)
+            };
+            let (conn, reused) = match idle {
                 Some(c) => (c, true),
                 None => (h1::Conn::new(self.open().await?), false),
             };
             let exchange = match conn.exchange(&req).await {
                 Ok(exchange) => exchange,
-                Err(e) if reused && e.before_response() => continue,
+                Err(e) if reused && e.before_response() => {
+                    retried = true;
+                    continue;
+                }
                 Err(e) => return Err(PoolError::Exchange(e)),
             };
             let (head, body) = exchange.into_parts();
@@ -528,19 +540,37 @@ mod tests {
         assert_eq!(accepted.load(Ordering::SeqCst), 3);
     }
 
-    /// An upstream speaking raw HTTP/1.1: `answer(n)` is the reply to the n-th request
-    /// (from 0) on a connection, `None` closes the connection without one. Counts the
-    /// connections it accepted.
-    async fn scripted(
-        answer: fn(usize) -> Option<&'static [u8]>,
-    ) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    /// What a scripted upstream does with a request.
+    #[derive(Clone, Copy)]
+    enum Act {
+        Reply(&'static [u8]),
+        /// Writes these bytes (maybe none), then closes the connection.
+        CloseAfter(&'static [u8]),
+        /// Writes these bytes (maybe none), then resets the connection.
+        ResetAfter(&'static [u8]),
+        /// Never answers, keeps the connection open.
+        Hang,
+    }
+
+    /// An upstream speaking raw HTTP/1.1: `act(n)` is what it does with the n-th
+    /// request (from 0) on a connection. Counts the connections it accepted and the
+    /// requests it read.
+    struct Scripted {
+        addr: std::net::SocketAddr,
+        accepted: Arc<AtomicUsize>,
+        requests: Arc<AtomicUsize>,
+    }
+
+    async fn scripted(act: fn(usize) -> Act) -> Scripted {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let accepted = Arc::new(AtomicUsize::new(0));
-        let counter = accepted.clone();
+        let requests = Arc::new(AtomicUsize::new(0));
+        let (a, r) = (accepted.clone(), requests.clone());
         tokio::spawn(async move {
             while let Ok((mut s, _)) = listener.accept().await {
-                counter.fetch_add(1, Ordering::SeqCst);
+                a.fetch_add(1, Ordering::SeqCst);
+                let r = r.clone();
                 tokio::spawn(async move {
                     let mut got = Vec::new();
                     let mut buf = vec![0u8; 4096];
@@ -553,23 +583,53 @@ mod tests {
                         }
                         let end = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
                         got.drain(..end + 4);
-                        let Some(reply) = answer(n) else { return };
-                        if s.write_all(reply).await.is_err() {
+                        r.fetch_add(1, Ordering::SeqCst);
+                        let (bytes, then) = match act(n) {
+                            Act::Reply(b) => (b, None),
+                            Act::CloseAfter(b) => (b, Some(false)),
+                            Act::ResetAfter(b) => (b, Some(true)),
+                            Act::Hang => {
+                                std::future::pending::<()>().await;
+                                return;
+                            }
+                        };
+                        if s.write_all(bytes).await.is_err() {
                             return;
+                        }
+                        match then {
+                            None => {}
+                            Some(false) => return,
+                            Some(true) => {
+                                let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
+                                return;
+                            }
                         }
                     }
                 });
             }
         });
-        (addr, accepted)
+        Scripted {
+            addr,
+            accepted,
+            requests,
+        }
+    }
+
+    impl Scripted {
+        fn accepted(&self) -> usize {
+            self.accepted.load(Ordering::SeqCst)
+        }
+        fn requests(&self) -> usize {
+            self.requests.load(Ordering::SeqCst)
+        }
     }
 
     const OK: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
 
     #[tokio::test]
     async fn an_upload_after_a_get_goes_on_the_same_connection() {
-        let (addr, accepted) = scripted(|_| Some(OK)).await;
-        let pool = pool_for(addr, Duration::from_secs(60));
+        let up = scripted(|_| Act::Reply(OK)).await;
+        let pool = pool_for(up.addr, Duration::from_secs(60));
         assert_eq!(fetch(&pool, "/").await, "ok");
         let post = Request::post("/form")
             .header("host", "upstream")
@@ -578,66 +638,188 @@ mod tests {
         let resp = pool.send(post).await.unwrap();
         assert_eq!(resp.into_body().collect().await.unwrap().to_bytes(), "ok");
         assert_eq!(fetch(&pool, "/").await, "ok");
-        assert_eq!(
-            accepted.load(Ordering::SeqCst),
-            1,
-            "one connection for the three"
-        );
+        assert_eq!(up.accepted(), 1, "one connection for the three");
+    }
+
+    #[tokio::test]
+    async fn a_head_response_has_no_body_and_its_connection_serves_the_next_get() {
+        let up = scripted(|n| {
+            Act::Reply(match n {
+                0 => b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n",
+                _ => OK,
+            })
+        })
+        .await;
+        let pool = pool_for(up.addr, Duration::from_secs(60));
+        let head = Request::head("/")
+            .header("host", "upstream")
+            .body(crate::body::empty())
+            .unwrap();
+        let resp = pool.send(head).await.unwrap();
+        assert_eq!(resp.headers()["content-length"], "10");
+        assert!(resp
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .is_empty());
+        assert_eq!(fetch(&pool, "/").await, "ok");
+        assert_eq!(up.accepted(), 1);
     }
 
     #[tokio::test]
     async fn a_get_on_a_connection_the_upstream_dropped_is_sent_again_on_a_new_one() {
         // The upstream closes each connection when its second request arrives, as one
-        // whose keep-alive timeout ran out at that moment would.
-        let (addr, accepted) = scripted(|n| (n == 0).then_some(OK)).await;
-        let pool = pool_for(addr, Duration::from_secs(60));
-        for _ in 0..3 {
-            assert_eq!(fetch(&pool, "/").await, "ok");
+        // whose keep-alive timeout ran out at that moment would: with a FIN, or a reset.
+        for act in [
+            (|n| {
+                if n == 0 {
+                    Act::Reply(OK)
+                } else {
+                    Act::CloseAfter(b"")
+                }
+            }) as fn(usize) -> Act,
+            |n| {
+                if n == 0 {
+                    Act::Reply(OK)
+                } else {
+                    Act::ResetAfter(b"")
+                }
+            },
+        ] {
+            let up = scripted(act).await;
+            let pool = pool_for(up.addr, Duration::from_secs(60));
+            for _ in 0..3 {
+                assert_eq!(fetch(&pool, "/").await, "ok");
+            }
+            assert_eq!(up.accepted(), 3);
+            assert_eq!(up.requests(), 5, "the two dropped requests were sent again");
         }
-        assert_eq!(accepted.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn a_get_is_never_sent_again_once_anything_of_its_response_arrived() {
+        // Part of a head then a reset; a 103 then a close: the upstream had the request,
+        // and repeating it could repeat what it did.
+        for act in [
+            (|n| match n {
+                0 => Act::Reply(OK),
+                _ => Act::ResetAfter(b"HTTP/1.1 200 OK\r\nx-partial: 1\r\n"),
+            }) as fn(usize) -> Act,
+            |n| match n {
+                0 => Act::Reply(OK),
+                _ => Act::CloseAfter(b"HTTP/1.1 103 Early Hints\r\nlink: </a.css>\r\n\r\n"),
+            },
+        ] {
+            let up = scripted(act).await;
+            let pool = pool_for(up.addr, Duration::from_secs(60));
+            assert_eq!(fetch(&pool, "/").await, "ok");
+            let e = pool.send(get("/")).await.unwrap_err();
+            assert!(
+                !matches!(e, PoolError::Exchange(ref h) if h.before_response()),
+                "{e}"
+            );
+            assert_eq!(
+                up.requests(),
+                2,
+                "the failed request went to the upstream once"
+            );
+            assert_eq!(up.accepted(), 1);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_retry_is_not_retried_again() {
+        // Every second request on a connection is dropped unanswered, and so is the
+        // first on a new one: after one retry on a new connection the request fails.
+        let up = scripted(|n| {
+            if n == 0 {
+                Act::Reply(OK)
+            } else {
+                Act::CloseAfter(b"")
+            }
+        })
+        .await;
+        let pool = pool_for(up.addr, Duration::from_secs(60));
+        assert_eq!(fetch(&pool, "/").await, "ok");
+        let up2 = scripted(|_| Act::CloseAfter(b"")).await;
+        // The same pool, now pointing at an upstream that drops every request: the
+        // idle connection to the first one is tried, then one new connection.
+        let pool2 = Pool::new(
+            up2.addr.to_string(),
+            Duration::from_secs(2),
+            Duration::from_secs(60),
+            0,
+        );
+        let idle = pool.checkout_bare(pool.slot()).expect("an idle connection");
+        pool2.checkin_bare(pool2.slot(), idle);
+        let e = pool2.send(get("/")).await.unwrap_err();
+        assert!(
+            matches!(e, PoolError::Exchange(ref h) if h.before_response()),
+            "{e}"
+        );
+        assert_eq!(up.requests(), 2, "the reused connection carried it once");
+        assert_eq!(
+            (up2.accepted(), up2.requests()),
+            (1, 1),
+            "one new connection, once"
+        );
     }
 
     #[tokio::test]
     async fn an_upstream_that_closes_new_connections_without_answering_is_an_error() {
-        let (addr, accepted) = scripted(|_| None).await;
-        let pool = pool_for(addr, Duration::from_secs(60));
+        let up = scripted(|_| Act::CloseAfter(b"")).await;
+        let pool = pool_for(up.addr, Duration::from_secs(60));
         let e = pool.send(get("/")).await.unwrap_err();
         assert!(
-            matches!(e, PoolError::Exchange(h1::H1Error::ClosedBeforeResponse)),
+            matches!(e, PoolError::Exchange(h1::H1Error::ClosedBeforeResponse(_))),
             "{e}"
         );
+        assert_eq!(up.accepted(), 1, "a new connection is not retried");
+    }
+
+    #[tokio::test]
+    async fn an_exchange_cut_by_a_timeout_leaves_no_connection_behind() {
+        let up = scripted(|_| Act::Hang).await;
+        let pool = pool_for(up.addr, Duration::from_secs(60));
+        for _ in 0..2 {
+            let cut = tokio::time::timeout(Duration::from_millis(100), pool.send(get("/"))).await;
+            assert!(cut.is_err(), "the upstream never answers");
+            assert_eq!(pool.idle_count(), 0);
+        }
         assert_eq!(
-            accepted.load(Ordering::SeqCst),
-            1,
-            "a new connection is not retried"
+            up.accepted(),
+            2,
+            "the second request did not get the cut connection"
         );
     }
 
     #[tokio::test]
     async fn connections_whose_response_was_not_cleanly_framed_are_not_reused() {
-        let (addr, accepted) = scripted(|n| {
-            Some(match n {
+        let up = scripted(|n| {
+            Act::Reply(match n {
                 // Both lengths: read as chunked, then the connection is not trusted.
                 0 => b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
                 _ => OK,
             })
         })
         .await;
-        let pool = pool_for(addr, Duration::from_secs(60));
+        let pool = pool_for(up.addr, Duration::from_secs(60));
         assert_eq!(fetch(&pool, "/").await, "ok");
         assert_eq!(pool.idle_count(), 0);
         assert_eq!(fetch(&pool, "/").await, "ok");
-        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+        assert_eq!(up.accepted(), 2);
 
         // Bytes after the end of a response: the connection is closed, not reused.
-        let (addr, accepted) = scripted(|_| {
-            Some(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokHTTP/1.1 200 OK\r\n")
+        let up = scripted(|_| {
+            Act::Reply(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokHTTP/1.1 200 OK\r\n")
         })
         .await;
-        let pool = pool_for(addr, Duration::from_secs(60));
+        let pool = pool_for(up.addr, Duration::from_secs(60));
         assert_eq!(fetch(&pool, "/").await, "ok");
         assert_eq!(fetch(&pool, "/").await, "ok");
-        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+        assert_eq!(up.accepted(), 2);
     }
 
     #[tokio::test]
