@@ -191,9 +191,9 @@ async fn an_expired_code_gets_one_fresh_authorization_then_a_page_never_a_loop()
     assert_not_signed_in(&mut browser).await;
 }
 
-/// An upstream that sends a response head announcing 100 bytes, 10 of them, then
-/// closes — for `/cut`; anything else gets a whole small answer.
-async fn start_cutting_upstream() -> SocketAddr {
+/// An upstream that reads each request's head, writes `answer(head)` and closes the
+/// connection.
+async fn start_raw_upstream(answer: fn(&[u8]) -> &'static [u8]) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -207,17 +207,24 @@ async fn start_cutting_upstream() -> SocketAddr {
                         _ => return,
                     }
                 }
-                let answer: &[u8] = if head.starts_with(b"GET /cut ") {
-                    b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789"
-                } else {
-                    b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: close\r\n\r\nfine"
-                };
-                let _ = tcp.write_all(answer).await;
-                // Dropping the socket closes it, mid-body for /cut.
+                let _ = tcp.write_all(answer(&head)).await;
             });
         }
     });
     addr
+}
+
+/// An upstream that sends a response head announcing 100 bytes, 10 of them, then
+/// closes — for `/cut`; anything else gets a whole small answer.
+async fn start_cutting_upstream() -> SocketAddr {
+    start_raw_upstream(|head| {
+        if head.starts_with(b"GET /cut ") {
+            b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789"
+        } else {
+            b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: close\r\n\r\nfine"
+        }
+    })
+    .await
 }
 
 #[tokio::test]
@@ -253,28 +260,10 @@ async fn an_upstream_dying_mid_response_fails_that_response_and_nothing_else() {
 /// An upstream that gives every request the same response, both lengths announced
 /// (RFC 9112 §6.3: Transfer-Encoding wins), then closes the connection.
 async fn start_doubly_framing_upstream() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut tcp, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut b = [0u8; 1024];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match tcp.read(&mut b).await {
-                        Ok(n) if n > 0 => head.extend_from_slice(&b[..n]),
-                        _ => return,
-                    }
-                }
-                let _ = tcp
-                    .write_all(
-                        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
-                    )
-                    .await;
-            });
-        }
-    });
-    addr
+    start_raw_upstream(|_| {
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+    })
+    .await
 }
 
 #[tokio::test]

@@ -113,6 +113,23 @@ impl Conn {
         }
     }
 
+    /// Lets go of buffers a large response or request head grew, so an idle connection
+    /// holds at most a few KB.
+    pub(super) fn shrink_idle(&mut self) {
+        if self.buf.capacity() > 2 * READ_CHUNK {
+            self.buf = BytesMut::new();
+        }
+        if self.out.capacity() > 2 * READ_CHUNK {
+            self.out = Vec::new();
+        }
+    }
+
+    /// Bytes the connection's buffers hold on to.
+    #[cfg(test)]
+    pub(super) fn held(&self) -> usize {
+        self.buf.capacity() + self.out.capacity()
+    }
+
     /// Whether the connection can carry a request: the upstream has neither closed it
     /// nor sent anything unasked. Costs no system call unless the socket was signalled.
     pub(super) fn is_usable(&self) -> bool {

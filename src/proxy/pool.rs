@@ -236,7 +236,8 @@ impl Pool {
         self.reap(slot);
     }
 
-    fn checkin_bare(&self, slot: usize, conn: h1::Conn) {
+    fn checkin_bare(&self, slot: usize, mut conn: h1::Conn) {
+        conn.shrink_idle();
         self.lock(slot).bare.push(Idle {
             conn,
             since: Instant::now(),
@@ -764,6 +765,37 @@ mod tests {
             (up2.accepted(), up2.requests()),
             (1, 1),
             "one new connection, once"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_does_not_keep_the_buffers_large_heads_grew() {
+        let up = scripted(|_| {
+            static BIG: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+            Act::Reply(BIG.get_or_init(|| {
+                let mut r = b"HTTP/1.1 200 OK\r\nx-big: ".to_vec();
+                r.extend(std::iter::repeat_n(b'a', 100_000));
+                r.extend_from_slice(b"\r\ncontent-length: 2\r\n\r\nok");
+                r
+            }))
+        })
+        .await;
+        let pool = pool_for(up.addr, Duration::from_secs(60));
+        let req = Request::get("/")
+            .header("host", "upstream")
+            .header("x-cookies", "b".repeat(100_000))
+            .body(crate::body::empty())
+            .unwrap();
+        let resp = pool.send(req).await.unwrap();
+        assert_eq!(resp.headers()["x-big"].len(), 100_000);
+        assert_eq!(resp.into_body().collect().await.unwrap().to_bytes(), "ok");
+        let idle = pool
+            .checkout_bare(pool.slot())
+            .expect("the connection is idle");
+        assert!(
+            idle.held() <= 32 * 1024,
+            "{} bytes held while idle",
+            idle.held()
         );
     }
 
