@@ -99,7 +99,7 @@ pub(super) fn eligible<B: HttpBody>(req: &Request<B>) -> bool {
 /// A connection to the upstream with its read buffer, which holds nothing between
 /// exchanges.
 pub(super) struct Conn {
-    pub(super) stream: TcpStream,
+    stream: TcpStream,
     buf: BytesMut,
     out: Vec<u8>,
 }
@@ -111,6 +111,18 @@ impl Conn {
             buf: BytesMut::new(),
             out: Vec::new(),
         }
+    }
+
+    /// The socket, for hyper's client to take over (an idle connection's buffer is
+    /// empty).
+    pub(super) fn into_stream(self) -> TcpStream {
+        self.stream
+    }
+
+    /// The connection after a finished response, when it may carry another request:
+    /// the response allowed it and nothing came after its end.
+    fn if_reusable(self, reusable: bool) -> Option<Conn> {
+        (reusable && self.buf.is_empty()).then_some(self)
     }
 
     /// Lets go of buffers a large response or request head grew, so an idle connection
@@ -214,7 +226,6 @@ impl Exchange {
     pub(super) fn into_parts(self) -> (Response<()>, Body) {
         let Exchange { mut conn, head } = self;
         let reusable = head.reusable;
-        let give_back = |conn: Conn| (reusable && conn.buf.is_empty()).then_some(conn);
         let body = match head.framing {
             Framing::Length(n) if n <= conn.buf.len() as u64 => {
                 let n = n as usize;
@@ -228,7 +239,7 @@ impl Exchange {
                 } else {
                     conn.buf.split_to(n).freeze()
                 };
-                Body::Complete(data, give_back(conn))
+                Body::Complete(data, conn.if_reusable(reusable))
             }
             Framing::Length(n) => {
                 Body::Streaming(ResponseBody::new(conn, Decoder::Length(n), reusable))
@@ -598,11 +609,9 @@ impl ResponseBody {
     }
 
     fn finish(&mut self) {
-        let conn = self.conn.take();
+        let conn = self.conn.take().and_then(|c| c.if_reusable(self.reusable));
         if let (Some(conn), Some(give_back)) = (conn, self.give_back.take()) {
-            if self.reusable && conn.buf.is_empty() {
-                give_back(conn);
-            }
+            give_back(conn);
         }
     }
 }

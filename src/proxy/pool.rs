@@ -290,7 +290,7 @@ impl Pool {
     /// the connection was reused.
     async fn handshake(&self, slot: usize) -> Result<(SendRequest<Body>, bool), PoolError> {
         let (stream, reused) = match self.checkout_bare(slot) {
-            Some(conn) => (conn.stream, true),
+            Some(conn) => (conn.into_stream(), true),
             None => (self.open().await?, false),
         };
         let (sender, conn) = http1::Builder::new()
