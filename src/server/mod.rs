@@ -362,8 +362,9 @@ pub fn with_access_log(inner: Handler) -> Handler {
                 .unwrap_or_else(new_request_id);
             req.headers_mut().insert(X_REQUEST_ID, id.clone());
             let method = req.method().clone();
-            // The query stays out of the log: it may carry a sign-in code or state.
-            let path = req.uri().path().to_string();
+            // A clone shares the request head's bytes (no copy). The query stays out of
+            // the log: it may carry a sign-in code or state.
+            let uri = req.uri().clone();
             let started = Instant::now();
             let in_flight = InFlight::new();
             let mut resp = inner(req, conn).await;
@@ -374,7 +375,7 @@ pub fn with_access_log(inner: Handler) -> Handler {
             metrics().count_response(status, took);
             access_log::record(&access_log::Entry {
                 method: &method,
-                path: &path,
+                path: uri.path(),
                 status,
                 took,
                 upstream: resp.extensions().get::<UpstreamTime>().map(|t| t.0),
