@@ -12,8 +12,9 @@ use ipnet::IpNet;
 
 /// Headers that describe one connection, never the message (RFC 9110 §7.6.1), plus the
 /// proxy credentials meant for us rather than the upstream.
-/// Parsed once: removing by `&str` would parse each name again on every request.
-const HOP_BY_HOP: [HeaderName; 8] = [
+/// Parsed once: removing by `&str` would parse each name again on every request. A
+/// static, not a const: a const array is built (and dropped) again at every use.
+static HOP_BY_HOP: [HeaderName; 8] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -32,6 +33,18 @@ pub fn is_hop_by_hop(name: &HeaderName) -> bool {
 /// Removes hop-by-hop headers, including every header named by any `Connection`
 /// header. `TE: trailers` survives (it asks for trailers end to end, gRPC needs it).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Runs on every request and response. One pass over the names present finds the
+    // fixed ones to remove: most messages carry none of them, or only `Connection`,
+    // and a removal per fixed name hashed each of the eight names every time.
+    let mut present = [false; 8];
+    for name in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
+            present[i] = true;
+        }
+    }
+    if !present.contains(&true) {
+        return;
+    }
     let wants_trailers = headers.get_all(header::TE).iter().any(|v| {
         v.to_str().is_ok_and(|s| {
             s.split(',')
@@ -57,7 +70,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in named {
         headers.remove(name);
     }
-    for name in &HOP_BY_HOP {
+    for (name, _) in HOP_BY_HOP.iter().zip(present).filter(|(_, p)| *p) {
         headers.remove(name);
     }
     if wants_trailers {
@@ -375,6 +388,13 @@ mod tests {
                 ],
                 &[("host", "a")],
             ),
+            // Nothing hop-by-hop: left as it is.
+            (
+                &[("accept", "*/*"), ("x-keep", "1"), ("x-keep", "2")],
+                &[("accept", "*/*"), ("x-keep", "1"), ("x-keep", "2")],
+            ),
+            // A fixed one without any Connection header.
+            (&[("keep-alive", "timeout=5"), ("x-a", "1")], &[("x-a", "1")]),
         ];
         for (input, want) in table {
             let mut h = map(input);
