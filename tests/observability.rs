@@ -80,7 +80,8 @@ async fn a_wechat_error_is_logged_as_json_with_wechats_request_id() {
         &config,
         format!(
             "[server]\nlisten = \"127.0.0.1:0\"\npublic_url = \"http://wxgate.test\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\
-[upstream]\nurl = \"http://{}\"\n[session]\nsecret = \"0123456789abcdef0123456789abcdef-obs\"\n{}",
+[upstream]\nurl = \"http://{}\"\n[access]\npublic_paths = [\"/public/*\"]\n\
+[session]\nsecret = \"0123456789abcdef0123456789abcdef-obs\"\n{}",
             upstream.addr,
             wechat::wechat_toml(mock_addr, &mock)
         ),
@@ -132,6 +133,23 @@ async fn a_wechat_error_is_logged_as_json_with_wechats_request_id() {
         access["fields"]["request_id"]
             .as_str()
             .is_some_and(|r| r.len() == 32),
+        "{access}"
+    );
+    // Only a request that reached the upstream says how long the upstream took.
+    assert!(access["fields"].get("upstream_ms").is_none(), "{access}");
+    let proxied = common::get(&format!("http://{public}/public/report")).await;
+    assert_eq!(proxied.status, 200, "{:?}", proxied.body);
+    let (access, _) = wxgate
+        .wait_for(0, |v| {
+            v["fields"]["message"] == "request" && v["fields"]["path"] == "/public/report"
+        })
+        .await;
+    let (upstream_ms, duration_ms) = (
+        access["fields"]["upstream_ms"].as_f64(),
+        access["fields"]["duration_ms"].as_f64(),
+    );
+    assert!(
+        upstream_ms.zip(duration_ms).is_some_and(|(u, d)| u <= d),
         "{access}"
     );
     // Every line is JSON, and the secret is in none of them.
