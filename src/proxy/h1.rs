@@ -30,6 +30,10 @@ const MAX_HEADERS: usize = 100;
 const MAX_HEAD_BYTES: usize = 8192 + 4096 * 100;
 /// A chunk-size line with its extensions; longer ones are refused, not buffered.
 const MAX_CHUNK_LINE: usize = 4096;
+/// Chunk extensions over a whole body, as hyper's limit: nobody uses them, and a stream
+/// of tiny chunks each with a long extension would otherwise cost a line's parsing per
+/// byte of data for as long as the upstream cares to send.
+const MAX_CHUNK_EXTENSIONS: u64 = 16 * 1024;
 const READ_CHUNK: usize = 8192;
 const COPY_BODY_UP_TO: usize = 4096;
 
@@ -246,7 +250,7 @@ impl Exchange {
             }
             Framing::Chunked => Body::Streaming(ResponseBody::new(
                 conn,
-                Decoder::Chunked(Chunked::Size),
+                Decoder::Chunked(Chunked::Size, 0),
                 reusable,
             )),
             Framing::UntilClose => {
@@ -418,7 +422,8 @@ fn has_token(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Decoder {
     Length(u64),
-    Chunked(Chunked),
+    /// The state, and the chunk-extension bytes seen so far.
+    Chunked(Chunked, u64),
     UntilClose,
     Done,
 }
@@ -457,7 +462,7 @@ impl Decoder {
                     *self = Decoder::Done;
                     return Ok(Step::End);
                 }
-                Decoder::Length(left) | Decoder::Chunked(Chunked::Data(left)) => {
+                Decoder::Length(left) | Decoder::Chunked(Chunked::Data(left), _) => {
                     if buf.is_empty() {
                         return Ok(Step::More);
                     }
@@ -467,8 +472,11 @@ impl Decoder {
                     *self = match *self {
                         Decoder::Length(_) if left == 0 => Decoder::Done,
                         Decoder::Length(_) => Decoder::Length(left),
-                        _ if left == 0 => Decoder::Chunked(Chunked::DataEnd),
-                        _ => Decoder::Chunked(Chunked::Data(left)),
+                        Decoder::Chunked(_, ext) if left == 0 => {
+                            Decoder::Chunked(Chunked::DataEnd, ext)
+                        }
+                        Decoder::Chunked(_, ext) => Decoder::Chunked(Chunked::Data(left), ext),
+                        other => other,
                     };
                     return Ok(Step::Frame(Frame::data(data)));
                 }
@@ -478,7 +486,7 @@ impl Decoder {
                     }
                     return Ok(Step::Frame(Frame::data(buf.split().freeze())));
                 }
-                Decoder::Chunked(Chunked::Size) => {
+                Decoder::Chunked(Chunked::Size, ext) => {
                     let Some(end) = buf.windows(2).position(|w| w == b"\r\n") else {
                         if buf.len() > MAX_CHUNK_LINE {
                             return Err(framing_error("chunk-size line too long"));
@@ -488,15 +496,20 @@ impl Decoder {
                     if end > MAX_CHUNK_LINE {
                         return Err(framing_error("chunk-size line too long"));
                     }
-                    let size = chunk_size(&buf[..end])?;
+                    let (size, extensions) = chunk_size(&buf[..end])?;
+                    let ext = ext + extensions as u64;
+                    if ext > MAX_CHUNK_EXTENSIONS {
+                        return Err(framing_error("too many chunk extensions"));
+                    }
                     buf.advance(end + 2);
-                    *self = Decoder::Chunked(if size == 0 {
+                    let next = if size == 0 {
                         Chunked::Trailers
                     } else {
                         Chunked::Data(size)
-                    });
+                    };
+                    *self = Decoder::Chunked(next, ext);
                 }
-                Decoder::Chunked(Chunked::DataEnd) => {
+                Decoder::Chunked(Chunked::DataEnd, ext) => {
                     if buf.len() < 2 {
                         return Ok(Step::More);
                     }
@@ -504,9 +517,9 @@ impl Decoder {
                         return Err(framing_error("chunk data not followed by CRLF"));
                     }
                     buf.advance(2);
-                    *self = Decoder::Chunked(Chunked::Size);
+                    *self = Decoder::Chunked(Chunked::Size, ext);
                 }
-                Decoder::Chunked(Chunked::Trailers) => {
+                Decoder::Chunked(Chunked::Trailers, _) => {
                     if buf.starts_with(b"\r\n") {
                         buf.advance(2);
                         *self = Decoder::Done;
@@ -551,7 +564,8 @@ impl Decoder {
 }
 
 /// A chunk-size line: hex digits, optional whitespace, optional extensions (ignored).
-fn chunk_size(line: &[u8]) -> io::Result<u64> {
+/// The size, and how many bytes of the line the extensions took.
+fn chunk_size(line: &[u8]) -> io::Result<(u64, usize)> {
     let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
     if digits == 0 || digits > 16 {
         return Err(framing_error("invalid chunk size"));
@@ -571,7 +585,7 @@ fn chunk_size(line: &[u8]) -> io::Result<u64> {
         let v = (*d as char).to_digit(16).unwrap_or_default();
         size = size << 4 | u64::from(v);
     }
-    Ok(size)
+    Ok((size, rest.len()))
 }
 
 /// Trailer fields that would change how the message is framed, routed or kept alive
@@ -649,7 +663,7 @@ impl HttpBody for ResponseBody {
                 }
             }
             let want = match this.decoder {
-                Decoder::Length(n) | Decoder::Chunked(Chunked::Data(n)) => {
+                Decoder::Length(n) | Decoder::Chunked(Chunked::Data(n), _) => {
                     (n as usize).clamp(1, 64 * 1024)
                 }
                 _ => READ_CHUNK,
@@ -891,7 +905,7 @@ mod tests {
         let wire = b"5;name=\"v\"\r\nhello\r\n6 \r\n world\r\nA\t\r\n, 10 bytes\r\n0\r\nx-sum: 42\r\ncontent-length: 1\r\n\r\nNEXT";
         for piece in 1..=wire.len() {
             let (data, trailers, rest) =
-                decode_in_pieces(Decoder::Chunked(Chunked::Size), wire, piece).unwrap();
+                decode_in_pieces(Decoder::Chunked(Chunked::Size, 0), wire, piece).unwrap();
             assert_eq!(data, b"hello world, 10 bytes", "pieces of {piece}");
             let trailers = trailers.expect("trailers");
             assert_eq!(trailers["x-sum"], "42");
@@ -902,7 +916,7 @@ mod tests {
             assert_eq!(rest, b"NEXT", "bytes after the body stay in the buffer");
         }
         let (data, trailers, rest) =
-            decode_in_pieces(Decoder::Chunked(Chunked::Size), b"0\r\n\r\n", 1).unwrap();
+            decode_in_pieces(Decoder::Chunked(Chunked::Size, 0), b"0\r\n\r\n", 1).unwrap();
         assert!(data.is_empty() && trailers.is_none() && rest.is_empty());
         let (data, _, rest) = decode_in_pieces(Decoder::Length(5), b"helloNEXT", 2).unwrap();
         assert_eq!(
@@ -926,7 +940,7 @@ mod tests {
             b"\r\n",
             b"0\r\nbad trailer\r\n\r\n",
         ] {
-            let got = decode_in_pieces(Decoder::Chunked(Chunked::Size), wire, 3);
+            let got = decode_in_pieces(Decoder::Chunked(Chunked::Size, 0), wire, 3);
             assert!(
                 got.as_ref()
                     .is_err_and(|e| e.kind() == io::ErrorKind::InvalidData),
@@ -934,8 +948,26 @@ mod tests {
                 String::from_utf8_lossy(wire)
             );
         }
+        // Extensions are ignored up to 16 KB over the whole body, as hyper's client
+        // allows; each line here is under the line limit, the sum is not.
+        let ext = format!(";{}", "e".repeat(3999));
+        let chunks = |n: usize| {
+            let mut wire = format!("1{ext}\r\na\r\n").repeat(n);
+            wire.push_str("0\r\n\r\n");
+            wire.into_bytes()
+        };
+        let (data, _, _) = decode_in_pieces(Decoder::Chunked(Chunked::Size, 0), &chunks(4), 512)
+            .expect("16,000 bytes of extensions are accepted");
+        assert_eq!(data, b"aaaa");
+        let got = decode_in_pieces(Decoder::Chunked(Chunked::Size, 0), &chunks(5), 512);
+        assert!(
+            got.as_ref()
+                .is_err_and(|e| e.kind() == io::ErrorKind::InvalidData),
+            "20,000 bytes of extensions are refused: {got:?}"
+        );
+
         let endless = vec![b'1'; MAX_CHUNK_LINE + 10];
-        let got = decode_in_pieces(Decoder::Chunked(Chunked::Size), &endless, 100);
+        let got = decode_in_pieces(Decoder::Chunked(Chunked::Size, 0), &endless, 100);
         assert!(
             got.as_ref()
                 .is_err_and(|e| e.kind() == io::ErrorKind::InvalidData),
@@ -1189,12 +1221,21 @@ mod tests {
 
     #[tokio::test]
     async fn broken_responses_fail_inline_as_they_fail_in_hyper() {
+        // Each chunk line is within the limits; their extensions together are not.
+        let many_extensions: &'static str = Box::leak(
+            format!(
+                "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n{}0\r\n\r\n",
+                format!("1;{}\r\na\r\n", "e".repeat(3999)).repeat(5)
+            )
+            .into_boxed_str(),
+        );
         for raw in [
             &b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nshort"[..],
             b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n",
             b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
             b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\nab",
             b"HTTP/1.1 200 OK\r\ncontent-le",
+            many_extensions.as_bytes(),
             b"nonsense\r\n\r\n",
             b"",
         ] {

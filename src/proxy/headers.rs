@@ -394,7 +394,10 @@ mod tests {
                 &[("accept", "*/*"), ("x-keep", "1"), ("x-keep", "2")],
             ),
             // A fixed one without any Connection header.
-            (&[("keep-alive", "timeout=5"), ("x-a", "1")], &[("x-a", "1")]),
+            (
+                &[("keep-alive", "timeout=5"), ("x-a", "1")],
+                &[("x-a", "1")],
+            ),
         ];
         for (input, want) in table {
             let mut h = map(input);
