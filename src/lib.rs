@@ -23,5 +23,6 @@ pub mod wechat;
 
 pub mod body;
 pub mod cli;
+pub mod decimal;
 pub mod demo;
 pub mod pages;

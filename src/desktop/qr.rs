@@ -13,6 +13,8 @@ use std::fmt::Write as _;
 use qrcode::canvas::{Canvas, MaskPattern};
 use qrcode::types::{Color, EcLevel};
 
+use crate::decimal;
+
 /// Medium error correction: survives a glare or a crease, keeps the symbol small.
 const EC_LEVEL: EcLevel = EcLevel::M;
 /// Light modules around the symbol, as the standard asks.
@@ -213,33 +215,18 @@ height=\"{pixels}\" viewBox=\"0 0 {side} {side}\" shape-rendering=\"crispEdges\"
             // writes a few hundred of these.
             let run = x - start;
             out.push('M');
-            push_number(&mut out, start + QUIET_ZONE);
+            decimal::push(&mut out, (start + QUIET_ZONE) as u64);
             out.push(' ');
-            push_number(&mut out, y + QUIET_ZONE);
+            decimal::push(&mut out, (y + QUIET_ZONE) as u64);
             out.push('h');
-            push_number(&mut out, run);
+            decimal::push(&mut out, run as u64);
             out.push_str("v1h-");
-            push_number(&mut out, run);
+            decimal::push(&mut out, run as u64);
             out.push('z');
         }
     }
     out.push_str("\"/></svg>");
     Some(out)
-}
-
-fn push_number(out: &mut String, n: usize) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    let mut n = n;
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend(digits[i..].iter().map(|&d| d as char));
 }
 
 #[cfg(test)]
@@ -349,15 +336,6 @@ mod tests {
             px >= MIN_PIXELS && px % side == 0,
             "{px} px for {side} modules"
         );
-    }
-
-    #[test]
-    fn numbers_are_written_in_decimal() {
-        for n in [0, 7, 10, 99, 100, 181, 4096, usize::MAX] {
-            let mut s = String::from("x");
-            push_number(&mut s, n);
-            assert_eq!(s, format!("x{n}"));
-        }
     }
 
     #[test]

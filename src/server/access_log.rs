@@ -16,6 +16,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::Method;
 
+use crate::decimal;
+
 static DIRECT_JSON: AtomicBool = AtomicBool::new(false);
 
 /// Called once by the binary when logs are JSON on stderr.
@@ -94,7 +96,7 @@ fn json_line(s: &mut String, e: &Entry<'_>, now: SystemTime) {
     s.push_str("\",\"path\":\"");
     push_escaped(s, e.path);
     s.push_str("\",\"status\":");
-    push_u64(s, u64::from(e.status));
+    decimal::push(s, u64::from(e.status));
     s.push_str(",\"duration_ms\":");
     push_ms(s, e.took);
     if let Some(u) = e.upstream {
@@ -108,41 +110,13 @@ fn json_line(s: &mut String, e: &Entry<'_>, now: SystemTime) {
     s.push_str("\"},\"target\":\"wxgate::server\"}\n");
 }
 
-// Numbers are written digit by digit: `write!` goes through core::fmt's generic
-// machinery, which showed up in the benchmark's profile at one line per request.
-
 /// Milliseconds with three decimals, as `{:.3}` of the float would print them, in
 /// integer arithmetic.
 fn push_ms(s: &mut String, d: Duration) {
     let micros = (d.as_nanos() + 500) / 1000;
-    push_u64(s, (micros / 1000) as u64);
+    decimal::push(s, (micros / 1000) as u64);
     s.push('.');
-    push_padded(s, (micros % 1000) as u64, 3);
-}
-
-fn push_u64(s: &mut String, n: u64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    let mut n = n;
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    // Digits only: always UTF-8.
-    s.push_str(std::str::from_utf8(&buf[i..]).unwrap_or_default());
-}
-
-/// `n` with leading zeros to `width` digits (`n` must fit).
-fn push_padded(s: &mut String, n: u64, width: u32) {
-    let mut div = 10u64.pow(width.saturating_sub(1));
-    while div > 0 {
-        s.push((b'0' + (n / div % 10) as u8) as char);
-        div /= 10;
-    }
+    decimal::push_padded(s, (micros % 1000) as u64, 3);
 }
 
 fn push_peer(s: &mut String, peer: SocketAddr) {
@@ -152,10 +126,10 @@ fn push_peer(s: &mut String, peer: SocketAddr) {
                 if i > 0 {
                     s.push('.');
                 }
-                push_u64(s, u64::from(octet));
+                decimal::push(s, u64::from(octet));
             }
             s.push(':');
-            push_u64(s, u64::from(v4.port()));
+            decimal::push(s, u64::from(v4.port()));
         }
         // Rarer, and their shortest form has rules of its own: left to Display.
         v6 => {
@@ -201,7 +175,7 @@ fn push_timestamp(s: &mut String, now: SystemTime) {
         s.push_str(&cached.1);
     });
     s.push('.');
-    push_padded(s, u64::from(d.subsec_micros()), 6);
+    decimal::push_padded(s, u64::from(d.subsec_micros()), 6);
     s.push('Z');
 }
 
@@ -258,22 +232,7 @@ mod tests {
     }
 
     #[test]
-    fn numbers_and_peers_print_as_display_prints_them() {
-        for n in [0u64, 7, 10, 99, 200, 404, 65_535, u64::MAX] {
-            let mut s = String::new();
-            push_u64(&mut s, n);
-            assert_eq!(s, n.to_string());
-        }
-        for (n, width, want) in [
-            (0, 6, "000000"),
-            (42, 6, "000042"),
-            (999_999, 6, "999999"),
-            (7, 3, "007"),
-        ] {
-            let mut s = String::new();
-            push_padded(&mut s, n, width);
-            assert_eq!(s, want);
-        }
+    fn peers_print_as_display_prints_them() {
         for peer in [
             "0.0.0.0:0",
             "127.0.0.1:4000",
