@@ -104,6 +104,58 @@ fn check_names_the_line_of_a_toml_error_and_the_full_key_of_an_unknown_one() {
 }
 
 #[test]
+fn check_names_the_key_of_each_mistake_never_its_value() {
+    let dir = scratch("mistakes");
+    // (what replaces what in a valid file, the key `check` must name)
+    let table: &[(&str, &str, &str)] = &[
+        (
+            "[session]\n",
+            "[session]\nsame_site = \"sideways\"\n",
+            "session.same_site",
+        ),
+        (
+            "[server]\n",
+            "[server]\nworkers = \"4\"\n",
+            "server.workers",
+        ),
+        (
+            "[admin]\nlisten = \"127.0.0.1:0\"",
+            "[admin]\nlisten = 127.0.0.1:8180",
+            "admin.listen",
+        ),
+        (
+            "[wechat]\n",
+            "[wechat]\nverify_files = [\"MP_verify_abc.txt\"]\n",
+            "wechat.verify_files",
+        ),
+        ("", "[identity]\nttl = \"soon\"\n", "identity.ttl"),
+        (
+            "",
+            "[access]\nallowed_openids = \"o123\"\n",
+            "access.allowed_openids",
+        ),
+    ];
+    for (i, (from, to, key)) in table.iter().enumerate() {
+        let text = if from.is_empty() {
+            valid() + to
+        } else {
+            assert!(valid().contains(from), "{from:?}");
+            valid().replacen(from, to, 1)
+        };
+        let file = write(&dir, &format!("mistake{i}.toml"), &text);
+        let out = wxgate(&["check", "-c", &file]);
+        assert_eq!(out.status.code(), Some(1), "{to}");
+        let err = stderr(&out);
+        let lines: Vec<&str> = err.lines().collect();
+        assert_eq!(lines.len(), 1, "one line for {to:?}: {err}");
+        assert!(
+            lines[0].starts_with(&format!("{file}: {key}: line ")),
+            "{to:?} names {key} and its line: {err}"
+        );
+    }
+}
+
+#[test]
 fn keygen_prints_a_secret_and_a_signing_key_that_check_accepts() {
     let out = wxgate(&["keygen"]);
     assert_eq!(out.status.code(), Some(0));

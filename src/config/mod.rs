@@ -7,6 +7,7 @@
 //! running code never re-parses anything.
 
 mod duration;
+mod parse;
 
 pub use duration::{format_duration, parse_duration, parse_size, Dur};
 
@@ -454,8 +455,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 
 /// Parses and validates TOML text; relative file paths are taken from `base_dir`.
 pub fn from_toml(text: &str, base_dir: &Path, env: &dyn Env) -> Result<Config, ConfigError> {
-    let mut config: Config =
-        toml::from_str(text).map_err(|e| ConfigError::Invalid(vec![toml_problem(text, &e)]))?;
+    let mut config: Config = parse::from_str(text).map_err(|p| ConfigError::Invalid(vec![p]))?;
     config.base_dir = base_dir.to_path_buf();
     let problems = config.resolve(env);
     if problems.is_empty() {
@@ -463,51 +463,6 @@ pub fn from_toml(text: &str, base_dir: &Path, env: &dyn Env) -> Result<Config, C
     } else {
         Err(ConfigError::Invalid(problems))
     }
-}
-
-fn toml_problem(text: &str, e: &toml::de::Error) -> Problem {
-    let line = e.span().map(|s| {
-        text.as_bytes()[..s.start.min(text.len())]
-            .iter()
-            .filter(|b| **b == b'\n')
-            .count()
-            + 1
-    });
-    let msg = e.message().trim().to_string();
-    // toml reports unknown fields as "unknown field `x`, expected one of ..."; the
-    // section comes from the span's line, which we print.
-    let key = e
-        .span()
-        .and_then(|s| text.get(s.clone()))
-        .map(|k| k.trim().trim_matches('"').to_string())
-        .filter(|k| !k.is_empty() && !k.contains('\n') && k.len() < 80)
-        .map(
-            |k| match e.span().and_then(|s| enclosing_table(text, s.start)) {
-                // "server.bogus", not "bogus": the key as the docs and other problems name it.
-                Some(table) if !k.contains('.') && !k.starts_with('[') => format!("{table}.{k}"),
-                _ => k,
-            },
-        )
-        .unwrap_or_default();
-    let location = match line {
-        Some(l) => format!("line {l}: "),
-        None => String::new(),
-    };
-    Problem {
-        key,
-        message: format!("{location}{msg}"),
-    }
-}
-
-/// The `[table]` whose body holds byte offset `at`, if any.
-fn enclosing_table(text: &str, at: usize) -> Option<String> {
-    text.get(..at)?
-        .lines()
-        .rev()
-        .map(str::trim)
-        .find(|l| l.starts_with('[') && !l.starts_with("[["))
-        .and_then(|l| l.strip_prefix('[')?.split(']').next())
-        .map(|t| t.trim().to_string())
 }
 
 fn push(problems: &mut Vec<Problem>, key: &str, message: impl Into<String>) {

@@ -152,11 +152,8 @@ fn the_example_file_passes_check() {
     );
 }
 
-#[test]
-fn every_config_key_is_documented_in_the_readme_reference() {
-    let readme = include_str!("../../README.md");
-    // Serialising the defaults yields every key of every section (Options included
-    // once filled), so a new field without a README row fails here.
+/// The defaults with every optional key filled: serialised, every key of every section.
+fn every_key_filled() -> Config {
     let mut c = Config::default();
     c.server.max_body_size = Some("1MB".into());
     c.server.max_connections = Some(1);
@@ -167,20 +164,226 @@ fn every_config_key_is_documented_in_the_readme_reference() {
     c.session.secret_file = Some("f".into());
     c.session.secure = Some(true);
     c.desktop.website_secret_file = Some("f".into());
-    let value = toml::Value::try_from(&c).unwrap();
-    let mut missing = vec![];
+    c
+}
+
+/// Every `(section, key, default value)`, from the structs themselves.
+fn every_key() -> Vec<(String, String, toml::Value)> {
+    let value = toml::Value::try_from(every_key_filled()).unwrap();
+    let mut out = vec![];
     for (section, table) in value.as_table().unwrap() {
-        for key in table.as_table().unwrap().keys() {
-            let row = format!("| `{section}.{key}` |");
-            if !readme.contains(&row) {
-                missing.push(row);
-            }
+        for (key, default) in table.as_table().unwrap() {
+            out.push((section.clone(), key.clone(), default.clone()));
         }
     }
+    out
+}
+
+#[test]
+fn every_config_key_is_documented_in_the_readme_reference() {
+    let readme = include_str!("../../README.md");
+    // A new field without a README row fails here.
+    let missing: Vec<String> = every_key()
+        .into_iter()
+        .map(|(section, key, _)| format!("| `{section}.{key}` |"))
+        .filter(|row| !readme.contains(row))
+        .collect();
     assert!(
         missing.is_empty(),
         "README's configuration reference lacks: {missing:?}"
     );
+}
+
+/// MINIMAL with `section.key = value` set, as TOML text.
+fn with_value(section: &str, key: &str, value: toml::Value) -> String {
+    let mut doc: toml::Table = toml::from_str(MINIMAL).unwrap();
+    let table = doc
+        .entry(section)
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    table.as_table_mut().unwrap().insert(key.into(), value);
+    toml::to_string(&doc).unwrap()
+}
+
+/// The one problem `text` has: its key and its message.
+fn only_problem(text: &str) -> Problem {
+    match from_toml(text, Path::new("."), &env(&[])) {
+        Err(ConfigError::Invalid(mut p)) if p.len() == 1 => p.remove(0),
+        Err(e) => panic!("expected one problem, got: {e}\nin:\n{text}"),
+        Ok(_) => panic!("accepted:\n{text}"),
+    }
+}
+
+/// A value of every TOML kind but `like`'s, and for arrays and tables one whose
+/// element is wrong, with the key suffix the problem must then name.
+fn wrong_values(like: &toml::Value) -> Vec<(toml::Value, String)> {
+    use toml::Value as V;
+    let kinds = [
+        V::String("\u{1}not-this".into()),
+        V::Integer(7),
+        V::Boolean(true),
+        V::Array(vec![V::Integer(7)]),
+        V::Table(toml::Table::from_iter([("k".to_string(), V::Integer(7))])),
+    ];
+    let mut out: Vec<(V, String)> = kinds
+        .into_iter()
+        .filter(|v| v.type_str() != like.type_str())
+        .map(|v| (v, String::new()))
+        .collect();
+    match like {
+        // Every list in the config holds strings.
+        V::Array(_) => out.push((
+            V::Array(vec![V::String("ok".into()), V::Integer(7)]),
+            "[1]".into(),
+        )),
+        // Every map in the config maps names to strings.
+        V::Table(_) => out.push((
+            V::Table(toml::Table::from_iter([("k".to_string(), V::Integer(7))])),
+            ".k".into(),
+        )),
+        _ => {}
+    }
+    out
+}
+
+#[test]
+fn a_value_of_the_wrong_kind_is_refused_naming_its_key_for_every_key() {
+    let mut checked = 0;
+    for (section, key, default) in every_key() {
+        for (wrong, suffix) in wrong_values(&default) {
+            let text = with_value(&section, &key, wrong.clone());
+            let p = only_problem(&text);
+            let want = format!("{section}.{key}{suffix}");
+            assert_eq!(p.key, want, "{want} = {wrong}: {p}");
+            // A table value is written as its own `[section.key]` table.
+            let line = text
+                .lines()
+                .position(|l| {
+                    l.starts_with(&format!("{key} = ")) || l == format!("[{section}.{key}]")
+                })
+                .map(|i| i + 1);
+            if let Some(line) = line {
+                // In a table, the error may point at its first key, one line further.
+                let next = line + usize::from(wrong.is_table());
+                assert!(
+                    p.message.starts_with(&format!("line {line}: "))
+                        || p.message.starts_with(&format!("line {next}: ")),
+                    "{want} = {wrong}: {p}\n{text}"
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 150, "only {checked} cases");
+}
+
+#[test]
+fn a_duration_that_is_not_one_is_refused_naming_its_key_for_every_duration_key() {
+    let mut durations = 0;
+    for (section, key, default) in every_key() {
+        let is_duration = default.as_str().is_some_and(|s| parse_duration(s).is_ok());
+        if !is_duration {
+            continue;
+        }
+        for wrong in ["soon", "30", "5 minutes", "-1s"] {
+            let text = with_value(&section, &key, toml::Value::String(wrong.into()));
+            let p = only_problem(&text);
+            assert_eq!(p.key, format!("{section}.{key}"), "{wrong:?}: {p}");
+            assert!(p.message.contains(wrong), "the value is quoted: {p}");
+        }
+        durations += 1;
+    }
+    assert!(durations >= 10, "{durations} duration keys");
+}
+
+#[test]
+fn an_unknown_key_is_refused_by_its_full_name_in_every_section() {
+    let sections: Vec<String> = toml::Value::try_from(every_key_filled())
+        .unwrap()
+        .as_table()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    for section in &sections {
+        let text = with_value(section, "no_such_key", toml::Value::Integer(1));
+        let p = only_problem(&text);
+        assert_eq!(p.key, format!("{section}.no_such_key"), "{p}");
+        assert!(p.message.contains("unknown field"), "{p}");
+    }
+    let p = only_problem(&format!("{MINIMAL}\n[no_such_section]\nx = 1\n"));
+    assert_eq!(p.key, "no_such_section", "{p}");
+}
+
+/// Mistakes people make, each with the key that must be named. Add a row for a new
+/// key's typical mistake; `a_value_of_the_wrong_kind...` covers wrong types already.
+const MISTAKES: &[(&str, &str, &str)] = &[
+    // (section, line to add, key named)
+    ("identity", "ttl = \"soon\"", "identity.ttl"),
+    ("session", "same_site = \"sideways\"", "session.same_site"),
+    ("session", "store = \"disk\"", "session.store"),
+    ("session", "secure = \"yes\"", "session.secure"),
+    ("server", "workers = \"4\"", "server.workers"),
+    ("server", "workers = -1", "server.workers"),
+    ("server", "max_body_size = \"lots\"", "server.max_body_size"),
+    ("server", "listen = 127.0.0.1:8180", "server.listen"),
+    ("server", "listen = \"127.0.0.1\"", "server.listen"),
+    (
+        "server",
+        "trusted_proxies = \"10.0.0.0/8\"",
+        "server.trusted_proxies",
+    ),
+    (
+        "access",
+        "allowed_openids = \"o123\"",
+        "access.allowed_openids",
+    ),
+    (
+        "access",
+        "public_paths = [\"/a\", \"static/*\"]",
+        "access.public_paths[1]",
+    ),
+    (
+        "wechat",
+        "verify_files = [\"MP_verify_abc.txt\"]",
+        "wechat.verify_files",
+    ),
+    (
+        "wechat",
+        "verify_files = { \"MP_verify_abc.txt\" = 1 }",
+        "wechat.verify_files.\"MP_verify_abc.txt\"",
+    ),
+    ("wechat", "scope = \"snsapi_login\"", "wechat.scope"),
+    ("wechat", "lang = \"fr\"", "wechat.lang"),
+    ("identity", "algorithm = \"HS512\"", "identity.algorithm"),
+    ("identity", "header = \"X Bad\"", "identity.header"),
+    ("desktop", "mode = \"popup\"", "desktop.mode"),
+    ("upstream", "url = \"127.0.0.1:3000\"", "upstream.url"),
+    ("upstream", "timeout = 30", "upstream.timeout"),
+    (
+        "upstream",
+        "preserve_host = \"no\"",
+        "upstream.preserve_host",
+    ),
+    ("admin", "listen = \"localhost\"", "admin.listen"),
+];
+
+#[test]
+fn each_typical_mistake_is_reported_by_its_key_and_no_other() {
+    for (section, line, key) in MISTAKES {
+        // Into the section MINIMAL has, or a new one.
+        let header = format!("[{section}]\n");
+        let text = if MINIMAL.contains(&header) {
+            MINIMAL.replace(&header, &format!("{header}{line}\n"))
+        } else {
+            format!("{MINIMAL}{header}{line}\n")
+        };
+        let p = problems(&text);
+        assert_eq!(p.len(), 1, "{line}: {p:?}");
+        assert!(
+            p[0].starts_with(&format!("{key}: ")),
+            "{line}: want {key}, got {p:?}"
+        );
+    }
 }
 
 #[test]
