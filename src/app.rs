@@ -130,13 +130,13 @@ pub async fn run_with_reload(
 async fn open_store(config: &Config, workers: usize) -> Result<Arc<Store>, AppError> {
     let addr = match config.session.store {
         crate::config::StoreKind::Redis if config.session.redis_cluster_urls.is_empty() => {
-            redact_url(&config.session.redis_url)
+            crate::config::redact_url(&config.session.redis_url)
         }
         crate::config::StoreKind::Redis => config
             .session
             .redis_cluster_urls
             .iter()
-            .map(|u| redact_url(u))
+            .map(|u| crate::config::redact_url(u))
             .collect::<Vec<_>>()
             .join(", "),
         other => other.as_str().to_string(),
@@ -145,14 +145,6 @@ async fn open_store(config: &Config, workers: usize) -> Result<Arc<Store>, AppEr
         .await
         .map(Arc::new)
         .map_err(|source| AppError::Store { addr, source })
-}
-
-/// A URL without its password, for logs and error lines.
-fn redact_url(u: &str) -> String {
-    match (u.find("://"), u.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}://{}", &u[..s], &u[at + 1..]),
-        _ => u.to_string(),
-    }
 }
 
 fn build_auth(config: Config, store: Arc<Store>) -> Result<Auth, AppError> {
@@ -368,7 +360,7 @@ pub async fn handle(state: &State, req: Request<Incoming>, conn: ConnInfo) -> Re
                 detail: "The path contains encoded slashes, control characters or climbs above the root.".into(),
                 retry: None,
             },
-            crate::auth::classify::wants_json(req.headers()),
+            crate::pages::wants_json(req.headers()),
         );
     };
     let path_and_query = req
@@ -402,7 +394,7 @@ pub async fn handle(state: &State, req: Request<Incoming>, conn: ConnInfo) -> Re
     if let Some(s) = &session {
         if let Err(e) = auth.attach_identity(&mut parts.headers, s) {
             tracing::error!(error = %e, "cannot sign the identity header");
-            return e.response(crate::auth::classify::wants_json(&parts.headers), None);
+            return e.response(crate::pages::wants_json(&parts.headers), None);
         }
     }
     let ctx = ForwardContext {

@@ -5,7 +5,7 @@
 //! traces or secrets, and offer a "try again" link when trying again can help.
 
 use bytes::Bytes;
-use http::{header, HeaderValue, Response, StatusCode};
+use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
 
 use crate::body::{full, Body};
 
@@ -19,6 +19,45 @@ pub struct Notice<'a> {
     pub detail: String,
     /// A same-origin link that starts over (e.g. `/_wxgate/start?rd=/x`).
     pub retry: Option<String>,
+}
+
+/// Whether the client wants a JSON answer rather than a page: an XHR, or an `Accept`
+/// that lists JSON and not HTML. The one rule for every answer wxgate writes itself,
+/// sign-in refusals and proxy errors alike.
+pub fn wants_json(headers: &HeaderMap) -> bool {
+    let xhr = headers
+        .get_all("x-requested-with")
+        .iter()
+        .any(|v| v.as_bytes().eq_ignore_ascii_case(b"XMLHttpRequest"));
+    if xhr {
+        return true;
+    }
+    let mut json = false;
+    let mut html = false;
+    for value in headers.get_all(header::ACCEPT) {
+        let Ok(value) = value.to_str() else { continue };
+        for range in value.split(',') {
+            let mut parts = range.split(';');
+            let media = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
+            // `q=0` means "not acceptable": it does not list the type.
+            let refused = parts.any(|p| {
+                p.trim()
+                    .strip_prefix("q=")
+                    .and_then(|q| q.trim().parse::<f32>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            });
+            if refused {
+                continue;
+            }
+            match media.as_str() {
+                "text/html" | "application/xhtml+xml" => html = true,
+                "application/json" => json = true,
+                m if m.starts_with("application/") && m.ends_with("+json") => json = true,
+                _ => {}
+            }
+        }
+    }
+    json && !html
 }
 
 /// HTML for browsers, JSON for API clients.
@@ -180,6 +219,45 @@ pub fn escape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn json_is_wanted_by_xhr_or_an_accept_without_html() {
+        let table: &[(&[(&str, &str)], bool)] = &[
+            (&[], false),
+            (&[("x-requested-with", "XMLHttpRequest")], true),
+            (&[("x-requested-with", "xmlhttprequest")], true),
+            (&[("accept", "application/json")], true),
+            (&[("accept", "application/json, text/plain, */*")], true),
+            (&[("accept", "application/problem+json")], true),
+            (
+                &[(
+                    "accept",
+                    "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+                )],
+                false,
+            ),
+            (&[("accept", "text/html, application/json")], false),
+            (
+                &[("accept", "application/json"), ("accept", "text/html")],
+                false,
+            ),
+            (&[("accept", "application/json, text/html;q=0")], true),
+            (&[("accept", "application/json;q=0")], false),
+            (&[("accept", "*/*")], false),
+            (&[("accept", "application/jsonp")], false),
+        ];
+        for (pairs, want) in table {
+            assert_eq!(wants_json(&headers(pairs)), *want, "headers={pairs:?}");
+        }
+    }
 
     #[test]
     fn escape_neutralises_markup() {

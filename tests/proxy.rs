@@ -310,7 +310,19 @@ async fn a_down_upstream_gives_502_as_a_page_or_as_json() {
     .await;
     assert_eq!(api.status, StatusCode::BAD_GATEWAY);
     assert_eq!(api.json()["error"], "upstream_unreachable");
-    assert!(metrics().upstream_errors.get(&["connect"]) >= before + 2);
+
+    // An XHR is an API client here exactly as it is for the sign-in's 401.
+    let xhr = send(
+        &http1_client(),
+        get_with(
+            &proxy.url("/api"),
+            &[("x-requested-with", "XMLHttpRequest"), ("accept", "*/*")],
+        ),
+    )
+    .await;
+    assert_eq!(xhr.status, StatusCode::BAD_GATEWAY);
+    assert_eq!(xhr.json()["error"], "upstream_unreachable");
+    assert!(metrics().upstream_errors.get(&["connect"]) >= before + 3);
 }
 
 #[tokio::test]

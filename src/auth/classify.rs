@@ -2,7 +2,7 @@
 //! navigation or an API call; plus the short browser description the phone shows when
 //! confirming a desktop sign-in, and the encoding of profile values put in headers.
 
-use http::{header, HeaderMap, Method};
+use http::{HeaderMap, Method};
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 
 use super::paths::PathMatcher;
@@ -18,43 +18,7 @@ pub fn is_wechat_browser(user_agent: &str) -> bool {
     ua.contains("micromessenger/") && !ua.contains("wxwork/")
 }
 
-/// Whether the client wants a JSON answer rather than a page: an XHR, or an `Accept`
-/// that lists JSON and not HTML.
-pub fn wants_json(headers: &HeaderMap) -> bool {
-    let xhr = headers
-        .get_all("x-requested-with")
-        .iter()
-        .any(|v| v.as_bytes().eq_ignore_ascii_case(b"XMLHttpRequest"));
-    if xhr {
-        return true;
-    }
-    let mut json = false;
-    let mut html = false;
-    for value in headers.get_all(header::ACCEPT) {
-        let Ok(value) = value.to_str() else { continue };
-        for range in value.split(',') {
-            let mut parts = range.split(';');
-            let media = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
-            // `q=0` means "not acceptable": it does not list the type.
-            let refused = parts.any(|p| {
-                p.trim()
-                    .strip_prefix("q=")
-                    .and_then(|q| q.trim().parse::<f32>().ok())
-                    .is_some_and(|q| q <= 0.0)
-            });
-            if refused {
-                continue;
-            }
-            match media.as_str() {
-                "text/html" | "application/xhtml+xml" => html = true,
-                "application/json" => json = true,
-                m if m.starts_with("application/") && m.ends_with("+json") => json = true,
-                _ => {}
-            }
-        }
-    }
-    json && !html
-}
+pub use crate::pages::wants_json;
 
 /// Whether an unauthenticated request gets `401` JSON rather than a redirect to sign in.
 pub fn is_api_request(
@@ -250,37 +214,6 @@ mod tests {
             h.append(*k, HeaderValue::from_static(v));
         }
         h
-    }
-
-    #[test]
-    fn json_is_wanted_by_xhr_or_an_accept_without_html() {
-        let table: &[(&[(&str, &str)], bool)] = &[
-            (&[], false),
-            (&[("x-requested-with", "XMLHttpRequest")], true),
-            (&[("x-requested-with", "xmlhttprequest")], true),
-            (&[("accept", "application/json")], true),
-            (&[("accept", "application/json, text/plain, */*")], true),
-            (&[("accept", "application/problem+json")], true),
-            (
-                &[(
-                    "accept",
-                    "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
-                )],
-                false,
-            ),
-            (&[("accept", "text/html, application/json")], false),
-            (
-                &[("accept", "application/json"), ("accept", "text/html")],
-                false,
-            ),
-            (&[("accept", "application/json, text/html;q=0")], true),
-            (&[("accept", "application/json;q=0")], false),
-            (&[("accept", "*/*")], false),
-            (&[("accept", "application/jsonp")], false),
-        ];
-        for (pairs, want) in table {
-            assert_eq!(wants_json(&headers(pairs)), *want, "headers={pairs:?}");
-        }
     }
 
     #[test]

@@ -950,6 +950,19 @@ fn parse_public_url(s: &str) -> Result<PublicUrl, String> {
     })
 }
 
+/// A URL without its user info (Redis passwords live there), for logs and messages.
+/// The one redaction for every URL wxgate prints.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
+        None => url.to_owned(),
+    }
+}
+
 fn parse_http_url(s: &str) -> Result<Uri, String> {
     let u: Uri = s.parse().map_err(|_| format!("{s:?} is not a URL"))?;
     match u.scheme_str() {

@@ -418,3 +418,17 @@ fn workers_default_to_the_cores_and_zero_is_refused_by_name() {
     assert_eq!(p.len(), 1, "{p:?}");
     assert!(p[0].starts_with("server.workers"), "{p:?}");
 }
+
+#[test]
+fn urls_are_printed_without_their_user_info_and_nothing_else_changes() {
+    let table = [
+        ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
+        ("redis://:hunter2@cache:6379/1", "redis://cache:6379/1"),
+        ("rediss://user:p@ss@cache:6380", "rediss://cache:6380"),
+        ("redis://cache/0?x=a@b", "redis://cache/0?x=a@b"),
+        ("not a url", "not a url"),
+    ];
+    for (url, want) in table {
+        assert_eq!(redact_url(url), want, "{url}");
+    }
+}

@@ -1,7 +1,7 @@
 //! Why a request could not be forwarded, and the one place that turns it into a
 //! response and a metric label.
 
-use http::{header, HeaderMap, Response, StatusCode};
+use http::{Response, StatusCode};
 
 use crate::body::Body;
 use crate::pages::{respond, Notice};
@@ -97,39 +97,9 @@ impl ProxyError {
     }
 }
 
-/// API clients: `Accept` names JSON but not HTML.
-pub fn wants_json(headers: &HeaderMap) -> bool {
-    let accept: String = headers
-        .get_all(header::ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect::<Vec<_>>()
-        .join(",")
-        .to_ascii_lowercase();
-    accept.contains("json") && !accept.contains("text/html")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn json_is_chosen_only_when_accept_asks_for_json_without_html() {
-        let table = [
-            (Some("application/json"), true),
-            (Some("application/problem+json, */*"), true),
-            (Some("text/html,application/json"), false),
-            (Some("*/*"), false),
-            (None, false),
-        ];
-        for (accept, want) in table {
-            let mut h = HeaderMap::new();
-            if let Some(a) = accept {
-                h.insert(header::ACCEPT, a.parse().unwrap());
-            }
-            assert_eq!(wants_json(&h), want, "{accept:?}");
-        }
-    }
 
     #[test]
     fn each_error_maps_to_its_status_and_label() {

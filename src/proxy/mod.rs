@@ -30,7 +30,7 @@ use crate::admin::metrics::metrics;
 use crate::body::{empty, Body};
 use crate::config::UpstreamConfig;
 
-pub use error::{wants_json, ProxyError};
+pub use error::ProxyError;
 pub use headers::ForwardedInfo;
 pub use upgrade::Tunnels;
 
@@ -220,7 +220,7 @@ impl Forwarder {
 
     /// Forwards one request; every failure becomes a response (502, 504, 413, ...).
     pub async fn forward(&self, req: Request<Incoming>, ctx: &ForwardContext) -> Response<Body> {
-        let json = wants_json(req.headers());
+        let json = crate::pages::wants_json(req.headers());
         match self.try_forward(req, ctx).await {
             Ok(resp) => resp,
             Err(e) => {

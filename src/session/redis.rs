@@ -35,7 +35,7 @@ use tokio::sync::OnceCell;
 
 use super::compact::{decode, encode, needs_write};
 use super::{now_unix, Session, StoreError};
-use crate::config::{random_bytes, SessionConfig};
+use crate::config::{random_bytes, redact_url, SessionConfig};
 
 const KEY_LEN: usize = 32;
 /// Session ids are 32 random bytes in base64url (43 characters); anything far from that
@@ -108,18 +108,6 @@ fn map_err(e: RedisError) -> StoreError {
         StoreError::Timeout
     } else {
         StoreError::Unavailable(e.to_string())
-    }
-}
-
-/// The URL without its password, for messages.
-fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
-        None => url.to_owned(),
     }
 }
 
@@ -255,7 +243,7 @@ impl RedisStore {
         let connect_timeout = cfg.redis_connect_timeout.get();
         let timeout = cfg.redis_timeout.get();
         let (conn, address) = if cfg.redis_cluster_urls.is_empty() {
-            let address = redact(&cfg.redis_url);
+            let address = redact_url(&cfg.redis_url);
             let client = redis::Client::open(cfg.redis_url.as_str()).map_err(|e| {
                 StoreError::Unavailable(format!("invalid redis url {address}: {e}"))
             })?;
@@ -276,7 +264,7 @@ impl RedisStore {
             let address = cfg
                 .redis_cluster_urls
                 .iter()
-                .map(|u| redact(u))
+                .map(|u| redact_url(u))
                 .collect::<Vec<_>>()
                 .join(", ");
             let client = ClusterClient::builder(cfg.redis_cluster_urls.iter().map(String::as_str))
@@ -726,20 +714,6 @@ impl RedisStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn messages_name_the_address_without_the_password() {
-        let table = [
-            ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
-            ("redis://:hunter2@cache:6379/1", "redis://cache:6379/1"),
-            ("rediss://user:p@ss@cache:6380", "rediss://cache:6380"),
-            ("redis://cache/0?x=a@b", "redis://cache/0?x=a@b"),
-            ("not a url", "not a url"),
-        ];
-        for (url, want) in table {
-            assert_eq!(redact(url), want, "{url}");
-        }
-    }
 
     #[test]
     fn prefixes_are_matched_literally_by_scan() {
