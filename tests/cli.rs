@@ -156,6 +156,25 @@ fn check_names_the_key_of_each_mistake_never_its_value() {
 }
 
 #[test]
+fn check_and_serve_refuse_secure_cookies_on_an_http_site_in_one_line_naming_both_keys() {
+    let dir = scratch("secure-http");
+    let text =
+        valid().replace("https://app.example.com", "http://app.example.com") + "secure = true\n";
+    let file = write(&dir, "wxgate.toml", &text);
+    for command in ["check", "serve"] {
+        let out = wxgate(&["--log-format", "text", command, "-c", &file]);
+        assert_eq!(out.status.code(), Some(1), "{command}");
+        let err = stderr(&out);
+        let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 1, "{command}: {err}");
+        assert!(
+            lines[0].contains("session.secure") && lines[0].contains("server.public_url"),
+            "{command}: {err}"
+        );
+    }
+}
+
+#[test]
 fn keygen_prints_a_secret_and_a_signing_key_that_check_accepts() {
     let out = wxgate(&["keygen"]);
     assert_eq!(out.status.code(), Some(0));

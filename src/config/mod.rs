@@ -691,13 +691,6 @@ impl Config {
         if self.session.max_sessions == 0 {
             push(&mut p, "session.max_sessions", "must be at least 1");
         }
-        if self.session.same_site == SameSite::None && self.session.secure == Some(false) {
-            push(
-                &mut p,
-                "session.same_site",
-                "\"none\" needs secure cookies (browsers drop SameSite=None without Secure)",
-            );
-        }
         if self.session.store == StoreKind::Redis {
             let urls: Vec<&String> = if self.session.redis_cluster_urls.is_empty() {
                 vec![&self.session.redis_url]
@@ -780,6 +773,8 @@ impl Config {
             push(&mut p, "desktop.max_tickets", "must be at least 1");
         }
 
+        self.refuse_impossible_combinations(&mut p);
+
         // [access]
         for (key, list) in [
             ("access.public_paths", &self.access.public_paths),
@@ -792,6 +787,33 @@ impl Config {
             }
         }
         p
+    }
+
+    /// Settings each valid alone that together can never sign anyone in. Each problem
+    /// names both keys, so the fix is clear whichever one is wrong.
+    fn refuse_impossible_combinations(&self, p: &mut Vec<Problem>) {
+        let Some(public) = &self.server.public else {
+            return;
+        };
+        let secure = self.cookie_secure();
+        if self.session.secure == Some(true) && !public.https {
+            push(p, "session.secure", "true needs an https server.public_url: browsers never send Secure cookies over http, so every sign-in would end on \"started in another browser\" (use https, or remove session.secure)");
+        }
+        if self.session.same_site == SameSite::None && !secure {
+            push(p, "session.same_site", "\"none\" needs Secure cookies, which need an https server.public_url (and session.secure not false): browsers drop SameSite=None cookies without Secure");
+        }
+        let name = &self.session.cookie_name;
+        if (name.starts_with("__Secure-") || name.starts_with("__Host-")) && !secure {
+            push(p, "session.cookie_name", format!("{name:?}: browsers keep __Secure- and __Host- cookies only when Secure, which needs an https server.public_url (and session.secure not false)"));
+        }
+        if public.host == "0.0.0.0" || public.host == "[::]" {
+            push(p, "server.public_url", format!("{:?} is an address to listen on (server.listen), not one a browser or WeChat can open: use the host name users type", public.origin));
+        }
+        if let (Some(listen), Some(upstream)) = (self.server.listen_addr, &self.upstream.uri) {
+            if points_at(upstream, listen) {
+                push(p, "upstream.url", format!("{:?} is wxgate's own server.listen: every request would be forwarded back to wxgate; point it at the app", self.upstream.url));
+            }
+        }
     }
 
     /// Whether cookies carry `Secure`.
@@ -973,6 +995,31 @@ fn parse_http_url(s: &str) -> Result<Uri, String> {
         return Err(format!("{s:?} has no host"));
     }
     Ok(u)
+}
+
+/// Whether `url` reaches the socket `listen` on this machine (a loopback or the same
+/// address, the same port).
+fn points_at(url: &Uri, listen: SocketAddr) -> bool {
+    if listen.port() == 0 {
+        return false;
+    }
+    let port = url
+        .port_u16()
+        .unwrap_or(if url.scheme_str() == Some("https") {
+            443
+        } else {
+            80
+        });
+    if port != listen.port() {
+        return false;
+    }
+    let host = url.host().unwrap_or_default().trim_matches(['[', ']']);
+    let local = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified());
+    (local && (listen.ip().is_unspecified() || listen.ip().is_loopback()))
+        || host.parse::<std::net::IpAddr>().ok() == Some(listen.ip())
 }
 
 pub fn origin_of(u: &Uri) -> String {

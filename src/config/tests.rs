@@ -432,3 +432,72 @@ fn urls_are_printed_without_their_user_info_and_nothing_else_changes() {
         assert_eq!(redact_url(url), want, "{url}");
     }
 }
+
+#[test]
+fn settings_that_together_can_never_sign_anyone_in_are_refused_naming_both_keys() {
+    let http = MINIMAL.replace("https://app.example.com", "http://app.example.com");
+    let add = |base: &str, section: &str, line: &str| {
+        base.replace(&format!("[{section}]\n"), &format!("[{section}]\n{line}\n"))
+    };
+    let with_session = |base: &str, line: &str| format!("{base}[session]\n{line}\n");
+    // (the file, the key named first, the other key the line must name)
+    let table: Vec<(String, &str, &str)> = vec![
+        (
+            with_session(&http, "secure = true"),
+            "session.secure",
+            "server.public_url",
+        ),
+        (
+            with_session(&http, "same_site = \"none\""),
+            "session.same_site",
+            "server.public_url",
+        ),
+        (
+            with_session(MINIMAL, "same_site = \"none\"\nsecure = false"),
+            "session.same_site",
+            "session.secure",
+        ),
+        (
+            with_session(&http, "cookie_name = \"__Host-wxgate\""),
+            "session.cookie_name",
+            "server.public_url",
+        ),
+        (
+            MINIMAL.replace("https://app.example.com", "http://0.0.0.0:8080"),
+            "server.public_url",
+            "server.listen",
+        ),
+        (
+            add(MINIMAL, "server", "listen = \"0.0.0.0:3000\""),
+            "upstream.url",
+            "server.listen",
+        ),
+        (
+            add(
+                &MINIMAL.replace("http://127.0.0.1:3000", "http://localhost:8080"),
+                "server",
+                "listen = \"127.0.0.1:8080\"",
+            ),
+            "upstream.url",
+            "server.listen",
+        ),
+    ];
+    for (text, key, other) in &table {
+        let p = problems(text);
+        assert_eq!(p.len(), 1, "{text}\n{p:?}");
+        assert!(p[0].starts_with(&format!("{key}: ")), "{p:?}");
+        assert!(p[0].contains(other), "names {other}: {p:?}");
+    }
+    // The same settings where they can work are accepted.
+    for text in [
+        with_session(
+            MINIMAL,
+            "secure = true\nsame_site = \"none\"\ncookie_name = \"__Host-wxgate\"",
+        ),
+        with_session(&http, "secure = false"),
+        add(MINIMAL, "server", "listen = \"0.0.0.0:8080\""),
+        add(MINIMAL, "server", "listen = \"127.0.0.1:0\""),
+    ] {
+        assert!(problems(&text).is_empty(), "{text}\n{:?}", problems(&text));
+    }
+}
