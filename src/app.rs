@@ -33,7 +33,7 @@ impl Listeners {
             async move {
                 TcpListener::bind(&addr)
                     .await
-                    .map_err(|source| AppError::Bind { addr, source })
+                    .map_err(|error| AppError::Bind { addr, error })
             }
         };
         Ok(Self {
@@ -45,20 +45,15 @@ impl Listeners {
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: String,
-        source: std::io::Error,
-    },
+    #[error("cannot listen on {addr}: {}", crate::server::bind_problem(.error))]
+    Bind { addr: String, error: std::io::Error },
     #[error("upstream.url: {0}")]
     Upstream(#[from] ProxyError),
     #[error("server.tls_cert_file / server.tls_key_file: {0}")]
     Tls(#[from] ServerError),
-    #[error("session store ({addr}): {source}")]
-    Store {
-        addr: String,
-        source: crate::session::StoreError,
-    },
+    /// The store could not be opened: `key: what went wrong`.
+    #[error("{0}")]
+    Store(String),
     #[error("{0}")]
     Auth(#[from] crate::auth::BuildError),
     #[error("server.workers: cannot start the worker threads: {0}")]
@@ -128,23 +123,10 @@ pub async fn run_with_reload(
 }
 
 async fn open_store(config: &Config, workers: usize) -> Result<Arc<Store>, AppError> {
-    let addr = match config.session.store {
-        crate::config::StoreKind::Redis if config.session.redis_cluster_urls.is_empty() => {
-            crate::config::redact_url(&config.session.redis_url)
-        }
-        crate::config::StoreKind::Redis => config
-            .session
-            .redis_cluster_urls
-            .iter()
-            .map(|u| crate::config::redact_url(u))
-            .collect::<Vec<_>>()
-            .join(", "),
-        other => other.as_str().to_string(),
-    };
     Store::open(&config.session, workers)
         .await
         .map(Arc::new)
-        .map_err(|source| AppError::Store { addr, source })
+        .map_err(|e| AppError::Store(crate::session::open_problem(&config.session, &e)))
 }
 
 fn build_auth(config: Config, store: Arc<Store>) -> Result<Auth, AppError> {
@@ -153,11 +135,11 @@ fn build_auth(config: Config, store: Arc<Store>) -> Result<Auth, AppError> {
         crate::identity::KeySource::Configured => {}
         crate::identity::KeySource::Derived => tracing::warn!(
             kid = auth.signer.kid(),
-            "NO SIGNING KEY CONFIGURED: the identity key is derived from session.secret. Set identity.signing_key_file (wxgate keygen) for production"
+            "no signing key configured: the identity key is derived from session.secret (rotating the secret rotates the key); for production set identity.signing_key_file to a key from `wxgate keygen`"
         ),
         crate::identity::KeySource::Generated => tracing::warn!(
             kid = auth.signer.kid(),
-            "NO SIGNING KEY CONFIGURED: a random key was generated; replicas will not agree and it changes at every start. Set identity.signing_key_file"
+            "no signing key configured: a random one was generated, so it changes at every start and replicas do not agree; set identity.signing_key_file to a key from `wxgate keygen`"
         ),
     }
     if auth.cfg.session.secret_generated {
@@ -223,7 +205,9 @@ pub async fn run_with(
     let deadline_after = settings.shutdown_timeout;
     let public_addr = listeners.public.local_addr().ok();
     let admin_addr = listeners.admin.local_addr().ok();
-    tracing::info!(public = ?public_addr, admin = ?admin_addr, upstream = %upstream_url, "wxgate listening");
+    let addr =
+        |a: Option<std::net::SocketAddr>| a.map_or_else(|| "?".to_string(), |a| a.to_string());
+    tracing::info!(public = %addr(public_addr), admin = %addr(admin_addr), upstream = %upstream_url, "wxgate listening");
 
     let handler = server::with_access_log(server::handler(move |req, conn| {
         let state = state.clone();

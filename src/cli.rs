@@ -12,16 +12,16 @@ use crate::config::{self, Config};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
-    #[error("cannot listen on {key} = {addr}: {source}")]
+    #[error("cannot listen on {key} = {addr}: {}", crate::server::bind_problem(.error))]
     Bind {
         key: &'static str,
         addr: SocketAddr,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{0}")]
     Config(String),
-    #[error("session store: {0}")]
-    Store(#[from] crate::session::StoreError),
+    #[error("{0}")]
+    Store(String),
     #[error("{0}")]
     App(String),
 }
@@ -29,7 +29,7 @@ pub enum CliError {
 async fn bind(key: &'static str, addr: SocketAddr) -> Result<TcpListener, CliError> {
     TcpListener::bind(addr)
         .await
-        .map_err(|source| CliError::Bind { key, addr, source })
+        .map_err(|error| CliError::Bind { key, addr, error })
 }
 
 /// `wxgate keygen`.
@@ -197,15 +197,27 @@ fn local(l: &TcpListener) -> Result<SocketAddr, CliError> {
 /// `wxgate sessions count`.
 pub async fn sessions_count(cfg: &Config) -> Result<usize, CliError> {
     require_shared_store(cfg)?;
-    let store = crate::session::Store::from_config(&cfg.session).await?;
-    Ok(store.count().await?)
+    let store = open_store(cfg).await?;
+    store
+        .count()
+        .await
+        .map_err(|e| CliError::Store(e.to_string()))
 }
 
 /// `wxgate sessions revoke --openid`.
 pub async fn sessions_revoke(cfg: &Config, openid: &str) -> Result<usize, CliError> {
     require_shared_store(cfg)?;
-    let store = Arc::new(crate::session::Store::from_config(&cfg.session).await?);
-    Ok(store.revoke_openid(openid).await?)
+    let store = Arc::new(open_store(cfg).await?);
+    store
+        .revoke_openid(openid)
+        .await
+        .map_err(|e| CliError::Store(e.to_string()))
+}
+
+async fn open_store(cfg: &Config) -> Result<crate::session::Store, CliError> {
+    crate::session::Store::from_config(&cfg.session)
+        .await
+        .map_err(|e| CliError::Store(crate::session::open_problem(&cfg.session, &e)))
 }
 
 /// `sessions` commands run in their own process: only a store outside the proxy's

@@ -4,7 +4,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
@@ -37,6 +36,7 @@ enum Command {
     },
     /// Validate a config file: print a summary, or every problem and exit 1.
     Check {
+        /// The config file.
         #[arg(short, long, env = "WXGATE_CONFIG")]
         config: PathBuf,
     },
@@ -48,6 +48,7 @@ enum Command {
     },
     /// The built-in mock WeChat platform alone, for tests and local development.
     MockWechat {
+        /// Where the mock listens; point wechat.authorize_url and wechat.api_base_url here.
         #[arg(long, default_value = "127.0.0.1:8081")]
         listen: SocketAddr,
     },
@@ -64,13 +65,16 @@ enum Command {
 enum SessionsCommand {
     /// How many sessions are live.
     Count {
+        /// The config file (its [session] names the store).
         #[arg(short, long, env = "WXGATE_CONFIG")]
         config: PathBuf,
     },
     /// End every session of one WeChat user, on every replica.
     Revoke {
+        /// The user's openid, as in the identity header's `sub` / `openid` claim.
         #[arg(long)]
         openid: String,
+        /// The config file (its [session] names the store).
         #[arg(short, long, env = "WXGATE_CONFIG")]
         config: PathBuf,
     },
@@ -92,8 +96,9 @@ fn main() -> ExitCode {
     match runtime.block_on(dispatch(cli.command)) {
         Ok(code) => code,
         Err(e) => {
-            // One clear line: the chain of causes, no backtrace.
-            report(format_args!("wxgate: {e:#}"));
+            // One clear line, no backtrace. Each error's own message already says its
+            // cause once: printing the chain (`{:#}`) would say it again.
+            report(format_args!("wxgate: {e}"));
             ExitCode::FAILURE
         }
     }
@@ -144,9 +149,12 @@ fn report(line: std::fmt::Arguments<'_>) {
 }
 
 fn load(path: &std::path::Path) -> anyhow::Result<wxgate::config::Config> {
-    wxgate::config::load(path)
-        .map_err(|e| anyhow::anyhow!("{}", e.problems().join("; ")))
-        .with_context(|| format!("invalid config {}", path.display()))
+    wxgate::config::load(path).map_err(|e| match e {
+        wxgate::config::ConfigError::Read { .. } => anyhow::anyhow!("{e}"),
+        wxgate::config::ConfigError::Invalid(_) => {
+            anyhow::anyhow!("{}: {}", path.display(), e.problems().join("; "))
+        }
+    })
 }
 
 fn check(path: &std::path::Path) -> ExitCode {

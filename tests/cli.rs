@@ -207,7 +207,10 @@ fn keygen_prints_a_secret_and_a_signing_key_that_check_accepts() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let summary = stdout(&out);
     assert!(summary.contains("ES256"), "{summary}");
-    assert!(!summary.contains("NO KEY"), "the key is used: {summary}");
+    assert!(
+        summary.contains("configured key"),
+        "the key is used: {summary}"
+    );
 
     // Two runs never print the same secrets.
     assert_ne!(stdout(&wxgate(&["keygen"])), text);
@@ -233,6 +236,12 @@ fn serve_on_a_busy_port_says_so_in_one_line_and_fails() {
     let lines: Vec<&str> = text.lines().filter(|l| l.contains(&addr)).collect();
     assert_eq!(lines.len(), 1, "one line names {addr}: {text}");
     assert!(lines[0].contains("server.listen"), "{text}");
+    // Once, in words, with what to do.
+    assert!(
+        lines[0].contains("another program already listens there"),
+        "{text}"
+    );
+    assert!(!lines[0].contains("os error"), "{text}");
     assert!(!text.contains("panicked"), "{text}");
     drop(busy);
 }
@@ -267,6 +276,29 @@ fn every_command_has_help_and_the_binary_a_version() {
     assert!(serve.contains("--config"), "{serve}");
     let revoke = stdout(&wxgate(&["sessions", "revoke", "--help"]));
     assert!(revoke.contains("--openid"), "{revoke}");
+
+    // Every option of every command says what it is for.
+    for command in [
+        &["serve"][..],
+        &["check"],
+        &["demo"],
+        &["mock-wechat"],
+        &["sessions", "count"],
+        &["sessions", "revoke"],
+    ] {
+        let mut args = command.to_vec();
+        args.push("--help");
+        let help = stdout(&wxgate(&args));
+        for line in help.lines().filter(|l| l.trim_start().starts_with('-')) {
+            let described = line
+                .trim()
+                .split("  ")
+                .filter(|part| !part.trim().is_empty())
+                .count()
+                >= 2;
+            assert!(described, "{args:?}: no description: {line:?}");
+        }
+    }
 }
 
 #[test]

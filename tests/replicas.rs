@@ -335,5 +335,12 @@ fn redis_required_at_start_refuses_to_serve_naming_the_address() {
     assert_ne!(out.status.code(), Some(0), "{stderr}");
     let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(lines.len(), 1, "one line: {stderr}");
-    assert!(lines[0].contains(&format!("127.0.0.1:{port}")), "{stderr}");
+    // The key to fix, the address once, and what to do.
+    assert!(lines[0].contains("session.redis_url: "), "{stderr}");
+    assert_eq!(
+        lines[0].matches(&format!("127.0.0.1:{port}")).count(),
+        1,
+        "{stderr}"
+    );
+    assert!(lines[0].contains("redis_required_at_start"), "{stderr}");
 }

@@ -313,6 +313,17 @@ pub enum Algorithm {
     HS256,
 }
 
+impl Algorithm {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Algorithm::ES256 => "ES256",
+            Algorithm::EdDSA => "EdDSA",
+            Algorithm::RS256 => "RS256",
+            Algorithm::HS256 => "HS256",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IdentityConfig {
@@ -349,6 +360,17 @@ pub enum DesktopMode {
     Qr,
     Qrconnect,
     Off,
+}
+
+impl DesktopMode {
+    /// As written in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DesktopMode::Qr => "qr",
+            DesktopMode::Qrconnect => "qrconnect",
+            DesktopMode::Off => "off",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -662,7 +684,23 @@ impl Config {
         ) {
             Ok(Some(s)) => match decode_secret(&s) {
                 Ok(b) => self.session.secret_bytes = b,
-                Err(m) => push(&mut p, "session.secret", m),
+                // Name where the bad value is, so the right place gets fixed.
+                Err(m) => match (
+                    env.var("WXGATE_SESSION_SECRET").is_some(),
+                    &self.session.secret_file,
+                ) {
+                    (true, _) => push(
+                        &mut p,
+                        "WXGATE_SESSION_SECRET",
+                        format!("(the environment variable, which overrides session.secret) {m}"),
+                    ),
+                    (false, Some(f)) => push(
+                        &mut p,
+                        "session.secret_file",
+                        format!("{}: {m}", f.display()),
+                    ),
+                    (false, None) => push(&mut p, "session.secret", m),
+                },
             },
             Ok(None) => {
                 if self.session.store == StoreKind::Memory {
@@ -861,15 +899,19 @@ impl Config {
         );
         let key = if self.identity.signing_key_pem.is_some() {
             "configured key"
+        } else if self.session.secret_generated {
+            "key generated at each start (set identity.signing_key_file: `wxgate keygen`)"
         } else {
-            "NO KEY CONFIGURED (derived from session.secret)"
+            "key derived from session.secret (set identity.signing_key_file: `wxgate keygen`)"
         };
         let _ = writeln!(
             s,
-            "identity      {} {:?} {key}, audience {}",
-            self.identity.header, self.identity.algorithm, self.identity.audience
+            "identity      {} {}, {key}, audience {}",
+            self.identity.header,
+            self.identity.algorithm.as_str(),
+            self.identity.audience
         );
-        let _ = writeln!(s, "desktop       {:?}", self.desktop.mode);
+        let _ = writeln!(s, "desktop       {}", self.desktop.mode.as_str());
         let _ = write!(
             s,
             "access        {} public, {} api path patterns; {}",

@@ -501,3 +501,26 @@ fn settings_that_together_can_never_sign_anyone_in_are_refused_naming_both_keys(
         assert!(problems(&text).is_empty(), "{text}\n{:?}", problems(&text));
     }
 }
+
+#[test]
+fn a_short_session_secret_is_blamed_on_where_it_came_from() {
+    let redis = format!("{MINIMAL}[session]\nstore = \"redis\"\nsecret = \"short\"\n");
+    let p = problems(&redis);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(p[0].starts_with("session.secret: "), "{p:?}");
+
+    let env_too = match from_toml(
+        &redis,
+        Path::new("."),
+        &env(&[("WXGATE_SESSION_SECRET", "tiny")]),
+    ) {
+        Err(e) => e.problems(),
+        Ok(_) => panic!("a 4-byte secret accepted"),
+    };
+    assert_eq!(env_too.len(), 1, "{env_too:?}");
+    assert!(
+        env_too[0].starts_with("WXGATE_SESSION_SECRET: "),
+        "{env_too:?}"
+    );
+    assert!(env_too[0].contains("got 4"), "{env_too:?}");
+}

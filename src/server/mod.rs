@@ -29,6 +29,23 @@ use crate::body::Body;
 use crate::proxy::UpstreamTime;
 pub use workers::Workers;
 
+/// Why an address cannot be listened on, in words that say what to do.
+pub fn bind_problem(e: &std::io::Error) -> String {
+    use std::io::ErrorKind;
+    match e.kind() {
+        ErrorKind::AddrInUse => {
+            "another program already listens there: stop it, or choose another port".into()
+        }
+        ErrorKind::PermissionDenied => {
+            "not allowed: ports below 1024 need root or CAP_NET_BIND_SERVICE; choose a port above 1023".into()
+        }
+        ErrorKind::AddrNotAvailable => {
+            "this machine has no such address: use one of its own, or 0.0.0.0 for all".into()
+        }
+        _ => e.to_string(),
+    }
+}
+
 /// How a listener treats its connections.
 #[derive(Clone)]
 pub struct ServerSettings {

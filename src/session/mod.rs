@@ -104,6 +104,20 @@ pub enum StoreError {
     Corrupt,
 }
 
+/// A store that cannot be opened at start, as one line: the key naming where it is,
+/// then what went wrong (the store's message names the address, once).
+pub fn open_problem(cfg: &SessionConfig, e: &StoreError) -> String {
+    let key = match cfg.store {
+        StoreKind::Redis if !cfg.redis_cluster_urls.is_empty() => "session.redis_cluster_urls",
+        StoreKind::Redis => "session.redis_url",
+        _ => "session.store",
+    };
+    match e {
+        StoreError::Unavailable(m) => format!("{key}: {m}"),
+        other => format!("{key}: {other}"),
+    }
+}
+
 /// The configured session store. An enum rather than a trait object: three known
 /// stores, no boxing of every future on the request path.
 pub enum Store {

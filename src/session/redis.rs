@@ -318,11 +318,14 @@ impl RedisStore {
         let problem = match reached {
             Ok(Ok(())) => return Ok(store),
             Ok(Err(e)) => e.to_string(),
-            Err(_) => format!("no answer within {connect_timeout:?}"),
+            Err(_) => format!(
+                "no answer within {}",
+                crate::config::format_duration(connect_timeout)
+            ),
         };
         if cfg.redis_required_at_start {
             return Err(StoreError::Unavailable(format!(
-                "cannot reach redis at {address}: {problem}"
+                "cannot reach Redis at {address}: {problem} (is it running there? session.redis_required_at_start = false starts wxgate without it)"
             )));
         }
         tracing::warn!(%address, %problem, "redis unreachable at start; will keep trying");
