@@ -226,9 +226,11 @@ async fn while_redis_is_down_signed_in_users_get_503_and_come_back_without_signi
         assert_eq!(api.status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(api.json()["error"], "session_store_unavailable");
 
+        // Public paths keep working, without the identity the store cannot give.
         let public = browser.get("/public/logo.png").await;
         assert_eq!(public.status, StatusCode::OK, "{}", public.text());
         assert_eq!(public.json()["uri"], "/public/logo.png");
+        assert!(common::seen(&public.json(), "x-wxgate-jwt-assertion").is_empty());
 
         let ready = common::get(&gate.admin_url("/readyz")).await;
         assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
@@ -239,6 +241,9 @@ async fn while_redis_is_down_signed_in_users_get_503_and_come_back_without_signi
         await_readyz(gate, StatusCode::OK).await;
         let mut browser = carrying(gate, &cookie);
         assert_signed_in(gate, &mut browser, &r.platform, "alice").await;
+        let public = browser.get("/public/logo.png").await;
+        let claims = gate.verify(&identity_of(&public.json())).await;
+        assert_eq!(claims["openid"], r.platform.openid("alice").as_str());
     }
 }
 

@@ -765,8 +765,9 @@ async fn spoofed_identity_headers_and_wxgate_cookies_never_reach_the_app() {
             .iter()
             .filter(|n| n.starts_with("x-wxgate-"))
             .collect();
-        if path == "/orders/1" {
-            assert_eq!(wx, ["x-wxgate-jwt-assertion"], "only wxgate's own");
+        if who == "signed in" {
+            // A public path too: wxgate's own header, never the client's.
+            assert_eq!(wx, ["x-wxgate-jwt-assertion"], "{path}: only wxgate's own");
             let claims = verify(&rig, &identity_of(&echo)).await;
             assert_eq!(claims["sub"], rig.openid("alice").as_str());
         } else {
@@ -776,6 +777,35 @@ async fn spoofed_identity_headers_and_wxgate_cookies_never_reach_the_app() {
         assert!(cookies.contains("app_cookie=kept"), "{cookies}");
         assert!(!cookies.contains("_wxgate"), "{cookies}");
     }
+}
+
+#[tokio::test]
+async fn a_public_page_greets_a_signed_in_user_and_serves_everyone_else_anonymously() {
+    let rig = rig(|c, mock| {
+        c.access.public_paths = vec!["/".into(), "/static/*".into()];
+        c.access.allowed_openids = vec![mock.openid("alice", &mock.config().appid)];
+    })
+    .await;
+
+    // Signed out: served, no sign-in, no identity.
+    let mut visitor = rig.phone();
+    let home = visitor.get("/").await;
+    assert_eq!(home.status, StatusCode::OK, "{}", home.text());
+    assert!(seen(&home.json(), "x-wxgate-jwt-assertion").is_empty());
+
+    // Signed in: the same public page carries who it is.
+    let mut alice = rig.phone();
+    alice.sign_in(&rig, "alice").await;
+    let home = alice.get("/").await;
+    assert_eq!(home.status, StatusCode::OK, "{}", home.text());
+    let claims = verify(&rig, &identity_of(&home.json())).await;
+    assert_eq!(claims["sub"], rig.openid("alice").as_str());
+
+    // A cookie that opens no session (ended, forged) is no reason to refuse a public page.
+    let mut stale = browser_with_session(&rig, "not-a-sealed-session");
+    let page = stale.get("/static/app.css").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text());
+    assert!(seen(&page.json(), "x-wxgate-jwt-assertion").is_empty());
 }
 
 /// Method, path and headers of a request an API client makes.

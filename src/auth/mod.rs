@@ -151,6 +151,20 @@ impl Auth {
         }
     }
 
+    /// The session a request to a public path carries, if any: a public page may greet
+    /// a signed-in user, so it gets the identity too. Nothing here may refuse the
+    /// request: no cookie costs no lookup, and a store that is down (or a user outside
+    /// `allowed_openids`) means "serve it anonymously".
+    async fn public_session(&self, headers: &HeaderMap) -> Option<Session> {
+        let name = &self.cfg.session.cookie_name;
+        cookie_values(headers, name).next()?;
+        match self.session_of(headers).await {
+            Ok(Some((session, _))) if self.is_allowed(&session.openid) => Some(session),
+            // session_of has logged the store's failure.
+            Ok(_) | Err(_) => None,
+        }
+    }
+
     /// classify → authenticate, for every request that is not `/_wxgate/*`.
     pub async fn gate(
         &self,
@@ -162,7 +176,7 @@ impl Auth {
     ) -> Gate {
         if self.public.matches(normalized) {
             return Gate::Forward {
-                session: None,
+                session: self.public_session(headers).await,
                 set_cookie: None,
             };
         }
