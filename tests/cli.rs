@@ -316,3 +316,41 @@ fn sessions_count_with_the_memory_store_explains_why_it_cannot() {
         stdout(&out)
     );
 }
+
+/// Skips, when asked to by the test below (otherwise passes doing nothing).
+#[test]
+fn skip_probe() {
+    if std::env::var_os("WXGATE_SKIP_PROBE").is_some() {
+        common::wechat::skip("skip-probe-program not found");
+    }
+}
+
+#[test]
+fn a_skipped_test_is_visible_in_cargo_tests_normal_output_and_fails_under_ci() {
+    // This very test binary, run as `cargo test` runs it: output captured.
+    let run = |ci: bool| {
+        let mut cmd = std::process::Command::new(std::env::current_exe().expect("test binary"));
+        cmd.args(["--exact", "skip_probe", "--test-threads", "1"])
+            .env("WXGATE_SKIP_PROBE", "1")
+            .env_remove("CI");
+        if ci {
+            cmd.env("CI", "true");
+        }
+        cmd.output().expect("the test binary runs")
+    };
+    let out = run(false);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let all = stdout(&out) + &stderr(&out);
+    let line = all
+        .lines()
+        .find(|l| l.contains(common::skip::MARK))
+        .unwrap_or_else(|| panic!("no skip line in the normal output:\n{all}"));
+    assert!(
+        line.contains("skip_probe") && line.contains("skip-probe-program not found"),
+        "names the test and the reason: {line}"
+    );
+
+    let under_ci = run(true);
+    assert_ne!(under_ci.status.code(), Some(0), "a skip under CI fails");
+    assert!(stdout(&under_ci).contains("FAILED") || stdout(&under_ci).contains("failed"));
+}

@@ -29,6 +29,8 @@ use wxgate::config::Config;
 pub mod corpus;
 pub mod raw;
 pub mod sessions;
+#[path = "../support/skip.rs"]
+pub mod skip;
 pub mod wechat;
 
 // ---------------------------------------------------------------- echo upstream

@@ -3,6 +3,9 @@
 
 #![allow(dead_code)]
 
+#[path = "skip.rs"]
+mod skip;
+
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -69,11 +72,7 @@ impl RedisServer {
 
     fn launch(cluster: bool) -> Option<RedisServer> {
         if !redis_server_on_path() {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "redis-server not found on PATH (required when CI is set)"
-            );
-            eprintln!("\n*** SKIPPED: redis-server not found on PATH ***\n");
+            skip::skip("redis-server not found on PATH (Debian: apt-get install redis-server)");
             return None;
         }
         let port = free_port();
