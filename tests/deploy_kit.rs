@@ -210,6 +210,50 @@ fn the_kubernetes_sidecar_probes_the_admin_port_and_its_configmap_loads() {
     ] {
         assert!(secret["stringData"][key].is_string(), "secret key {key}");
     }
+    // The config is the ConfigMap mounted as a folder (a subPath file never sees an
+    // edit, so SIGHUP would reload the old text), and `-c` names the file inside it.
+    let mounts = wxgate["volumeMounts"].as_sequence().expect("volumeMounts");
+    let config_mount = mounts
+        .iter()
+        .find(|m| m["name"].as_str() == Some("config"))
+        .expect("the config volume is mounted");
+    assert!(
+        config_mount["subPath"].is_null(),
+        "no subPath: {config_mount:?}"
+    );
+    let folder = config_mount["mountPath"].as_str().expect("mountPath");
+    let args: Vec<&str> = wxgate["args"]
+        .as_sequence()
+        .expect("args")
+        .iter()
+        .filter_map(|a| a.as_str())
+        .collect();
+    assert_eq!(
+        args,
+        ["serve", "-c", &format!("{folder}/wxgate.toml")],
+        "-c names the ConfigMap's key inside the mounted folder"
+    );
+    let pod = &deployment["spec"]["template"]["spec"];
+    let volume = pod["volumes"]
+        .as_sequence()
+        .expect("volumes")
+        .iter()
+        .find(|v| v["name"].as_str() == Some("config"))
+        .expect("config volume");
+    assert_eq!(
+        volume["configMap"]["name"].as_str(),
+        configmap["metadata"]["name"].as_str()
+    );
+    // wxgate runs as non-root; the app is not forced to (the pod does not say so).
+    assert_eq!(
+        wxgate["securityContext"]["runAsNonRoot"].as_bool(),
+        Some(true)
+    );
+    assert!(
+        pod["securityContext"]["runAsNonRoot"].is_null(),
+        "runAsNonRoot on the pod would stop an app image that runs as root"
+    );
+
     let mounted = format!("{:?}", wxgate["volumeMounts"]);
     let key_dir = Path::new(&k8s_config.identity.signing_key_file)
         .parent()
