@@ -11,6 +11,8 @@ use serde_json::Value;
 use wxgate::config::{DesktopMode, Dur};
 
 pub const CHROME_ON_WINDOWS: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
+pub const SAFARI_ON_IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1";
+pub const CHROME_ON_ANDROID: &str = "Mozilla/5.0 (Linux; Android 10; K) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Mobile Safari/537.36";
 pub const SAFARI_ON_MAC: &str = "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_1) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Safari/605.1.15";
 
 // ---------------------------------------------------------------- harness
@@ -192,6 +194,68 @@ async fn a_computer_signs_in_by_scanning_and_confirming_on_the_phone() {
     let p = who(&env, &mut phone).await;
     assert_eq!(d["openid"], p["openid"], "the same WeChat user");
     assert_ne!(d["sid"], p["sid"], "but the computer has its own session");
+}
+
+/// The short code a waiting page shows, and the scan URL it stands for.
+fn typed_code_of(page: &Answer) -> (String, String) {
+    let body = page.text();
+    let at = body.find("id=\"wxgate-code\"").expect("a code to type");
+    let s = body[at..].find('>').unwrap() + at + 1;
+    let e = body[s..].find('<').unwrap() + s;
+    let scan = attr_after(&body, "id=\"wxgate-code\"", "data-scan-url").expect("its scan URL");
+    (body[s..e].to_string(), scan)
+}
+
+#[tokio::test]
+async fn a_phone_outside_wechat_is_asked_to_open_the_page_in_wechat_or_type_the_code() {
+    let env = start_qr().await;
+    for ua in [SAFARI_ON_IPHONE, CHROME_ON_ANDROID] {
+        let mut mobile = env.browser(ua);
+        let page = mobile.get(&env.url("/orders/7?x=1")).await;
+        assert_eq!(page.status, 200, "{ua}");
+        let text = page.text();
+        assert!(text.contains("Open this page in WeChat"), "{ua}: {text}");
+        assert!(
+            !text.contains("<svg"),
+            "{ua}: no QR code to scan with itself"
+        );
+        assert_eq!(
+            attr_after(&text, "id=\"wxgate-link\"", "value"),
+            Some(env.url("/orders/7?x=1")),
+            "{ua}: the link to copy is the page asked for"
+        );
+        assert!(text.contains("id=\"wxgate-copy\""), "{ua}: a copy button");
+        assert!(text.contains("navigator.clipboard"), "{ua}");
+    }
+    assert_eq!(env.mock.calls("authorize"), 0, "never sent to WeChat");
+
+    // The typed code signs this phone browser in, confirmed from WeChat.
+    let mut mobile = env.browser(SAFARI_ON_IPHONE);
+    let page = mobile.get(&env.url("/orders/7?x=1")).await;
+    let (code, scan_url) = typed_code_of(&page);
+    let mut wechat = env.phone();
+    let typed = wechat
+        .get(&env.url(&format!("/_wxgate/scan/c?code={code}")))
+        .await;
+    assert_eq!(typed.status, 302, "{}", typed.text());
+    assert_eq!(env.url(typed.header("location").unwrap()), scan_url);
+    let confirm = phone_scans(&mut wechat, &scan_url, "alice", true).await;
+    assert!(confirm.text().contains("Safari"), "{}", confirm.text());
+    wechat.post(&confirm_url(&env, &confirm, "confirm")).await;
+    let ticket = ticket_of(&scan_url);
+    let st = status(&env, &mut mobile, &ticket).await.json();
+    assert_eq!(st["status"], "confirmed");
+    let done = mobile.get(&env.url(st["next"].as_str().unwrap())).await;
+    assert_eq!(done.header("location"), Some("/orders/7?x=1"));
+    let echo: Value = mobile.get(&env.url("/orders/7?x=1")).await.json();
+    let claims = identity_claims(&env, &echo).await;
+    assert_eq!(claims["openid"], env.mock.openid("alice", &env.appid));
+
+    // A computer keeps the QR code.
+    let mut desktop = desktop_browser(&env);
+    let page = desktop.get(&env.url("/orders/7")).await;
+    assert!(page.text().contains("<svg"));
+    assert!(!page.text().contains("id=\"wxgate-copy\""));
 }
 
 #[tokio::test]
@@ -600,4 +664,14 @@ async fn with_desktop_sign_in_off_a_computer_is_asked_to_open_the_page_in_wechat
     );
     let scan = desktop.get(&env.url("/_wxgate/scan/s/abc")).await;
     assert_eq!(scan.status, 404, "no scan flow when it is off");
+
+    // A phone outside WeChat cannot scan its own screen: it gets the link to copy.
+    let mut mobile = env.browser(CHROME_ON_ANDROID);
+    let page = mobile.get(&env.url("/orders/7?x=1")).await;
+    assert!(page.text().contains("Please open this page in WeChat"));
+    assert!(!page.text().contains("<svg"));
+    assert_eq!(
+        attr_after(&page.text(), "id=\"wxgate-link\"", "value"),
+        Some(env.url("/orders/7?x=1"))
+    );
 }

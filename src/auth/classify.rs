@@ -20,6 +20,22 @@ pub fn is_wechat_browser(user_agent: &str) -> bool {
 
 pub use crate::pages::wants_json;
 
+/// Whether the User-Agent is a phone's or tablet's browser: one that cannot scan a QR
+/// code on its own screen. (iPadOS Safari says "Macintosh" and counts as a computer.)
+pub fn is_mobile_browser(user_agent: &str) -> bool {
+    [
+        "Mobile",
+        "Android",
+        "iPhone",
+        "iPad",
+        "iPod",
+        "HarmonyOS",
+        "OpenHarmony",
+    ]
+    .iter()
+    .any(|token| user_agent.contains(token))
+}
+
 /// Whether an unauthenticated request gets `401` JSON rather than a redirect to sign in.
 pub fn is_api_request(
     method: &Method,
@@ -179,6 +195,32 @@ mod tests {
         ];
         for (ua, want) in table {
             assert_eq!(is_wechat_browser(ua), *want, "ua={ua:?}");
+        }
+    }
+
+    #[test]
+    fn phones_and_tablets_are_told_apart_from_computers() {
+        let table: &[(&str, bool)] = &[
+            (SAFARI_IOS, true),
+            (CHROME_ANDROID, true),
+            (IOS_WECHAT, true),
+            (
+                "Mozilla/5.0 (Linux; Android 12; HarmonyOS; ...) Quark/6.2",
+                true,
+            ),
+            (
+                "Mozilla/5.0 (iPad; CPU OS 15_0 like Mac OS X) AppleWebKit/605.1.15",
+                true,
+            ),
+            (CHROME_WIN, false),
+            (SAFARI_MAC, false),
+            (EDGE_WIN, false),
+            (FIREFOX_LINUX, false),
+            (GOOGLEBOT, false),
+            (CURL, false),
+        ];
+        for (ua, want) in table {
+            assert_eq!(is_mobile_browser(ua), *want, "ua={ua:?}");
         }
     }
 

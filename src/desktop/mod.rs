@@ -88,7 +88,7 @@ pub async fn begin(
         }
         DesktopMode::Off => {
             metrics().desktop_signins.inc(&["off", "shown"]);
-            open_in_wechat(auth, rd)
+            open_in_wechat(auth, headers, rd)
         }
         DesktopMode::Qr => qr_page(auth, headers, rd, client).await,
     }
@@ -249,7 +249,6 @@ async fn qr_page(
 
     let origin = &auth.cfg.public().origin;
     let scan_url = format!("{origin}/_wxgate/scan/s/{id}");
-    let svg = qr_svg(&scan_url).unwrap_or_default();
     let e = crate::pages::escape;
     let simulate = simulate_link(auth, &scan_url)
         .map(|href| {
@@ -261,24 +260,55 @@ href=\"{}\">模拟手机扫码 · Simulate the phone</a></p>",
         })
         .unwrap_or_default();
     let renew = auth.start_url(&ticket.rd);
-    let inner = format!(
-        "<h1>微信扫码登录</h1><h2>Sign in with WeChat</h2>\
-<p>用微信扫一扫下面的二维码，并在手机上确认。<br>Scan this code with WeChat, then confirm on your phone.</p>\
-<div class=\"qr\" id=\"wxgate-qr\" data-scan-url=\"{scan}\">{svg}</div>\
-<p>无法扫码？在微信中打开 <b>{origin_e}/_wxgate/scan/c</b> 并输入：<br>Cannot scan? Open that address in WeChat and enter:</p>\
-<p id=\"wxgate-code\" style=\"font-size:1.6rem;letter-spacing:.2rem;font-family:monospace\">{code}</p>\
-<p id=\"wxgate-status\" role=\"status\" data-state=\"pending\">等待扫码… · Waiting for the scan…</p>\
-<p id=\"wxgate-renew\" hidden><a class=\"btn\" href=\"{renew}\">刷新二维码 · New code</a></p>\
-<noscript><p><a class=\"btn secondary\" href=\"/_wxgate/scan/done/{id}\">我已在手机上确认 · I confirmed on my phone</a></p></noscript>\
-{simulate}\
-<script>{script}</script>",
+    let typed = format!(
+        "<p id=\"wxgate-code\" data-scan-url=\"{scan}\" style=\"font-size:1.6rem;letter-spacing:.2rem;font-family:monospace\">{code}</p>",
         scan = e(&scan_url),
-        origin_e = e(origin),
         code = e(&code),
+    );
+    let waiting = format!(
+        "<p id=\"wxgate-status\" role=\"status\" data-state=\"pending\">等待确认… · Waiting for your confirmation…</p>\
+<p id=\"wxgate-renew\" hidden><a class=\"btn\" href=\"{renew}\">刷新代码 · New code</a></p>\
+<noscript><p><a class=\"btn secondary\" href=\"/_wxgate/scan/done/{id}\">我已在手机上确认 · I confirmed on my phone</a></p></noscript>\
+{simulate}<script>{script}</script>",
         renew = e(&renew),
         script = poll_script(&id, ttl),
     );
-    let mut resp = html(StatusCode::OK, "微信扫码登录 · Sign in with WeChat", &inner);
+    let (title, inner) = if classify::is_mobile_browser(ua) {
+        // A phone cannot scan its own screen: it is asked to open the page in WeChat
+        // (which signs it in there), or to confirm this browser by the typed code.
+        let page_url = format!("{origin}{}", ticket.rd);
+        (
+            "请在微信中打开 · Open this in WeChat",
+            format!(
+                "<h1>请在微信中打开</h1><h2>Open this page in WeChat</h2>\
+<p>微信登录只能在微信里完成：复制链接，在微信中打开（例如发给\u{201c}文件传输助手\u{201d}再点开）。<br>\
+Signing in with WeChat works only inside WeChat: copy the link and open it there (for example, send it to File Transfer and tap it).</p>\
+<p><input id=\"wxgate-link\" readonly value=\"{link}\" style=\"width:100%;font-size:1rem\"></p>\
+<p><button class=\"btn\" id=\"wxgate-copy\" type=\"button\">复制链接 · Copy link</button></p>\
+<p>或者留在这个浏览器：在微信中打开 <b>{origin_e}/_wxgate/scan/c</b>，输入下面的代码并确认。<br>\
+Or stay in this browser: open that address in WeChat, enter this code and confirm.</p>\
+{typed}{waiting}<script>{copy}</script>",
+                link = e(&page_url),
+                origin_e = e(origin),
+                copy = COPY_SCRIPT,
+            ),
+        )
+    } else {
+        let svg = qr_svg(&scan_url).unwrap_or_default();
+        (
+            "微信扫码登录 · Sign in with WeChat",
+            format!(
+                "<h1>微信扫码登录</h1><h2>Sign in with WeChat</h2>\
+<p>用微信扫一扫下面的二维码，并在手机上确认。<br>Scan this code with WeChat, then confirm on your phone.</p>\
+<div class=\"qr\" id=\"wxgate-qr\" data-scan-url=\"{scan}\">{svg}</div>\
+<p>无法扫码？在微信中打开 <b>{origin_e}/_wxgate/scan/c</b> 并输入下面的代码。<br>Cannot scan? Open that address in WeChat and enter this code.</p>\
+{typed}{waiting}",
+                scan = e(&scan_url),
+                origin_e = e(origin),
+            ),
+        )
+    };
+    let mut resp = html(StatusCode::OK, title, &inner);
     if existing.is_none() {
         let name = nonce_cookie_name(auth);
         let sealed = auth.codec.seal(&name, &nonce);
@@ -294,6 +324,13 @@ href=\"{}\">模拟手机扫码 · Simulate the phone</a></p>",
     }
     resp
 }
+
+/// The copy-link button: the Clipboard API where the page is a secure context, else
+/// selecting the text field and the older copy command (plain-http pages, old WebViews).
+const COPY_SCRIPT: &str = r#"(function(){var b=document.getElementById("wxgate-copy"),i=document.getElementById("wxgate-link");
+function done(){b.textContent="已复制 · Copied";}
+function legacy(){i.focus();i.select();try{if(document.execCommand("copy"))done();}catch(e){}}
+b.addEventListener("click",function(){if(navigator.clipboard&&window.isSecureContext){navigator.clipboard.writeText(i.value).then(done,legacy);}else{legacy();}});})();"#;
 
 /// Polls the ticket's status every two seconds until it is decided or expired (bounded
 /// by the ticket's lifetime), then follows the outcome without reloading the page.
@@ -763,16 +800,31 @@ fn format_utc(secs: u64) -> String {
     )
 }
 
-/// "Open this page in WeChat", with a QR code of the page to scan.
-pub fn open_in_wechat(auth: &Auth, rd: &str) -> Response<Body> {
+/// "Open this page in WeChat": a computer gets a QR code of the page to scan, a phone
+/// (which cannot scan its own screen) a button copying the link to paste into WeChat.
+pub fn open_in_wechat(auth: &Auth, headers: &HeaderMap, rd: &str) -> Response<Body> {
     let url = format!("{}{}", auth.cfg.public().origin, rd);
-    let svg = qr_svg(&url).unwrap_or_default();
-    let inner = format!(
-        "<h1>请在微信中打开</h1><h2>Please open this page in WeChat</h2>\
-<p>用微信扫一扫下面的二维码，在微信中继续。<br>Scan this code with WeChat to continue there.</p>\
-<div class=\"qr\" id=\"wxgate-qr\" data-scan-url=\"{u}\">{svg}</div><p class=\"code\">{u}</p>",
-        u = crate::pages::escape(&url)
-    );
+    let u = crate::pages::escape(&url);
+    let ua = headers
+        .get(http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let how = if classify::is_mobile_browser(ua) {
+        format!(
+            "<p>复制链接，在微信中打开（例如发给\u{201c}文件传输助手\u{201d}再点开）。<br>\
+Copy the link and open it in WeChat (for example, send it to File Transfer and tap it).</p>\
+<p><input id=\"wxgate-link\" readonly value=\"{u}\" style=\"width:100%;font-size:1rem\"></p>\
+<p><button class=\"btn\" id=\"wxgate-copy\" type=\"button\">复制链接 · Copy link</button></p>\
+<script>{COPY_SCRIPT}</script>"
+        )
+    } else {
+        let svg = qr_svg(&url).unwrap_or_default();
+        format!(
+            "<p>用微信扫一扫下面的二维码，在微信中继续。<br>Scan this code with WeChat to continue there.</p>\
+<div class=\"qr\" id=\"wxgate-qr\" data-scan-url=\"{u}\">{svg}</div><p class=\"code\">{u}</p>"
+        )
+    };
+    let inner = format!("<h1>请在微信中打开</h1><h2>Please open this page in WeChat</h2>{how}");
     html(StatusCode::OK, "请在微信中打开 · Open in WeChat", &inner)
 }
 
