@@ -335,17 +335,7 @@ pub async fn handle(state: &State, req: Request<Incoming>, conn: ConnInfo) -> Re
     }
     let Some(normalized) = paths::normalize_path(path) else {
         metrics().denied.inc(&["bad_path"]);
-        return crate::pages::respond(
-            &crate::pages::Notice {
-                status: StatusCode::BAD_REQUEST,
-                code: "bad_path",
-                title_zh: "请求路径无效",
-                title_en: "Invalid request path",
-                detail: "The path contains encoded slashes, control characters or climbs above the root.".into(),
-                retry: None,
-            },
-            crate::pages::wants_json(req.headers()),
-        );
+        return bad_path(crate::pages::wants_json(req.headers()));
     };
     let path_and_query = req
         .uri()
@@ -394,6 +384,24 @@ pub async fn handle(state: &State, req: Request<Incoming>, conn: ConnInfo) -> Re
         resp.headers_mut().append(SET_COOKIE, c);
     }
     resp
+}
+
+/// The answer to a path that cannot be matched safely.
+pub(crate) fn bad_path(json: bool) -> Response<Body> {
+    crate::pages::respond(
+        &crate::pages::Notice {
+            status: StatusCode::BAD_REQUEST,
+            code: "bad_path",
+            title_zh: "请求路径无效",
+            title_en: "Invalid request path",
+            detail_zh: "路径中有编码的斜杠、控制字符，或越过了根目录。".into(),
+            detail:
+                "The path contains encoded slashes, control characters or climbs above the root."
+                    .into(),
+            retry: None,
+        },
+        json,
+    )
 }
 
 /// The visitor's address: the peer, or the first X-Forwarded-For hop when the peer is a

@@ -87,7 +87,18 @@ async fn demo_page(
         None => Err("no identity header: this request did not come through wxgate".to_string()),
         Some(t) => verify(http, jwks_url, issuer, audience, &t).await,
     };
-    let inner = match verdict {
+    let inner = demo_html(verdict);
+    let mut resp = Response::new(full(page("演示应用 · wxgate demo app", &inner)));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    resp
+}
+
+/// The demo app's page: the verified claims, or why there are none.
+pub(crate) fn demo_html(verdict: Result<serde_json::Value, String>) -> String {
+    match verdict {
         Ok(claims) => {
             let mut rows = String::new();
             if let Some(obj) = claims.as_object() {
@@ -97,7 +108,7 @@ async fn demo_page(
                         .map(str::to_string)
                         .unwrap_or_else(|| v.to_string());
                     rows.push_str(&format!(
-                        "<tr><td>{}</td><td>{}</td></tr>",
+                        "<tr><td translate=\"no\">{}</td><td translate=\"no\">{}</td></tr>",
                         escape(k),
                         escape(&v)
                     ));
@@ -113,21 +124,22 @@ async fn demo_page(
                 .map(|u| format!("<img src=\"{}\" width=\"64\" height=\"64\" alt=\"\" style=\"border-radius:8px\">", escape(u)))
                 .unwrap_or_default();
             format!(
-                "{avatar}<h1>你好，{}</h1><h2>Hello, {} — this is the demo app behind wxgate</h2>\
-<p>The identity header was verified with wxgate's public keys (<code>/_wxgate/jwks.json</code>):</p>\
+                "{avatar}<h1>你好，<span translate=\"no\">{name}</span></h1>\
+<h2>Hello, <span translate=\"no\">{name}</span>: this is the demo app behind wxgate</h2>\
+<p>身份头已用 wxgate 的公钥验证（<code>/_wxgate/jwks.json</code>），其中的声明如下：<br>\
+The identity header was verified with wxgate's public keys (<code>/_wxgate/jwks.json</code>); its claims:</p>\
 <table>{rows}</table><p><a class=\"btn secondary\" href=\"/_wxgate/sign_out?rd=/\">退出 · Sign out</a></p>",
-                escape(name),
-                escape(name)
+                name = escape(name),
             )
         }
-        Err(why) => format!("<h1>Identity not verified</h1><p>{}</p>", escape(&why)),
-    };
-    let mut resp = Response::new(full(page("wxgate demo app", &inner)));
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    resp
+        Err(why) => format!(
+            "<h1>身份未验证</h1><h2>Identity not verified</h2>\
+<p>身份头缺失或无法验证：这个请求可能没有经过 wxgate。<br>\
+The identity header is missing or does not verify: this request may not have come through wxgate.</p>\
+<p class=\"code\" translate=\"no\">{}</p>",
+            escape(&why)
+        ),
+    }
 }
 
 async fn verify(

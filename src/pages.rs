@@ -16,6 +16,8 @@ pub struct Notice<'a> {
     pub code: &'a str,
     pub title_zh: &'a str,
     pub title_en: &'a str,
+    /// The explanation in Chinese, then in English (also the JSON `detail`).
+    pub detail_zh: String,
     pub detail: String,
     /// A same-origin link that starts over (e.g. `/_wxgate/start?rd=/x`).
     pub retry: Option<String>,
@@ -76,6 +78,8 @@ pub fn respond_with(
             "error": n.code,
             "message": n.title_en,
             "detail": n.detail,
+            "message_zh": n.title_zh,
+            "detail_zh": n.detail_zh,
         });
         if let (Some(serde_json::Value::Object(extra)), Some(obj)) = (extra, v.as_object_mut()) {
             obj.extend(extra);
@@ -107,9 +111,10 @@ pub fn html(n: &Notice<'_>) -> String {
     page(
         &format!("{} · {}", n.title_zh, n.title_en),
         &format!(
-            "<h1>{}</h1><h2>{}</h2><p>{}</p>{retry}<p class=\"code\">{} · {}</p>",
+            "<h1>{}</h1><h2>{}</h2><p>{}<br>{}</p>{retry}<p class=\"code\" translate=\"no\">{} · {}</p>",
             escape(n.title_zh),
             escape(n.title_en),
+            escape(&n.detail_zh),
             escape(&n.detail),
             n.status.as_u16(),
             escape(n.code),
@@ -152,6 +157,7 @@ pub fn not_found(json: bool) -> Response<Body> {
             code: "not_found",
             title_zh: "页面不存在",
             title_en: "Not found",
+            detail_zh: "wxgate 没有这个页面。".into(),
             detail: "wxgate has no such page.".into(),
             retry: None,
         },
@@ -217,6 +223,9 @@ pub fn escape(s: &str) -> String {
 }
 
 #[cfg(test)]
+pub(crate) mod every_page;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -274,6 +283,7 @@ mod tests {
             code: "upstream_unreachable",
             title_zh: "应用暂时无法访问",
             title_en: "The application is unreachable",
+            detail_zh: "<script>".into(),
             detail: "<script>".into(),
             retry: Some("/x?a=1&b=2".into()),
         };

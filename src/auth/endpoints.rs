@@ -81,8 +81,11 @@ async fn callback(auth: &Auth, query: &str, headers: &HeaderMap, client: IpAddr)
     let json = classify::wants_json(headers);
     let Some(state) = query_param(query, "state").filter(|s| state::is_valid_state(s)) else {
         metrics().signins.inc(&["bad_request"]);
-        return AuthError::BadRequest("The callback has no valid state.")
-            .response(json, Some(auth.start_url("/")));
+        return AuthError::BadRequest(
+            "回调中没有有效的 state 参数。",
+            "The callback has no valid state.",
+        )
+        .response(json, Some(auth.start_url("/")));
     };
     // The state is checked before anything else, and before the code is redeemed.
     let Some(flow) = auth
@@ -284,21 +287,7 @@ async fn sign_out(auth: &Auth, query: &str, headers: &HeaderMap) -> Response<Bod
     }
     let mut resp = match rd {
         Some(rd) => super::redirect(&rd),
-        None => crate::pages::respond(
-            &crate::pages::Notice {
-                status: StatusCode::OK,
-                code: "signed_out",
-                title_zh: "您已退出登录",
-                title_en: "You are signed out",
-                detail: if ended {
-                    "Your session has ended.".into()
-                } else {
-                    "There was no session to end.".into()
-                },
-                retry: Some("/".into()),
-            },
-            classify::wants_json(headers),
-        ),
+        None => signed_out_page(ended, classify::wants_json(headers)),
     };
     auth.push_cookie(&mut resp, &auth.clear_cookie_value(name));
     resp
@@ -342,7 +331,28 @@ async fn forward_auth(auth: &Auth, headers: &HeaderMap, trusted: bool) -> Respon
     }
 }
 
-fn sign_in_page(start: &str) -> Response<Body> {
+/// After a sign-out without somewhere to go.
+pub(crate) fn signed_out_page(ended: bool, json: bool) -> Response<Body> {
+    let (detail_zh, detail) = if ended {
+        ("您的会话已结束。", "Your session has ended.")
+    } else {
+        ("没有需要结束的会话。", "There was no session to end.")
+    };
+    crate::pages::respond(
+        &crate::pages::Notice {
+            status: StatusCode::OK,
+            code: "signed_out",
+            title_zh: "您已退出登录",
+            title_en: "You are signed out",
+            detail_zh: detail_zh.into(),
+            detail: detail.into(),
+            retry: Some("/".into()),
+        },
+        json,
+    )
+}
+
+pub(crate) fn sign_in_page(start: &str) -> Response<Body> {
     crate::pages::moving_on(
         StatusCode::UNAUTHORIZED,
         "请先登录",
@@ -401,6 +411,7 @@ fn not_allowed() -> Response<Body> {
             code: "method_not_allowed",
             title_zh: "请求方法不支持",
             title_en: "Method not allowed",
+            detail_zh: "请使用 GET。".into(),
             detail: "Use GET.".into(),
             retry: None,
         },

@@ -9,8 +9,9 @@ use crate::pages::{respond_with, Notice};
 pub enum AuthError {
     #[error("the state of this sign-in does not match this browser")]
     StateMismatch,
-    #[error("the sign-in request is malformed: {0}")]
-    BadRequest(&'static str),
+    /// Why, in Chinese and in English.
+    #[error("the sign-in request is malformed: {1}")]
+    BadRequest(&'static str, &'static str),
     #[error("the user declined to authorize")]
     ConsentRefused,
     #[error("WeChat snapshot-page user (virtual openid)")]
@@ -41,7 +42,7 @@ impl AuthError {
     pub fn code(&self) -> &'static str {
         match self {
             AuthError::StateMismatch => "state_mismatch",
-            AuthError::BadRequest(_) => "bad_request",
+            AuthError::BadRequest(..) => "bad_request",
             AuthError::ConsentRefused => "consent_refused",
             AuthError::SnapshotUser => "snapshot_user",
             AuthError::NotAllowed => "access_denied",
@@ -60,41 +61,55 @@ impl AuthError {
     /// The page (or JSON) for this refusal. `retry` is a same-origin URL that starts over.
     pub fn response(&self, json: bool, retry: Option<String>) -> Response<Body> {
         use StatusCode as S;
-        let (status, zh, en, detail, retryable): (S, &str, &str, String, bool) = match self {
+        let (status, zh, en, detail_zh, detail, retryable): (S, &str, &str, &str, &str, bool) = match self {
             AuthError::StateMismatch => (S::BAD_REQUEST, "登录已失效", "This sign-in link is no longer valid",
-                "The sign-in was started in another browser or has expired. Please start again.".into(), true),
-            AuthError::BadRequest(why) => (S::BAD_REQUEST, "请求无效", "Invalid request", (*why).to_string(), true),
+                "这次登录是在另一个浏览器中开始的，或者已经过期。请重新开始。",
+                "The sign-in was started in another browser or has expired. Please start again.", true),
+            AuthError::BadRequest(zh_why, why) => (S::BAD_REQUEST, "请求无效", "Invalid request", zh_why, why, true),
             AuthError::ConsentRefused => (S::FORBIDDEN, "您已取消授权", "You declined to sign in with WeChat",
-                "This application needs your WeChat authorization to let you in.".into(), true),
+                "此应用需要您的微信授权才能让您进入。",
+                "This application needs your WeChat authorization to let you in.", true),
             AuthError::SnapshotUser => (S::FORBIDDEN, "请使用完整服务", "Please open the full page",
-                "You are viewing a WeChat snapshot page. Tap \u{201c}使用完整服务\u{201d} (use full service) at the bottom, then sign in again.".into(), true),
+                "您正在浏览微信的快照页。请点击底部的\u{201c}使用完整服务\u{201d}，然后重新登录。",
+                "You are viewing a WeChat snapshot page. Tap \u{201c}使用完整服务\u{201d} (use full service) at the bottom, then sign in again.", true),
             AuthError::NotAllowed => (S::FORBIDDEN, "无权访问", "Access denied",
-                "Your WeChat account is not allowed to use this application. Ask its administrator for access.".into(), false),
+                "您的微信账号无权使用此应用。请向它的管理员申请。",
+                "Your WeChat account is not allowed to use this application. Ask its administrator for access.", false),
             AuthError::CodeRejected => (S::BAD_REQUEST, "授权已过期", "The WeChat authorization has expired",
-                "WeChat did not accept the sign-in code twice in a row. Please try again.".into(), true),
+                "微信连续两次没有接受登录码。请重试。",
+                "WeChat did not accept the sign-in code twice in a row. Please try again.", true),
             AuthError::WechatBusy => (S::SERVICE_UNAVAILABLE, "微信繁忙", "WeChat is busy",
-                "WeChat asked us to try again later. Please retry in a moment.".into(), true),
+                "微信要求稍后再试。请过一会儿重试。",
+                "WeChat asked us to try again later. Please retry in a moment.", true),
             AuthError::WechatQuota => (S::SERVICE_UNAVAILABLE, "登录服务繁忙", "Sign-in is temporarily unavailable",
-                "The WeChat sign-in quota of this application is used up for now. Please retry later.".into(), true),
+                "此应用的微信登录次数暂时用完了。请稍后重试。",
+                "The WeChat sign-in quota of this application is used up for now. Please retry later.", true),
             AuthError::WechatUnavailable => (S::SERVICE_UNAVAILABLE, "无法连接微信", "WeChat cannot be reached",
-                "We could not reach WeChat to complete your sign-in. Please retry in a moment.".into(), true),
+                "暂时无法连接微信完成登录。请过一会儿重试。",
+                "We could not reach WeChat to complete your sign-in. Please retry in a moment.", true),
             AuthError::Misconfigured => (S::INTERNAL_SERVER_ERROR, "服务配置错误", "Sign-in is misconfigured",
-                "WeChat refused this application's credentials. The administrator has been notified in the logs.".into(), false),
+                "微信拒绝了此应用的凭据。原因已记录在日志中，供管理员查看。",
+                "WeChat refused this application's credentials. The administrator has been notified in the logs.", false),
             AuthError::WechatOther => (S::BAD_GATEWAY, "微信返回错误", "WeChat returned an error",
-                "WeChat could not complete the sign-in. Please try again.".into(), true),
+                "微信未能完成登录。请重试。",
+                "WeChat could not complete the sign-in. Please try again.", true),
             AuthError::StoreUnavailable => (S::SERVICE_UNAVAILABLE, "登录服务暂时不可用", "Sign-in service temporarily unavailable",
-                "Your session cannot be checked right now. Please retry in a moment; you will not need to sign in again.".into(), false),
+                "暂时无法验证您的登录状态。请过一会儿重试，不需要重新登录。",
+                "Your session cannot be checked right now. Please retry in a moment; you will not need to sign in again.", false),
             AuthError::SigninsBusy => (S::SERVICE_UNAVAILABLE, "登录人数过多", "Too many sign-ins in progress",
-                "Too many people are signing in from computers right now. Please retry in a moment.".into(), true),
+                "现在从电脑登录的人太多了。请过一会儿重试。",
+                "Too many people are signing in from computers right now. Please retry in a moment.", true),
             AuthError::Internal(_) => (S::INTERNAL_SERVER_ERROR, "内部错误", "Internal error",
-                "Something went wrong on our side.".into(), true),
+                "我们这边出了问题。",
+                "Something went wrong on our side.", true),
         };
         let n = Notice {
             status,
             code: self.code(),
             title_zh: zh,
             title_en: en,
-            detail,
+            detail_zh: detail_zh.into(),
+            detail: detail.into(),
             retry: if retryable { retry } else { None },
         };
         let mut resp = respond_with(&n, json, None);

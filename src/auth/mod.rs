@@ -246,6 +246,7 @@ impl Auth {
             code: "unauthenticated",
             title_zh: "请先登录",
             title_en: "Sign-in required",
+            detail_zh: "此请求需要微信登录会话。".into(),
             detail: "This request needs a WeChat sign-in session.".into(),
             retry: None,
         };

@@ -478,7 +478,8 @@ async fn phone_scan(auth: &Auth, headers: &HeaderMap, id: &str) -> Response<Body
             StatusCode::OK,
             "请用微信扫码",
             "Scan with WeChat",
-            "This code signs a computer in: scan it with WeChat's Scan (扫一扫).",
+            "这个二维码用来登录电脑：请用微信的\u{201c}扫一扫\u{201d}扫描它。",
+            "This code signs a computer in: scan it with WeChat's Scan.",
         );
     }
     let t = match load(auth, id).await {
@@ -535,11 +536,11 @@ fn confirm_page(auth: &Auth, t: &Ticket, id: &str, session: &Session) -> Respons
     let inner = format!(
         "<h1>在电脑上登录？</h1><h2>Sign in on a computer?</h2>\
 <table id=\"wxgate-request\">\
-<tr><td>网站 · Site</td><td id=\"wxgate-app\">{app}</td></tr>\
-<tr><td>浏览器 · Browser</td><td id=\"wxgate-browser\">{browser} · {os}</td></tr>\
-<tr><td>地址 · From</td><td id=\"wxgate-ip\">{ip}</td></tr>\
-<tr><td>时间 · Time</td><td>{time}</td></tr>\
-<tr><td>账号 · Account</td><td>{who}</td></tr></table>\
+<tr><td>网站 · Site</td><td id=\"wxgate-app\" translate=\"no\">{app}</td></tr>\
+<tr><td>浏览器 · Browser</td><td id=\"wxgate-browser\" translate=\"no\">{browser} · {os}</td></tr>\
+<tr><td>地址 · From</td><td id=\"wxgate-ip\" translate=\"no\">{ip}</td></tr>\
+<tr><td>时间 · Time</td><td translate=\"no\">{time}</td></tr>\
+<tr><td>账号 · Account</td><td translate=\"no\">{who}</td></tr></table>\
 <p>只有当这是你本人刚刚在电脑上发起的登录时才确认。<br>Confirm only if you just asked to sign in on that computer yourself.</p>\
 <form method=\"post\" action=\"/_wxgate/scan/confirm/{id}?csrf={csrf}\" style=\"display:inline\">\
 <button class=\"btn\" id=\"wxgate-confirm\" type=\"submit\">确认登录 · Confirm</button></form> \
@@ -645,63 +646,78 @@ placeholder=\"ABCD-2345\" style=\"font-size:1.4rem;font-family:monospace;width:1
 // ---------------------------------------------------------------- pages
 
 fn phone_outcome(what: &str) -> Response<Body> {
-    let (status, zh, en, detail) = match what {
+    let (status, zh, en, detail_zh, detail) = match what {
         "confirmed" => (
             StatusCode::OK,
             "已确认",
             "Confirmed",
+            "电脑正在登录。可以关闭此页面了。",
             "The computer is now signing in. You can close this page.",
         ),
         "cancelled_now" => (
             StatusCode::OK,
             "已取消",
             "Cancelled",
+            "没有登录任何人。可以关闭此页面了。",
             "Nobody was signed in. You can close this page.",
         ),
         "cancelled" => (
             StatusCode::GONE,
             "已取消",
             "This sign-in was cancelled",
+            "请在电脑上重新开始，获取新的二维码。",
             "Start again on the computer to get a new code.",
         ),
         "used" => (
             StatusCode::GONE,
             "二维码已使用",
             "This code has already been used",
+            "每个二维码只能登录一次。请在电脑上重新开始，获取新的二维码。",
             "Each code signs in once. Start again on the computer to get a new code.",
         ),
         "scanned_elsewhere" => (
             StatusCode::CONFLICT,
             "二维码已被扫描",
             "This code was scanned on another phone",
+            "只有最先扫码的手机可以确认。",
             "Only the phone that scanned it first can answer.",
         ),
         "forbidden" => (
             StatusCode::FORBIDDEN,
             "无法确认",
             "This confirmation is not valid",
+            "请重新打开扫码后的页面，在那里确认。",
             "Open the scanned page again and answer there.",
         ),
         _ => (
             StatusCode::GONE,
             "二维码已过期",
             "This code has expired",
+            "请在电脑上刷新页面，获取新的二维码。",
             "Refresh the page on the computer to get a new code.",
         ),
     };
-    let mut resp = phone_page(status, zh, en, detail);
+    let mut resp = phone_page(status, zh, en, detail_zh, detail);
     if let Ok(v) = http::HeaderValue::from_str(what) {
         resp.headers_mut().insert("x-wxgate-scan", v);
     }
     resp
 }
 
-fn phone_page(status: StatusCode, zh: &str, en: &str, detail: &str) -> Response<Body> {
+fn phone_page(
+    status: StatusCode,
+    zh: &str,
+    en: &str,
+    detail_zh: &str,
+    detail: &str,
+) -> Response<Body> {
+    let e = crate::pages::escape;
     let inner = format!(
-        "<h1>{}</h1><h2>{}</h2><p>{}</p>",
-        crate::pages::escape(zh),
-        crate::pages::escape(en),
-        crate::pages::escape(detail)
+        "<h1>{}</h1><h2>{}</h2><p>{}<br>{}</p>",
+        e(zh),
+        e(en),
+        e(detail_zh),
+        e(detail)
     );
     html(status, &format!("{zh} · {en}"), &inner)
 }
@@ -709,12 +725,13 @@ fn phone_page(status: StatusCode, zh: &str, en: &str, detail: &str) -> Response<
 /// The waiting browser's answer when the sign-in cannot complete: what happened and a
 /// one-click way to start over.
 fn outcome_page(auth: &Auth, what: &str, rd: &str, json: bool) -> Response<Body> {
-    let (status, code, zh, en, detail) = match what {
+    let (status, code, zh, en, detail_zh, detail) = match what {
         "wrong_browser" => (
             StatusCode::FORBIDDEN,
             "scan_wrong_browser",
             "请在显示二维码的浏览器中完成登录",
             "Finish in the browser that showed the code",
+            "这次登录是在另一个浏览器中开始的。",
             "This sign-in was started in another browser.",
         ),
         "cancelled" => (
@@ -722,6 +739,7 @@ fn outcome_page(auth: &Auth, what: &str, rd: &str, json: bool) -> Response<Body>
             "scan_cancelled",
             "已在手机上取消",
             "Cancelled on the phone",
+            "没有登录任何人。",
             "Nobody was signed in.",
         ),
         "used" => (
@@ -729,6 +747,7 @@ fn outcome_page(auth: &Auth, what: &str, rd: &str, json: bool) -> Response<Body>
             "scan_used",
             "二维码已使用",
             "This code has already been used",
+            "每个二维码只能登录一次。",
             "Each code signs in once.",
         ),
         "not_yet" => (
@@ -736,6 +755,7 @@ fn outcome_page(auth: &Auth, what: &str, rd: &str, json: bool) -> Response<Body>
             "scan_pending",
             "尚未在手机上确认",
             "Not confirmed on the phone yet",
+            "请先用微信扫码，并在手机上确认。",
             "Scan the code with WeChat and confirm on the phone first.",
         ),
         _ => (
@@ -743,6 +763,7 @@ fn outcome_page(auth: &Auth, what: &str, rd: &str, json: bool) -> Response<Body>
             "scan_expired",
             "二维码已过期",
             "This code has expired",
+            "请获取新的二维码再扫一次。",
             "Get a new code and scan it again.",
         ),
     };
@@ -755,6 +776,7 @@ fn outcome_page(auth: &Auth, what: &str, rd: &str, json: bool) -> Response<Body>
             code,
             title_zh: zh,
             title_en: en,
+            detail_zh: detail_zh.into(),
             detail: detail.into(),
             retry: Some(auth.start_url(rd)),
         },
@@ -831,6 +853,82 @@ Copy the link and open it in WeChat (for example, send it to File Transfer and t
 /// An inline SVG QR code (no external assets).
 pub fn qr_svg(data: &str) -> Option<String> {
     qr::svg(data)
+}
+
+/// Every page of the desktop sign-in, for the test that reads them all.
+#[cfg(test)]
+pub(crate) async fn every_page(auth: &Auth) -> Vec<(String, Response<Body>)> {
+    let with_ua = |ua: &'static str| {
+        let mut h = HeaderMap::new();
+        h.insert(http::header::USER_AGENT, http::HeaderValue::from_static(ua));
+        h
+    };
+    let computer = with_ua("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36");
+    let phone = with_ua("Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1");
+    let ip = std::net::IpAddr::from([127, 0, 0, 1]);
+    let mut session = Session::new(
+        "wx0000000000000000",
+        "o-test",
+        crate::config::Scope::UserInfo,
+    );
+    session.nickname = Some("王小明 🐼".into());
+    let ticket = Ticket {
+        b: String::new(),
+        rd: "/x".into(),
+        browser: "Chrome 120".into(),
+        os: "Windows 10".into(),
+        ip: ip.to_string(),
+        t: 0,
+        exp: 120,
+        code: "ABCD-2345".into(),
+        st: Status::Pending,
+    };
+    let mut pages = vec![
+        ("qr".to_string(), qr_page(auth, &computer, "/x", ip).await),
+        (
+            "qr on a phone".into(),
+            qr_page(auth, &phone, "/x", ip).await,
+        ),
+        (
+            "open in wechat".into(),
+            open_in_wechat(auth, &computer, "/x"),
+        ),
+        (
+            "open in wechat on a phone".into(),
+            open_in_wechat(auth, &phone, "/x"),
+        ),
+        (
+            "scanned outside wechat".into(),
+            phone_scan(auth, &phone, "abc").await,
+        ),
+        ("typed code".into(), typed_code(auth, "").await),
+        (
+            "typed code unknown".into(),
+            typed_code(auth, "code=ZZZZZZZZ").await,
+        ),
+        (
+            "confirm".into(),
+            confirm_page(auth, &ticket, "abc", &session),
+        ),
+    ];
+    for what in [
+        "confirmed",
+        "cancelled_now",
+        "cancelled",
+        "used",
+        "scanned_elsewhere",
+        "forbidden",
+        "expired",
+    ] {
+        pages.push((format!("phone {what}"), phone_outcome(what)));
+    }
+    for what in ["wrong_browser", "cancelled", "used", "not_yet", "expired"] {
+        pages.push((
+            format!("computer {what}"),
+            outcome_page(auth, what, "/x", false),
+        ));
+    }
+    pages
 }
 
 #[cfg(test)]

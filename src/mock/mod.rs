@@ -11,6 +11,11 @@ mod api;
 mod control;
 mod pages;
 mod phone;
+
+#[cfg(test)]
+pub(crate) use pages::every_page as every_mock_page;
+#[cfg(test)]
+pub(crate) use phone::every_page as every_phone_page;
 mod wire;
 
 pub use phone::PHONE_USER_AGENT;

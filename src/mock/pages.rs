@@ -22,7 +22,7 @@ fn html_page(status: StatusCode, title: &str, body: &str) -> Response<Body> {
          .allow{{background:#07c160;color:#fff;border:0;border-radius:4px}}\
          .qr{{width:10em;height:10em;border:4px solid #222;margin:1em 0;\
          background:repeating-linear-gradient(45deg,#222 0 6px,#fff 6px 12px)}}</style>\
-         </head><body>{body}<p class=\"note\">Mock WeChat platform (wxgate)</p></body></html>",
+         </head><body>{body}<p class=\"note\">模拟微信平台 · Mock WeChat platform (wxgate)</p></body></html>",
         title = html_escape(title),
     );
     crate::pages::html_response(status, page)
@@ -34,15 +34,33 @@ fn refusal_page(r: Refusal) -> Response<Body> {
     let code = if r.code() == 0 {
         String::new()
     } else {
-        format!("<p>错误码 {}</p>", r.code())
+        format!("<p>错误码 · Error code {}</p>", r.code())
     };
     let mut resp = html_page(
         StatusCode::OK,
-        "微信网页授权",
-        &format!("<h1>{}</h1>{code}", html_escape(r.message())),
+        "微信网页授权 · WeChat authorization",
+        &format!(
+            "<h1>{}</h1><h2>{}</h2>{code}",
+            html_escape(r.message()),
+            html_escape(r.message_en())
+        ),
     );
     resp.headers_mut()
         .insert("x-mock-wechat-error", HeaderValue::from_static(r.name()));
+    resp
+}
+
+/// WeChat's answer to its authorize link opened outside WeChat.
+fn not_in_wechat() -> Response<Body> {
+    let mut resp = html_page(
+        StatusCode::OK,
+        "微信网页授权 · WeChat authorization",
+        "<h1>请在微信客户端打开链接</h1><h2>Please open this link in WeChat</h2>",
+    );
+    resp.headers_mut().insert(
+        "x-mock-wechat-error",
+        HeaderValue::from_static("not_wechat"),
+    );
     resp
 }
 
@@ -85,16 +103,7 @@ pub(super) async fn authorize(
         Err(r) => return refusal_page(r),
     };
     if kind == LinkKind::OAuth2 && !is_wechat(&req) {
-        let mut resp = html_page(
-            StatusCode::OK,
-            "微信网页授权",
-            "<h1>请在微信客户端打开链接</h1><p>Please open this link in WeChat.</p>",
-        );
-        resp.headers_mut().insert(
-            "x-mock-wechat-error",
-            HeaderValue::from_static("not_wechat"),
-        );
-        return resp;
+        return not_in_wechat();
     }
     let config = mock.config();
     // WeChat authorizes snsapi_base silently: no popup unless forcePopup asks for one.
@@ -119,13 +128,14 @@ fn consent_page(mock: &MockWechat, link: &AuthorizeRequest, kind: LinkKind) -> R
     let mut users = String::new();
     for (i, u) in mock.config().users.iter().enumerate() {
         let tags = match (u.snapshot, u.has_unionid) {
-            (true, _) => " (snapshot page user)",
+            (true, _) => " （快照页用户 · snapshot page user）",
             (false, true) => " (unionid)",
             _ => "",
         };
         users.push_str(&format!(
-            "<label><input type=\"radio\" name=\"user\" value=\"{key}\"{checked}> {nick}{tags} \
-             <span class=\"note\">{key}</span></label>",
+            "<label><input type=\"radio\" name=\"user\" value=\"{key}\"{checked}> \
+             <span translate=\"no\">{nick}</span>{tags} \
+             <span class=\"note\" translate=\"no\">{key}</span></label>",
             key = html_escape(&u.key),
             nick = html_escape(&u.nickname),
             checked = if i == 0 { " checked" } else { "" },
@@ -144,29 +154,31 @@ fn consent_page(mock: &MockWechat, link: &AuthorizeRequest, kind: LinkKind) -> R
         hidden("state", &link.state),
     ]
     .concat();
-    let (action, heading, intro, allow) = match kind {
+    let (action, heading, heading_en, intro, allow) = match kind {
         LinkKind::OAuth2 => (
             "/connect/oauth2/consent",
             "授权登录",
+            "Sign in with WeChat",
             if link.scope == "snsapi_userinfo" {
-                "该网页申请获得你的昵称、头像 (nickname and avatar)"
+                "该网页申请获得你的昵称、头像<br>This page asks for your nickname and avatar"
             } else {
-                "该网页申请获得你的身份 (your identity)"
+                "该网页申请获得你的身份<br>This page asks for your identity"
             },
             "允许 Allow",
         ),
         LinkKind::QrConnect => (
             "/connect/qrconnect/confirm",
             "微信登录",
-            "<div class=\"qr\"></div>使用微信扫一扫登录 (scan with WeChat)",
+            "WeChat sign-in",
+            "<div class=\"qr\"></div>使用微信扫一扫登录<br>Scan with WeChat to sign in",
             "模拟扫码 Simulate scanning",
         ),
     };
     html_page(
         StatusCode::OK,
-        heading,
+        &format!("{heading} · {heading_en}"),
         &format!(
-            "<h1>{heading}</h1><p>{intro}</p><form method=\"post\" action=\"{action}\">{fields}\
+            "<h1>{heading}</h1><h2>{heading_en}</h2><p>{intro}</p><form method=\"post\" action=\"{action}\">{fields}\
              {users}<button class=\"allow\" name=\"action\" value=\"allow\">{allow}</button>\
              <button name=\"action\" value=\"refuse\">拒绝 Refuse</button></form>"
         ),
@@ -188,10 +200,10 @@ pub(super) async fn consent(
         return broken(b);
     }
     if req.method() != Method::POST {
-        return html_page(StatusCode::METHOD_NOT_ALLOWED, "405", "<h1>POST only</h1>");
+        return post_only();
     }
     let Some(form) = read_body(req).await else {
-        return html_page(StatusCode::BAD_REQUEST, "400", "<h1>unreadable form</h1>");
+        return unreadable_form();
     };
     let form = parse_query(&form);
     let get = |name: &str| {
@@ -215,7 +227,7 @@ pub(super) async fn consent(
     }
     let user = get("user");
     if mock.user(&user).is_none() {
-        return html_page(StatusCode::BAD_REQUEST, "400", "<h1>unknown test user</h1>");
+        return unknown_user();
     }
     let code = mock.issue_code(&user, &link.scope, &link.appid);
     redirect(&callback_location(
@@ -230,7 +242,7 @@ pub(super) fn index(mock: &MockWechat) -> Response<Body> {
     let mut users = String::new();
     for u in &c.users {
         users.push_str(&format!(
-            "<li>{} <code>{}</code>: openid <code>{}</code></li>",
+            "<li translate=\"no\">{} <code>{}</code>: openid <code>{}</code></li>",
             html_escape(&u.nickname),
             html_escape(&u.key),
             mock.openid(&u.key, &c.appid)
@@ -238,10 +250,11 @@ pub(super) fn index(mock: &MockWechat) -> Response<Body> {
     }
     html_page(
         StatusCode::OK,
-        "Mock WeChat",
+        "模拟微信 · Mock WeChat",
         &format!(
-            "<h1>Mock WeChat platform</h1><p>appid <code>{}</code>, website appid <code>{}</code></p>\
-             <ul>{users}</ul><p>Knobs: <code>/mock/users</code>, <code>/mock/calls</code>, \
+            "<h1>模拟微信平台</h1><h2>Mock WeChat platform</h2>\
+             <p>公众号 · Official account: appid <code>{}</code><br>网站应用 · Website app: appid <code>{}</code></p>\
+             <p>测试用户 · Test users:</p><ul>{users}</ul><p>控制接口 · Knobs: <code>/mock/users</code>, <code>/mock/calls</code>, \
              <code>POST /mock/inject</code>, <code>/mock/latency</code>, <code>/mock/broken</code>, \
              <code>/mock/clear</code>, <code>/mock/code</code>, <code>/mock/expire_codes</code>, \
              <code>/mock/expire_tokens</code>, <code>/mock/revoke</code>.</p>",
@@ -251,6 +264,79 @@ pub(super) fn index(mock: &MockWechat) -> Response<Body> {
     )
 }
 
+fn post_only() -> Response<Body> {
+    html_page(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "405",
+        "<h1>只接受 POST</h1><h2>POST only</h2>",
+    )
+}
+
+fn unreadable_form() -> Response<Body> {
+    html_page(
+        StatusCode::BAD_REQUEST,
+        "400",
+        "<h1>表单无法读取</h1><h2>Unreadable form</h2>",
+    )
+}
+
+fn unknown_user() -> Response<Body> {
+    html_page(
+        StatusCode::BAD_REQUEST,
+        "400",
+        "<h1>没有这个测试用户</h1><h2>Unknown test user</h2>",
+    )
+}
+
+/// Every page the mock shows a browser, for the test that reads them all.
+#[cfg(test)]
+pub(crate) fn every_page(mock: &MockWechat) -> Vec<(String, Response<Body>)> {
+    use super::wire::Refusal as R;
+    let link = |scope: &str| AuthorizeRequest {
+        appid: mock.config().appid.clone(),
+        redirect_uri: "http://127.0.0.1/_wxgate/callback".into(),
+        scope: scope.into(),
+        state: "abc".into(),
+        force_popup: false,
+    };
+    let mut pages = vec![
+        ("index".to_string(), index(mock)),
+        ("not found".into(), not_found()),
+        ("post only".into(), post_only()),
+        ("unreadable form".into(), unreadable_form()),
+        ("unknown user".into(), unknown_user()),
+        (
+            "consent base".into(),
+            consent_page(mock, &link("snsapi_base"), LinkKind::OAuth2),
+        ),
+        (
+            "consent userinfo".into(),
+            consent_page(mock, &link("snsapi_userinfo"), LinkKind::OAuth2),
+        ),
+        (
+            "qrconnect".into(),
+            consent_page(mock, &link("snsapi_login"), LinkKind::QrConnect),
+        ),
+        ("not in wechat".into(), not_in_wechat()),
+    ];
+    for r in [
+        R::LinkInvalid,
+        R::RedirectDomain,
+        R::Scope,
+        R::OpenPlatformAppid,
+        R::Appid,
+        R::RedirectUri,
+        R::State,
+    ] {
+        pages.push((format!("refusal {}", r.name()), refusal_page(r)));
+    }
+    pages
+}
+
 pub(super) fn not_found() -> Response<Body> {
-    html_page(StatusCode::NOT_FOUND, "404", "<h1>404 Not Found</h1>")
+    html_page(
+        StatusCode::NOT_FOUND,
+        "404",
+        "<h1>页面不存在</h1><h2>404 Not Found</h2>",
+    )
 }

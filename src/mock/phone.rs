@@ -36,12 +36,80 @@ fn enc(s: &str) -> String {
 fn page(status: StatusCode, body: &str) -> Response<Body> {
     let html = format!(
         "<!doctype html><html lang=\"zh-CN\"><head><meta charset=\"utf-8\">\
-<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>Mock phone</title>\
+<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>模拟手机 · Mock phone</title>\
 <style>body{{font-family:system-ui,sans-serif;max-width:28em;margin:2em auto;padding:0 1em}}\
 .note{{color:#888;font-size:.85em}}</style></head><body>{body}\
-<p class=\"note\">Mock WeChat: simulated phone</p></body></html>"
+<p class=\"note\">模拟微信：模拟的手机 · Mock WeChat: simulated phone</p></body></html>"
     );
     crate::pages::html_response(status, html)
+}
+
+// The phone's own pages, named so that every one of them can be rendered in a test.
+const START: &str =
+    "<h1>模拟手机</h1><h2>Simulated phone</h2><form method=\"get\" action=\"/mock/phone\">\
+<p><input name=\"url\" size=\"50\" placeholder=\"http://…/_wxgate/scan/s/…\"></p>\
+<p><button>扫码 · Scan</button></p></form>";
+const NOT_A_SCAN_URL: &str = "<h1>不是 wxgate 的扫码地址</h1><h2>Not a wxgate scan URL</h2>";
+const NO_CLIENT: &str = "<h1>无法创建 HTTP 客户端</h1><h2>No HTTP client</h2>";
+const TOO_MANY_REDIRECTS: &str = "<h1>重定向次数过多</h1><h2>Too many redirects</h2>";
+const POST_ONLY: &str = "<h1>只接受 POST</h1><h2>POST only</h2>";
+const NO_TARGET: &str = "<h1>缺少目标地址</h1><h2>No target</h2>";
+
+fn unreachable(e: &reqwest::Error) -> Response<Body> {
+    page(
+        StatusCode::BAD_GATEWAY,
+        &format!(
+            "<h1>无法连接 wxgate</h1><h2>Could not reach wxgate</h2><p class=\"code\" translate=\"no\">{}</p>",
+            html_escape(&e.to_string())
+        ),
+    )
+}
+
+fn refused(r: super::Refusal) -> Response<Body> {
+    page(
+        StatusCode::BAD_GATEWAY,
+        &format!(
+            "<h1>{}</h1><h2>{}</h2>",
+            html_escape(r.message()),
+            html_escape(r.message_en())
+        ),
+    )
+}
+
+fn which_user(links: &str) -> Response<Body> {
+    page(
+        StatusCode::OK,
+        &format!(
+            "<h1>用哪个微信用户扫码？</h1><h2>Scan as which WeChat user?</h2><ul>{links}</ul>"
+        ),
+    )
+}
+
+/// Every page of the simulated phone, for the test that reads them all.
+#[cfg(test)]
+pub(crate) fn every_page(links: &str) -> Vec<(&'static str, Response<Body>)> {
+    vec![
+        ("phone start", page(StatusCode::OK, START)),
+        (
+            "phone not a scan url",
+            page(StatusCode::BAD_REQUEST, NOT_A_SCAN_URL),
+        ),
+        (
+            "phone no client",
+            page(StatusCode::INTERNAL_SERVER_ERROR, NO_CLIENT),
+        ),
+        (
+            "phone too many redirects",
+            page(StatusCode::LOOP_DETECTED, TOO_MANY_REDIRECTS),
+        ),
+        (
+            "phone post only",
+            page(StatusCode::METHOD_NOT_ALLOWED, POST_ONLY),
+        ),
+        ("phone no target", page(StatusCode::BAD_REQUEST, NO_TARGET)),
+        ("phone refused", refused(super::Refusal::RedirectDomain)),
+        ("phone which user", which_user(links)),
+    ]
 }
 
 fn param(query: &[(String, String)], name: &str) -> Option<String> {
@@ -109,34 +177,26 @@ fn absorb(jar: &mut Vec<(String, String)>, resp: &reqwest::Response) {
 pub(super) async fn scan(mock: MockWechat, req: Request<Incoming>) -> Response<Body> {
     let query = parse_query(req.uri().query().unwrap_or(""));
     let Some(url) = param(&query, "url") else {
-        return page(
-            StatusCode::OK,
-            "<h1>Simulated phone</h1><form method=\"get\" action=\"/mock/phone\">\
-<p><input name=\"url\" size=\"50\" placeholder=\"http://…/_wxgate/scan/s/…\"></p>\
-<p><button>Scan</button></p></form>",
-        );
+        return page(StatusCode::OK, START);
     };
     let Some(scan_uri) = scan_url_ok(&url) else {
-        return page(StatusCode::BAD_REQUEST, "<h1>Not a wxgate scan URL</h1>");
+        return page(StatusCode::BAD_REQUEST, NOT_A_SCAN_URL);
     };
     let Some(user) = param(&query, "user").filter(|u| mock.user(u).is_some()) else {
         let mut links = String::new();
         for u in &mock.config().users {
             links.push_str(&format!(
-                "<li><a href=\"/mock/phone?url={}&amp;user={}\">{}</a> <span class=\"note\">{}</span></li>",
+                "<li><a href=\"/mock/phone?url={}&amp;user={}\" translate=\"no\">{}</a> <span class=\"note\" translate=\"no\">{}</span></li>",
                 enc(&url),
                 enc(&u.key),
                 html_escape(&u.nickname),
                 html_escape(&u.key)
             ));
         }
-        return page(
-            StatusCode::OK,
-            &format!("<h1>Scan as which WeChat user?</h1><ul>{links}</ul>"),
-        );
+        return which_user(&links);
     };
     let Some(client) = client() else {
-        return page(StatusCode::INTERNAL_SERVER_ERROR, "<h1>no HTTP client</h1>");
+        return page(StatusCode::INTERNAL_SERVER_ERROR, NO_CLIENT);
     };
     let mut jar: Vec<(String, String)> = Vec::new();
     let mut next = url.clone();
@@ -152,12 +212,7 @@ pub(super) async fn scan(mock: MockWechat, req: Request<Incoming>) -> Response<B
                 mock.config(),
             ) {
                 Ok(l) => l,
-                Err(r) => {
-                    return page(
-                        StatusCode::BAD_GATEWAY,
-                        &format!("<h1>{}</h1>", html_escape(r.message())),
-                    )
-                }
+                Err(r) => return refused(r),
             };
             let code = mock.issue_code(&user, &link.scope, &link.appid);
             next = callback_location(&link.redirect_uri, Some(&code), &link.state);
@@ -171,15 +226,7 @@ pub(super) async fn scan(mock: MockWechat, req: Request<Incoming>) -> Response<B
             .await
         {
             Ok(r) => r,
-            Err(e) => {
-                return page(
-                    StatusCode::BAD_GATEWAY,
-                    &format!(
-                        "<h1>Could not reach wxgate</h1><p>{}</p>",
-                        html_escape(&e.to_string())
-                    ),
-                )
-            }
+            Err(e) => return unreachable(&e),
         };
         absorb(&mut jar, &resp);
         if resp.status().is_redirection() {
@@ -202,7 +249,7 @@ pub(super) async fn scan(mock: MockWechat, req: Request<Incoming>) -> Response<B
         let body = resp.text().await.unwrap_or_default();
         return page_through(status, &body, &origin(&scan_uri), &jar);
     }
-    page(StatusCode::LOOP_DETECTED, "<h1>Too many redirects</h1>")
+    page(StatusCode::LOOP_DETECTED, TOO_MANY_REDIRECTS)
 }
 
 /// wxgate's page with each form's `action` sent through `/mock/phone/submit`.
@@ -237,18 +284,18 @@ fn page_through(
 /// `POST /mock/phone/submit?to=&jar=`: a form of the page above, replayed as the phone.
 pub(super) async fn submit(req: Request<Incoming>) -> Response<Body> {
     if req.method() != Method::POST {
-        return page(StatusCode::METHOD_NOT_ALLOWED, "<h1>POST only</h1>");
+        return page(StatusCode::METHOD_NOT_ALLOWED, POST_ONLY);
     }
     let query = parse_query(req.uri().query().unwrap_or(""));
     let Some(to) = param(&query, "to") else {
-        return page(StatusCode::BAD_REQUEST, "<h1>no target</h1>");
+        return page(StatusCode::BAD_REQUEST, NO_TARGET);
     };
     let Some(to_uri) = scan_url_ok(&to) else {
-        return page(StatusCode::BAD_REQUEST, "<h1>Not a wxgate scan URL</h1>");
+        return page(StatusCode::BAD_REQUEST, NOT_A_SCAN_URL);
     };
     let jar = parse_jar(&param(&query, "jar").unwrap_or_default());
     let Some(client) = client() else {
-        return page(StatusCode::INTERNAL_SERVER_ERROR, "<h1>no HTTP client</h1>");
+        return page(StatusCode::INTERNAL_SERVER_ERROR, NO_CLIENT);
     };
     match client
         .post(&to)
@@ -264,12 +311,6 @@ pub(super) async fn submit(req: Request<Incoming>) -> Response<Body> {
             let body = resp.text().await.unwrap_or_default();
             page_through(status, &body, &origin(&to_uri), &jar)
         }
-        Err(e) => page(
-            StatusCode::BAD_GATEWAY,
-            &format!(
-                "<h1>Could not reach wxgate</h1><p>{}</p>",
-                html_escape(&e.to_string())
-            ),
-        ),
+        Err(e) => unreachable(&e),
     }
 }

@@ -71,6 +71,21 @@ impl Refusal {
         }
     }
 
+    /// The message in English, shown under WeChat's own Chinese one.
+    pub fn message_en(self) -> &'static str {
+        match self {
+            Self::LinkInvalid => "This link cannot be accessed",
+            Self::RedirectDomain => "The redirect_uri domain does not match the account's settings",
+            Self::Scope => "This official account has no permission for this scope",
+            Self::OpenPlatformAppid => {
+                "Open Platform appids are not supported here: use the official account's appid"
+            }
+            Self::Appid => "The appid parameter is wrong",
+            Self::RedirectUri => "The redirect_uri parameter is wrong",
+            Self::State => "The state parameter is wrong",
+        }
+    }
+
     /// A stable name for scripts (the `x-mock-wechat-error` header).
     pub fn name(self) -> &'static str {
         match self {

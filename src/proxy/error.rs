@@ -53,35 +53,40 @@ impl ProxyError {
     /// The page (or JSON, for API clients) the visitor sees. Upstream details stay in
     /// the log: they would tell a visitor about the internal network.
     pub fn to_response(&self, json: bool) -> Response<Body> {
-        let (code, title_zh, title_en, detail) = match self {
+        let (code, title_zh, title_en, detail_zh, detail) = match self {
             ProxyError::BodyTooLarge { limit } => (
                 "body_too_large",
                 "请求内容过大",
                 "Request body too large",
+                format!("请求内容超过了本站接受的 {limit} 字节。"),
                 format!("The request body is larger than the {limit} bytes this site accepts."),
             ),
             ProxyError::ClientBody(_) => (
                 "bad_request_body",
                 "请求内容无效",
                 "Invalid request body",
+                "请求内容格式有误或不完整。".to_string(),
                 "The request body was malformed or incomplete.".to_string(),
             ),
             ProxyError::Timeout(_) => (
                 "upstream_timeout",
                 "应用响应超时",
                 "The application took too long to answer",
+                "请稍后再试。".to_string(),
                 "Please try again in a moment.".to_string(),
             ),
             ProxyError::Connect(_) | ProxyError::Upstream(_) => (
                 "upstream_unreachable",
                 "应用暂时无法访问",
                 "The application is unreachable",
+                "请稍后再试。".to_string(),
                 "Please try again in a moment.".to_string(),
             ),
             ProxyError::Config(_) | ProxyError::Request(_) => (
                 "internal_error",
                 "内部错误",
                 "Internal error",
+                "请求无法转发。".to_string(),
                 "The request could not be forwarded.".to_string(),
             ),
         };
@@ -90,6 +95,7 @@ impl ProxyError {
             code,
             title_zh,
             title_en,
+            detail_zh,
             detail,
             retry: None,
         };
