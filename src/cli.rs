@@ -137,9 +137,22 @@ pub async fn mock_wechat(listen: SocketAddr) -> Result<(), CliError> {
     Ok(())
 }
 
-/// `wxgate demo`: prints the URL to open, runs until Ctrl-C.
-pub async fn demo(listen: SocketAddr) -> Result<(), CliError> {
+/// `wxgate demo`: prints the URL to open, runs until Ctrl-C. Everything a browser
+/// touches (wxgate, the demo app, the mock's sign-in pages and simulated phone) is on
+/// `listen`; `public_url` is how other machines reach it (default: `http://LISTEN`).
+pub async fn demo(listen: SocketAddr, public_url: Option<String>) -> Result<(), CliError> {
+    if listen.ip().is_unspecified() && public_url.is_none() {
+        return Err(CliError::Config(format!(
+            "demo --listen {listen} listens on every address of this machine, so which one other machines use is unknown: add --public-url http://ADDRESS:{} (this machine's address or name as they reach it)",
+            listen.port()
+        )));
+    }
     let public = bind("--listen", listen).await?;
+    let bound = local(&public)?;
+    let public_url = match public_url {
+        Some(u) => u.trim_end_matches('/').to_string(),
+        None => format!("http://{bound}"),
+    };
     let admin = bind("admin", SocketAddr::from(([127, 0, 0, 1], 0))).await?;
     let app_listener = bind("demo app", SocketAddr::from(([127, 0, 0, 1], 0))).await?;
     let mock_listener = bind("mock WeChat", SocketAddr::from(([127, 0, 0, 1], 0))).await?;
@@ -148,36 +161,60 @@ pub async fn demo(listen: SocketAddr) -> Result<(), CliError> {
         local(&app_listener)?,
         local(&mock_listener)?,
     );
+    let public_host = public_url
+        .parse::<http::Uri>()
+        .ok()
+        .and_then(|u| u.host().map(|h| h.trim_matches(['[', ']']).to_string()))
+        .ok_or_else(|| {
+            CliError::Config(format!(
+                "--public-url {public_url:?} is not a URL like http://192.0.2.10:8080"
+            ))
+        })?;
     let mock_cfg = crate::mock::MockConfig {
-        authorized_hosts: vec![listen.ip().to_string(), "localhost".into()],
+        authorized_hosts: vec![public_host],
         ..crate::mock::MockConfig::default()
     };
     let mock = crate::mock::MockWechat::new(mock_cfg);
-    let (appid, secret) = (mock.config().appid.clone(), mock.config().secret.clone());
+    let demo_mock = crate::demo::DemoMock {
+        api: mock_addr,
+        appid: mock.config().appid.clone(),
+        secret: mock.config().secret.clone(),
+    };
     tokio::spawn(crate::mock::serve(
         mock_listener,
-        mock,
+        mock.clone(),
         std::future::pending::<()>(),
     ));
 
-    let text =
-        crate::demo::demo_config_toml(listen, admin_addr, app_addr, mock_addr, &appid, &secret);
+    let text = crate::demo::demo_config_toml(bound, &public_url, admin_addr, app_addr, &demo_mock);
     let cfg = config::from_toml(&text, std::path::Path::new("."), &config::ProcessEnv)
-        .map_err(|e| CliError::Config(e.problems().join("; ")))?;
+        .map_err(|e| CliError::Config(format!("--public-url: {}", e.problems().join("; "))))?;
     let issuer = format!("{}/_wxgate", cfg.public().origin);
+    // The demo app asks wxgate for its keys over loopback, whatever the public name.
+    let jwks_port = bound.port();
+    let jwks_ip = if bound.ip().is_unspecified() {
+        std::net::IpAddr::from([127, 0, 0, 1])
+    } else {
+        bound.ip()
+    };
     tokio::spawn(crate::demo::serve_demo_app(
         app_listener,
-        format!("http://{listen}/_wxgate/jwks.json"),
+        mock,
+        format!(
+            "http://{}/_wxgate/jwks.json",
+            SocketAddr::new(jwks_ip, jwks_port)
+        ),
         issuer,
         cfg.identity.audience.clone(),
     ));
     println!();
-    println!("  wxgate demo is running. Open this in a browser:");
+    println!("  wxgate demo is running. Open this in a browser (a phone's WeChat works too):");
     println!();
-    println!("      http://{listen}/");
+    println!("      {public_url}/");
     println!();
-    println!("  mock WeChat  http://{mock_addr}   demo app  http://{app_addr}   admin  http://{admin_addr}/metrics");
-    println!("  (a desktop browser gets the scan-to-sign-in page; its \"simulate the phone\" link plays WeChat)");
+    println!("  One port serves it all: wxgate, the demo app behind it, and the mock WeChat's");
+    println!("  sign-in pages. A computer gets the scan-to-sign-in page; its \"simulate the");
+    println!("  phone\" link plays WeChat. Metrics: http://{admin_addr}/metrics");
     println!();
     let (_tx, rx) = tokio::sync::mpsc::channel(1);
     crate::app::run_with_reload(

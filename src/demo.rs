@@ -13,47 +13,79 @@ use tokio::net::TcpListener;
 use crate::body::{full, Body};
 use crate::pages::{escape, page};
 
-/// The config the demo runs with: everything pointed at the built-in mock.
+/// Where the demo's mock WeChat is, and what it is called.
+pub struct DemoMock {
+    /// The mock's own loopback address: wxgate calls its API there, server to server.
+    pub api: SocketAddr,
+    pub appid: String,
+    pub secret: String,
+}
+
+/// The browser-facing paths of the mock (WeChat's authorize and consent pages, the
+/// simulated phone), served on the demo's one public port through the demo app, so a
+/// phone or another computer needs to reach that port only. The mock's control knobs
+/// (`/mock/inject` and the rest) stay on loopback.
+pub const MOCK_PUBLIC_PATHS: &[&str] = &["/connect/*", "/mock/phone", "/mock/phone/submit"];
+
+/// The config the demo runs with: everything pointed at the built-in mock, the browser
+/// pages of the mock on `public_url` itself, a fresh session secret and signing key.
 pub fn demo_config_toml(
     listen: SocketAddr,
+    public_url: &str,
     admin: SocketAddr,
     upstream: SocketAddr,
-    mock: SocketAddr,
-    appid: &str,
-    secret: &str,
+    mock: &DemoMock,
 ) -> String {
+    let (secret, pem) = crate::identity::keygen();
+    let public_paths = MOCK_PUBLIC_PATHS
+        .iter()
+        .map(|p| format!("{p:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
     format!(
         r#"
 [server]
 listen = "{listen}"
-public_url = "http://{listen}"
+public_url = "{public_url}"
 [admin]
 listen = "{admin}"
 [upstream]
 url = "http://{upstream}"
 [wechat]
 appid = "{appid}"
-secret = "{secret}"
+secret = "{wechat_secret}"
 scope = "snsapi_userinfo"
-authorize_url = "http://{mock}/connect/oauth2/authorize"
-qrconnect_url = "http://{mock}/connect/qrconnect"
-api_base_url = "http://{mock}"
+authorize_url = "{public_url}/connect/oauth2/authorize"
+qrconnect_url = "{public_url}/connect/qrconnect"
+api_base_url = "http://{api}"
+[session]
+secret = "{secret}"
+[identity]
+signing_key = """
+{pem}"""
 [desktop]
 mode = "qr"
-"#
+[access]
+public_paths = [{public_paths}]
+"#,
+        appid = mock.appid,
+        wechat_secret = mock.secret,
+        api = mock.api,
     )
 }
 
-/// The demo app: one page that verifies the identity header against wxgate's JWKS
-/// (exactly what a real upstream would do) and shows the claims.
+/// The demo app: the mock's browser pages (see [`MOCK_PUBLIC_PATHS`]), and one page
+/// that verifies the identity header against wxgate's JWKS (exactly what a real
+/// upstream would do) and shows the claims.
 pub async fn serve_demo_app(
     listener: TcpListener,
+    mock: crate::mock::MockWechat,
     jwks_url: String,
     issuer: String,
     audience: String,
 ) {
     let http = reqwest::Client::new();
-    let ctx = Arc::new((http, jwks_url, issuer, audience));
+    let ctx = Arc::new((http, jwks_url, issuer, audience, mock));
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
@@ -62,7 +94,18 @@ pub async fn serve_demo_app(
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                 let ctx = ctx.clone();
-                async move { Ok::<_, Infallible>(demo_page(&ctx.0, &ctx.1, &ctx.2, &ctx.3, req).await) }
+                async move {
+                    let path = req.uri().path();
+                    let mock_page = path.starts_with("/connect/")
+                        || path == "/mock/phone"
+                        || path == "/mock/phone/submit";
+                    let resp = if mock_page {
+                        crate::mock::handle(ctx.4.clone(), req).await
+                    } else {
+                        demo_page(&ctx.0, &ctx.1, &ctx.2, &ctx.3, req).await
+                    };
+                    Ok::<_, Infallible>(resp)
+                }
             });
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(stream), svc)

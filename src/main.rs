@@ -42,9 +42,14 @@ enum Command {
     },
     /// Everything on one machine, no WeChat account needed: mock WeChat, a demo app and the proxy.
     Demo {
-        /// Where the proxy listens.
+        /// Where the demo listens: one port for wxgate, the demo app and the mock's pages
+        /// (0.0.0.0:PORT for other machines too, with --public-url).
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
+        /// The URL other machines and phones use to reach --listen, e.g.
+        /// http://192.0.2.10:8080 (default: http://LISTEN).
+        #[arg(long)]
+        public_url: Option<String>,
     },
     /// The built-in mock WeChat platform alone, for tests and local development.
     MockWechat {
@@ -112,8 +117,8 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             wxgate::cli::serve(cfg, config).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Demo { listen } => {
-            wxgate::cli::demo(listen).await?;
+        Command::Demo { listen, public_url } => {
+            wxgate::cli::demo(listen, public_url).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::MockWechat { listen } => {

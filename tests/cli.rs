@@ -53,6 +53,48 @@ fn check_accepts_the_shipped_example_and_prints_a_summary() {
     assert!(text.contains("https://app.example.com"), "{text}");
 }
 
+/// The TOML block of README.md that starts with `# name`.
+fn readme_toml(name: &str) -> String {
+    let readme = include_str!("../README.md");
+    let start = readme
+        .find(&format!("```toml\n# {name}\n"))
+        .unwrap_or_else(|| panic!("README has a `# {name}` TOML block"));
+    let body = &readme[start + "```toml\n".len()..];
+    body[..body.find("```").expect("the block ends")].to_string()
+}
+
+#[test]
+fn the_readmes_minimal_config_passes_check_and_its_mistake_reads_as_promised() {
+    let dir = scratch("readme");
+    let text = readme_toml("wxgate.toml");
+    let file = write(&dir, "wxgate.toml", &text);
+    let out = wxgate(&["check", "-c", &file]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    // "ttl = \"soon\" under [identity]": the line README shows, key and all.
+    let lines = text.lines().count();
+    let broken = write(
+        &dir,
+        "broken.toml",
+        &format!("{text}[identity]\nttl = \"soon\"\n"),
+    );
+    let out = wxgate(&["check", "-c", &broken]);
+    let err = stderr(&out);
+    let promised = format!(
+        "identity.ttl: line {}: \"soon\" is not a duration (e.g. \"30s\", \"5m\", \"7d\")",
+        lines + 2
+    );
+    assert!(err.contains(&promised), "{err}");
+    let readme = include_str!("../README.md");
+    assert!(
+        readme.contains(
+            "identity.ttl: line 12: \"soon\" is not a duration (e.g. \"30s\", \"5m\", \"7d\")"
+        ),
+        "README shows the message as check prints it"
+    );
+    assert_eq!(lines + 2, 12, "README's line number is the real one");
+}
+
 #[test]
 fn check_lists_every_problem_of_a_broken_file_with_its_key() {
     let dir = scratch("broken");

@@ -353,8 +353,9 @@ setTimeout(poll,1000);}})();"#
     )
 }
 
-/// The demo's "simulate the phone" link: only when WeChat's authorize URL is on a
-/// loopback host, i.e. the mock platform, never in front of the real WeChat.
+/// The demo's "simulate the phone" link: only when WeChat's authorize URL is the mock
+/// platform's, on a loopback host or on this very site (`wxgate demo` serves it there),
+/// never in front of the real WeChat.
 fn simulate_link(auth: &Auth, scan_url: &str) -> Option<String> {
     let u: Uri = auth.cfg.wechat.authorize_url.parse().ok()?;
     let host = u.host()?.trim_start_matches('[').trim_end_matches(']');
@@ -362,10 +363,10 @@ fn simulate_link(auth: &Auth, scan_url: &str) -> Option<String> {
         || host
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback());
-    if !loopback {
+    let origin = format!("{}://{}", u.scheme_str()?, u.authority()?);
+    if !loopback && !origin.eq_ignore_ascii_case(&auth.cfg.public().origin) {
         return None;
     }
-    let origin = format!("{}://{}", u.scheme_str()?, u.authority()?);
     Some(format!(
         "{origin}/mock/phone?url={}",
         percent_encoding::utf8_percent_encode(scan_url, crate::auth::COMPONENT)

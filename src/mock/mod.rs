@@ -428,6 +428,12 @@ pub async fn spawn(config: MockConfig) -> std::io::Result<(SocketAddr, MockWecha
     Ok((addr, mock))
 }
 
+/// Answers one request as the mock does on its own listener (for a server that
+/// serves the mock's pages on a port of its own, as `wxgate demo` does).
+pub async fn handle(mock: MockWechat, req: Request<Incoming>) -> Response<Body> {
+    route(mock, req).await
+}
+
 async fn route(mock: MockWechat, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_owned();
     match path.as_str() {

@@ -683,6 +683,7 @@ pub struct WalkingBrowser {
     /// (origin in links, origin to connect to): for a wxgate whose public_url names a
     /// host that does not resolve.
     alias: Option<(String, String)>,
+    user_agent: &'static str,
 }
 
 /// One answer, body read.
@@ -719,6 +720,48 @@ impl WalkingBrowser {
                 .expect("client builds"),
             jar: Mutex::new(BTreeMap::new()),
             alias: None,
+            user_agent: PHONE_UA,
+        }
+    }
+
+    /// The same browser saying it is another (a computer's, a phone's Safari).
+    pub fn with_user_agent(mut self, ua: &'static str) -> Self {
+        self.user_agent = ua;
+        self
+    }
+
+    /// One form POST (`application/x-www-form-urlencoded`), no redirect followed.
+    pub async fn post_form(&self, url: &str, fields: &[(&str, &str)]) -> Page {
+        let body = fields
+            .iter()
+            .map(|(k, v)| {
+                format!(
+                    "{}={}",
+                    wxgate::wechat::encode_component(k),
+                    wxgate::wechat::encode_component(v)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("&");
+        let resp = self
+            .client
+            .post(url)
+            .header("user-agent", self.user_agent)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("cookie", self.cookie_header())
+            .body(body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST {url}: {e}"));
+        self.keep_cookies(resp.headers());
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp.text().await.unwrap_or_default();
+        Page {
+            url: url.to_string(),
+            status,
+            headers,
+            body,
         }
     }
 
@@ -752,7 +795,7 @@ impl WalkingBrowser {
         let mut req = self
             .client
             .get(&target)
-            .header("user-agent", PHONE_UA)
+            .header("user-agent", self.user_agent)
             .header("accept", "text/html,application/xhtml+xml");
         let cookies = self.cookie_header();
         if !cookies.is_empty() {
