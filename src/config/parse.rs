@@ -255,6 +255,44 @@ verify_files = { \"MP_verify_a.txt\" = abc }
         }
     }
 
+    /// A config shape with an array of tables, as `[[routes]]` will be.
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct WithRoutes {
+        #[serde(default)]
+        routes: Vec<Route>,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Route {
+        upstream: String,
+        #[serde(default)]
+        strip_prefix: bool,
+    }
+
+    #[test]
+    fn an_element_of_an_array_of_tables_is_named_by_its_index() {
+        let routes = "[[routes]]\nupstream = \"a\"\n[[routes]]\nupstream = \"b\"\n[[routes]]\n";
+        let table: &[(&str, &str)] = &[
+            ("upstream = 1\n", "routes[2].upstream"),
+            (
+                "upstream = \"c\"\nstrip_prefix = \"yes\"\n",
+                "routes[2].strip_prefix",
+            ),
+            ("upstream = \"c\"\nstrip = true\n", "routes[2].strip"),
+            ("strip_prefix = true\n", "routes[2].upstream"),
+            ("upstream = c\n", "routes[2].upstream"),
+        ];
+        for (last, key) in table {
+            let text = format!("{routes}{last}");
+            let p = from_str::<WithRoutes>(&text).expect_err("refused");
+            assert_eq!(p.key, *key, "{text}: {p}");
+        }
+    }
+
     #[test]
     fn keys_that_are_not_bare_are_quoted_as_toml_would() {
         assert_eq!(render_segment("listen"), "listen");
