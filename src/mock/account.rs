@@ -358,7 +358,7 @@ impl MockWechat {
             .and_then(|r| r.split(['/', '?', '#']).next())
             .map(|a| a.split(':').next().unwrap_or(a).to_ascii_lowercase())
             .unwrap_or_default();
-        if !c.js_safe_domains.is_empty() && !c.js_safe_domains.iter().any(|d| *d == host) {
+        if !c.js_safe_domains.is_empty() && !c.js_safe_domains.contains(&host) {
             return Err("config:invalid url domain");
         }
         let now = Instant::now();
