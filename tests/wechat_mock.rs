@@ -848,8 +848,14 @@ async fn the_ticket_and_user_info_need_a_good_token() {
     let alice = w.mock.openid("alice", &appid);
     let bob = w.mock.openid("bob", &appid);
     let t = &token.access_token;
-    assert!(w.client.subscribed(t, &alice, "zh_CN").await.unwrap(), "alice follows");
-    assert!(!w.client.subscribed(t, &bob, "zh_CN").await.unwrap(), "bob does not");
+    assert!(
+        w.client.subscribed(t, &alice, "zh_CN").await.unwrap(),
+        "alice follows"
+    );
+    assert!(
+        !w.client.subscribed(t, &bob, "zh_CN").await.unwrap(),
+        "bob does not"
+    );
     let e = w
         .client
         .subscribed(t, "o-nobody", "zh_CN")
