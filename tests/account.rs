@@ -332,7 +332,8 @@ async fn when_wechat_will_not_hand_out_a_token_backends_get_503_with_errcode_and
 
     // Quota reached, then WeChat down, then its HTML error page.
     let mock = &platform.mock;
-    let cases: Vec<(&str, Box<dyn Fn()>, Option<i64>)> = vec![
+    type Breaker<'a> = Box<dyn Fn() + 'a>;
+    let cases: Vec<(&str, Breaker, Option<i64>)> = vec![
         (
             "quota",
             Box::new(|| mock.inject("stable_token", 45009, 1)),
@@ -656,6 +657,9 @@ const AHEAD: Duration = Duration::from_secs(4);
 /// How long the backends keep asking while replicas restart and reload.
 const LOAD: Duration = Duration::from_secs(30);
 
+/// Where the backends find each replica: (public, admin), None while it restarts.
+type Directory = Arc<Mutex<Vec<Option<(SocketAddr, SocketAddr)>>>>;
+
 /// What the backends saw.
 #[derive(Default)]
 struct Seen {
@@ -703,7 +707,7 @@ async fn three_replicas_on_redis_fetch_only_what_the_expiry_schedule_needs_throu
         replicas.push(Some(Reloadable::start(make("a.example.com")).await));
     }
     // Where the backends find the replicas (None while one restarts).
-    let up: Arc<Mutex<Vec<Option<(SocketAddr, SocketAddr)>>>> = Arc::new(Mutex::new(
+    let up: Directory = Arc::new(Mutex::new(
         replicas
             .iter()
             .map(|r| r.as_ref().map(|r| (r.public, r.admin)))
@@ -797,7 +801,7 @@ async fn three_replicas_on_redis_fetch_only_what_the_expiry_schedule_needs_throu
 /// for a JS-SDK signature and has WeChat's client check it; until `until`.
 async fn backend_load(
     n: usize,
-    up: Arc<Mutex<Vec<Option<(SocketAddr, SocketAddr)>>>>,
+    up: Directory,
     seen: Arc<Mutex<Seen>>,
     mock: MockWechat,
     until: Instant,
