@@ -553,6 +553,63 @@ async fn the_identity_says_whether_the_user_follows_the_account() {
     assert!(claims.get("subscribe").is_none(), "{claims}");
 }
 
+// ---------------------------------------------------------------- never logged
+
+#[tokio::test]
+async fn the_token_and_the_bearer_never_reach_the_log_even_at_debug_level() {
+    let (mock_addr, mock) = wxgate::mock::spawn(MockConfig::default()).await.unwrap();
+    let dir = common::scratch_dir("account-log");
+    let file = dir.join("wxgate.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\npublic_url = \"http://127.0.0.1\"\n\
+             [admin]\nlisten = \"127.0.0.1:0\"\n[upstream]\nurl = \"http://127.0.0.1:9\"\n{}\
+             [account]\ntoken_endpoint_secret = \"{BEARER}\"\n",
+            common::wechat::wechat_toml(mock_addr, &mock)
+        ),
+    )
+    .unwrap();
+    let wxgate =
+        common::wechat::Wxgate::spawn_logging(&["serve", "-c", file.to_str().unwrap()], "debug");
+    let (public, admin) = wxgate.listening().await;
+    let backend = Backend::of(admin);
+    // Every path that logs: a failed fetch (logged with WeChat's rid), a refused token
+    // (a forced renewal), a ticket fetch that finds the token refused.
+    mock.inject("stable_token", 45009, 1);
+    assert_eq!(
+        backend.token_with(Some(BEARER)).await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    let first = backend.token().await;
+    let (_, replaced) = backend.report(&first).await;
+    let second = replaced["access_token"].as_str().unwrap().to_string();
+    mock.inject("getticket", 40001, 1);
+    let page = wxgate::wechat::encode_component("http://127.0.0.1/p");
+    let signed = common::get(&format!("http://{public}/_wxgate/jssdk/config?url={page}")).await;
+    assert_eq!(signed.status, StatusCode::OK, "{}", signed.text());
+    // The last thing logged: the ticket's renewal. Then everything is in.
+    wxgate
+        .wait_for(0, |v| v["fields"]["value"] == "jsapi_ticket")
+        .await;
+    wxgate
+        .wait_for(0, |v| v["fields"]["errcode"] == 45009)
+        .await;
+    let log = wxgate.log().join("\n");
+    assert!(log.contains("renewed"), "renewals are logged");
+    let secret = mock.config().secret.clone();
+    for (what, value) in [
+        ("first token", first.as_str()),
+        ("second token", second.as_str()),
+        ("bearer", BEARER),
+        ("app secret", secret.as_str()),
+    ] {
+        assert!(!log.contains(value), "the {what} is in the log");
+    }
+    mock.stop();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 // ---------------------------------------------------------------- reload
 
 /// A wxgate that takes reloads, as SIGHUP gives them.
