@@ -170,6 +170,7 @@ pub async fn demo(listen: SocketAddr) -> Result<(), CliError> {
         format!("http://{listen}/_wxgate/jwks.json"),
         issuer,
         cfg.identity.audience.clone(),
+        format!("http://{mock_addr}/mock/jweixin.js"),
     ));
     println!();
     println!("  wxgate demo is running. Open this in a browser:");

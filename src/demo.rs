@@ -40,20 +40,24 @@ qrconnect_url = "http://{mock}/connect/qrconnect"
 api_base_url = "http://{mock}"
 [desktop]
 mode = "qr"
+[account]
+subscribe_claim = true
 "#
     )
 }
 
 /// The demo app: one page that verifies the identity header against wxgate's JWKS
-/// (exactly what a real upstream would do) and shows the claims.
+/// (exactly what a real upstream would do) and shows the claims, and configures the
+/// JS-SDK through wxgate with the mock's stand-in for WeChat's script at `jweixin_url`.
 pub async fn serve_demo_app(
     listener: TcpListener,
     jwks_url: String,
     issuer: String,
     audience: String,
+    jweixin_url: String,
 ) {
     let http = reqwest::Client::new();
-    let ctx = Arc::new((http, jwks_url, issuer, audience));
+    let ctx = Arc::new((http, jwks_url, issuer, audience, jweixin_url));
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
@@ -62,7 +66,11 @@ pub async fn serve_demo_app(
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                 let ctx = ctx.clone();
-                async move { Ok::<_, Infallible>(demo_page(&ctx.0, &ctx.1, &ctx.2, &ctx.3, req).await) }
+                async move {
+                    Ok::<_, Infallible>(
+                        demo_page(&ctx.0, &ctx.1, &ctx.2, &ctx.3, &ctx.4, req).await,
+                    )
+                }
             });
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(stream), svc)
@@ -76,6 +84,7 @@ async fn demo_page(
     jwks_url: &str,
     issuer: &str,
     audience: &str,
+    jweixin_url: &str,
     req: Request<Incoming>,
 ) -> Response<Body> {
     let token = req
@@ -115,9 +124,15 @@ async fn demo_page(
             format!(
                 "{avatar}<h1>你好，{}</h1><h2>Hello, {} — this is the demo app behind wxgate</h2>\
 <p>The identity header was verified with wxgate's public keys (<code>/_wxgate/jwks.json</code>):</p>\
-<table>{rows}</table><p><a class=\"btn secondary\" href=\"/_wxgate/sign_out?rd=/\">退出 · Sign out</a></p>",
+<table>{rows}</table>\
+<p>JS-SDK (<code>/_wxgate/jssdk.js</code>): <b id=\"wx\">wx.config…</b></p>\
+<script src=\"{}\"></script><script src=\"/_wxgate/jssdk.js\" data-js-api-list=\"scanQRCode\"></script>\
+<script>wx.ready(function(){{document.getElementById('wx').textContent='wx.ready: signature accepted';}});\
+wx.error(function(e){{document.getElementById('wx').textContent='wx.error: '+e.errMsg;}});</script>\
+<p><a class=\"btn secondary\" href=\"/_wxgate/sign_out?rd=/\">退出 · Sign out</a></p>",
                 escape(name),
-                escape(name)
+                escape(name),
+                escape(jweixin_url)
             )
         }
         Err(why) => format!("<h1>Identity not verified</h1><p>{}</p>", escape(&why)),

@@ -839,6 +839,18 @@ async fn three_replicas_on_redis_fetch_only_what_the_expiry_schedule_needs_throu
         "{issues:?}"
     );
     assert!(mock.calls("getticket") >= 1);
+    // What Redis holds is sealed: a dump does not give the token away.
+    let mut raw = redis.client();
+    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut raw).unwrap();
+    assert!(keys.iter().any(|k| k.contains("access_token")), "{keys:?}");
+    for key in &keys {
+        if let Ok(v) = redis::cmd("GET").arg(key).query::<Vec<u8>>(&mut raw) {
+            for token in &seen.tokens {
+                let found = v.windows(token.len()).any(|w| w == token.as_bytes());
+                assert!(!found, "a token in clear at {key}");
+            }
+        }
+    }
     eprintln!(
         "replicas: {} answers, {} token fetches ({} s of load, token {:?} renewed {:?} ahead), {} getticket",
         seen.answers,
