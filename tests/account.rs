@@ -327,8 +327,18 @@ async fn bad_invalidation_requests_are_told_what_to_send() {
 async fn when_wechat_will_not_hand_out_a_token_backends_get_503_with_errcode_and_rid_and_sign_in_goes_on(
 ) {
     let platform = Platform::start(picking_mock()).await;
-    let gate = gate(&platform, account(TokenMode::Stable)).await;
+    // A one-second renewal window: after a failure, nobody asks WeChat again for a
+    // tenth of it (100 ms) instead of a second.
+    let gate = gate(
+        &platform,
+        AccountConfig {
+            refresh_ahead: Dur(Duration::from_secs(1)),
+            ..account(TokenMode::Stable)
+        },
+    )
+    .await;
     let backend = Backend::of(gate.admin);
+    let pause = Duration::from_millis(150);
 
     // Quota reached, then WeChat down, then its HTML error page.
     let mock = &platform.mock;
@@ -352,12 +362,23 @@ async fn when_wechat_will_not_hand_out_a_token_backends_get_503_with_errcode_and
     ];
     for (name, break_it, errcode) in cases {
         break_it();
+        let calls = mock.calls("stable_token");
         let (status, body, headers) = backend.token_with(Some(BEARER)).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{name}: {body}");
         assert_eq!(body["errcode"].as_i64(), errcode, "{name}: {body}");
         assert_eq!(body["rid"].is_string(), errcode.is_some(), "{name}: {body}");
         assert!(headers.contains_key("retry-after"), "{name}");
+        // Asked again at once: the same answer, without asking WeChat again.
+        let (again, body_again, _) = backend.token_with(Some(BEARER)).await;
+        assert_eq!(
+            (again, &body_again["errcode"]),
+            (status, &body["errcode"]),
+            "{name}"
+        );
+        assert_eq!(mock.calls("stable_token"), calls + 1, "{name}: one fetch");
         mock.clear(Some("stable_token"));
+        // The pause after a failure is time itself passing; nothing announces its end.
+        tokio::time::sleep(pause).await;
     }
 
     // Meanwhile a user signs in and reaches the app as usual.
@@ -369,6 +390,7 @@ async fn when_wechat_will_not_hand_out_a_token_backends_get_503_with_errcode_and
     let claims = gate.verify(&identity_of(&page.json())).await;
     assert_eq!(claims["openid"], platform.openid("alice").as_str());
     mock.clear(None);
+    tokio::time::sleep(pause).await;
     assert_eq!(
         backend.token_with(Some(BEARER)).await.0,
         StatusCode::OK,
@@ -565,7 +587,7 @@ async fn the_token_and_the_bearer_never_reach_the_log_even_at_debug_level() {
         format!(
             "[server]\nlisten = \"127.0.0.1:0\"\npublic_url = \"http://127.0.0.1\"\n\
              [admin]\nlisten = \"127.0.0.1:0\"\n[upstream]\nurl = \"http://127.0.0.1:9\"\n{}\
-             [account]\ntoken_endpoint_secret = \"{BEARER}\"\n",
+             [account]\ntoken_endpoint_secret = \"{BEARER}\"\nrefresh_ahead = \"1s\"\n",
             common::wechat::wechat_toml(mock_addr, &mock)
         ),
     )
@@ -581,6 +603,8 @@ async fn the_token_and_the_bearer_never_reach_the_log_even_at_debug_level() {
         backend.token_with(Some(BEARER)).await.0,
         StatusCode::SERVICE_UNAVAILABLE
     );
+    // Nobody asks again within a tenth of the renewal window (100 ms here).
+    tokio::time::sleep(Duration::from_millis(150)).await;
     let first = backend.token().await;
     let (_, replaced) = backend.report(&first).await;
     let second = replaced["access_token"].as_str().unwrap().to_string();

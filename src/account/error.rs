@@ -8,7 +8,7 @@ use crate::pages::{respond_with, Notice};
 use crate::session::StoreError;
 use crate::wechat::WechatError;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum AccountError {
     /// WeChat answered with an errcode, or not at all.
     #[error("{0}")]

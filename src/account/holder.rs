@@ -172,8 +172,9 @@ pub(crate) struct Holder {
     local: Mutex<Option<(Instant, Record)>>,
     /// One renewal at a time in this process; waiting callers queue here.
     renewing: tokio::sync::Mutex<()>,
-    /// After a failed renewal of a still good value, the next try waits until then.
-    backoff_until: Mutex<Option<Instant>>,
+    /// The last failed renewal: callers that queued behind it get its error instead of
+    /// trying again one after another, and nobody tries again for a short pause.
+    failure: Mutex<Option<(Instant, AccountError)>>,
 }
 
 impl Holder {
@@ -193,7 +194,7 @@ impl Holder {
             lock_ttl,
             local: Mutex::new(None),
             renewing: tokio::sync::Mutex::new(()),
-            backoff_until: Mutex::new(None),
+            failure: Mutex::new(None),
         }
     }
 
@@ -203,35 +204,68 @@ impl Holder {
         F: Fn(Renewal) -> Fut,
         Fut: Future<Output = Result<Fetched, AccountError>>,
     {
+        let asked = Instant::now();
         let now = now_ms();
         let good = self
             .read(true)
             .await?
             .filter(|r| usable(Some(r), want, now));
-        let _renewing = match &good {
-            Some(r) if r.freshness(now) == Freshness::Fresh => return Ok(r.clone()),
-            // Someone here is renewing it, or the last try failed a moment ago: the
-            // current value serves meanwhile.
-            Some(r) if self.backing_off() => return Ok(r.clone()),
-            Some(r) => match self.renewing.try_lock() {
+        let recent_failure = self.failure_since(asked.checked_sub(self.pause()).unwrap_or(asked));
+        let _renewing = match (&good, recent_failure) {
+            (Some(r), _) if r.freshness(now) == Freshness::Fresh => return Ok(r.clone()),
+            // The last try failed a moment ago: the current value serves meanwhile, and
+            // without one the caller hears why rather than asking WeChat again at once.
+            (Some(r), Some(_)) => return Ok(r.clone()),
+            (None, Some(e)) => return Err(e),
+            // Someone here is renewing it: the current value serves meanwhile.
+            (Some(r), None) => match self.renewing.try_lock() {
                 Ok(guard) => guard,
                 Err(_) => return Ok(r.clone()),
             },
-            None => self.renewing.lock().await,
+            (None, None) => {
+                let guard = self.renewing.lock().await;
+                // The renewal this caller queued behind failed: its error is the answer.
+                if let Some(e) = self.failure_since(asked) {
+                    return Err(e);
+                }
+                guard
+            }
         };
         match self.renew(want, &fetch).await {
-            Ok(r) => Ok(r),
-            // A failed renewal of a value that is still good is not the caller's
-            // problem yet: keep serving it, try again a little later.
-            Err(e) => match good.filter(|r| usable(Some(r), want, now_ms())) {
-                Some(r) => {
-                    self.back_off();
-                    tracing::warn!(value = self.name, error = %e, "renewal failed; the current one serves until it expires");
-                    Ok(r)
+            Ok(r) => {
+                *self.failure.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                Ok(r)
+            }
+            Err(e) => {
+                *self.failure.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some((Instant::now(), e.clone()));
+                // A failed renewal of a value that is still good is not the caller's
+                // problem yet: keep serving it, try again a little later.
+                match good.filter(|r| usable(Some(r), want, now_ms())) {
+                    Some(r) => {
+                        tracing::warn!(value = self.name, error = %e, "renewal failed; the current one serves until it expires");
+                        Ok(r)
+                    }
+                    None => Err(e),
                 }
-                None => Err(e),
-            },
+            }
         }
+    }
+
+    /// The last failure, if it happened at or after `since`.
+    fn failure_since(&self, since: Instant) -> Option<AccountError> {
+        self.failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .filter(|(at, _)| *at >= since)
+            .map(|(_, e)| e.clone())
+    }
+
+    /// How long after a failed renewal nobody in this process tries again: a tenth of
+    /// the renewal window, between 100 ms and 1 s.
+    fn pause(&self) -> Duration {
+        Duration::from_millis((millis(self.ahead) / 10).clamp(100, 1000))
     }
 
     /// Renews (holding `renewing`): reads the store again, takes the store's lock or
@@ -357,19 +391,6 @@ impl Holder {
 
     fn remember(&self, rec: &Record) {
         *self.local.lock().unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), rec.clone()));
-    }
-
-    fn backing_off(&self) -> bool {
-        self.backoff_until
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_some_and(|until| Instant::now() < until)
-    }
-
-    fn back_off(&self) {
-        let pause = Duration::from_millis(min_gap_ms(millis(self.ahead)).max(100));
-        *self.backoff_until.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some(Instant::now() + pause);
     }
 }
 
@@ -504,6 +525,26 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn callers_queued_behind_a_failed_renewal_share_its_error_instead_of_retrying() {
+        let store = Arc::new(Store::Memory(crate::session::MemoryStore::new(10)));
+        let h = holder(store);
+        let fetches = std::sync::atomic::AtomicU32::new(0);
+        let fail = |_: Renewal| {
+            fetches.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async {
+                tokio::task::yield_now().await;
+                Err(AccountError::Busy)
+            }
+        };
+        let got = futures_util::future::join_all((0..10).map(|_| h.get(Want::Any, fail))).await;
+        assert!(got.iter().all(|g| matches!(g, Err(AccountError::Busy))));
+        assert_eq!(fetches.load(std::sync::atomic::Ordering::SeqCst), 1);
+        // Within the pause after it, a new caller hears the same without a fetch.
+        assert!(h.get(Want::Any, fail).await.is_err());
+        assert_eq!(fetches.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
     async fn a_failed_renewal_keeps_serving_a_good_value_and_reports_a_missing_one() {
         let store = Arc::new(Store::Memory(crate::session::MemoryStore::new(10)));
         let h = holder(store);
@@ -513,6 +554,7 @@ mod tests {
             Err(AccountError::Busy)
         ));
         // A value already in its renewal window: the failure is absorbed.
+        *h.failure.lock().unwrap() = None;
         let now = now_ms();
         let mut due = Record::new("due".into(), 200, now, AHEAD);
         due.due_at = now;
