@@ -2,7 +2,7 @@
 # Compares a signed-in request through wxgate with the same request proxied by nginx
 # (no authentication) and sent straight to the upstream.
 #
-#   bench/compare.sh                 # 3 rounds of 5 s per cell (about 6 minutes)
+#   bench/compare.sh                 # 3 rounds of 5 s per cell (about 7 minutes)
 #   bench/compare.sh --long          # 5 rounds of 20 s per cell
 #   bench/compare.sh --rounds N --duration S --no-build --only memory,nginx
 #       (--no-memory skips the start-up and sessions-per-MB figures at the end)
@@ -26,6 +26,9 @@
 #   qr         wxgate, no session: a desktop browser's navigation answered with the
 #              QR sign-in page (a new ticket, its QR code drawn; its own instance,
 #              tickets living 10 s, so the other rows' memory is not affected)
+#   jssdk      wxgate with [account]: GET /_wxgate/jssdk/config?url=... answered with
+#              a JS-SDK signature (the shared jsapi_ticket, a nonce, SHA-1; its own
+#              instance, memory store; never reaches the upstream)
 #
 # The upstream is nginx answering every request with the same 1 KB body. Sessions are
 # real: the script signs in against `wxgate mock-wechat` with curl (authorize page,
@@ -49,7 +52,7 @@ ROUNDS=3
 DURATION=5
 BUILD=1
 MEMORY=1
-ONLY="direct,nginx,memory,cookie,redis,public,302,qr"
+ONLY="direct,nginx,memory,cookie,redis,public,302,qr,jssdk"
 CONNS="16 128"
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -369,6 +372,10 @@ if [[ ",$ONLY," == *,qr,* ]]; then
     start_wxgate qr memory $'[desktop]\nticket_ttl = "10s"\nmax_tickets = 10000000' || drop qr
 fi
 
+if [[ ",$ONLY," == *,jssdk,* ]]; then
+    start_wxgate jssdk memory $'[account]' || drop jssdk
+fi
+
 if [ -n "${BEFORE:-}" ]; then
     # Another build, memory store, measured in the same rounds: before/after figures
     # that share the machine's conditions.
@@ -403,6 +410,10 @@ for round in $(seq 1 "$ROUNDS"); do
             qr)
                 run_cell qr "$c" "http://127.0.0.1:${WX_PORT[qr]}/bench" "${WX_PID[qr]}" \
                     -H "User-Agent: $UA_DESKTOP" -H "Accept: text/html" ;;
+            jssdk)
+                run_cell jssdk "$c" \
+                    "http://127.0.0.1:${WX_PORT[jssdk]}/_wxgate/jssdk/config?url=http%3A%2F%2F127.0.0.1%3A${WX_PORT[jssdk]}%2Fshop%3Fid%3D7" \
+                    "${WX_PID[jssdk]}" ;;
             esac
         done
     done

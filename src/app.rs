@@ -183,6 +183,7 @@ pub async fn run_with(
         store,
     });
     let reload_state = state.clone();
+    let account_state = state.clone();
     tokio::spawn(async move {
         while let Some(new) = reloads.recv().await {
             apply_reload(&reload_state, new);
@@ -221,9 +222,15 @@ pub async fn run_with(
         handler,
         signalled(public_stopped),
     ));
+    // The account's token for the apps' backends: only ever on the admin listener.
+    let account_routes = admin::Extension::new("/account/", move |req| {
+        let auth = account_state.auth.load_full();
+        async move { crate::account::admin::handle(auth.account.as_ref(), req).await }
+    });
     let admin = tokio::spawn(admin::serve(
         listeners.admin,
         ready.clone(),
+        Some(account_routes),
         signalled(admin_stopped),
     ));
 
@@ -295,6 +302,9 @@ fn apply_reload(state: &State, mut new: Config) {
         Ok(mut auth) => {
             // A reload must not reset the count of QR pages shown (a way around it).
             auth.qr_budget = current.qr_budget.clone();
+            if let (Some(new), Some(old)) = (auth.account.as_mut(), current.account.as_ref()) {
+                new.keep_from(old);
+            }
             state.auth.store(Arc::new(auth));
             metrics().config_reloads.inc(&["applied"]);
             tracing::info!(
@@ -366,7 +376,7 @@ pub async fn handle(state: &State, req: Request<Incoming>, conn: ConnInfo) -> Re
         crate::auth::is_own_cookie(cookie_name, name)
     });
     if let Some(s) = &session {
-        if let Err(e) = auth.attach_identity(&mut parts.headers, s) {
+        if let Err(e) = auth.attach_identity(&mut parts.headers, s).await {
             tracing::error!(error = %e, "cannot sign the identity header");
             return e.response(crate::pages::wants_json(&parts.headers), None);
         }

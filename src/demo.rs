@@ -25,7 +25,13 @@ pub struct DemoMock {
 /// simulated phone), served on the demo's one public port through the demo app, so a
 /// phone or another computer needs to reach that port only. The mock's control knobs
 /// (`/mock/inject` and the rest) stay on loopback.
-pub const MOCK_PUBLIC_PATHS: &[&str] = &["/connect/*", "/mock/phone", "/mock/phone/submit"];
+pub const MOCK_PUBLIC_PATHS: &[&str] = &[
+    "/connect/*",
+    "/mock/phone",
+    "/mock/phone/submit",
+    "/mock/jweixin.js",
+    "/mock/jssdk/verify",
+];
 
 /// The config the demo runs with: everything pointed at the built-in mock, the browser
 /// pages of the mock on `public_url` itself, a fresh session secret and signing key.
@@ -67,6 +73,8 @@ signing_key = """
 mode = "qr"
 [access]
 public_paths = [{public_paths}]
+[account]
+subscribe_claim = true
 "#,
         appid = mock.appid,
         wechat_secret = mock.secret,
@@ -76,7 +84,8 @@ public_paths = [{public_paths}]
 
 /// The demo app: the mock's browser pages (see [`MOCK_PUBLIC_PATHS`]), and one page
 /// that verifies the identity header against wxgate's JWKS (exactly what a real
-/// upstream would do) and shows the claims.
+/// upstream would do), shows the claims and configures the JS-SDK through wxgate with
+/// the mock's stand-in for WeChat's script.
 pub async fn serve_demo_app(
     listener: TcpListener,
     mock: crate::mock::MockWechat,
@@ -98,7 +107,9 @@ pub async fn serve_demo_app(
                     let path = req.uri().path();
                     let mock_page = path.starts_with("/connect/")
                         || path == "/mock/phone"
-                        || path == "/mock/phone/submit";
+                        || path == "/mock/phone/submit"
+                        || path == "/mock/jweixin.js"
+                        || path == "/mock/jssdk/verify";
                     let resp = if mock_page {
                         crate::mock::handle(ctx.4.clone(), req).await
                     } else {
@@ -171,7 +182,12 @@ pub(crate) fn demo_html(verdict: Result<serde_json::Value, String>) -> String {
 <h2>Hello, <span translate=\"no\">{name}</span>: this is the demo app behind wxgate</h2>\
 <p>身份头已用 wxgate 的公钥验证（<code>/_wxgate/jwks.json</code>），其中的声明如下：<br>\
 The identity header was verified with wxgate's public keys (<code>/_wxgate/jwks.json</code>); its claims:</p>\
-<table>{rows}</table><p><a class=\"btn secondary\" href=\"/_wxgate/sign_out?rd=/\">退出 · Sign out</a></p>",
+<table>{rows}</table>\
+<p>JS-SDK（<code>/_wxgate/jssdk.js</code>）· JS-SDK (<code>/_wxgate/jssdk.js</code>): <b id=\"wx\">wx.config…</b></p>\
+<script src=\"/mock/jweixin.js\"></script><script src=\"/_wxgate/jssdk.js\" data-js-api-list=\"scanQRCode\"></script>\
+<script>wx.ready(function(){{document.getElementById('wx').textContent='wx.ready：签名已通过 · signature accepted';}});\
+wx.error(function(e){{document.getElementById('wx').textContent='wx.error：'+e.errMsg;}});</script>\
+<p><a class=\"btn secondary\" href=\"/_wxgate/sign_out?rd=/\">退出 · Sign out</a></p>",
                 name = escape(name),
             )
         }

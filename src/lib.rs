@@ -8,6 +8,7 @@
 // refused outside tests (the few invariants that remain say why with an allow).
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod account;
 pub mod admin;
 pub mod app;
 pub use app::{run, run_with_reload, Listeners};

@@ -1,7 +1,9 @@
 //! A real browser signs in from a computer: headless Chromium loads a protected page,
 //! gets the scan-to-sign-in page, the phone (played over HTTP with WeChat's User-Agent
 //! through the mock) confirms, and the same browser tab ends up on the app's page as
-//! the signed-in user without anyone reloading it.
+//! the signed-in user without anyone reloading it. And a page of the app configures
+//! WeChat's JS-SDK through `/_wxgate/jssdk.js`, its signature checked by the mock's
+//! stand-in for WeChat's client, also after an iPhone single-page app moved on.
 //!
 //! Chromium is driven over the DevTools protocol with a minimal hand-written WebSocket
 //! client (no extra dependency). Needs `chromium` on PATH: skipped loudly when missing,
@@ -395,6 +397,146 @@ async fn sign_in(env: &Site, cdp: &mut Cdp) -> Result<(), String> {
     let bob = env.platform.openid("bob");
     if claims["openid"] != bob.as_str() {
         return Err(format!("signed in as {} instead of bob", claims["openid"]));
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- JS-SDK in a real page
+
+/// WeChat's in-app browser on an iPhone.
+const IPHONE_WECHAT: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148 MicroMessenger/8.0.47(0x18002f2c) NetType/WIFI Language/zh_CN";
+
+/// An app page that loads the mock's jweixin and wxgate's `/_wxgate/jssdk.js`, and
+/// notes what `wx` says in `window.readyCount` / `window.lastError`.
+fn shop_page(mock: std::net::SocketAddr) -> String {
+    format!(
+        r#"<!doctype html><html><head><meta charset="utf-8"><title>shop</title>
+<script src="http://{mock}/mock/jweixin.js"></script>
+<script src="/_wxgate/jssdk.js" data-js-api-list="scanQRCode,updateAppMessageShareData"></script>
+<script>
+window.readyCount = 0; window.lastError = "";
+wx.ready(function () {{
+  wx.checkJsApi({{ jsApiList: ["scanQRCode"], success: function (r) {{
+    window.readyCount++; document.title = "ready:" + r.checkResult.scanQRCode; }} }});
+}});
+wx.error(function (e) {{ window.lastError = e.errMsg; document.title = "error:" + e.errMsg; }});
+</script></head><body><h1>shop</h1></body></html>"#
+    )
+}
+
+#[tokio::test]
+async fn a_real_page_gets_wx_configured_and_wechats_check_accepts_the_signature() {
+    let Some(chromium) = program("chromium") else {
+        return;
+    };
+    // The app: pages that use the JS-SDK.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let app = listener.local_addr().unwrap();
+    let mock_config = wxgate::mock::MockConfig {
+        js_safe_domains: vec!["127.0.0.1".into()],
+        ..wxgate::mock::MockConfig::default()
+    };
+    let platform = common::wechat::Platform::start(mock_config).await;
+    let page = shop_page(platform.mock_addr);
+    common::serve_http1(listener, move |_req| {
+        let page = page.clone();
+        async move {
+            let mut r = http::Response::new(wxgate::body::full(page));
+            r.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/html; charset=utf-8"),
+            );
+            r
+        }
+    });
+    let gate = platform
+        .gate(None, move |c, _| {
+            c.upstream.url = format!("http://{app}");
+            c.access.public_paths = vec!["/shop/*".into()];
+            c.account = Some(wxgate::config::AccountConfig::default());
+        })
+        .await;
+
+    let browser = Chromium::launch(&chromium);
+    let mut cdp = Cdp::connect(&browser.page_ws_url().await).await;
+    cdp.call("Page.enable", json!({})).await;
+    let outcome = js_sdk_story(&gate, &platform.mock, &mut cdp).await;
+    if let Err(e) = outcome {
+        let shot = cdp
+            .screenshot("js_sdk_config")
+            .await
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "no screenshot".into());
+        panic!("{e} (screenshot: {shot})");
+    }
+}
+
+async fn js_sdk_story(
+    gate: &common::wechat::Gate,
+    mock: &wxgate::mock::MockWechat,
+    cdp: &mut Cdp,
+) -> Result<(), String> {
+    let settled = "document.title.indexOf(':') > 0 ? document.title : ''";
+    // A page opened from a shared link, with a fragment the signature leaves out.
+    cdp.call(
+        "Page.navigate",
+        json!({ "url": gate.url("/shop/item?id=7&from=share#reviews") }),
+    )
+    .await;
+    let title = cdp.wait_for(settled, "wx.ready or wx.error").await?;
+    if title != "ready:true" {
+        return Err(format!("wx.config was not accepted: {title}"));
+    }
+    if mock.calls("jssdk_verify") == 0 {
+        return Err("the mock never checked the signature".into());
+    }
+
+    // WeChat's check is real: a signature for another URL is refused in the page ...
+    cdp.eval(
+        "fetch('/_wxgate/jssdk/config?url=' + encodeURIComponent(location.origin + '/elsewhere'))\
+         .then(function (r) { return r.json(); }).then(function (c) {\
+           wx.config({ appId: c.appId, timestamp: c.timestamp, nonceStr: c.nonceStr,\
+                       signature: c.signature, jsApiList: [] }); })",
+    )
+    .await;
+    let refused = cdp.wait_for("window.lastError", "wx.error").await?;
+    if refused != "config:invalid signature" {
+        return Err(format!("a wrong signature was not refused: {refused}"));
+    }
+
+    // ... and on an iPhone, a single-page app that moved on with pushState is still
+    // signed for the URL it landed on, which is what iOS WeChat checks.
+    cdp.call(
+        "Emulation.setUserAgentOverride",
+        json!({ "userAgent": IPHONE_WECHAT }),
+    )
+    .await;
+    cdp.call(
+        "Page.navigate",
+        json!({ "url": gate.url("/shop/landing?from=timeline") }),
+    )
+    .await;
+    let title = cdp.wait_for(settled, "wx.ready on the iPhone").await?;
+    if title != "ready:true" {
+        return Err(format!("iPhone: wx.config was not accepted: {title}"));
+    }
+    cdp.eval(
+        "history.pushState({}, '', '/shop/cart?step=2'); window.readyCount = 0;\
+         wxgate.jssdk.configure();",
+    )
+    .await;
+    let after = cdp
+        .wait_for(
+            "window.lastError ? 'error:' + window.lastError : (window.readyCount > 0 ? 'ready' : '')",
+            "wx.ready after pushState",
+        )
+        .await?;
+    if after != "ready" {
+        return Err(format!("iPhone after pushState: {after}"));
+    }
+    let signed_for = cdp.eval("wxgate.jssdk.url()").await;
+    if signed_for.as_str() != Some(gate.url("/shop/landing?from=timeline").as_str()) {
+        return Err(format!("iPhone signs {signed_for}, not the landing URL"));
     }
     Ok(())
 }

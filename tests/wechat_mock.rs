@@ -674,3 +674,230 @@ async fn a_failed_call_is_logged_once_with_errcode_and_rid_but_never_the_secret(
     assert!(!logs.contains("s3cr3tvalue"), "{logs}");
     assert!(!logs.contains(&code), "{logs}");
 }
+
+// ---------------------------------------------------------------- the account's own API
+
+impl World {
+    /// A `cgi-bin` call an app's backend makes with the account's token: Ok, or the errcode.
+    async fn use_token(&self, token: &str) -> Result<(), i64> {
+        let text = self
+            .browser
+            .get(format!(
+                "{}/cgi-bin/getcallbackip?access_token={token}",
+                self.base
+            ))
+            .send()
+            .await
+            .expect("mock answers")
+            .text()
+            .await
+            .expect("a body");
+        let body: serde_json::Value =
+            serde_json::from_str(&text).expect("JSON, whatever the Content-Type");
+        match body["errcode"].as_i64() {
+            None | Some(0) => Ok(()),
+            Some(code) => Err(code),
+        }
+    }
+}
+
+fn code_of(e: &WechatError) -> Option<i64> {
+    e.errcode()
+}
+
+#[tokio::test]
+async fn a_classic_fetch_ends_the_previous_token_after_the_overlap() {
+    // WeChat's five minutes of overlap: both tokens work.
+    let w = World::start().await;
+    let first = w.client.classic_token(&w.app()).await.unwrap();
+    let second = w.client.classic_token(&w.app()).await.unwrap();
+    assert_ne!(first.access_token, second.access_token);
+    assert_eq!(first.expires_in, 7200);
+    assert_eq!(w.use_token(&first.access_token).await, Ok(()));
+    assert_eq!(w.use_token(&second.access_token).await, Ok(()));
+
+    // With no overlap the earlier token is refused at once: what replicas that each
+    // fetch their own token do to each other.
+    let config = MockConfig {
+        token_overlap: Duration::ZERO,
+        ..MockConfig::default()
+    };
+    let w = World::with(config, Duration::from_secs(5)).await;
+    let first = w.client.classic_token(&w.app()).await.unwrap();
+    let second = w.client.classic_token(&w.app()).await.unwrap();
+    assert_eq!(w.use_token(&first.access_token).await, Err(40001));
+    assert_eq!(w.use_token(&second.access_token).await, Ok(()));
+    w.mock.expire_account_tokens();
+    assert_eq!(w.use_token(&second.access_token).await, Err(42001));
+    assert_eq!(w.use_token("").await, Err(41001));
+    assert_eq!(w.mock.calls("token"), 2);
+}
+
+#[tokio::test]
+async fn a_stable_token_stays_the_same_until_its_last_minutes_and_is_independent() {
+    let w = World::start().await;
+    let a = w.client.stable_token(&w.app(), false).await.unwrap();
+    let b = w.client.stable_token(&w.app(), false).await.unwrap();
+    assert_eq!(
+        a.access_token, b.access_token,
+        "normal mode: the same token"
+    );
+    assert!(b.expires_in <= a.expires_in && b.expires_in > 7000);
+    // A classic fetch does not touch it.
+    let classic = w.client.classic_token(&w.app()).await.unwrap();
+    assert_ne!(classic.access_token, a.access_token);
+    assert_eq!(w.use_token(&a.access_token).await, Ok(()));
+
+    // A token always in its last minutes: each call hands out a new one, the old one
+    // keeps working until it expires.
+    let config = MockConfig {
+        token_ttl: Duration::from_secs(60),
+        token_overlap: Duration::from_secs(60),
+        ..MockConfig::default()
+    };
+    let w = World::with(config, Duration::from_secs(5)).await;
+    let a = w.client.stable_token(&w.app(), false).await.unwrap();
+    let b = w.client.stable_token(&w.app(), false).await.unwrap();
+    assert_ne!(a.access_token, b.access_token);
+    assert_eq!(w.use_token(&a.access_token).await, Ok(()));
+    let issues = w.mock.token_issues();
+    assert_eq!(issues.len(), 2);
+    assert!(issues
+        .iter()
+        .all(|i| i.new && !i.forced && i.endpoint == "stable_token"));
+}
+
+#[tokio::test]
+async fn force_refresh_ends_the_token_at_once_not_twice_in_30s_and_20_a_day() {
+    let w = World::start().await;
+    let a = w.client.stable_token(&w.app(), false).await.unwrap();
+    let b = w.client.stable_token(&w.app(), true).await.unwrap();
+    assert_ne!(a.access_token, b.access_token);
+    assert_eq!(w.use_token(&a.access_token).await, Err(40001));
+    // "Consecutive forced calls must be 30 s apart, or nothing is refreshed."
+    let c = w.client.stable_token(&w.app(), true).await.unwrap();
+    assert_eq!(c.access_token, b.access_token);
+
+    let config = MockConfig {
+        force_daily_quota: 1,
+        force_interval: Duration::ZERO,
+        ..MockConfig::default()
+    };
+    let w = World::with(config, Duration::from_secs(5)).await;
+    w.client.stable_token(&w.app(), false).await.unwrap();
+    w.client.stable_token(&w.app(), true).await.unwrap();
+    let e = w.client.stable_token(&w.app(), true).await.unwrap_err();
+    assert_eq!(code_of(&e), Some(45009));
+    w.mock.reset_quotas();
+    w.client.stable_token(&w.app(), true).await.unwrap();
+}
+
+#[tokio::test]
+async fn token_fetches_are_refused_as_wechat_refuses_them() {
+    let config = MockConfig {
+        classic_daily_quota: 1,
+        ..MockConfig::default()
+    };
+    let w = World::with(config, Duration::from_secs(5)).await;
+    w.client.classic_token(&w.app()).await.unwrap();
+    let quota = w.client.classic_token(&w.app()).await.unwrap_err();
+    assert_eq!(code_of(&quota), Some(45009));
+    assert_eq!(quota.kind(), ErrorKind::Quota);
+    assert!(quota.rid().is_some(), "{quota}");
+
+    let wrong = AppCredentials {
+        secret: "wrong".into(),
+        ..w.app()
+    };
+    let e = w.client.classic_token(&wrong).await.unwrap_err();
+    assert_eq!(
+        (code_of(&e), e.kind()),
+        (Some(40125), ErrorKind::Misconfigured)
+    );
+    let e = w.client.stable_token(&wrong, false).await.unwrap_err();
+    assert_eq!(code_of(&e), Some(40125));
+
+    // A server not on the account's IP whitelist: WeChat names the address it saw.
+    let config = MockConfig {
+        ip_whitelist: vec!["10.0.0.1".parse().unwrap()],
+        ..MockConfig::default()
+    };
+    let w = World::with(config, Duration::from_secs(5)).await;
+    for e in [
+        w.client.classic_token(&w.app()).await.unwrap_err(),
+        w.client.stable_token(&w.app(), false).await.unwrap_err(),
+    ] {
+        assert_eq!(code_of(&e), Some(40164), "{e}");
+        assert_eq!(e.kind(), ErrorKind::IpNotWhitelisted);
+        assert!(e.to_string().contains("127.0.0.1"), "{e}");
+        assert!(e.rid().is_some(), "{e}");
+    }
+}
+
+#[tokio::test]
+async fn the_ticket_and_user_info_need_a_good_token() {
+    let w = World::start().await;
+    let token = w.client.stable_token(&w.app(), false).await.unwrap();
+    let ticket = w.client.jsapi_ticket(&token.access_token).await.unwrap();
+    assert_eq!(ticket.expires_in, 7200);
+    assert!(!ticket.ticket.is_empty());
+    let e = w.client.jsapi_ticket("not-a-token").await.unwrap_err();
+    assert!(e.token_rejected() && code_of(&e) == Some(40001), "{e}");
+
+    let appid = w.app().appid;
+    let alice = w.mock.openid("alice", &appid);
+    let bob = w.mock.openid("bob", &appid);
+    let t = &token.access_token;
+    assert!(
+        w.client.subscribed(t, &alice, "zh_CN").await.unwrap(),
+        "alice follows"
+    );
+    assert!(
+        !w.client.subscribed(t, &bob, "zh_CN").await.unwrap(),
+        "bob does not"
+    );
+    let e = w
+        .client
+        .subscribed(t, "o-nobody", "zh_CN")
+        .await
+        .unwrap_err();
+    assert_eq!(code_of(&e), Some(40003));
+    w.mock.expire_account_tokens();
+    let e = w.client.subscribed(t, &alice, "zh_CN").await.unwrap_err();
+    assert!(e.token_rejected() && code_of(&e) == Some(42001), "{e}");
+}
+
+#[tokio::test]
+async fn the_mock_checks_js_sdk_signatures_against_the_tickets_it_handed_out() {
+    let config = MockConfig {
+        js_safe_domains: vec!["app.example.com".into()],
+        ..MockConfig::default()
+    };
+    let w = World::with(config, Duration::from_secs(5)).await;
+    let token = w.client.stable_token(&w.app(), false).await.unwrap();
+    let ticket = w
+        .client
+        .jsapi_ticket(&token.access_token)
+        .await
+        .unwrap()
+        .ticket;
+    let appid = w.app().appid;
+    let url = "https://app.example.com/page?x=1";
+    let sig = wxgate::account::jssdk::signature(&ticket, "nonce123", 1_700_000_000, url);
+    let check = |app: &str, sig: &str, url: &str| {
+        w.mock
+            .check_jssdk_config(app, "1700000000", "nonce123", sig, url)
+    };
+    assert_eq!(check(&appid, &sig, url), Ok(()));
+    assert_eq!(
+        check(&appid, &sig, "https://app.example.com/page?x=2"),
+        Err("config:invalid signature")
+    );
+    let other = wxgate::account::jssdk::signature("another-ticket", "nonce123", 1_700_000_000, url);
+    assert_eq!(check(&appid, &other, url), Err("config:invalid signature"));
+    assert_eq!(
+        check(&appid, &sig, "https://evil.example.com/page?x=1"),
+        Err("config:invalid url domain")
+    );
+    assert_eq!(check("wxother", &sig, url), Err("config:invalid appid"));
+}

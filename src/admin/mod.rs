@@ -20,6 +20,29 @@ use crate::server::{self, ServerSettings};
 
 type Probe = Arc<dyn Fn() -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
 
+type Route = Arc<dyn Fn(Request<Incoming>) -> BoxFuture<'static, Response<Body>> + Send + Sync>;
+
+/// Endpoints another module serves on the admin listener, under one path prefix (the
+/// account's `/account/`), so the admin listener needs to know nothing about them.
+#[derive(Clone)]
+pub struct Extension {
+    prefix: &'static str,
+    route: Route,
+}
+
+impl Extension {
+    pub fn new<F, Fut>(prefix: &'static str, route: F) -> Self
+    where
+        F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Response<Body>> + Send + 'static,
+    {
+        Self {
+            prefix,
+            route: Arc::new(move |req| Box::pin(route(req))),
+        }
+    }
+}
+
 /// What `/readyz` asks. Clones share the flag.
 #[derive(Clone, Default)]
 pub struct ReadyCheck {
@@ -65,11 +88,24 @@ impl ReadyCheck {
     }
 }
 
-/// Serves the admin endpoints until `shutdown` resolves.
-pub async fn serve(listener: TcpListener, ready: ReadyCheck, shutdown: impl Future<Output = ()>) {
-    let handler = server::handler(move |req, _conn| {
+/// Serves the admin endpoints (and `extension`'s) until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    ready: ReadyCheck,
+    extension: Option<Extension>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let handler = server::handler(move |req: Request<Incoming>, _conn| {
         let ready = ready.clone();
-        async move { answer(&req, &ready).await }
+        let extension = extension
+            .clone()
+            .filter(|e| req.uri().path().starts_with(e.prefix));
+        async move {
+            match extension {
+                Some(e) => (e.route)(req).await,
+                None => answer(&req, &ready).await,
+            }
+        }
     });
     let mut settings = ServerSettings::plain("admin");
     // Probes must not hold up the process exit.

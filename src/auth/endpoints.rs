@@ -41,6 +41,12 @@ pub async fn handle(
             let etag = format!("\"{:x}\"", fxhash(&body));
             cached_json(headers, body, &etag)
         }
+        "/_wxgate/jssdk/config" if get_like => {
+            crate::account::jssdk::config(auth.account.as_ref(), query).await
+        }
+        "/_wxgate/jssdk.js" if get_like && auth.account.is_some() => {
+            crate::account::jssdk::script(headers)
+        }
         p if p.starts_with("/_wxgate/scan/") => {
             crate::desktop::handle(auth, method, uri, headers).await
         }
@@ -49,6 +55,7 @@ pub async fn handle(
         | "/_wxgate/userinfo"
         | "/_wxgate/jwks.json"
         | "/_wxgate/sign_out"
+        | "/_wxgate/jssdk/config"
         | "/_wxgate/.well-known/openid-configuration" => not_allowed(),
         _ => crate::pages::not_found(classify::wants_json(headers)),
     }
@@ -295,7 +302,10 @@ async fn sign_out(auth: &Auth, query: &str, headers: &HeaderMap) -> Response<Bod
 
 async fn userinfo(auth: &Auth, headers: &HeaderMap) -> Response<Body> {
     match auth.session_of(headers).await {
-        Ok(Some((s, _))) => crate::pages::json_response(StatusCode::OK, &auth.signer.claims(&s)),
+        Ok(Some((s, _))) => {
+            let extra = auth.identity_extra(&s).await;
+            crate::pages::json_response(StatusCode::OK, &auth.signer.claims_with(&s, &extra))
+        }
         Ok(None) => auth.unauthorized_json("/"),
         Err(e) => e.response(true, None),
     }
@@ -313,7 +323,7 @@ async fn forward_auth(auth: &Auth, headers: &HeaderMap, trusted: bool) -> Respon
         Ok(Some((s, _))) if auth.is_allowed(&s.openid) => {
             let mut resp = Response::new(crate::body::empty());
             *resp.status_mut() = StatusCode::ACCEPTED;
-            if let Err(e) = auth.attach_identity(resp.headers_mut(), &s) {
+            if let Err(e) = auth.attach_identity(resp.headers_mut(), &s).await {
                 return e.response(true, None);
             }
             for (n, v) in super::plain_headers(&s, "x-auth-request-") {

@@ -50,6 +50,8 @@ pub struct Auth {
     pub cookie_secure: bool,
     /// QR pages shown lately; carried over by a reload.
     pub qr_budget: Arc<crate::desktop::TicketBudget>,
+    /// The account's services (`[account]`), if on.
+    pub account: Option<crate::account::Account>,
 }
 
 /// What the gate decided for a request that is not one of wxgate's own URLs.
@@ -114,6 +116,7 @@ impl Auth {
             redirect_uri: format!("{}/_wxgate/callback", public_url.origin),
             cookie_secure: cfg.cookie_secure(),
             qr_budget: Arc::default(),
+            account: crate::account::Account::from_config(&cfg, &wechat, store.clone()),
             identity_header,
             signer,
             codec,
@@ -526,15 +529,24 @@ impl Auth {
         Ok(())
     }
 
+    /// The identity's claims from outside the session (the account's `subscribe`).
+    pub async fn identity_extra(&self, session: &Session) -> crate::identity::Extra {
+        match &self.account {
+            Some(a) => a.identity_extra(session).await,
+            None => crate::identity::Extra::default(),
+        }
+    }
+
     /// Adds the identity header (and the plain convenience headers) for a session.
-    pub fn attach_identity(
+    pub async fn attach_identity(
         &self,
         headers: &mut HeaderMap,
         session: &Session,
     ) -> Result<(), AuthError> {
+        let extra = self.identity_extra(session).await;
         let token = self
             .signer
-            .token_for(session)
+            .token_with(session, &extra)
             .map_err(|e| AuthError::Internal(e.to_string()))?;
         headers.insert(self.identity_header.clone(), token);
         if self.cfg.identity.plain_headers {

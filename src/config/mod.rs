@@ -31,6 +31,8 @@ pub struct Config {
     pub identity: IdentityConfig,
     pub desktop: DesktopConfig,
     pub access: AccessConfig,
+    /// The account's own services (absent: none of them).
+    pub account: Option<AccountConfig>,
     /// The directory of the config file: relative `*_file` paths are read from here.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -406,6 +408,86 @@ pub struct AccessConfig {
     pub api_paths: Vec<String>,
     pub allowed_openids: Vec<String>,
 }
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenMode {
+    /// `POST cgi-bin/stable_token`: does not invalidate other holders' tokens.
+    Stable,
+    /// `GET cgi-bin/token`: every fetch invalidates the previous token 5 minutes later.
+    Classic,
+    Off,
+}
+
+impl TokenMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenMode::Stable => "stable",
+            TokenMode::Classic => "classic",
+            TokenMode::Off => "off",
+        }
+    }
+}
+
+/// `[account]`: the official account's global access_token held for every app behind
+/// wxgate, JS-SDK signatures, and the `subscribe` claim.
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccountConfig {
+    pub token: TokenMode,
+    /// Bearer for the admin listener's `/account/token`; env WXGATE_TOKEN_ENDPOINT_SECRET.
+    pub token_endpoint_secret: String,
+    pub token_endpoint_secret_file: Option<PathBuf>,
+    /// The token (and the jsapi_ticket) is renewed this long before it expires.
+    pub refresh_ahead: Dur,
+    /// Hosts (exact, or "*.example.com") a JS-SDK signature may be made for.
+    pub jssdk_hosts: Vec<String>,
+    pub subscribe_claim: bool,
+    pub subscribe_ttl: Dur,
+}
+
+impl Default for AccountConfig {
+    fn default() -> Self {
+        Self {
+            token: TokenMode::Stable,
+            token_endpoint_secret: String::new(),
+            token_endpoint_secret_file: None,
+            refresh_ahead: Dur::secs(300),
+            jssdk_hosts: vec![],
+            subscribe_claim: false,
+            subscribe_ttl: Dur::secs(600),
+        }
+    }
+}
+
+// The endpoint secret is a credential: never printed, not even by `{:?}`.
+impl fmt::Debug for AccountConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AccountConfig")
+            .field("token", &self.token)
+            .field(
+                "token_endpoint_secret",
+                &if self.token_endpoint_secret.is_empty() {
+                    ""
+                } else {
+                    "<redacted>"
+                },
+            )
+            .field(
+                "token_endpoint_secret_file",
+                &self.token_endpoint_secret_file,
+            )
+            .field("refresh_ahead", &self.refresh_ahead)
+            .field("jssdk_hosts", &self.jssdk_hosts)
+            .field("subscribe_claim", &self.subscribe_claim)
+            .field("subscribe_ttl", &self.subscribe_ttl)
+            .finish()
+    }
+}
+
+/// WeChat renews a stable token only in its last five minutes: renewing earlier would
+/// only get the same token back.
+pub const MAX_REFRESH_AHEAD: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// One problem found in a config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -824,6 +906,57 @@ impl Config {
                 }
             }
         }
+
+        // [account]
+        if let Some(account) = &mut self.account {
+            match resolve_secret(
+                &account.token_endpoint_secret,
+                account.token_endpoint_secret_file.as_deref(),
+                "WXGATE_TOKEN_ENDPOINT_SECRET",
+                &base,
+                env,
+            ) {
+                Ok(Some(s)) if s.trim().len() < 32 => push(
+                    &mut p,
+                    "account.token_endpoint_secret",
+                    format!(
+                        "must be at least 32 characters (got {}); `wxgate keygen` prints one",
+                        s.trim().len()
+                    ),
+                ),
+                Ok(s) => account.token_endpoint_secret = s.unwrap_or_default(),
+                Err(m) => push(&mut p, "account.token_endpoint_secret_file", m),
+            }
+            let ahead = account.refresh_ahead.get();
+            if ahead < std::time::Duration::from_secs(1) || ahead > MAX_REFRESH_AHEAD {
+                push(
+                    &mut p,
+                    "account.refresh_ahead",
+                    "must be between 1s and 5m (WeChat renews a stable token only in its last 5 minutes)",
+                );
+            }
+            for (i, host) in account.jssdk_hosts.iter_mut().enumerate() {
+                match check_host_pattern(host) {
+                    Ok(h) => *host = h,
+                    Err(m) => push(&mut p, &format!("account.jssdk_hosts[{i}]"), m),
+                }
+            }
+            if account.jssdk_hosts.is_empty() {
+                if let Some(public) = &self.server.public {
+                    account.jssdk_hosts.push(public.host.clone());
+                }
+            }
+            if account.subscribe_claim && account.token == TokenMode::Off {
+                push(
+                    &mut p,
+                    "account.subscribe_claim",
+                    "needs the account's access_token: account.token must be \"stable\" or \"classic\"",
+                );
+            }
+            if account.subscribe_ttl.get() < std::time::Duration::from_secs(1) {
+                push(&mut p, "account.subscribe_ttl", "must be at least 1s");
+            }
+        }
         p
     }
 
@@ -912,6 +1045,24 @@ impl Config {
             self.identity.audience
         );
         let _ = writeln!(s, "desktop       {}", self.desktop.mode.as_str());
+        if let Some(a) = &self.account {
+            let _ = writeln!(
+                s,
+                "account       token {}, token endpoint {}, JS-SDK for {}{}",
+                a.token.as_str(),
+                if a.token_endpoint_secret.is_empty() {
+                    "off"
+                } else {
+                    "on"
+                },
+                a.jssdk_hosts.join(", "),
+                if a.subscribe_claim {
+                    format!(", subscribe claim (cached {})", a.subscribe_ttl)
+                } else {
+                    String::new()
+                }
+            );
+        }
         let _ = write!(
             s,
             "access        {} public, {} api path patterns; {}",
@@ -1091,6 +1242,26 @@ pub fn is_verify_file_name(name: &str) -> bool {
     name.strip_prefix("MP_verify_")
         .and_then(|r| r.strip_suffix(".txt"))
         .is_some_and(|mid| !mid.is_empty() && mid.bytes().all(|b| b.is_ascii_alphanumeric()))
+}
+
+/// A host a JS-SDK signature may be made for: exact ("app.example.com") or one or more
+/// labels under a domain ("*.example.com"), no scheme, port or path. Lowercased.
+fn check_host_pattern(h: &str) -> Result<String, String> {
+    let lower = h.trim().to_ascii_lowercase();
+    let name = lower.strip_prefix("*.").unwrap_or(&lower);
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if name.is_empty() || name.len() > 253 || !name.split('.').all(label_ok) {
+        return Err(format!(
+            "{h:?} is not a host name like \"app.example.com\" or \"*.example.com\" (no scheme, port or path)"
+        ));
+    }
+    Ok(lower)
 }
 
 /// Path patterns: an exact path ("/healthz") or a prefix ending in "/*" ("/static/*").

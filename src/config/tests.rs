@@ -164,6 +164,10 @@ fn every_key_filled() -> Config {
     c.session.secret_file = Some("f".into());
     c.session.secure = Some(true);
     c.desktop.website_secret_file = Some("f".into());
+    c.account = Some(AccountConfig {
+        token_endpoint_secret_file: Some("f".into()),
+        ..AccountConfig::default()
+    });
     c
 }
 
@@ -523,4 +527,79 @@ fn a_short_session_secret_is_blamed_on_where_it_came_from() {
         "{env_too:?}"
     );
     assert!(env_too[0].contains("got 4"), "{env_too:?}");
+}
+
+#[test]
+fn an_account_section_defaults_to_stable_tokens_for_the_public_host() {
+    let c = from_toml(MINIMAL, Path::new("."), &env(&[])).unwrap();
+    assert!(c.account.is_none(), "no [account]: no account services");
+    let text = format!("{MINIMAL}[account]\n");
+    let c = from_toml(&text, Path::new("."), &env(&[])).unwrap();
+    let a = c.account.unwrap();
+    assert_eq!(a.token, TokenMode::Stable);
+    assert_eq!(a.jssdk_hosts, ["app.example.com"]);
+    assert_eq!(a.refresh_ahead.get().as_secs(), 300);
+    assert_eq!(a.subscribe_ttl.get().as_secs(), 600);
+    assert!(!a.subscribe_claim);
+    assert_eq!(
+        a.token_endpoint_secret, "",
+        "no bearer: the endpoint is off"
+    );
+}
+
+#[test]
+fn account_problems_name_their_key() {
+    let cases = [
+        (
+            "token_endpoint_secret = \"short\"",
+            "account.token_endpoint_secret",
+        ),
+        (
+            "token_endpoint_secret_file = \"missing.txt\"",
+            "account.token_endpoint_secret_file",
+        ),
+        ("refresh_ahead = \"10m\"", "account.refresh_ahead"),
+        ("refresh_ahead = \"0s\"", "account.refresh_ahead"),
+        (
+            "jssdk_hosts = [\"https://app.example.com/\"]",
+            "account.jssdk_hosts[0]",
+        ),
+        (
+            "jssdk_hosts = [\"ok.example.com\", \"a b\"]",
+            "account.jssdk_hosts[1]",
+        ),
+        (
+            "token = \"off\"\nsubscribe_claim = true",
+            "account.subscribe_claim",
+        ),
+        ("subscribe_ttl = \"0s\"", "account.subscribe_ttl"),
+        ("bogus = 1", "account.bogus"),
+    ];
+    for (line, key) in cases {
+        let p = problems(&format!("{MINIMAL}[account]\n{line}\n"));
+        assert_eq!(p.len(), 1, "{line}: {p:?}");
+        assert!(p[0].starts_with(key), "{line}: {p:?}");
+    }
+}
+
+#[test]
+fn the_token_endpoint_secret_comes_from_env_first_and_never_shows_in_debug_output() {
+    let secret = "x".repeat(40);
+    let text = format!("{MINIMAL}[account]\ntoken_endpoint_secret = \"{secret}\"\njssdk_hosts = [\"*.Example.com\"]\n");
+    let c = from_toml(&text, Path::new("."), &env(&[])).unwrap();
+    let a = c.account.as_ref().unwrap();
+    assert_eq!(a.token_endpoint_secret, secret);
+    assert_eq!(a.jssdk_hosts, ["*.example.com"]);
+    assert!(
+        !format!("{c:?}").contains(&secret),
+        "Debug shows the bearer"
+    );
+    let from_env = "e".repeat(32);
+    let c = from_toml(
+        &text,
+        Path::new("."),
+        &env(&[("WXGATE_TOKEN_ENDPOINT_SECRET", &from_env)]),
+    )
+    .unwrap();
+    assert_eq!(c.account.unwrap().token_endpoint_secret, from_env);
 }

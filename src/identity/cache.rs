@@ -16,6 +16,8 @@ const SHARDS: usize = 16;
 
 struct Entry {
     profile_at: u64,
+    /// The extra claims it was signed with ([`super::claims::Extra::variant`]).
+    variant: u8,
     /// Unix seconds after which the token is not handed out again.
     fresh_until: u64,
     token: HeaderValue,
@@ -41,10 +43,16 @@ impl TokenCache {
         &self.shards[self.hasher.hash_one(id) as usize % SHARDS]
     }
 
-    pub(crate) fn get(&self, id: &str, profile_at: u64, now: u64) -> Option<HeaderValue> {
+    pub(crate) fn get(
+        &self,
+        id: &str,
+        profile_at: u64,
+        variant: u8,
+        now: u64,
+    ) -> Option<HeaderValue> {
         let map = self.shard(id).read().unwrap_or_else(|e| e.into_inner());
         map.get(id)
-            .filter(|e| e.profile_at == profile_at && now < e.fresh_until)
+            .filter(|e| e.profile_at == profile_at && e.variant == variant && now < e.fresh_until)
             .map(|e| e.token.clone())
     }
 
@@ -52,6 +60,7 @@ impl TokenCache {
         &self,
         id: &str,
         profile_at: u64,
+        variant: u8,
         fresh_until: u64,
         token: HeaderValue,
         now: u64,
@@ -68,6 +77,7 @@ impl TokenCache {
             id.to_string(),
             Entry {
                 profile_at,
+                variant,
                 fresh_until,
                 token,
             },
@@ -94,23 +104,24 @@ mod tests {
     #[test]
     fn a_token_is_served_only_for_its_profile_and_while_fresh() {
         let c = TokenCache::new(100);
-        c.put("sid", 7, 1000, hv("tok"), 0);
+        c.put("sid", 7, 1, 1000, hv("tok"), 0);
         let cases = [
-            ("same profile, fresh", 7, 999, Some(hv("tok"))),
-            ("profile refreshed", 8, 999, None),
-            ("no longer fresh", 7, 1000, None),
+            ("same profile, fresh", 7, 1, 999, Some(hv("tok"))),
+            ("profile refreshed", 8, 1, 999, None),
+            ("other extra claims", 7, 2, 999, None),
+            ("no longer fresh", 7, 1, 1000, None),
         ];
-        for (name, profile_at, now, want) in cases {
-            assert_eq!(c.get("sid", profile_at, now), want, "{name}");
+        for (name, profile_at, variant, now, want) in cases {
+            assert_eq!(c.get("sid", profile_at, variant, now), want, "{name}");
         }
-        assert_eq!(c.get("other", 7, 0), None);
+        assert_eq!(c.get("other", 7, 1, 0), None);
     }
 
     #[test]
     fn a_full_cache_drops_stale_tokens_first_and_stays_bounded() {
         let c = TokenCache::new(SHARDS); // one entry per shard
         for i in 0..200 {
-            c.put(&format!("s{i}"), 0, 10, hv("t"), 0);
+            c.put(&format!("s{i}"), 0, 0, 10, hv("t"), 0);
         }
         assert!(c.len() <= SHARDS, "{}", c.len());
         let c = TokenCache::new(SHARDS * 2);
@@ -122,11 +133,11 @@ mod tests {
             .filter(|i| shard_of(i) == shard_of(&ids[0]))
             .take(3)
             .collect();
-        c.put(same[0], 0, 5, hv("stale"), 0);
-        c.put(same[1], 0, 100, hv("fresh"), 0);
-        c.put(same[2], 0, 100, hv("new"), 50);
-        assert_eq!(c.get(same[0], 0, 1), None, "stale entry dropped");
-        assert_eq!(c.get(same[1], 0, 50), Some(hv("fresh")));
-        assert_eq!(c.get(same[2], 0, 50), Some(hv("new")));
+        c.put(same[0], 0, 0, 5, hv("stale"), 0);
+        c.put(same[1], 0, 0, 100, hv("fresh"), 0);
+        c.put(same[2], 0, 0, 100, hv("new"), 50);
+        assert_eq!(c.get(same[0], 0, 0, 1), None, "stale entry dropped");
+        assert_eq!(c.get(same[1], 0, 0, 50), Some(hv("fresh")));
+        assert_eq!(c.get(same[2], 0, 0, 50), Some(hv("new")));
     }
 }

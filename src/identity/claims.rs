@@ -24,7 +24,27 @@ pub(crate) const CLAIMS_SUPPORTED: &[&str] = &[
     "headimgurl",
     "name",
     "picture",
+    "subscribe",
 ];
+
+/// Claims that come from outside the session (the account services), each optional.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Extra {
+    /// Whether the user follows the official account (`cgi-bin/user/info`).
+    pub subscribe: Option<bool>,
+}
+
+impl Extra {
+    /// A small number naming this combination, so a cached token is reused only for
+    /// the extra claims it was signed with.
+    pub(crate) fn variant(&self) -> u8 {
+        match self.subscribe {
+            None => 0,
+            Some(false) => 1,
+            Some(true) => 2,
+        }
+    }
+}
 
 /// What the signer adds to a session to make one token's claims.
 pub(crate) struct Stamp<'a> {
@@ -38,7 +58,7 @@ pub(crate) struct Stamp<'a> {
     pub jti: &'a str,
 }
 
-pub(crate) fn claims(s: &Session, st: &Stamp<'_>) -> Value {
+pub(crate) fn claims(s: &Session, st: &Stamp<'_>, extra: &Extra) -> Value {
     let mut c = Map::new();
     let mut put = |k: &str, v: Value| {
         c.insert(k.to_string(), v);
@@ -69,6 +89,10 @@ pub(crate) fn claims(s: &Session, st: &Stamp<'_>) -> Value {
             put("headimgurl", h.as_str().into());
             put("picture", h.into());
         }
+    }
+    // WeChat's own form: 1 follows the account, 0 does not.
+    if let Some(subscribed) = extra.subscribe {
+        put("subscribe", u8::from(subscribed).into());
     }
     Value::Object(c)
 }
@@ -158,7 +182,12 @@ mod tests {
             ),
         ];
         for (name, s, want) in cases {
-            assert_eq!(claims(&s, &stamp), want, "{name}");
+            assert_eq!(claims(&s, &stamp, &Extra::default()), want, "{name}");
+        }
+        let base = session(Scope::Base, None, None, None);
+        for (subscribe, want) in [(Some(true), json!(1)), (Some(false), json!(0))] {
+            let c = claims(&base, &stamp, &Extra { subscribe });
+            assert_eq!(c["subscribe"], want, "subscribe {subscribe:?}");
         }
     }
 
@@ -173,7 +202,13 @@ mod tests {
             sid: "s",
             jti: "j",
         };
-        let c = claims(&s, &stamp);
+        let c = claims(
+            &s,
+            &stamp,
+            &Extra {
+                subscribe: Some(true),
+            },
+        );
         let made: Vec<&str> = c.as_object().unwrap().keys().map(String::as_str).collect();
         let mut supported = CLAIMS_SUPPORTED.to_vec();
         supported.sort_unstable();

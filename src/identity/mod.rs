@@ -11,6 +11,7 @@ mod cache;
 mod claims;
 mod keys;
 
+pub use claims::Extra;
 pub use keys::KeySource;
 
 use std::sync::Arc;
@@ -152,31 +153,47 @@ impl Signer {
     /// The identity header's value for this session: a cached token while it is fresh
     /// for this session and profile, else a newly signed one.
     pub fn token_for(&self, s: &Session) -> Result<HeaderValue, IdentityError> {
-        self.token_at(s, now_unix())
+        self.token_with(s, &Extra::default())
     }
 
-    fn token_at(&self, s: &Session, now: u64) -> Result<HeaderValue, IdentityError> {
+    /// As [`Signer::token_for`], with claims from outside the session.
+    pub fn token_with(&self, s: &Session, extra: &Extra) -> Result<HeaderValue, IdentityError> {
+        self.token_at(s, extra, now_unix())
+    }
+
+    fn token_at(&self, s: &Session, extra: &Extra, now: u64) -> Result<HeaderValue, IdentityError> {
         let inner = &self.inner;
-        if let Some(token) = inner.cache.get(&s.id, s.profile_at, now) {
+        let variant = extra.variant();
+        if let Some(token) = inner.cache.get(&s.id, s.profile_at, variant, now) {
             metrics().identity_tokens.inc(&["cached"]);
             return Ok(token);
         }
-        let token = self.sign(&self.claims_at(s, now))?;
+        let token = self.sign(&self.claims_at(s, extra, now))?;
         let margin = REFRESH_MARGIN_SECS.min(inner.ttl / 2);
         let fresh_until = now + inner.ttl - margin;
-        inner
-            .cache
-            .put(&s.id, s.profile_at, fresh_until, token.clone(), now);
+        inner.cache.put(
+            &s.id,
+            s.profile_at,
+            variant,
+            fresh_until,
+            token.clone(),
+            now,
+        );
         metrics().identity_tokens.inc(&["signed"]);
         Ok(token)
     }
 
     /// The claims a token signed now would carry (for `/_wxgate/userinfo`).
     pub fn claims(&self, s: &Session) -> Value {
-        self.claims_at(s, now_unix())
+        self.claims_with(s, &Extra::default())
     }
 
-    fn claims_at(&self, s: &Session, now: u64) -> Value {
+    /// As [`Signer::claims`], with claims from outside the session.
+    pub fn claims_with(&self, s: &Session, extra: &Extra) -> Value {
+        self.claims_at(s, extra, now_unix())
+    }
+
+    fn claims_at(&self, s: &Session, extra: &Extra, now: u64) -> Value {
         let jti = URL_SAFE_NO_PAD.encode(crate::config::random_bytes(16));
         let sid = self.sid(&s.id);
         claims(
@@ -189,6 +206,7 @@ impl Signer {
                 sid: &sid,
                 jti: &jti,
             },
+            extra,
         )
     }
 

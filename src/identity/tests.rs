@@ -140,7 +140,7 @@ fn a_cached_token_is_replaced_in_the_last_minute_before_it_expires() {
     let s = Signer::from_config(&config(Algorithm::ES256, None), SECRET, ISSUER.into()).unwrap();
     let sess = session("refresh");
     let t0 = 1_700_000_000;
-    let first = s.token_at(&sess, t0).unwrap();
+    let first = s.token_at(&sess, &Extra::default(), t0).unwrap();
     let cases = [
         ("well before expiry", t0 + 100, true),
         ("just before the last minute", t0 + 239, true),
@@ -148,8 +148,14 @@ fn a_cached_token_is_replaced_in_the_last_minute_before_it_expires() {
     ];
     for (name, now, same) in cases {
         // Each case starts from the first token's cache entry.
-        s.inner.cache.put(&sess.id, 0, t0 + 240, first.clone(), t0);
-        assert_eq!(s.token_at(&sess, now).unwrap() == first, same, "{name}");
+        s.inner
+            .cache
+            .put(&sess.id, 0, 0, t0 + 240, first.clone(), t0);
+        assert_eq!(
+            s.token_at(&sess, &Extra::default(), now).unwrap() == first,
+            same,
+            "{name}"
+        );
     }
 }
 

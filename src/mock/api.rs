@@ -25,26 +25,31 @@ pub fn errmsg(errcode: i64) -> &'static str {
         40001 => "invalid credential, access_token is invalid or not latest",
         40002 => "invalid grant_type",
         40003 => "invalid openid",
+        40097 => "invalid args",
         40013 => "invalid appid",
         40029 => "invalid code",
         40030 => "invalid refresh_token",
         40125 => "invalid appsecret",
         40163 => "code been used",
+        40164 => "invalid ip, not in whitelist",
+        41001 => "access_token missing",
         41008 => "missing code",
         42001 => "access_token expired",
         42002 => "refresh_token expired",
         42003 => "code expired",
         42007 => "access_token and refresh_token exception",
         43001 => "require GET method",
+        43002 => "require POST method",
         45009 => "reach max api daily quota limit",
         45011 => "api minute-quota reach limit  mustslower  retry next minute",
+        47001 => "data format error",
         48001 => "api unauthorized",
         _ => "mock error",
     }
 }
 
 /// A request id in WeChat's shape: `rid: 6543a1b2-1d2e3f4a-5b6c7d8e`.
-fn error_body(errcode: i64) -> Value {
+pub(super) fn error_body(errcode: i64) -> Value {
     let r = random_token(24).to_ascii_lowercase();
     json!({
         "errcode": errcode,
@@ -61,7 +66,11 @@ fn text_plain(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
 }
 
 fn answer(result: Result<Value, i64>) -> Response<Body> {
-    let value = result.unwrap_or_else(error_body);
+    wechat_json(&result.unwrap_or_else(error_body))
+}
+
+/// An answer as WeChat sends every one: HTTP 200, `text/plain`, errors included.
+pub(super) fn wechat_json(value: &Value) -> Response<Body> {
     text_plain(StatusCode::OK, value.to_string())
 }
 
@@ -142,7 +151,7 @@ pub(super) async fn handle(
 }
 
 impl MockWechat {
-    fn secret_of(&self, appid: &str) -> Option<&str> {
+    pub(super) fn secret_of(&self, appid: &str) -> Option<&str> {
         let c = &self.inner.config;
         if appid == c.appid {
             Some(&c.secret)

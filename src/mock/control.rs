@@ -13,11 +13,15 @@
 //! | `POST /mock/expire_tokens` | every access token is now expired |
 //! | `POST /mock/revoke?user=U` | U's refresh tokens are revoked (42007) |
 //! | `GET /mock/users` | the test users with their openids and unionids (JSON) |
+//! | `GET /mock/account_tokens` | every account token handed out: endpoint, expires_in, new, forced, ms_ago (JSON) |
+//! | `POST /mock/expire_account_tokens` | every account token is now expired (42001) |
+//! | `POST /mock/reset_quotas` | a new day for the daily quotas |
 //! | `GET /mock/avatar/U.svg` | U's generated avatar |
 //!
-//! Endpoints E: `access_token`, `refresh_token`, `auth`, `userinfo` (errcodes and
-//! broken bodies), and `authorize`, `consent`, `qrconnect`, `qrconnect_confirm`
-//! (latency and broken bodies).
+//! Endpoints E: `access_token`, `refresh_token`, `auth`, `userinfo`, `token`,
+//! `stable_token`, `getticket`, `user_info`, `getcallbackip` (errcodes and broken
+//! bodies), and `authorize`, `consent`, `qrconnect`, `qrconnect_confirm`,
+//! `jssdk_verify` (latency and broken bodies).
 
 use std::time::Duration;
 
@@ -115,6 +119,35 @@ pub(super) async fn handle(mock: MockWechat, req: Request<Incoming>) -> Response
             mock.expire_access_tokens();
             ok()
         }
+        ("expire_account_tokens", true) => {
+            mock.expire_account_tokens();
+            ok()
+        }
+        ("reset_quotas", true) => {
+            mock.reset_quotas();
+            ok()
+        }
+        ("account_tokens", false) => {
+            let now = std::time::Instant::now();
+            let issues: Vec<_> = mock
+                .token_issues()
+                .iter()
+                .map(|i| {
+                    json!({
+                        "endpoint": i.endpoint,
+                        "expires_in": i.expires_in,
+                        "new": i.new,
+                        "forced": i.forced,
+                        "ms_ago": now.duration_since(i.at).as_millis() as u64,
+                    })
+                })
+                .collect();
+            reply(
+                StatusCode::OK,
+                "application/json",
+                json!(issues).to_string(),
+            )
+        }
         ("revoke", true) => {
             let Some(user) = param("user") else {
                 return bad("need user");
@@ -146,11 +179,21 @@ pub(super) async fn handle(mock: MockWechat, req: Request<Incoming>) -> Response
             )
         }
         (
-            "inject" | "latency" | "broken" | "clear" | "code" | "expire_codes" | "expire_tokens"
+            "inject"
+            | "latency"
+            | "broken"
+            | "clear"
+            | "code"
+            | "expire_codes"
+            | "expire_tokens"
+            | "expire_account_tokens"
+            | "reset_quotas"
             | "revoke",
             false,
         ) => text(StatusCode::METHOD_NOT_ALLOWED, "POST only\n"),
-        ("calls" | "users", true) => text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n"),
+        ("calls" | "users" | "account_tokens", true) => {
+            text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n")
+        }
         _ => text(StatusCode::NOT_FOUND, "unknown knob; see GET /\n"),
     }
 }

@@ -1,12 +1,15 @@
 //! The mock WeChat platform (`wxgate mock-wechat`, `wxgate demo`, and the tests): the
-//! authorize and qrconnect pages with consent, and the four `sns` API calls, faithful
-//! to WeChat's wire quirks (HTTP 200 errors as `text/plain` JSON with a `rid`,
-//! single-use five-minute codes, per-app openids, snapshot users).
+//! authorize and qrconnect pages with consent, the four `sns` API calls, and the
+//! account's `cgi-bin` calls (global token, JS-SDK ticket, user info) with the JS-SDK's
+//! signature check, faithful to WeChat's wire quirks (HTTP 200 errors as `text/plain`
+//! JSON with a `rid`, single-use five-minute codes, per-app openids, snapshot users,
+//! tokens that overwrite each other, daily quotas).
 //!
 //! Knobs for failure testing (injected errcodes, latency, broken bodies) are on the
 //! [`MockWechat`] handle and, for other languages, over HTTP under `/mock/` (see
 //! `control.rs`).
 
+mod account;
 mod api;
 mod control;
 mod pages;
@@ -18,13 +21,14 @@ pub(crate) use pages::every_page as every_mock_page;
 pub(crate) use phone::every_page as every_phone_page;
 mod wire;
 
+pub use account::TokenIssue;
 pub use phone::PHONE_USER_AGENT;
 pub use wire::{callback_location, check_link, derive_id, AuthorizeRequest, LinkKind, Refusal};
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -55,6 +59,8 @@ pub struct MockUser {
     pub has_unionid: bool,
     /// Authorizes from WeChat's snapshot page: virtual openid, `is_snapshotuser: 1`.
     pub snapshot: bool,
+    /// Follows the official account (`cgi-bin/user/info` says `subscribe: 1`).
+    pub subscribed: bool,
 }
 
 impl MockUser {
@@ -65,6 +71,7 @@ impl MockUser {
             headimgurl: String::new(),
             has_unionid: false,
             snapshot: false,
+            subscribed: false,
         }
     }
 }
@@ -82,12 +89,35 @@ pub struct MockConfig {
     pub users: Vec<MockUser>,
     /// snsapi_base inside WeChat skips the consent page for the first user, as WeChat does.
     pub auto_consent: bool,
+    /// Lifetime of an account access_token (WeChat: 7200 s). Tests shorten it to watch
+    /// renewals happen.
+    pub token_ttl: Duration,
+    /// How long an overwritten classic token keeps working, and the last stretch of a
+    /// stable token's life in which a new one is handed out (WeChat: 5 minutes).
+    pub token_overlap: Duration,
+    /// Lifetime of a jsapi_ticket (WeChat: 7200 s).
+    pub ticket_ttl: Duration,
+    /// `cgi-bin/token` calls a day (WeChat: 2000; 200 for test accounts).
+    pub classic_daily_quota: u32,
+    /// `cgi-bin/stable_token` calls a day (WeChat: 500,000).
+    pub stable_daily_quota: u32,
+    /// Forced stable-token renewals a day (WeChat: 20).
+    pub force_daily_quota: u32,
+    /// A forced renewal sooner than this after the last one renews nothing (WeChat: 30 s).
+    pub force_interval: Duration,
+    /// `getticket` calls a day (WeChat says only "very limited").
+    pub ticket_daily_quota: u32,
+    /// Addresses allowed to fetch the account's token; empty: any (40164 otherwise).
+    pub ip_whitelist: Vec<IpAddr>,
+    /// The JS-SDK safe domains (JS接口安全域名); empty: any.
+    pub js_safe_domains: Vec<String>,
 }
 
 impl Default for MockConfig {
     fn default() -> Self {
         let mut alice = MockUser::new("alice", "Alice 🌸");
         alice.has_unionid = true;
+        alice.subscribed = true;
         let mut snap = MockUser::new("snapshot", "微信用户");
         snap.snapshot = true;
         Self {
@@ -103,6 +133,16 @@ impl Default for MockConfig {
                 snap,
             ],
             auto_consent: true,
+            token_ttl: Duration::from_secs(7200),
+            token_overlap: Duration::from_secs(300),
+            ticket_ttl: Duration::from_secs(7200),
+            classic_daily_quota: 2000,
+            stable_daily_quota: 500_000,
+            force_daily_quota: 20,
+            force_interval: Duration::from_secs(30),
+            ticket_daily_quota: 10_000,
+            ip_whitelist: Vec::new(),
+            js_safe_domains: Vec::new(),
         }
     }
 }
@@ -172,6 +212,7 @@ struct State {
     refresh: HashMap<String, RefreshGrant>,
     knobs: HashMap<String, Knobs>,
     calls: HashMap<String, u64>,
+    account: account::AccountState,
 }
 
 struct Inner {
@@ -209,7 +250,8 @@ impl MockWechat {
     }
 
     /// The next `times` calls to `endpoint` answer `errcode` (e.g. -1, 45009).
-    /// Endpoints: `access_token`, `refresh_token`, `auth`, `userinfo`.
+    /// Endpoints: `access_token`, `refresh_token`, `auth`, `userinfo`, and the account's
+    /// `token`, `stable_token`, `getticket`, `user_info`, `getcallbackip`.
     pub fn inject(&self, endpoint: &str, errcode: i64, times: u32) {
         self.state()
             .knobs
@@ -246,7 +288,9 @@ impl MockWechat {
     }
 
     /// How many requests `endpoint` has received (`authorize`, `consent`, `qrconnect`,
-    /// `qrconnect_confirm`, `access_token`, `refresh_token`, `auth`, `userinfo`).
+    /// `qrconnect_confirm`, `access_token`, `refresh_token`, `auth`, `userinfo`,
+    /// `token`, `stable_token`, `getticket`, `user_info`, `getcallbackip`,
+    /// `jssdk_verify`).
     pub fn calls(&self, endpoint: &str) -> u64 {
         self.state().calls.get(endpoint).copied().unwrap_or(0)
     }
@@ -390,7 +434,7 @@ pub async fn serve(listener: TcpListener, mock: MockWechat, shutdown: impl Futur
             _ = &mut stopped => break,
             accepted = listener.accept() => accepted,
         };
-        let (stream, _) = match accepted {
+        let (stream, peer) = match accepted {
             Ok(conn) => conn,
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning on the error.
@@ -400,8 +444,9 @@ pub async fn serve(listener: TcpListener, mock: MockWechat, shutdown: impl Futur
             }
         };
         let mock = mock.clone();
-        let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
             let mock = mock.clone();
+            req.extensions_mut().insert(account::Peer(peer));
             async move { Ok::<_, Infallible>(route(mock, req).await) }
         });
         let conn = builder
@@ -445,6 +490,13 @@ async fn route(mock: MockWechat, req: Request<Incoming>) -> Response<Body> {
         "/sns/oauth2/refresh_token" => api::handle(mock, req, "refresh_token").await,
         "/sns/auth" => api::handle(mock, req, "auth").await,
         "/sns/userinfo" => api::handle(mock, req, "userinfo").await,
+        "/cgi-bin/token" => account::handle(mock, req, "token").await,
+        "/cgi-bin/stable_token" => account::handle(mock, req, "stable_token").await,
+        "/cgi-bin/ticket/getticket" => account::handle(mock, req, "getticket").await,
+        "/cgi-bin/user/info" => account::handle(mock, req, "user_info").await,
+        "/cgi-bin/getcallbackip" => account::handle(mock, req, "getcallbackip").await,
+        "/mock/jweixin.js" => account::script(),
+        "/mock/jssdk/verify" => account::verify(mock, req).await,
         "/" => pages::index(&mock),
         "/mock/phone" => phone::scan(mock, req).await,
         "/mock/phone/submit" => phone::submit(req).await,

@@ -257,7 +257,9 @@ pub(super) fn index(mock: &MockWechat) -> Response<Body> {
              <p>测试用户 · Test users:</p><ul>{users}</ul><p>控制接口 · Knobs: <code>/mock/users</code>, <code>/mock/calls</code>, \
              <code>POST /mock/inject</code>, <code>/mock/latency</code>, <code>/mock/broken</code>, \
              <code>/mock/clear</code>, <code>/mock/code</code>, <code>/mock/expire_codes</code>, \
-             <code>/mock/expire_tokens</code>, <code>/mock/revoke</code>.</p>",
+             <code>/mock/expire_tokens</code>, <code>/mock/revoke</code>, \
+             <code>/mock/account_tokens</code>, <code>/mock/expire_account_tokens</code>, \
+             <code>/mock/reset_quotas</code>. JS-SDK: <code>/mock/jweixin.js</code>.</p>",
             html_escape(&c.appid),
             html_escape(&c.website_appid),
         ),

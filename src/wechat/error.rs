@@ -48,6 +48,8 @@ pub enum ErrorKind {
     RefreshEnded,
     /// 48001: the token's scope does not allow this call.
     Unauthorized,
+    /// 40164: this server's address is not on the account's IP whitelist.
+    IpNotWhitelisted,
     /// No usable answer: timeout, connection failure, or a body that is not WeChat's.
     Unavailable,
     Other,
@@ -64,6 +66,7 @@ impl ErrorKind {
             40001 | 40125 | 40013 => Self::Misconfigured,
             40030 | 42002 | 42007 => Self::RefreshEnded,
             48001 => Self::Unauthorized,
+            40164 => Self::IpNotWhitelisted,
             _ => Self::Other,
         }
     }
@@ -94,6 +97,21 @@ impl WechatError {
             | Self::Unreachable { endpoint, .. }
             | Self::BadResponse { endpoint, .. } => endpoint,
         }
+    }
+
+    /// WeChat's errcode, when it answered with one.
+    pub fn errcode(&self) -> Option<i64> {
+        match self {
+            Self::Api { errcode, .. } => Some(*errcode),
+            _ => None,
+        }
+    }
+
+    /// The account's access_token passed to a `cgi-bin` call is not (or no longer)
+    /// good: 40001 (overwritten by a newer fetch elsewhere), 40014 (malformed), 42001
+    /// (expired). For the token fetch itself 40001 means a wrong secret instead.
+    pub fn token_rejected(&self) -> bool {
+        matches!(self.errcode(), Some(40001 | 40014 | 42001))
     }
 
     /// The `errcode` metric label: the code itself, or how the call failed to get one.
@@ -229,6 +247,7 @@ mod tests {
             (42002, ErrorKind::RefreshEnded),
             (42007, ErrorKind::RefreshEnded),
             (48001, ErrorKind::Unauthorized),
+            (40164, ErrorKind::IpNotWhitelisted),
             (40003, ErrorKind::Other),
         ];
         for (code, kind) in cases {

@@ -1,10 +1,13 @@
 //! The WeChat platform client: the web-authorization links (pure, in `url`), the four
-//! `sns` API calls, and what their answers mean (`error`). Owns retries of a busy
-//! platform, the WeChat call metrics, and the one log line per failed call.
+//! `sns` API calls, the account-level `cgi-bin` calls (`cgi`), and what their answers
+//! mean (`error`). Owns retries of a busy platform, the WeChat call metrics, and the
+//! one log line per failed call.
 
+mod cgi;
 mod error;
 mod url;
 
+pub use self::cgi::{AccountToken, JsapiTicket};
 pub use self::error::{extract_rid, parse_response, ErrorKind, WechatError};
 pub use self::url::{authorize_url, encode_component, is_valid_state, parse_scopes, qrconnect_url};
 pub use crate::config::Scope;
@@ -208,16 +211,27 @@ impl WechatClient {
         Ok(())
     }
 
-    /// One API call with busy retries; counts every attempt and logs a failure once.
+    /// One GET with busy retries; counts every attempt and logs a failure once.
     async fn call<T: DeserializeOwned>(
         &self,
         endpoint: &'static str,
         path: &str,
         query: &[(&str, &str)],
     ) -> Result<T, WechatError> {
+        self.call_with(endpoint, path, query, None).await
+    }
+
+    /// As [`WechatClient::call`]; with a `json` body it is a POST (`cgi-bin/stable_token`).
+    async fn call_with<T: DeserializeOwned>(
+        &self,
+        endpoint: &'static str,
+        path: &str,
+        query: &[(&str, &str)],
+        json: Option<&serde_json::Value>,
+    ) -> Result<T, WechatError> {
         let mut attempt = 0;
         loop {
-            let result = self.attempt(endpoint, path, query).await;
+            let result = self.attempt(endpoint, path, query, json).await;
             match result {
                 Err(e) if e.kind() == ErrorKind::Busy && attempt < BUSY_BACKOFF.len() => {
                     tracing::debug!(
@@ -243,9 +257,10 @@ impl WechatClient {
         endpoint: &'static str,
         path: &str,
         query: &[(&str, &str)],
+        json: Option<&serde_json::Value>,
     ) -> Result<T, WechatError> {
         let started = Instant::now();
-        let result = self.fetch(endpoint, path, query).await;
+        let result = self.fetch(endpoint, path, query, json).await;
         let m = metrics();
         m.wechat_duration.observe(&[endpoint], started.elapsed());
         match &result {
@@ -260,8 +275,10 @@ impl WechatClient {
         endpoint: &'static str,
         path: &str,
         query: &[(&str, &str)],
+        json: Option<&serde_json::Value>,
     ) -> Result<T, WechatError> {
-        // Query strings carry the secret and the code: errors are stripped of their URL.
+        // Query strings carry the secret, the code or the account's token: errors are
+        // stripped of their URL.
         let transport = |e: reqwest::Error| {
             if e.is_timeout() {
                 WechatError::Timeout { endpoint }
@@ -272,12 +289,20 @@ impl WechatClient {
                 }
             }
         };
-        let resp = self
-            .http
-            .get(format!("{}{path}?{}", self.base, query_string(query)))
-            .send()
-            .await
-            .map_err(transport)?;
+        let mut url = format!("{}{path}", self.base);
+        if !query.is_empty() {
+            url.push('?');
+            url.push_str(&query_string(query));
+        }
+        let request = match json {
+            Some(body) => self
+                .http
+                .post(url)
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .body(body.to_string()),
+            None => self.http.get(url),
+        };
+        let resp = request.send().await.map_err(transport)?;
         let status = resp.status().as_u16();
         let body = match resp.bytes().await {
             Ok(b) => b,
@@ -324,6 +349,16 @@ fn log_failure(e: &WechatError) {
             ..
         } => {
             let rid = rid.as_deref().unwrap_or("-");
+            if e.token_rejected() && cgi::USES_ACCOUNT_TOKEN.contains(&endpoint) {
+                tracing::warn!(
+                    endpoint,
+                    errcode,
+                    errmsg,
+                    rid,
+                    "wechat refused the account's access_token; it is renewed once"
+                );
+                return;
+            }
             match e.kind() {
                 ErrorKind::Misconfigured => tracing::error!(
                     endpoint,
@@ -335,6 +370,13 @@ fn log_failure(e: &WechatError) {
                 ErrorKind::Quota => {
                     tracing::error!(endpoint, errcode, errmsg, rid, "wechat API quota reached")
                 }
+                ErrorKind::IpNotWhitelisted => tracing::error!(
+                    endpoint,
+                    errcode,
+                    errmsg,
+                    rid,
+                    "this server's address is not on the account's IP whitelist: add it in the MP console"
+                ),
                 ErrorKind::Unauthorized => tracing::error!(
                     endpoint,
                     errcode,

@@ -898,11 +898,16 @@ pub struct Wxgate {
 impl Wxgate {
     /// Starts `wxgate ARGS...` (JSON logs).
     pub fn spawn(args: &[&str]) -> Self {
+        Self::spawn_logging(args, "info")
+    }
+
+    /// As [`Wxgate::spawn`], logging what `filter` (RUST_LOG) lets through.
+    pub fn spawn_logging(args: &[&str], filter: &str) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_wxgate"))
             .arg("--log-format")
             .arg("json")
             .args(args)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", filter)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
