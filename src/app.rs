@@ -337,6 +337,26 @@ fn apply_reload(state: &State, mut new: Config) {
 pub async fn handle(state: &State, req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
     let auth = state.auth.load_full();
     let trusted = headers::is_trusted(conn.peer.ip(), &auth.cfg.server.trusted);
+    // One host for wxgate and the app: an absolute-form target or `:authority` wins
+    // over `Host`, and a request naming two hosts is refused.
+    let host = match headers::request_host(req.version(), req.uri().authority(), req.headers()) {
+        Ok(host) => host,
+        Err(e) => {
+            metrics().denied.inc(&["bad_host"]);
+            tracing::info!(peer = %conn.peer, error = %e, "request refused");
+            return crate::pages::respond(
+                &crate::pages::Notice {
+                    status: StatusCode::BAD_REQUEST,
+                    code: "bad_host",
+                    title_zh: "请求的主机名无效",
+                    title_en: "Invalid host",
+                    detail: format!("The request has {e}."),
+                    retry: None,
+                },
+                crate::auth::classify::wants_json(req.headers()),
+            );
+        }
+    };
     let path = req.uri().path();
 
     // wxgate's own URLs are never forwarded.
@@ -394,7 +414,13 @@ pub async fn handle(state: &State, req: Request<Incoming>, conn: ConnInfo) -> Re
     };
 
     let (mut parts, body) = req.into_parts();
-    headers::strip_identity_headers(&mut parts.headers, &auth.identity_header);
+    // The client's connection headers go before wxgate adds anything: its
+    // `Connection` header can then only remove what it sent itself.
+    let hop = state.forwarder.take_hop_by_hop(&mut parts);
+    if let Some(host) = host {
+        parts.headers.insert(http::header::HOST, host);
+    }
+    headers::strip_identity_headers(&mut parts.headers, &auth.identity_header, trusted);
     let cookie_name = auth.cfg.session.cookie_name.as_str();
     headers::remove_cookies(&mut parts.headers, |name| {
         crate::auth::is_own_cookie(cookie_name, name)
@@ -409,10 +435,14 @@ pub async fn handle(state: &State, req: Request<Incoming>, conn: ConnInfo) -> Re
         peer: conn.peer,
         client_tls: conn.tls,
         trusted,
+        request_id: parts
+            .extensions
+            .get::<server::RequestId>()
+            .map(|id| id.0.clone()),
     };
     let mut resp = state
         .forwarder
-        .forward(Request::from_parts(parts, body), &ctx)
+        .forward(Request::from_parts(parts, body), hop, &ctx)
         .await;
     if let Some(c) = set_cookie {
         resp.headers_mut().append(SET_COOKIE, c);

@@ -39,14 +39,26 @@ pub use upgrade::Tunnels;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UpstreamTime(pub Duration);
 
-/// What the forwarder needs to know about the client connection.
-#[derive(Debug, Clone, Copy)]
+/// What the forwarder needs to know about the request's client and its connection.
+#[derive(Debug, Clone)]
 pub struct ForwardContext {
     pub peer: SocketAddr,
     /// The client reached us over TLS.
     pub client_tls: bool,
     /// The peer is a trusted proxy: its forwarded headers are kept and extended.
     pub trusted: bool,
+    /// Passed upstream as `X-Request-Id`.
+    pub request_id: Option<HeaderValue>,
+}
+
+/// A client's connection-level headers, taken off its request by
+/// [`Forwarder::take_hop_by_hop`] before wxgate adds any header of its own, so that
+/// what the client's `Connection` header names can only be what the client sent.
+#[derive(Debug)]
+pub struct ClientHop {
+    /// The `Upgrade` protocols to forward: those of `upstream.upgrades` the client
+    /// asked for on an HTTP/1.1 upgrade.
+    upgrade: Option<HeaderValue>,
 }
 
 /// Sends requests to the upstream over a pooled keep-alive client. Cheap to clone.
@@ -82,6 +94,8 @@ struct Inner {
     timeout: Duration,
     preserve_host: bool,
     max_body: Option<u64>,
+    /// `upstream.upgrades`: the only protocols a request may upgrade to.
+    upgrades: Vec<String>,
     tunnels: Tunnels,
 }
 
@@ -208,6 +222,7 @@ impl Forwarder {
                 timeout: upstream.timeout.get(),
                 preserve_host: upstream.preserve_host,
                 max_body: max_body_bytes,
+                upgrades: upstream.upgrades.clone(),
                 tunnels: Tunnels::default(),
             }),
         })
@@ -218,10 +233,31 @@ impl Forwarder {
         self.inner.tunnels.clone()
     }
 
-    /// Forwards one request; every failure becomes a response (502, 504, 413, ...).
-    pub async fn forward(&self, req: Request<Incoming>, ctx: &ForwardContext) -> Response<Body> {
+    /// The first step for a request to be forwarded, before wxgate adds any header:
+    /// its hop-by-hop headers, and those its `Connection` header names, are removed;
+    /// an upgrade to a protocol of `upstream.upgrades` is remembered for [`forward`],
+    /// any other becomes a plain request.
+    ///
+    /// [`forward`]: Forwarder::forward
+    pub fn take_hop_by_hop(&self, parts: &mut http::request::Parts) -> ClientHop {
+        let upgrade = match parts.version {
+            Version::HTTP_11 => headers::upgrade_protocol(&parts.headers, &self.inner.upgrades),
+            _ => None,
+        };
+        headers::strip_hop_by_hop(&mut parts.headers);
+        ClientHop { upgrade }
+    }
+
+    /// Forwards one request whose hop-by-hop headers were taken; every failure becomes
+    /// a response (502, 504, 413, ...).
+    pub async fn forward(
+        &self,
+        req: Request<Incoming>,
+        hop: ClientHop,
+        ctx: &ForwardContext,
+    ) -> Response<Body> {
         let json = wants_json(req.headers());
-        match self.try_forward(req, ctx).await {
+        match self.try_forward(req, hop, ctx).await {
             Ok(resp) => resp,
             Err(e) => {
                 match &e {
@@ -246,6 +282,7 @@ impl Forwarder {
     async fn try_forward(
         &self,
         req: Request<Incoming>,
+        hop: ClientHop,
         ctx: &ForwardContext,
     ) -> Result<Response<Body>, ProxyError> {
         let inner = &*self.inner;
@@ -257,10 +294,7 @@ impl Forwarder {
             }
         }
 
-        let upgrade = match parts.version {
-            Version::HTTP_11 => headers::upgrade_protocol(&parts.headers),
-            _ => None,
-        };
+        let upgrade = hop.upgrade;
         let client_upgrade = upgrade
             .as_ref()
             .and_then(|_| parts.extensions.remove::<OnUpgrade>());
@@ -279,7 +313,8 @@ impl Forwarder {
         let uri = inner.upstream_uri(&parts.method, parts.uri.path_and_query())?;
 
         let h = &mut parts.headers;
-        headers::strip_hop_by_hop(h);
+        // Equal repeated lengths were accepted as one; the upstream gets one.
+        headers::single_content_length(h).map_err(|e| ProxyError::ClientBody(e.into()))?;
         // We already answered the client's `Expect` (hyper sends 100 Continue when the
         // body is first read); the upstream gets the body without waiting.
         h.remove(header::EXPECT);
@@ -296,6 +331,9 @@ impl Forwarder {
                 trusted: ctx.trusted,
             },
         );
+        if let Some(id) = &ctx.request_id {
+            h.insert(X_REQUEST_ID, id.clone());
+        }
         let host_header = if inner.preserve_host { host } else { None };
         h.insert(
             header::HOST,
@@ -336,16 +374,24 @@ impl Forwarder {
         if rparts.headers.contains_key(header::TRANSFER_ENCODING) {
             rparts.headers.remove(header::CONTENT_LENGTH);
         }
+        headers::single_content_length(&mut rparts.headers)
+            .map_err(|e| ProxyError::Upstream(format!("response {e}")))?;
         let response_upgrade = rparts.headers.get(header::UPGRADE).cloned();
         headers::strip_hop_by_hop(&mut rparts.headers);
         rparts.extensions.insert(UpstreamTime(took));
 
         if switching {
+            // The upstream may only switch to a protocol that was asked for and is
+            // allowed: never to h2c behind a request that asked for a WebSocket.
+            let proto = response_upgrade.filter(|p| {
+                p.to_str()
+                    .is_ok_and(|p| headers::upgrade_allowed(p.trim(), &inner.upgrades))
+            });
             let (Some(client), Some(upstream), Some(proto)) =
-                (client_upgrade, upstream_upgrade, response_upgrade)
+                (client_upgrade, upstream_upgrade, proto)
             else {
                 return Err(ProxyError::Upstream(
-                    "101 Switching Protocols to a request that did not ask to upgrade".into(),
+                    "101 Switching Protocols to a protocol the request did not ask for".into(),
                 ));
             };
             rparts
@@ -359,6 +405,8 @@ impl Forwarder {
         Ok(Response::from_parts(rparts, rbody))
     }
 }
+
+const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 
 /// The client's request body failed (bad chunked framing, connection cut).
 #[derive(Debug, thiserror::Error)]

@@ -347,6 +347,11 @@ impl Conn {
 
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// The request's id, in its extensions: the client's `X-Request-Id` when it is sane,
+/// or a new one. The forwarder passes it upstream as a header of wxgate's own.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub HeaderValue);
+
 /// Wraps the public handler with what every request gets: a request id (the client's
 /// when it is sane, passed upstream and echoed back), the in-flight gauge, the request
 /// counters and one log line.
@@ -360,7 +365,7 @@ pub fn with_access_log(inner: Handler) -> Handler {
                 .filter(|v| is_sane_request_id(v.as_bytes()))
                 .cloned()
                 .unwrap_or_else(new_request_id);
-            req.headers_mut().insert(X_REQUEST_ID, id.clone());
+            req.extensions_mut().insert(RequestId(id.clone()));
             let method = req.method().clone();
             // A clone shares the request head's bytes (no copy). The query stays out of
             // the log: it may carry a sign-in code or state.
