@@ -15,7 +15,7 @@ use crate::admin::{self, ReadyCheck};
 use crate::auth::{endpoints, paths, Auth, Gate};
 use crate::body::Body;
 use crate::config::Config;
-use crate::proxy::{headers, ForwardContext, Forwarder, ProxyError};
+use crate::proxy::{headers, ClientLimits, ForwardContext, Forwarder, ProxyError};
 use crate::server::{self, ConnInfo, ServerError, ServerSettings};
 use crate::session::Store;
 
@@ -190,7 +190,10 @@ pub async fn run_with(
 
     let forwarder = Forwarder::new(
         &config.upstream,
-        config.server.max_body_bytes,
+        &ClientLimits {
+            max_body_bytes: config.server.max_body_bytes,
+            body_timeout: config.server.body_timeout.get(),
+        },
         workers.len(),
     )?;
     let tunnels = forwarder.tunnels();
@@ -298,6 +301,22 @@ fn apply_reload(state: &State, mut new: Config) {
         ),
         ("admin.listen", current.cfg.admin.listen != new.admin.listen),
         ("upstream.url", current.cfg.upstream.url != new.upstream.url),
+        (
+            "upstream.upgrades",
+            current.cfg.upstream.upgrades != new.upstream.upgrades,
+        ),
+        (
+            "upstream.body_timeout",
+            current.cfg.upstream.body_timeout != new.upstream.body_timeout,
+        ),
+        (
+            "server.body_timeout",
+            current.cfg.server.body_timeout != new.server.body_timeout,
+        ),
+        (
+            "server.max_header_bytes",
+            current.cfg.server.max_header_len != new.server.max_header_len,
+        ),
         (
             "session.store",
             current.cfg.session.store != new.session.store,

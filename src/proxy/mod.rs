@@ -8,6 +8,7 @@
 mod error;
 mod h1;
 pub mod headers;
+pub(crate) mod idle;
 mod pool;
 mod upgrade;
 
@@ -18,6 +19,7 @@ use std::time::{Duration, Instant};
 use http::header::{self, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri, Version};
+use http_body::Body as _;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
@@ -29,6 +31,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use crate::admin::metrics::metrics;
 use crate::body::{empty, Body};
 use crate::config::UpstreamConfig;
+use idle::{BodyIdle, IdleTimeout, Side};
 
 pub use error::{wants_json, ProxyError};
 pub use headers::ForwardedInfo;
@@ -59,6 +62,15 @@ pub struct ClientHop {
     /// The `Upgrade` protocols to forward: those of `upstream.upgrades` the client
     /// asked for on an HTTP/1.1 upgrade.
     upgrade: Option<HeaderValue>,
+}
+
+/// What the forwarder allows a client's body (from `[server]`).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientLimits {
+    /// `server.max_body_size`.
+    pub max_body_bytes: Option<u64>,
+    /// `server.body_timeout`.
+    pub body_timeout: Duration,
 }
 
 /// Sends requests to the upstream over a pooled keep-alive client. Cheap to clone.
@@ -94,6 +106,10 @@ struct Inner {
     timeout: Duration,
     preserve_host: bool,
     max_body: Option<u64>,
+    /// `server.body_timeout`: the longest a client's body may stay silent.
+    client_body_timeout: Duration,
+    /// `upstream.body_timeout`: the longest the upstream's body may stay silent.
+    upstream_body_timeout: Duration,
     /// `upstream.upgrades`: the only protocols a request may upgrade to.
     upgrades: Vec<String>,
     tunnels: Tunnels,
@@ -111,7 +127,10 @@ impl Inner {
                     .and_then(|w| per_worker.get(w))
                     .unwrap_or(&**shared);
                 match client.request(req).await {
-                    Ok(resp) => Ok(resp.map(|b| b.map_err(Into::into).boxed_unsync())),
+                    Ok(resp) => Ok(resp.map(|b| {
+                        IdleTimeout::new(b, Side::Upstream, self.upstream_body_timeout)
+                            .boxed_unsync()
+                    })),
                     Err(e) => Err(classify(&e, e.is_connect(), self.max_body)),
                 }
             }
@@ -153,7 +172,7 @@ impl Inner {
 impl Forwarder {
     pub fn new(
         upstream: &UpstreamConfig,
-        max_body_bytes: Option<u64>,
+        client: &ClientLimits,
         workers: usize,
     ) -> Result<Self, ProxyError> {
         let uri: Uri = match &upstream.uri {
@@ -179,8 +198,11 @@ impl Forwarder {
             let port = authority.port_u16().unwrap_or(80);
             Route::Http(pool::Pool::new(
                 format!("{}:{port}", authority.host()),
-                upstream.connect_timeout.get(),
-                idle,
+                pool::Timeouts {
+                    connect: upstream.connect_timeout.get(),
+                    idle,
+                    body: upstream.body_timeout.get(),
+                },
                 workers,
             ))
         } else {
@@ -221,7 +243,9 @@ impl Forwarder {
                 authority_header,
                 timeout: upstream.timeout.get(),
                 preserve_host: upstream.preserve_host,
-                max_body: max_body_bytes,
+                max_body: client.max_body_bytes,
+                client_body_timeout: client.body_timeout,
+                upstream_body_timeout: upstream.body_timeout.get(),
                 upgrades: upstream.upgrades.clone(),
                 tunnels: Tunnels::default(),
             }),
@@ -269,6 +293,8 @@ impl Forwarder {
                         metrics().denied.inc(&["bad_request_body"]);
                         tracing::info!(error = %e, "request refused");
                     }
+                    // Counted and logged where the clock ran out.
+                    ProxyError::ClientBodyTimeout(_) => {}
                     _ => {
                         metrics().upstream_errors.inc(&[e.kind()]);
                         tracing::warn!(error = %e, kind = e.kind(), "upstream request failed");
@@ -341,11 +367,20 @@ impl Forwarder {
         );
 
         // The client's body errors are marked so a malformed or cut upload is told
-        // apart from an upstream failure (400, not 502).
-        let body = body.map_err(ClientBodyError);
-        let body: Body = match inner.max_body {
-            Some(limit) => Limited::new(body, limit as usize).boxed_unsync(),
-            None => body.map_err(Into::into).boxed_unsync(),
+        // apart from an upstream failure (400, not 502). A body already complete (a
+        // GET) needs no clock.
+        let body: Body = if body.is_end_stream() {
+            crate::body::empty()
+        } else {
+            let body = IdleTimeout::new(
+                body.map_err(ClientBodyError),
+                Side::Client,
+                inner.client_body_timeout,
+            );
+            match inner.max_body {
+                Some(limit) => Limited::new(body, limit as usize).boxed_unsync(),
+                None => body.boxed_unsync(),
+            }
         };
         let mut upstream_req = Request::from_parts(parts, body);
         *upstream_req.uri_mut() = uri;
@@ -447,6 +482,9 @@ fn classify(
         }
         if let Some(ClientBodyError(cause)) = s.downcast_ref::<ClientBodyError>() {
             return ProxyError::ClientBody(cause.to_string());
+        }
+        if let Some(idle) = s.downcast_ref::<BodyIdle>() {
+            return ProxyError::ClientBodyTimeout(idle.idle);
         }
         source = s.source();
     }
