@@ -226,6 +226,7 @@ pub async fn run_with(
         name: "public",
         header_read_timeout: config.server.header_read_timeout.get(),
         idle_timeout: config.server.idle_timeout.get(),
+        max_header_bytes: config.server.max_header_len,
         max_connections: config.server.max_connections,
         tls,
         shutdown_timeout: config.server.shutdown_timeout.get(),

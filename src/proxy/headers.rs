@@ -710,12 +710,13 @@ mod tests {
         use HostError::*;
         let v11 = Version::HTTP_11;
         let auth = |a: &str| a.parse::<Authority>().unwrap();
-        let table: Vec<(
+        type Case = (
             Version,
             Option<Authority>,
             Headers,
-            Result<Option<&str>, HostError>,
-        )> = vec![
+            Result<Option<&'static str>, HostError>,
+        );
+        let table: Vec<Case> = vec![
             (
                 v11,
                 None,
