@@ -17,7 +17,7 @@ use std::io;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
 use http_body::{Body as HttpBody, Frame, SizeHint};
@@ -189,9 +189,13 @@ impl Conn {
             if self.buf.len() >= MAX_HEAD_BYTES {
                 return Err(H1Error::HeadTooLarge);
             }
-            self.buf.reserve(READ_CHUNK);
+            // The limit is kept before buffering more, not found after a parse: a
+            // read never takes the buffer past it, however much the upstream sent.
+            let room = MAX_HEAD_BYTES - self.buf.len();
+            self.buf.reserve(READ_CHUNK.min(room));
             let read = std::future::poll_fn(|cx| {
-                tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.buf)
+                let mut capped = (&mut self.buf).limit(room);
+                tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut capped)
             })
             .await;
             match read {
