@@ -280,7 +280,7 @@ impl Write for LogWriter {
 // ---------------------------------------------------------------- scripted raw upstream
 
 /// An upstream that writes `reply` as soon as a request head arrived (whatever body
-/// follows), then keeps reading until the peer closes. `closed` fires each time wxgate
+/// follows: it is read and dropped), and keeps the connection until the peer closes. `closed` fires each time wxgate
 /// closes a connection to it; `heads` are the request heads it got.
 #[derive(Clone)]
 pub struct RawUpstream {
@@ -310,20 +310,18 @@ pub async fn raw_upstream(reply: Vec<u8>) -> RawUpstream {
             tokio::spawn(async move {
                 let mut got = Vec::new();
                 let mut buf = vec![0u8; 16 * 1024];
-                let mut answered = false;
-                loop {
+                'conn: loop {
                     match s.read(&mut buf).await {
                         Ok(0) | Err(_) => break,
                         Ok(n) => got.extend_from_slice(&buf[..n]),
                     }
-                    if !answered {
-                        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
-                            let head = String::from_utf8_lossy(&got[..end]).into_owned();
-                            up.heads.lock().unwrap().push(head);
-                            answered = true;
-                            if s.write_all(&reply).await.is_err() {
-                                break;
-                            }
+                    // Every head is answered; what is not a head is read and dropped.
+                    while let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&got[..end]).into_owned();
+                        up.heads.lock().unwrap().push(head);
+                        got.drain(..end + 4);
+                        if s.write_all(&reply).await.is_err() {
+                            break 'conn;
                         }
                     }
                 }
