@@ -34,6 +34,13 @@ use crate::config::UpstreamConfig;
 use idle::{BodyIdle, IdleTimeout, Side};
 
 pub use error::{wants_json, ProxyError};
+
+/// The inline exchange's reading of a whole upstream response from bytes, for the
+/// differential fuzz target against hyper's client. Not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use super::h1::{keeps_trailer, read_response_bytes, ReadResponse};
+}
 pub use headers::ForwardedInfo;
 pub use upgrade::Tunnels;
 
