@@ -243,3 +243,39 @@ async fn an_upstream_body_that_goes_quiet_ends_the_exchange() {
     assert!(metrics().body_timeouts.get(&["upstream"]) >= before + 2);
     assert!(captured_logs().contains("upstream response body idle past upstream.body_timeout"));
 }
+
+#[tokio::test]
+async fn an_http2_header_list_over_the_limit_gets_431_with_the_page() {
+    let (proxy, rec) = proxy_to_recorder(|_| {}).await;
+    let tcp = TcpStream::connect(proxy.addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let request = |path: &str, pad: usize| {
+        http::Request::get(format!("http://x{path}"))
+            .header("x-pad", "a".repeat(pad))
+            .body(wxgate::body::empty())
+            .unwrap()
+    };
+    let resp = sender
+        .send_request(request("/within", 60 * 1024))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let resp = sender
+        .send_request(request("/over", 64 * 1024))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 431);
+    let body = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let body = String::from_utf8_lossy(&body);
+    assert!(body.contains("请求头过大") && body.contains("Request headers too large"));
+    assert_eq!(rec.targets(), ["/within"]);
+}

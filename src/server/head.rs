@@ -123,9 +123,15 @@ impl HeadReports {
     }
 
     /// Called as hyper hands over a request, before its body is read.
-    pub fn request<B: HttpBody>(&self, req: &Request<B>) -> Seen {
+    pub fn request<B: HttpBody>(&self, req: &Request<B>, limit: usize) -> Seen {
         if req.version() == Version::HTTP_2 {
-            return Seen::Request;
+            // HTTP/2 has no head to hold back: its header list is refused here, with
+            // the page, up to the bound hyper's HTTP/2 server keeps (twice as much).
+            return if header_list_size(req) > limit {
+                Seen::Refused(Refusal::HeadTooLarge)
+            } else {
+                Seen::Request
+            };
         }
         let mut r = self.lock();
         if let Some(refusal) = r.refusal {
@@ -182,6 +188,33 @@ impl HeadReports {
             }
         }
     }
+}
+
+/// A request's header list as HTTP/2 counts it (RFC 9113 §6.5.2): each field's name
+/// and value, pseudo-header fields included, and 32 bytes for each.
+pub fn header_list_size<B>(req: &Request<B>) -> usize {
+    let uri = req.uri();
+    let pseudo = [
+        (":method", req.method().as_str().len()),
+        (":scheme", uri.scheme_str().map_or(0, str::len)),
+        (
+            ":authority",
+            uri.authority().map_or(0, |a| a.as_str().len()),
+        ),
+        (
+            ":path",
+            uri.path_and_query().map_or(0, |p| p.as_str().len()),
+        ),
+    ];
+    pseudo
+        .iter()
+        .map(|(name, len)| name.len() + len + 32)
+        .chain(
+            req.headers()
+                .iter()
+                .map(|(name, value)| name.as_str().len() + value.len() + 32),
+        )
+        .sum()
 }
 
 /// Where the guard is in the connection's byte stream.

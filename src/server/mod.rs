@@ -156,7 +156,12 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .keep_alive_interval(settings.idle_timeout)
         .keep_alive_timeout(settings.header_read_timeout)
-        .max_header_list_size(u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX));
+        // The server refuses header lists over the limit with its page; hyper's
+        // HTTP/2 server refuses (with a bare 431) what is far beyond it, before it is
+        // a request.
+        .max_header_list_size(
+            u32::try_from(settings.max_header_bytes.saturating_mul(2)).unwrap_or(u32::MAX),
+        );
     let builder = Arc::new(builder);
     let tls = settings.tls.clone().map(tokio_rustls::TlsAcceptor::from);
     let limit = settings
@@ -395,7 +400,8 @@ fn service(
     Future = impl Future<Output = Result<Response<Body>, Infallible>> + Send,
 > + Clone {
     service_fn(move |req: Request<Incoming>| {
-        let (answer, upgrade) = match reports.request(&req) {
+        let http1 = req.version() != http::Version::HTTP_2;
+        let (answer, upgrade) = match reports.request(&req, limit) {
             Seen::Refused(refusal) => (Err(refusal), None),
             Seen::Request => (Ok(handler(req, info)), None),
             Seen::MayUpgrade => {
@@ -405,7 +411,7 @@ fn service(
         };
         async move {
             let resp = match answer {
-                Err(refusal) => refused(refusal, info, listener, limit),
+                Err(refusal) => refused(refusal, info, listener, limit, http1),
                 Ok(handled) => handled.await,
             };
             if let Some((method, reports)) = upgrade {
@@ -416,12 +422,14 @@ fn service(
     })
 }
 
-/// The answer to a refused request head: wxgate's page, and the connection closed.
+/// The answer to a refused request head: wxgate's page, and on HTTP/1 the connection
+/// closed.
 fn refused(
     refusal: Refusal,
     info: ConnInfo,
     listener: &'static str,
     limit: usize,
+    http1: bool,
 ) -> Response<Body> {
     metrics().denied.inc(&[refusal.code()]);
     tracing::info!(
@@ -459,8 +467,11 @@ fn refused(
         retry: None,
     };
     let mut resp = crate::pages::respond(&notice, false);
-    resp.headers_mut()
-        .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    // What is left of a refused HTTP/1 head is never read as a request.
+    if http1 {
+        resp.headers_mut()
+            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    }
     resp
 }
 
