@@ -395,6 +395,9 @@ impl<IO: AsyncRead + Unpin> AsyncRead for HeadGuard<IO> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if buf.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
         loop {
             this.phase = match this.phase {
                 Phase::Head(mut scan) if this.held.is_empty() => {

@@ -147,3 +147,161 @@ fn a_chunked_body_ends_where_hyper_ends_it() {
         }
     }
 }
+
+/// The guard as hyper sees it: one read, or None while it waits.
+fn read_once(guard: &mut HeadGuard<tokio::io::DuplexStream>) -> Option<Vec<u8>> {
+    let mut space = vec![0u8; 256 * 1024];
+    let mut buf = ReadBuf::new(&mut space);
+    let waker = std::task::Waker::noop();
+    match Pin::new(guard).poll_read(&mut Context::from_waker(waker), &mut buf) {
+        Poll::Ready(r) => {
+            r.expect("no error");
+            Some(buf.filled().to_vec())
+        }
+        Poll::Pending => None,
+    }
+}
+
+/// Reads until the guard waits; what it handed over.
+async fn read_all(guard: &mut HeadGuard<tokio::io::DuplexStream>) -> Vec<u8> {
+    tokio::task::yield_now().await;
+    let mut got = Vec::new();
+    while let Some(bytes) = read_once(guard) {
+        if bytes.is_empty() {
+            break;
+        }
+        got.extend_from_slice(&bytes);
+    }
+    got
+}
+
+fn request(method: &str, body: Option<u64>, upgrade: bool) -> Request<Sized> {
+    let mut b = Request::builder().method(method).uri("/");
+    if upgrade {
+        b = b.header("upgrade", "websocket");
+    }
+    b.body(Sized(body)).unwrap()
+}
+
+/// A body of a known length (Content-Length), or none (chunked), as hyper's says.
+struct Sized(Option<u64>);
+
+impl HttpBody for Sized {
+    type Data = bytes::Bytes;
+    type Error = std::convert::Infallible;
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        Poll::Ready(None)
+    }
+    fn size_hint(&self) -> http_body::SizeHint {
+        match self.0 {
+            Some(n) => http_body::SizeHint::with_exact(n),
+            None => http_body::SizeHint::new(),
+        }
+    }
+}
+
+#[tokio::test]
+async fn hyper_gets_one_complete_head_at_a_time_and_each_body_as_framed() {
+    use tokio::io::AsyncWriteExt;
+    let (mut client, io) = tokio::io::duplex(1 << 20);
+    let (mut guard, reports) = HeadGuard::new(io, 1024, Duration::from_secs(10));
+    let heads = [
+        "GET /a HTTP/1.1\r\nHost: x\r\n\r\n",
+        "POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n",
+        "POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+        "GET /d HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+    ];
+    let chunked = "5\r\nGET /\r\n0\r\n\r\n";
+    let stream = format!(
+        "{}{}hello{}{chunked}{}",
+        heads[0], heads[1], heads[2], heads[3]
+    );
+    client.write_all(stream.as_bytes()).await.unwrap();
+
+    assert_eq!(read_all(&mut guard).await, heads[0].as_bytes());
+    assert_eq!(
+        read_once(&mut guard),
+        None,
+        "nothing before the framing is known"
+    );
+    assert_eq!(
+        reports.request(&request("GET", Some(0), false), 1024),
+        Seen::Request
+    );
+    assert_eq!(read_all(&mut guard).await, heads[1].as_bytes());
+    reports.request(&request("POST", Some(5), false), 1024);
+    // The body, then the next head (complete) and nothing of what follows it.
+    assert_eq!(
+        read_all(&mut guard).await,
+        format!("hello{}", heads[2]).as_bytes()
+    );
+    reports.request(&request("POST", None, false), 1024);
+    assert_eq!(
+        read_all(&mut guard).await,
+        format!("{chunked}{}", heads[3]).as_bytes()
+    );
+    assert_eq!(
+        reports.request(&request("GET", Some(0), true), 1024),
+        Seen::MayUpgrade
+    );
+    // After a request that may upgrade: nothing until its response is known.
+    client.write_all(&[0x81; 2048]).await.unwrap();
+    assert_eq!(read_all(&mut guard).await, b"");
+    reports.upgraded(&Method::GET, StatusCode::SWITCHING_PROTOCOLS);
+    // A tunnel now: no head limit on what follows.
+    assert_eq!(read_all(&mut guard).await, vec![0x81; 2048]);
+}
+
+#[tokio::test]
+async fn a_head_over_the_limit_is_replaced_by_the_stand_in_and_the_server_is_told() {
+    use tokio::io::AsyncWriteExt;
+    for split in [false, true] {
+        let (mut client, io) = tokio::io::duplex(1 << 20);
+        let (mut guard, reports) = HeadGuard::new(io, 1024, Duration::from_secs(10));
+        let head = head_of(1025);
+        if split {
+            // Most of it first: held back, not handed over.
+            client.write_all(&head[..1000]).await.unwrap();
+            assert_eq!(read_all(&mut guard).await, b"");
+            client.write_all(&head[1000..]).await.unwrap();
+        } else {
+            client.write_all(&head).await.unwrap();
+        }
+        assert_eq!(read_all(&mut guard).await, STAND_IN);
+        assert_eq!(
+            reports.request(&request("GET", Some(0), false), 1024),
+            Seen::Refused(Refusal::HeadTooLarge)
+        );
+        assert_eq!(read_once(&mut guard), None, "nothing more for hyper");
+    }
+}
+
+#[tokio::test]
+async fn an_http2_connection_passes_through() {
+    use tokio::io::AsyncWriteExt;
+    let (mut client, io) = tokio::io::duplex(1 << 20);
+    let (mut guard, _reports) = HeadGuard::new(io, 1024, Duration::from_secs(10));
+    let mut preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    preface.extend(std::iter::repeat_n(0u8, 4096));
+    client.write_all(&preface).await.unwrap();
+    assert_eq!(read_all(&mut guard).await, preface);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_first_head_not_complete_within_the_timeout_ends_the_connection() {
+    use tokio::io::AsyncWriteExt;
+    let (mut client, io) = tokio::io::duplex(1 << 20);
+    let (mut guard, _reports) = HeadGuard::new(io, 1024, Duration::from_secs(10));
+    client.write_all(b"GET / HTTP/1.1\r\nHost:").await.unwrap();
+    let mut space = [0u8; 1024];
+    let mut buf = ReadBuf::new(&mut space);
+    let started = tokio::time::Instant::now();
+    let err = std::future::poll_fn(|cx| Pin::new(&mut guard).poll_read(cx, &mut buf))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+    assert_eq!(started.elapsed(), Duration::from_secs(10));
+}
