@@ -2,13 +2,16 @@
 //! both ways, upgrades tunnelled, and upstream failures turned into 502/504 pages.
 //!
 //! The forwarder is transparent by default: what it changes is exactly hop-by-hop
-//! headers, the forwarded-for headers, `Host` (when `preserve_host = false`), the URI's
-//! authority and path prefix, and the version (normalised for the upstream connection).
+//! headers (an `Upgrade` only to a protocol of `upstream.upgrades` survives), the
+//! forwarded-for headers and `X-Request-Id`, `Host` (when `preserve_host = false`), a
+//! repeated `Content-Length` (passed as one value), the URI's authority and path
+//! prefix, and the version (normalised for the upstream connection). Bodies that go
+//! quiet past their timeout end the exchange (`idle`).
 
 mod error;
 mod h1;
 pub mod headers;
-pub(crate) mod idle;
+mod idle;
 mod pool;
 mod upgrade;
 
@@ -34,6 +37,8 @@ use crate::config::UpstreamConfig;
 use idle::{BodyIdle, IdleTimeout, Side};
 
 pub use error::{wants_json, ProxyError};
+pub use headers::ForwardedInfo;
+pub use upgrade::Tunnels;
 
 /// The inline exchange's reading of a whole upstream response from bytes, for the
 /// differential fuzz target against hyper's client. Not an API.
@@ -41,8 +46,6 @@ pub use error::{wants_json, ProxyError};
 pub mod fuzzing {
     pub use super::h1::{keeps_trailer, read_response_bytes, ReadResponse};
 }
-pub use headers::ForwardedInfo;
-pub use upgrade::Tunnels;
 
 /// How long the upstream took to send its response head; put in the response's
 /// extensions for the access log.

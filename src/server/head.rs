@@ -400,9 +400,12 @@ impl<IO: AsyncRead + Unpin> AsyncRead for HeadGuard<IO> {
         }
         loop {
             this.phase = match this.phase {
-                Phase::Head(mut scan) if this.held.is_empty() => {
+                Phase::Head(mut scan) if this.held.is_empty() && buf.remaining() >= READ_CHUNK => {
                     // Usually a whole head comes in one read: straight into hyper's
-                    // buffer, and held back only when it is not complete.
+                    // buffer, and held back only when it is not complete. (A small
+                    // buffer, such as the 24 bytes hyper-util reads to tell HTTP/2
+                    // from HTTP/1, is filled from `held` instead: a head read 24
+                    // bytes at a time would cost a read each.)
                     let start = buf.filled().len();
                     let n = match this.read_into(cx, buf) {
                         Poll::Ready(n) => n?,

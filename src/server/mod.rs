@@ -1,6 +1,6 @@
 //! Accepting client connections: HTTP/1.1 and HTTP/2 (h2c prior knowledge, or ALPN over
-//! TLS), the connection cap, slowloris and keep-alive timeouts, graceful shutdown, and
-//! the per-request access log with its request id.
+//! TLS), the connection cap, slowloris and keep-alive timeouts, the request-head limits
+//! (`head`), graceful shutdown, and the per-request access log with its request id.
 //!
 //! What a request *means* is the handler's business; this module only owns sockets.
 
