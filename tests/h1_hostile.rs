@@ -635,3 +635,23 @@ async fn a_client_s_connection_header_cannot_remove_what_wxgate_adds() {
     assert_eq!(seen("x-request-id"), [id]);
     assert!(seen("x-client-hop").is_empty(), "{echo}");
 }
+
+#[tokio::test]
+async fn a_connection_that_never_sends_a_head_is_closed_at_the_header_read_timeout() {
+    let (proxy, rec) = proxy_to_recorder(|c| {
+        c.server.header_read_timeout = wxgate::config::Dur::secs(1);
+    })
+    .await;
+    for first in [&b""[..], b"GET / HTTP/1.1\r\nHost: x\r\n"] {
+        let mut tcp = TcpStream::connect(proxy.addr).await.unwrap();
+        tcp.write_all(first).await.unwrap();
+        // Not a byte more: the connection ends (it was held open for good when not
+        // one byte came).
+        assert!(
+            closed(&mut tcp).await,
+            "{:?}",
+            String::from_utf8_lossy(first)
+        );
+    }
+    assert!(rec.seen().is_empty());
+}

@@ -32,7 +32,7 @@ use bytes::{Buf, BytesMut};
 use http::{header, Method, Request, StatusCode, Version};
 use http_body::Body as HttpBody;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::time::{Instant, Sleep};
+use tokio::time::Sleep;
 
 /// The most header lines a request head may have: hyper's own bound, answered with
 /// wxgate's 431 page.
@@ -266,8 +266,8 @@ pub struct HeadGuard<IO> {
     /// connection's start for its first head, from its first byte for the others (an
     /// idle keep-alive connection is hyper's to time out).
     header_timeout: Duration,
-    head_deadline: Pin<Box<Sleep>>,
-    head_clock: bool,
+    /// Running while a head is awaited; dropped (off the timer) once it is complete.
+    head_clock: Option<Pin<Box<Sleep>>>,
 }
 
 impl<IO> HeadGuard<IO> {
@@ -283,30 +283,28 @@ impl<IO> HeadGuard<IO> {
             phase: Phase::Head(HeadScan::default()),
             linger: None,
             header_timeout,
-            head_deadline: Box::pin(tokio::time::sleep(header_timeout)),
-            head_clock: true,
+            head_clock: Some(Box::pin(tokio::time::sleep(header_timeout))),
         };
         (guard, reports)
     }
 
     /// Starts the head clock when a head's first bytes arrive.
     fn start_head_clock(&mut self) {
-        if !self.head_clock {
-            self.head_clock = true;
-            self.head_deadline
-                .as_mut()
-                .reset(Instant::now() + self.header_timeout);
+        if self.head_clock.is_none() {
+            self.head_clock = Some(Box::pin(tokio::time::sleep(self.header_timeout)));
         }
     }
 
     /// Waiting inside a head: an error once its clock ran out.
     fn wait_in_head(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.head_clock && self.head_deadline.as_mut().poll(cx).is_ready() {
-            tracing::debug!("request head not complete within server.header_read_timeout");
-            return Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "request head not complete within the header read timeout",
-            )));
+        if let Some(clock) = &mut self.head_clock {
+            if clock.as_mut().poll(cx).is_ready() {
+                tracing::debug!("request head not complete within server.header_read_timeout");
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "request head not complete within the header read timeout",
+                )));
+            }
         }
         Poll::Pending
     }
@@ -322,7 +320,7 @@ impl<IO> HeadGuard<IO> {
 
     /// Drops the refused head and hands hyper the stand-in instead.
     fn refuse(&mut self, refusal: Refusal) -> Phase {
-        self.head_clock = false;
+        self.head_clock = None;
         self.reports.refuse(refusal);
         self.held = BytesMut::new();
         self.linger = Some((0, Box::pin(tokio::time::sleep(LINGER_TIME))));
@@ -416,13 +414,13 @@ impl<IO: AsyncRead + Unpin> AsyncRead for HeadGuard<IO> {
                     }
                     match scan.feed(&buf.filled()[start..], this.limit) {
                         Scanned::Complete(end) => {
-                            this.head_clock = false;
+                            this.head_clock = None;
                             this.hold_back(buf, start, end);
                             this.phase = Phase::AwaitFraming;
                             return Poll::Ready(Ok(()));
                         }
                         Scanned::NotHttp1(_) => {
-                            this.head_clock = false;
+                            this.head_clock = None;
                             this.phase = Phase::Tunnel;
                             return Poll::Ready(Ok(()));
                         }
@@ -439,11 +437,11 @@ impl<IO: AsyncRead + Unpin> AsyncRead for HeadGuard<IO> {
                 }
                 Phase::Head(mut scan) => match scan.feed(&this.held, this.limit) {
                     Scanned::Complete(end) => {
-                        this.head_clock = false;
+                        this.head_clock = None;
                         Phase::HandOver(end, After::Framing)
                     }
                     Scanned::NotHttp1(end) => {
-                        this.head_clock = false;
+                        this.head_clock = None;
                         Phase::HandOver(end, After::Tunnel)
                     }
                     Scanned::Refuse(refusal) => this.refuse(refusal),
