@@ -9,11 +9,15 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, Waker};
 
+use bytes::Bytes;
 use http::{HeaderMap, HeaderValue};
+use http_body_util::BodyExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wxgate::auth::paths::normalize_path;
 use wxgate::auth::redirect::safe_return_path;
 use wxgate::auth::{state, Auth};
 use wxgate::config::{from_toml, Config};
+use wxgate::proxy::fuzzing::{keeps_trailer, read_response_bytes, ReadResponse};
 use wxgate::session::{now_unix, CookieCodec, Store};
 use wxgate::wechat::{parse_response, UserInfo};
 
@@ -199,4 +203,98 @@ pub fn wechat_response(data: &[u8]) {
             "an errcode is an error: {v}"
         );
     }
+}
+
+/// An upstream's response (after one byte choosing GET or HEAD): whatever the inline
+/// exchange reads from it, hyper's client reads the same (status, version, reason,
+/// headers, body, trailers); the exchange may refuse what hyper reads (be stricter),
+/// never read what hyper refuses.
+pub fn h1_response(data: &[u8]) {
+    let (head_request, raw) = match data.split_first() {
+        Some((b, rest)) => (b & 1 == 1, rest),
+        None => (false, data),
+    };
+    let Ok(ours) = read_response_bytes(raw, head_request) else {
+        return;
+    };
+    match hyper_reads(raw, head_request) {
+        Err(e) => panic!(
+            "the inline exchange read a response hyper's client refuses ({e}): {:?} -> {ours:?}",
+            String::from_utf8_lossy(raw)
+        ),
+        Ok(hypers) => {
+            let ours = ReadResponse {
+                reusable: false,
+                ..ours
+            };
+            assert_eq!(ours, hypers, "{:?}", String::from_utf8_lossy(raw));
+        }
+    }
+}
+
+/// What hyper's HTTP/1 client reads from `raw`, sent by a server that closes the
+/// connection after it. Trailers are compared as the exchange keeps them (it drops
+/// the framing and routing fields a trailer may not change).
+pub fn hyper_reads(raw: &[u8], head_request: bool) -> Result<ReadResponse, String> {
+    thread_local! {
+        static RUNTIME: tokio::runtime::Runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime");
+    }
+    RUNTIME.with(|rt| rt.block_on(hyper_exchange(raw.to_vec(), head_request)))
+}
+
+async fn hyper_exchange(raw: Vec<u8>, head_request: bool) -> Result<ReadResponse, String> {
+    // Room for the whole answer: the server never waits for the client to read.
+    let (client, mut server) = tokio::io::duplex(raw.len() + 4096);
+    tokio::spawn(async move {
+        let mut got = Vec::new();
+        let mut b = [0u8; 1024];
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            match server.read(&mut b).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&b[..n]),
+            }
+        }
+        let _ = server.write_all(&raw).await;
+        let _ = server.shutdown().await;
+    });
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(client))
+            .await
+            .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let method = if head_request {
+        http::Method::HEAD
+    } else {
+        http::Method::GET
+    };
+    let req = http::Request::builder()
+        .method(method)
+        .uri("/x")
+        .header("host", "upstream")
+        .body(http_body_util::Empty::<Bytes>::new())
+        .map_err(|e| e.to_string())?;
+    let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+    let reason = resp
+        .extensions()
+        .get::<hyper::ext::ReasonPhrase>()
+        .map(|r| r.as_bytes().to_vec());
+    let (parts, body) = resp.into_parts();
+    let collected = body.collect().await.map_err(|e| e.to_string())?;
+    let pairs = |h: &HeaderMap, keep: fn(&http::HeaderName) -> bool| {
+        h.iter()
+            .filter(|(k, _)| keep(k))
+            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+            .collect::<Vec<_>>()
+    };
+    Ok(ReadResponse {
+        status: parts.status.as_u16(),
+        version: parts.version,
+        reason,
+        headers: pairs(&parts.headers, |_| true),
+        trailers: collected.trailers().map(|t| pairs(t, keeps_trailer)),
+        body: collected.to_bytes().to_vec(),
+        reusable: false,
+    })
 }

@@ -15,7 +15,7 @@ use crate::admin::{self, ReadyCheck};
 use crate::auth::{endpoints, paths, Auth, Gate};
 use crate::body::Body;
 use crate::config::Config;
-use crate::proxy::{headers, ForwardContext, Forwarder, ProxyError};
+use crate::proxy::{headers, ClientLimits, ForwardContext, Forwarder, ProxyError};
 use crate::server::{self, ConnInfo, ServerError, ServerSettings};
 use crate::session::Store;
 
@@ -164,7 +164,10 @@ pub async fn run_with(
 
     let forwarder = Forwarder::new(
         &config.upstream,
-        config.server.max_body_bytes,
+        &ClientLimits {
+            max_body_bytes: config.server.max_body_bytes,
+            body_timeout: config.server.body_timeout.get(),
+        },
         workers.len(),
     )?;
     let tunnels = forwarder.tunnels();
@@ -198,6 +201,7 @@ pub async fn run_with(
         name: "public",
         header_read_timeout: config.server.header_read_timeout.get(),
         idle_timeout: config.server.idle_timeout.get(),
+        max_header_bytes: config.server.max_header_len,
         max_connections: config.server.max_connections,
         tls,
         shutdown_timeout: config.server.shutdown_timeout.get(),
@@ -282,6 +286,22 @@ fn apply_reload(state: &State, mut new: Config) {
         ("admin.listen", current.cfg.admin.listen != new.admin.listen),
         ("upstream.url", current.cfg.upstream.url != new.upstream.url),
         (
+            "upstream.upgrades",
+            current.cfg.upstream.upgrades != new.upstream.upgrades,
+        ),
+        (
+            "upstream.body_timeout",
+            current.cfg.upstream.body_timeout != new.upstream.body_timeout,
+        ),
+        (
+            "server.body_timeout",
+            current.cfg.server.body_timeout != new.server.body_timeout,
+        ),
+        (
+            "server.max_header_bytes",
+            current.cfg.server.max_header_len != new.server.max_header_len,
+        ),
+        (
             "session.store",
             current.cfg.session.store != new.session.store,
         ),
@@ -323,6 +343,16 @@ fn apply_reload(state: &State, mut new: Config) {
 pub async fn handle(state: &State, req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
     let auth = state.auth.load_full();
     let trusted = headers::is_trusted(conn.peer.ip(), &auth.cfg.server.trusted);
+    // One host for wxgate and the app: an absolute-form target or `:authority` wins
+    // over `Host`, and a request naming two hosts is refused.
+    let host = match headers::request_host(req.version(), req.uri().authority(), req.headers()) {
+        Ok(host) => host,
+        Err(e) => {
+            metrics().denied.inc(&["bad_host"]);
+            tracing::info!(peer = %conn.peer, error = %e, "request refused");
+            return bad_host(&e.to_string(), crate::pages::wants_json(req.headers()));
+        }
+    };
     let path = req.uri().path();
 
     // wxgate's own URLs are never forwarded.
@@ -370,7 +400,13 @@ pub async fn handle(state: &State, req: Request<Incoming>, conn: ConnInfo) -> Re
     };
 
     let (mut parts, body) = req.into_parts();
-    headers::strip_identity_headers(&mut parts.headers, &auth.identity_header);
+    // The client's connection headers go before wxgate adds anything: its
+    // `Connection` header can then only remove what it sent itself.
+    let hop = state.forwarder.take_hop_by_hop(&mut parts);
+    if let Some(host) = host {
+        parts.headers.insert(http::header::HOST, host);
+    }
+    headers::strip_identity_headers(&mut parts.headers, &auth.identity_header, trusted);
     let cookie_name = auth.cfg.session.cookie_name.as_str();
     headers::remove_cookies(&mut parts.headers, |name| {
         crate::auth::is_own_cookie(cookie_name, name)
@@ -385,15 +421,35 @@ pub async fn handle(state: &State, req: Request<Incoming>, conn: ConnInfo) -> Re
         peer: conn.peer,
         client_tls: conn.tls,
         trusted,
+        request_id: parts
+            .extensions
+            .get::<server::RequestId>()
+            .map(|id| id.0.clone()),
     };
     let mut resp = state
         .forwarder
-        .forward(Request::from_parts(parts, body), &ctx)
+        .forward(Request::from_parts(parts, body), hop, &ctx)
         .await;
     if let Some(c) = set_cookie {
         resp.headers_mut().append(SET_COOKIE, c);
     }
     resp
+}
+
+/// The answer to a request naming no host, two hosts, or an invalid one.
+pub(crate) fn bad_host(why: &str, json: bool) -> Response<Body> {
+    crate::pages::respond(
+        &crate::pages::Notice {
+            status: StatusCode::BAD_REQUEST,
+            code: "bad_host",
+            title_zh: "请求的主机名无效",
+            title_en: "Invalid host",
+            detail_zh: "请求的主机名（Host）缺失、重复或无效。".into(),
+            detail: format!("The request has {why}."),
+            retry: None,
+        },
+        json,
+    )
 }
 
 /// The answer to a path that cannot be matched safely.

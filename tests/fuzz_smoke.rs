@@ -86,6 +86,23 @@ const TOKENS: &[&[u8]] = &[
     b"= \"",
     b"\"\"\"",
     b"'''",
+    b"HTTP/1.1 ",
+    b"HTTP/1.0 ",
+    b"\r\n\r\n",
+    b"content-length: ",
+    b"Content-Length: 5, 5",
+    b"transfer-encoding: ",
+    b"chunked",
+    b"gzip, chunked",
+    b"connection: close",
+    b"trailer: x-sum",
+    b"0\r\n\r\n",
+    b"0\r\nx-sum: 1\r\n\r\n",
+    b"5;ext=1\r\nhello\r\n",
+    b"100 Continue\r\n\r\n",
+    b" 204 No Content",
+    b" 304 Not Modified",
+    b"fffffffffffffffff",
 ];
 
 fn mutate(rng: &mut Rng, seeds: &[Vec<u8>]) -> Vec<u8> {
@@ -236,6 +253,37 @@ fn wechat_response_parsing_survives_mutated_input() {
     run("wechat_response", &seeds, 10_000, targets::wechat_response);
 }
 
+/// Upstream responses of every framing; the first byte picks GET (even) or HEAD (odd).
+fn h1_response_seeds() -> Vec<Vec<u8>> {
+    texts(&[
+        "\0HTTP/1.1 200 OK\r\ncontent-length: 5\r\nx-a: 1\r\n\r\nhello",
+        "\x01HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n",
+        "\0HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5;e=1\r\nhello\r\n6\r\n world\r\n0\r\nx-sum: 7\r\n\r\n",
+        "\0HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+        "\0HTTP/1.1 200 OK\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        "\0HTTP/1.0 200 OK\r\ncontent-type: text/plain\r\n\r\nuntil the end",
+        "\0HTTP/1.1 200 OK\r\n\r\nuntil the end",
+        "\0HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\nok",
+        "\0HTTP/1.1 103 Early Hints\r\nlink: </s.css>\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
+        "\0HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n",
+        "\0HTTP/1.1 304 Not Modified\r\netag: \"x\"\r\ncontent-length: 10\r\n\r\n",
+        "\0HTTP/1.1 204 No Content\r\n\r\n",
+        "\0HTTP/1.1 500 Oops\r\nset-cookie: a=1\r\nset-cookie: b=2\r\ncontent-length: 3\r\n\r\nbad",
+        "\0HTTP/1.1 200 \r\ncontent-length: 0\r\n\r\n",
+        "\0HTTP/1.1 200 OK\r\ncontent-length: 2, 2\r\n\r\nok",
+    ])
+}
+
+#[test]
+fn upstream_responses_are_read_as_hypers_client_reads_them_or_refused() {
+    run(
+        "h1_response",
+        &h1_response_seeds(),
+        5_000,
+        targets::h1_response,
+    );
+}
+
 // ---------------------------------------------------------------- regressions
 
 /// Inputs a fuzz run once crashed or flagged; each must stay harmless.
@@ -246,6 +294,23 @@ fn inputs_found_by_fuzzing_stay_harmless() {
         // The rebuilt form of a path holding a literal U+FFFD did not re-validate.
         ("rd", targets::rd, "/\u{FFFD}/[::1]:8080".as_bytes()),
         ("rd", targets::rd, b"/\xff/x"),
+        // The inline exchange read these as chunked where hyper's client reads to the
+        // close, or read a trailer section hyper's client refuses: it now refuses them.
+        (
+            "h1_response",
+            targets::h1_response,
+            b"\0HTTP/1.1 200 OK\r\ntransfer-encoding: \xd3gzip, chunked\r\n\r\n0\r\n\r\n",
+        ),
+        (
+            "h1_response",
+            targets::h1_response,
+            b"\0HTTP/1.1 200 OK\r\ntransfer-encoding: chunked,\r\n\r\n0\r\n\r\n",
+        ),
+        (
+            "h1_response",
+            targets::h1_response,
+            b"\0HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n0\r\nx-sum: 7\r\n\n\r\nok\r\n",
+        ),
     ];
     for (name, target, input) in cases {
         if catch_unwind(AssertUnwindSafe(|| target(input))).is_err() {

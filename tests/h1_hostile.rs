@@ -461,3 +461,197 @@ async fn bodies_over_max_body_size_get_413_announced_or_chunked() {
         rec.complete()
     );
 }
+
+#[tokio::test]
+async fn every_hostile_head_in_the_corpus_is_refused_with_its_status_and_nothing_is_forwarded() {
+    let (proxy, rec) = proxy_to_recorder(|_| {}).await;
+    let lines = common::corpus::lines("hostile_heads.txt");
+    assert!(lines.len() >= 15, "corpus has {} heads", lines.len());
+    for (n, line) in lines {
+        let (head, status) = line
+            .rsplit_once(" => ")
+            .unwrap_or_else(|| panic!("line {n}: `head => status`"));
+        let head = common::corpus::unescape(head);
+        let want: u16 = status.parse().expect("a status");
+        let mut tcp = TcpStream::connect(proxy.addr).await.unwrap();
+        // The proxy may answer and close before it has read everything we send.
+        let _ = tcp.write_all(head.as_bytes()).await;
+        let mut buf = Vec::new();
+        let resp = read_response(&mut tcp, &mut buf).await;
+        let got = resp.as_ref().map(|r| r.status);
+        assert_eq!(got, Some(want), "line {n}: {}", &line[..line.len().min(80)]);
+    }
+    assert!(rec.seen().is_empty(), "{:?}", rec.targets());
+}
+
+#[tokio::test]
+async fn an_absolute_form_target_s_authority_wins_over_host() {
+    let (proxy, rec) = proxy_to_recorder(|_| {}).await;
+    let (_, resp) = one_exchange(
+        proxy.addr,
+        b"GET http://app.example/x?y=1 HTTP/1.1\r\nHost: evil.example\r\n\r\n",
+    )
+    .await;
+    assert_eq!(resp.expect("an answer").status, 200);
+    let seen = &rec.seen()[0];
+    assert_eq!(seen.target, "/x?y=1");
+    assert_eq!(seen.headers["host"], "app.example");
+    assert_eq!(seen.headers["x-forwarded-host"], "app.example");
+    assert_eq!(seen.headers.get_all("host").iter().count(), 1);
+}
+
+#[tokio::test]
+async fn on_http2_an_authority_and_a_different_host_are_refused() {
+    let (proxy, rec) = proxy_to_recorder(|_| {}).await;
+    let tcp = TcpStream::connect(proxy.addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let request = |host: &str| {
+        http::Request::get("http://app.example/h2")
+            .header("host", host)
+            .body(wxgate::body::empty())
+            .unwrap()
+    };
+    let resp = sender.send_request(request("evil.example")).await.unwrap();
+    assert_eq!(resp.status(), 400);
+    assert!(rec.seen().is_empty());
+    let resp = sender.send_request(request("app.example")).await.unwrap();
+    assert_eq!(resp.status(), 200, "the same host twice is one host");
+    assert_eq!(rec.seen()[0].headers["host"], "app.example");
+}
+
+#[tokio::test]
+async fn equal_content_lengths_are_passed_on_as_one_value_both_ways() {
+    for reply in [
+        &b"HTTP/1.1 200 OK\r\nContent-Length: 2, 2\r\n\r\nok"[..],
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok",
+    ] {
+        let up = raw_upstream(reply.to_vec()).await;
+        let proxy = common::start_proxy(|c| c.upstream.url = format!("http://{}", up.addr)).await;
+        for request in [
+            // The inline exchange, and hyper's client (an upload).
+            &b"GET /cl HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+            b"POST /cl HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc",
+        ] {
+            let (_, resp) = one_exchange(proxy.addr, request).await;
+            let resp = resp.expect("an answer");
+            assert_eq!((resp.status, resp.body.as_slice()), (200, &b"ok"[..]));
+            let lengths: Vec<&(String, Vec<u8>)> = resp
+                .headers
+                .iter()
+                .filter(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+                .collect();
+            assert_eq!(lengths.len(), 1, "{}", resp.head);
+            assert_eq!(lengths[0].1, b"2", "{}", resp.head);
+        }
+        let heads = up.heads();
+        let upload = heads
+            .iter()
+            .find(|h| h.starts_with("POST"))
+            .unwrap()
+            .to_ascii_lowercase();
+        assert_eq!(
+            upload.matches("content-length: 3").count(),
+            1,
+            "the upstream gets one length too: {upload}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn routing_and_address_headers_reach_the_upstream_only_from_trusted_proxies() {
+    let sent = [
+        ("X-Original-URL", "/admin"),
+        ("X-Rewrite-URL", "/admin"),
+        ("X-Forwarded-Prefix", "/admin"),
+        ("X-Real-IP", "6.6.6.6"),
+        ("X-Client-IP", "6.6.6.6"),
+        ("True-Client-IP", "6.6.6.6"),
+        ("X-Forwarded-Port", "8443"),
+        ("X-Forwarded-Server", "evil.example"),
+        ("X_Original_URL", "/admin"),
+    ];
+    let request: String = sent.iter().fold(
+        "GET /public HTTP/1.1\r\nHost: x\r\n".to_string(),
+        |r, (n, v)| r + &format!("{n}: {v}\r\n"),
+    ) + "\r\n";
+    for trusted in [false, true] {
+        let (proxy, rec) = proxy_to_recorder(|c| {
+            if trusted {
+                c.server.trusted_proxies = vec!["127.0.0.1/32".into()];
+            }
+        })
+        .await;
+        let (_, resp) = one_exchange(proxy.addr, request.as_bytes()).await;
+        assert_eq!(resp.expect("an answer").status, 200);
+        let seen = &rec.seen()[0].headers;
+        for (name, value) in sent {
+            let got = seen.get(name).map(|v| v.to_str().unwrap());
+            let want = trusted.then_some(value);
+            assert_eq!(got, want, "{name}, trusted {trusted}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_client_s_connection_header_cannot_remove_what_wxgate_adds() {
+    let mock = MockConfig {
+        users: vec![MockUser::new("alice", "Alice")],
+        ..MockConfig::default()
+    };
+    let platform = Platform::start(mock).await;
+    let gate = platform
+        .gate(None, |c, _| c.identity.plain_headers = true)
+        .await;
+    let mut browser = gate.phone();
+    browser
+        .sign_in_by_code(&gate, &platform, "/page", "alice")
+        .await;
+    let cookie = browser.cookie_header();
+    let request = format!(
+        "GET /page HTTP/1.1\r\nHost: x\r\nUser-Agent: {PHONE_UA}\r\nCookie: {cookie}\r\n\
+         Connection: keep-alive, X-Wxgate-Jwt-Assertion, x-wxgate-openid, X-Forwarded-For, \
+         Forwarded, X-Forwarded-Proto, X-Forwarded-Host, X-Request-Id, Host, X-Client-Hop\r\n\
+         X-Client-Hop: the client's own, named in Connection\r\n\r\n"
+    );
+    let (_, resp) = one_exchange(gate.addr, request.as_bytes()).await;
+    let resp = resp.expect("an answer");
+    assert_eq!(resp.status, 200, "{}", resp.head);
+    let echo: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
+    let seen = |name| common::seen(&echo, name);
+    assert_eq!(seen("x-wxgate-jwt-assertion").len(), 1, "{echo}");
+    assert_eq!(seen("x-wxgate-openid"), [platform.openid("alice")]);
+    assert_eq!(seen("x-forwarded-for"), ["127.0.0.1"]);
+    assert_eq!(seen("x-forwarded-proto"), ["http"]);
+    assert_eq!(seen("x-forwarded-host"), ["x"]);
+    assert_eq!(seen("forwarded"), ["for=127.0.0.1;host=x;proto=http"]);
+    assert_eq!(seen("host"), ["x"]);
+    let id = resp.header("x-request-id").expect("a request id");
+    assert_eq!(seen("x-request-id"), [id]);
+    assert!(seen("x-client-hop").is_empty(), "{echo}");
+}
+
+#[tokio::test]
+async fn a_connection_that_never_sends_a_head_is_closed_at_the_header_read_timeout() {
+    let (proxy, rec) = proxy_to_recorder(|c| {
+        c.server.header_read_timeout = wxgate::config::Dur::secs(1);
+    })
+    .await;
+    for first in [&b""[..], b"GET / HTTP/1.1\r\nHost: x\r\n"] {
+        let mut tcp = TcpStream::connect(proxy.addr).await.unwrap();
+        tcp.write_all(first).await.unwrap();
+        // Not a byte more: the connection ends (it was held open for good when not
+        // one byte came).
+        assert!(
+            closed(&mut tcp).await,
+            "{:?}",
+            String::from_utf8_lossy(first)
+        );
+    }
+    assert!(rec.seen().is_empty());
+}

@@ -5,19 +5,13 @@
 
 mod common;
 
-use common::corpus::unescape;
+use common::corpus::{header_names, unescape, Removed};
 use wxgate::auth::classify::percent_encode_header;
 use wxgate::auth::paths::{normalize_path, PathMatcher};
 use wxgate::auth::redirect::{safe_return_path, strip_code_and_state};
 
 fn corpus(name: &str) -> Vec<(usize, String)> {
-    let path = format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(&path).expect("corpus file is committed");
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
-        .map(|(i, l)| (i + 1, l.to_string()))
-        .collect()
+    common::corpus::lines(name)
 }
 
 #[test]
@@ -168,4 +162,32 @@ fn profile_values_cannot_inject_a_header() {
         );
         assert!(http::HeaderValue::from_str(&encoded).is_ok());
     }
+}
+
+#[test]
+fn every_hostile_header_name_in_the_corpus_is_removed_when_it_must_be() {
+    let names = header_names();
+    assert!(names.len() >= 50, "corpus has {} names", names.len());
+    let identity = http::HeaderName::from_static("x-wxgate-jwt-assertion");
+    let mut wrong = vec![];
+    for (when, name) in &names {
+        for trusted in [false, true] {
+            let mut h = http::HeaderMap::new();
+            h.insert(
+                http::HeaderName::from_bytes(name.as_bytes()).expect("a valid name"),
+                http::HeaderValue::from_static("forged"),
+            );
+            wxgate::proxy::headers::strip_identity_headers(&mut h, &identity, trusted);
+            let removed = h.is_empty();
+            let want = match when {
+                Removed::Always => true,
+                Removed::Untrusted => !trusted,
+                Removed::Never => false,
+            };
+            if removed != want {
+                wrong.push(format!("{name} (trusted {trusted}): removed {removed}"));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
 }

@@ -378,6 +378,7 @@ pub struct Metrics {
     pub desktop_signins: CounterVec,
     pub config_reloads: CounterVec,
     pub denied: CounterVec,
+    pub body_timeouts: CounterVec,
 }
 
 impl Metrics {
@@ -464,6 +465,11 @@ impl Metrics {
                 "Requests refused before reaching the upstream, by reason.",
                 &["reason"],
             ),
+            body_timeouts: CounterVec::new(
+                "wxgate_body_timeouts_total",
+                "Exchanges ended because a body sent nothing for longer than server.body_timeout (side=\"client\") or upstream.body_timeout (side=\"upstream\").",
+                &["side"],
+            ),
         }
     }
 
@@ -506,6 +512,7 @@ impl Metrics {
         self.desktop_signins.render(&mut out);
         self.config_reloads.render(&mut out);
         self.denied.render(&mut out);
+        self.body_timeouts.render(&mut out);
         out
     }
 }

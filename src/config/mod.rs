@@ -57,6 +57,10 @@ pub struct ServerConfig {
     pub shutdown_timeout: Dur,
     /// Idle keep-alive connections are closed after this long.
     pub idle_timeout: Dur,
+    /// The largest request head (request line and headers) accepted; beyond it 431.
+    pub max_header_bytes: String,
+    /// Idle time allowed between two reads of a client's request body.
+    pub body_timeout: Dur,
 
     #[serde(skip)]
     pub listen_addr: Option<SocketAddr>,
@@ -66,6 +70,8 @@ pub struct ServerConfig {
     pub trusted: Vec<IpNet>,
     #[serde(skip)]
     pub max_body_bytes: Option<u64>,
+    #[serde(skip)]
+    pub max_header_len: usize,
 }
 
 /// `server.public_url`, split once: every redirect_uri and absolute URL is built from it.
@@ -82,6 +88,12 @@ pub struct PublicUrl {
 
 /// More threads than this is a typo, not a machine.
 pub const MAX_WORKERS: usize = 1024;
+
+/// `server.max_header_bytes` by default (64 KB), and the range it may take: a head
+/// smaller than 1 KB leaves no room for a cookie, and one over 1 MB is held in memory
+/// per connection for nobody's benefit.
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 << 10;
+pub const MAX_HEADER_BYTES_RANGE: std::ops::RangeInclusive<u64> = 1 << 10..=1 << 20;
 
 impl ServerConfig {
     /// `workers`, or one per CPU core (as the process's CPU quota allows).
@@ -106,10 +118,13 @@ impl Default for ServerConfig {
             header_read_timeout: Dur::secs(10),
             shutdown_timeout: Dur::secs(30),
             idle_timeout: Dur::secs(90),
+            max_header_bytes: "64KB".into(),
+            body_timeout: Dur::secs(60),
             listen_addr: None,
             public: None,
             trusted: vec![],
             max_body_bytes: None,
+            max_header_len: DEFAULT_MAX_HEADER_BYTES,
         }
     }
 }
@@ -141,6 +156,10 @@ pub struct UpstreamConfig {
     pub preserve_host: bool,
     /// Idle pooled connections to the upstream are closed after this long.
     pub pool_idle_timeout: Dur,
+    /// Idle time allowed between two reads of the upstream's response body.
+    pub body_timeout: Dur,
+    /// The only `Upgrade` protocols forwarded (compared without case); never h2c.
+    pub upgrades: Vec<String>,
     #[serde(skip)]
     pub uri: Option<Uri>,
 }
@@ -153,6 +172,8 @@ impl Default for UpstreamConfig {
             connect_timeout: Dur::secs(5),
             preserve_host: true,
             pool_idle_timeout: Dur::secs(90),
+            body_timeout: Dur::secs(60),
+            upgrades: vec!["websocket".into()],
             uri: None,
         }
     }
@@ -619,6 +640,18 @@ impl Config {
                 Err(m) => push(&mut p, "server.max_body_size", m),
             }
         }
+        match parse_size(&self.server.max_header_bytes) {
+            Ok(n) if MAX_HEADER_BYTES_RANGE.contains(&n) => self.server.max_header_len = n as usize,
+            Ok(_) => push(
+                &mut p,
+                "server.max_header_bytes",
+                "must be between 1KB and 1MB",
+            ),
+            Err(m) => push(&mut p, "server.max_header_bytes", m),
+        }
+        if self.server.body_timeout.get().is_zero() {
+            push(&mut p, "server.body_timeout", "must be more than 0s");
+        }
         if self.server.max_connections == Some(0) {
             push(&mut p, "server.max_connections", "must be at least 1");
         }
@@ -686,6 +719,14 @@ impl Config {
         }
         if self.upstream.timeout.get().is_zero() {
             push(&mut p, "upstream.timeout", "must be more than 0s");
+        }
+        if self.upstream.body_timeout.get().is_zero() {
+            push(&mut p, "upstream.body_timeout", "must be more than 0s");
+        }
+        for (i, proto) in self.upstream.upgrades.iter().enumerate() {
+            if let Err(m) = check_upgrade(proto) {
+                push(&mut p, &format!("upstream.upgrades[{i}]"), m);
+            }
         }
 
         // [wechat]
@@ -1262,6 +1303,26 @@ fn check_host_pattern(h: &str) -> Result<String, String> {
         ));
     }
     Ok(lower)
+}
+
+/// An `Upgrade` protocol name that may be forwarded: a token, and never h2c, whose
+/// HTTP/2 connection would carry requests past every check wxgate makes.
+fn check_upgrade(proto: &str) -> Result<(), String> {
+    let name = proto.split('/').next().unwrap_or_default();
+    if !is_token(name) || proto.split('/').nth(1).is_some_and(|v| !is_token(v)) {
+        return Err(format!(
+            "{proto:?} is not a protocol name like \"websocket\""
+        ));
+    }
+    if ["h2c", "h2", "http"]
+        .iter()
+        .any(|h| name.eq_ignore_ascii_case(h))
+    {
+        return Err(format!(
+            "{proto:?}: HTTP/2 is never tunnelled (its requests would bypass sign-in)"
+        ));
+    }
+    Ok(())
 }
 
 /// Path patterns: an exact path ("/healthz") or a prefix ending in "/*" ("/static/*").

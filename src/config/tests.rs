@@ -603,3 +603,48 @@ fn the_token_endpoint_secret_comes_from_env_first_and_never_shows_in_debug_outpu
     .unwrap();
     assert_eq!(c.account.unwrap().token_endpoint_secret, from_env);
 }
+
+#[test]
+fn request_limits_default_as_documented_and_bad_values_are_named() {
+    let c = from_toml(MINIMAL, Path::new("."), &env(&[])).unwrap();
+    assert_eq!(c.server.max_header_len, 64 * 1024);
+    assert_eq!(c.server.body_timeout.get().as_secs(), 60);
+    assert_eq!(c.upstream.body_timeout.get().as_secs(), 60);
+    assert_eq!(c.upstream.upgrades, ["websocket"]);
+
+    let set = |server: &str, upstream: &str| {
+        MINIMAL
+            .replace("[server]\n", &format!("[server]\n{server}\n"))
+            .replace("[upstream]\n", &format!("[upstream]\n{upstream}\n"))
+    };
+    let c = from_toml(
+        &set(
+            "max_header_bytes = \"16KB\"",
+            "upgrades = [\"websocket\", \"foo/2\"]",
+        ),
+        Path::new("."),
+        &env(&[]),
+    )
+    .unwrap();
+    assert_eq!(c.server.max_header_len, 16 * 1024);
+
+    for (server, upstream, key) in [
+        ("max_header_bytes = \"512\"", "", "server.max_header_bytes"),
+        ("max_header_bytes = \"2MB\"", "", "server.max_header_bytes"),
+        ("max_header_bytes = \"lots\"", "", "server.max_header_bytes"),
+        ("body_timeout = \"0s\"", "", "server.body_timeout"),
+        ("", "body_timeout = \"0s\"", "upstream.body_timeout"),
+        (
+            "",
+            "upgrades = [\"websocket\", \"h2c\"]",
+            "upstream.upgrades[1]",
+        ),
+        ("", "upgrades = [\"H2C\"]", "upstream.upgrades[0]"),
+        ("", "upgrades = [\"HTTP/2.0\"]", "upstream.upgrades[0]"),
+        ("", "upgrades = [\"web socket\"]", "upstream.upgrades[0]"),
+    ] {
+        let p = problems(&set(server, upstream));
+        assert_eq!(p.len(), 1, "{server} {upstream}: {p:?}");
+        assert!(p[0].starts_with(key), "{server} {upstream}: {p:?}");
+    }
+}

@@ -192,6 +192,10 @@ authorize_url = \"http://127.0.0.1:8081/connect/oauth2/authorize\"\n\
         let mut pages: Vec<(String, Response<Body>)> = vec![
             ("not found".into(), crate::pages::not_found(false)),
             ("bad path".into(), crate::app::bad_path(false)),
+            (
+                "bad host".into(),
+                crate::app::bad_host("two Host headers", false),
+            ),
             ("signed out".into(), endpoints::signed_out_page(true, false)),
             (
                 "nothing to sign out".into(),
@@ -231,6 +235,7 @@ authorize_url = \"http://127.0.0.1:8081/connect/oauth2/authorize\"\n\
         for e in [
             ProxyError::BodyTooLarge { limit: 10 },
             ProxyError::ClientBody("x".into()),
+            ProxyError::ClientBodyTimeout(std::time::Duration::from_secs(60)),
             ProxyError::Timeout(std::time::Duration::from_secs(1)),
             ProxyError::Connect("x".into()),
             ProxyError::Upstream("x".into()),
@@ -238,6 +243,16 @@ authorize_url = \"http://127.0.0.1:8081/connect/oauth2/authorize\"\n\
             ProxyError::Request("x".into()),
         ] {
             pages.push((format!("proxy {}", e.kind()), e.to_response(false)));
+        }
+        for r in [
+            crate::server::head::Refusal::LineTooLong,
+            crate::server::head::Refusal::HeadTooLarge,
+            crate::server::head::Refusal::TooManyHeaders,
+        ] {
+            pages.push((
+                format!("request head {}", r.code()),
+                crate::server::refusal_page(r, 65536),
+            ));
         }
         pages.extend(crate::desktop::every_page(&auth).await);
         let mock = crate::mock::MockWechat::new(crate::mock::MockConfig::default());

@@ -16,6 +16,9 @@ pub enum ProxyError {
     /// The client's body was malformed (chunked framing) or cut off mid-way.
     #[error("invalid request body from the client: {0}")]
     ClientBody(String),
+    /// The client stopped sending its body for longer than `server.body_timeout`.
+    #[error("the client's request body sent nothing for {0:?}")]
+    ClientBodyTimeout(std::time::Duration),
     #[error("upstream did not answer within {0:?}")]
     Timeout(std::time::Duration),
     #[error("cannot connect to the upstream: {0}")]
@@ -34,6 +37,7 @@ impl ProxyError {
             ProxyError::Config(_) | ProxyError::Request(_) => "internal",
             ProxyError::BodyTooLarge { .. } => "body_too_large",
             ProxyError::ClientBody(_) => "client_body",
+            ProxyError::ClientBodyTimeout(_) => "client_body_timeout",
             ProxyError::Timeout(_) => "timeout",
             ProxyError::Connect(_) => "connect",
             ProxyError::Upstream(_) => "reset",
@@ -45,6 +49,7 @@ impl ProxyError {
             ProxyError::Config(_) | ProxyError::Request(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::ClientBody(_) => StatusCode::BAD_REQUEST,
+            ProxyError::ClientBodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ProxyError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::Connect(_) | ProxyError::Upstream(_) => StatusCode::BAD_GATEWAY,
         }
@@ -67,6 +72,13 @@ impl ProxyError {
                 "Invalid request body",
                 "请求内容格式有误或不完整。".to_string(),
                 "The request body was malformed or incomplete.".to_string(),
+            ),
+            ProxyError::ClientBodyTimeout(_) => (
+                "request_timeout",
+                "请求超时",
+                "Request timeout",
+                "请求内容中途停止发送。".to_string(),
+                "The request body stopped arriving.".to_string(),
             ),
             ProxyError::Timeout(_) => (
                 "upstream_timeout",
@@ -117,6 +129,11 @@ mod tests {
                 "timeout",
             ),
             (ProxyError::Connect("refused".into()), 502, "connect"),
+            (
+                ProxyError::ClientBodyTimeout(std::time::Duration::from_secs(1)),
+                408,
+                "client_body_timeout",
+            ),
             (ProxyError::Upstream("reset".into()), 502, "reset"),
             (ProxyError::Request("bad".into()), 500, "internal"),
         ];

@@ -17,7 +17,7 @@ use std::io;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
 use http_body::{Body as HttpBody, Frame, SizeHint};
@@ -189,9 +189,13 @@ impl Conn {
             if self.buf.len() >= MAX_HEAD_BYTES {
                 return Err(H1Error::HeadTooLarge);
             }
-            self.buf.reserve(READ_CHUNK);
+            // The limit is kept before buffering more, not found after a parse: a
+            // read never takes the buffer past it, however much the upstream sent.
+            let room = MAX_HEAD_BYTES - self.buf.len();
+            self.buf.reserve(READ_CHUNK.min(room));
             let read = std::future::poll_fn(|cx| {
-                tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.buf)
+                let mut capped = (&mut self.buf).limit(room);
+                tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut capped)
             })
             .await;
             match read {
@@ -368,12 +372,21 @@ fn framing(
                 "Transfer-Encoding in an HTTP/1.0 response",
             ));
         }
-        let last = headers
+        // Every coding must be a plain token: hyper's client reads a list it cannot
+        // make sense of (`\xffgzip, chunked`, `chunked,`) as ending at the close, so
+        // reading it any other way would disagree with it; refusing it never does.
+        let mut last = None;
+        for coding in headers
             .get_all(header::TRANSFER_ENCODING)
             .iter()
             .flat_map(|v| v.as_bytes().split(|b| *b == b','))
             .map(<[u8]>::trim_ascii)
-            .rfind(|t| !t.is_empty());
+        {
+            if coding.is_empty() || !coding.iter().all(|b| is_tchar(*b)) {
+                return Err(H1Error::Framing("invalid Transfer-Encoding"));
+            }
+            last = Some(coding);
+        }
         let chunked = last.is_some_and(|t| t.eq_ignore_ascii_case(b"chunked"));
         // Both lengths given: the message was built by something confused; it is read
         // as chunked, as the RFC says, and its connection not trusted again.
@@ -408,6 +421,11 @@ fn content_length(headers: &HeaderMap) -> Result<Option<u64>, H1Error> {
         }
     }
     Ok(length)
+}
+
+/// A character of an HTTP token (RFC 9110 §5.6.2).
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 fn has_token(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
@@ -534,6 +552,13 @@ impl Decoder {
                         Ok(httparse::Status::Partial) => return Ok(Step::More),
                         Err(_) => return Err(framing_error("invalid trailer section")),
                     };
+                    // httparse takes a bare LF for a line end; hyper's client, like
+                    // the chunk lines here, only CRLF.
+                    let section = &buf[..len];
+                    if (0..len).any(|i| section[i] == b'\n' && (i == 0 || section[i - 1] != b'\r'))
+                    {
+                        return Err(framing_error("trailer line not ended by CRLF"));
+                    }
                     let mut trailers = HeaderMap::with_capacity(fields.len());
                     for f in fields {
                         let (Ok(name), Ok(value)) = (
@@ -708,6 +733,85 @@ impl HttpBody for ResponseBody {
             None => SizeHint::default(),
         }
     }
+}
+
+/// A whole response as the inline exchange reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadResponse {
+    pub status: u16,
+    pub version: Version,
+    /// A reason phrase other than the status code's usual one.
+    pub reason: Option<Vec<u8>>,
+    pub headers: Vec<(String, Vec<u8>)>,
+    pub body: Vec<u8>,
+    pub trailers: Option<Vec<(String, Vec<u8>)>>,
+    /// The connection would carry another request.
+    pub reusable: bool,
+}
+
+/// Reads `raw` as an upstream's whole answer to a GET (or HEAD) on a connection it
+/// closes after the last byte, with the exchange's own head parser, framing and body
+/// decoder: what the inline exchange would hand a client. For the differential fuzz
+/// target against hyper's client (`fuzz/`).
+pub fn read_response_bytes(raw: &[u8], head_request: bool) -> Result<ReadResponse, String> {
+    let mut buf = BytesMut::from(raw);
+    let head = loop {
+        // The exchange never buffers more than the limit while it reads a head.
+        let window = &buf[..buf.len().min(MAX_HEAD_BYTES)];
+        match parse_head(window, head_request).map_err(|e| e.to_string())? {
+            Some(head) if head.response.status().is_informational() => buf.advance(head.len),
+            Some(head) => {
+                buf.advance(head.len);
+                break head;
+            }
+            None if window.len() >= MAX_HEAD_BYTES => return Err(H1Error::HeadTooLarge.to_string()),
+            None => return Err("connection closed inside the response head".into()),
+        }
+    };
+    let mut decoder = match head.framing {
+        Framing::Length(n) => Decoder::Length(n),
+        Framing::Chunked => Decoder::Chunked(Chunked::Size, 0),
+        Framing::UntilClose => Decoder::UntilClose,
+    };
+    let (mut body, mut trailers) = (Vec::new(), None);
+    loop {
+        match decoder.step(&mut buf).map_err(|e| e.to_string())? {
+            Step::Frame(frame) => match frame.into_data() {
+                Ok(data) => body.extend_from_slice(&data),
+                Err(frame) => trailers = frame.into_trailers().ok(),
+            },
+            Step::End => break,
+            // Nothing more will come: the upstream closed the connection.
+            Step::More if decoder == Decoder::UntilClose => break,
+            Step::More => {
+                return Err("the upstream closed the connection before the end of the body".into())
+            }
+        }
+    }
+    let pairs = |h: &HeaderMap| {
+        h.iter()
+            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+            .collect::<Vec<_>>()
+    };
+    let response = &head.response;
+    Ok(ReadResponse {
+        status: response.status().as_u16(),
+        version: response.version(),
+        reason: response
+            .extensions()
+            .get::<hyper::ext::ReasonPhrase>()
+            .map(|r| r.as_bytes().to_vec()),
+        headers: pairs(response.headers()),
+        body,
+        trailers: trailers.as_ref().map(pairs),
+        reusable: head.reusable && decoder != Decoder::UntilClose && buf.is_empty(),
+    })
+}
+
+/// Whether the exchange keeps a trailer field (the fuzz target compares hyper's
+/// trailers through it).
+pub fn keeps_trailer(name: &HeaderName) -> bool {
+    allowed_in_trailers(name)
 }
 
 #[cfg(test)]
@@ -1217,6 +1321,27 @@ mod tests {
                 String::from_utf8_lossy(unasked)
             );
         }
+    }
+
+    #[test]
+    fn responses_hypers_client_reads_otherwise_are_refused_inline() {
+        // hyper's client reads the first two to the close (it cannot make sense of
+        // the coding list) and refuses the third (a trailer line ended by a bare LF):
+        // the inline exchange refuses all three rather than read them its own way.
+        for raw in [
+            &b"HTTP/1.1 200 OK\r\ntransfer-encoding: \xd3gzip, chunked\r\n\r\n0\r\n\r\n"[..],
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked,\r\n\r\n0\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n0\r\nx-sum: 7\r\n\n",
+        ] {
+            let got = read_response_bytes(raw, false);
+            assert!(got.is_err(), "{:?}: {got:?}", String::from_utf8_lossy(raw));
+        }
+        let ok = read_response_bytes(
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip , chunked\r\n\r\n2\r\nok\r\n0\r\nx: 1\r\n\r\n",
+            false,
+        )
+        .unwrap();
+        assert_eq!((ok.body.as_slice(), ok.reusable), (&b"ok"[..], true));
     }
 
     #[tokio::test]

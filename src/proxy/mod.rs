@@ -2,12 +2,16 @@
 //! both ways, upgrades tunnelled, and upstream failures turned into 502/504 pages.
 //!
 //! The forwarder is transparent by default: what it changes is exactly hop-by-hop
-//! headers, the forwarded-for headers, `Host` (when `preserve_host = false`), the URI's
-//! authority and path prefix, and the version (normalised for the upstream connection).
+//! headers (an `Upgrade` only to a protocol of `upstream.upgrades` survives), the
+//! forwarded-for headers and `X-Request-Id`, `Host` (when `preserve_host = false`), a
+//! repeated `Content-Length` (passed as one value), the URI's authority and path
+//! prefix, and the version (normalised for the upstream connection). Bodies that go
+//! quiet past their timeout end the exchange (`idle`).
 
 mod error;
 mod h1;
 pub mod headers;
+mod idle;
 mod pool;
 mod upgrade;
 
@@ -18,6 +22,7 @@ use std::time::{Duration, Instant};
 use http::header::{self, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri, Version};
+use http_body::Body as _;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
@@ -29,24 +34,53 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use crate::admin::metrics::metrics;
 use crate::body::{empty, Body};
 use crate::config::UpstreamConfig;
+use idle::{BodyIdle, IdleTimeout, Side};
 
 pub use error::ProxyError;
 pub use headers::ForwardedInfo;
 pub use upgrade::Tunnels;
+
+/// The inline exchange's reading of a whole upstream response from bytes, for the
+/// differential fuzz target against hyper's client. Not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use super::h1::{keeps_trailer, read_response_bytes, ReadResponse};
+}
 
 /// How long the upstream took to send its response head; put in the response's
 /// extensions for the access log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UpstreamTime(pub Duration);
 
-/// What the forwarder needs to know about the client connection.
-#[derive(Debug, Clone, Copy)]
+/// What the forwarder needs to know about the request's client and its connection.
+#[derive(Debug, Clone)]
 pub struct ForwardContext {
     pub peer: SocketAddr,
     /// The client reached us over TLS.
     pub client_tls: bool,
     /// The peer is a trusted proxy: its forwarded headers are kept and extended.
     pub trusted: bool,
+    /// Passed upstream as `X-Request-Id`.
+    pub request_id: Option<HeaderValue>,
+}
+
+/// A client's connection-level headers, taken off its request by
+/// [`Forwarder::take_hop_by_hop`] before wxgate adds any header of its own, so that
+/// what the client's `Connection` header names can only be what the client sent.
+#[derive(Debug)]
+pub struct ClientHop {
+    /// The `Upgrade` protocols to forward: those of `upstream.upgrades` the client
+    /// asked for on an HTTP/1.1 upgrade.
+    upgrade: Option<HeaderValue>,
+}
+
+/// What the forwarder allows a client's body (from `[server]`).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientLimits {
+    /// `server.max_body_size`.
+    pub max_body_bytes: Option<u64>,
+    /// `server.body_timeout`.
+    pub body_timeout: Duration,
 }
 
 /// Sends requests to the upstream over a pooled keep-alive client. Cheap to clone.
@@ -82,6 +116,12 @@ struct Inner {
     timeout: Duration,
     preserve_host: bool,
     max_body: Option<u64>,
+    /// `server.body_timeout`: the longest a client's body may stay silent.
+    client_body_timeout: Duration,
+    /// `upstream.body_timeout`: the longest the upstream's body may stay silent.
+    upstream_body_timeout: Duration,
+    /// `upstream.upgrades`: the only protocols a request may upgrade to.
+    upgrades: Vec<String>,
     tunnels: Tunnels,
 }
 
@@ -97,7 +137,10 @@ impl Inner {
                     .and_then(|w| per_worker.get(w))
                     .unwrap_or(&**shared);
                 match client.request(req).await {
-                    Ok(resp) => Ok(resp.map(|b| b.map_err(Into::into).boxed_unsync())),
+                    Ok(resp) => Ok(resp.map(|b| {
+                        IdleTimeout::new(b, Side::Upstream, self.upstream_body_timeout)
+                            .boxed_unsync()
+                    })),
                     Err(e) => Err(classify(&e, e.is_connect(), self.max_body)),
                 }
             }
@@ -139,7 +182,7 @@ impl Inner {
 impl Forwarder {
     pub fn new(
         upstream: &UpstreamConfig,
-        max_body_bytes: Option<u64>,
+        client: &ClientLimits,
         workers: usize,
     ) -> Result<Self, ProxyError> {
         let uri: Uri = match &upstream.uri {
@@ -165,8 +208,11 @@ impl Forwarder {
             let port = authority.port_u16().unwrap_or(80);
             Route::Http(pool::Pool::new(
                 format!("{}:{port}", authority.host()),
-                upstream.connect_timeout.get(),
-                idle,
+                pool::Timeouts {
+                    connect: upstream.connect_timeout.get(),
+                    idle,
+                    body: upstream.body_timeout.get(),
+                },
                 workers,
             ))
         } else {
@@ -207,7 +253,10 @@ impl Forwarder {
                 authority_header,
                 timeout: upstream.timeout.get(),
                 preserve_host: upstream.preserve_host,
-                max_body: max_body_bytes,
+                max_body: client.max_body_bytes,
+                client_body_timeout: client.body_timeout,
+                upstream_body_timeout: upstream.body_timeout.get(),
+                upgrades: upstream.upgrades.clone(),
                 tunnels: Tunnels::default(),
             }),
         })
@@ -218,10 +267,31 @@ impl Forwarder {
         self.inner.tunnels.clone()
     }
 
-    /// Forwards one request; every failure becomes a response (502, 504, 413, ...).
-    pub async fn forward(&self, req: Request<Incoming>, ctx: &ForwardContext) -> Response<Body> {
+    /// The first step for a request to be forwarded, before wxgate adds any header:
+    /// its hop-by-hop headers, and those its `Connection` header names, are removed;
+    /// an upgrade to a protocol of `upstream.upgrades` is remembered for [`forward`],
+    /// any other becomes a plain request.
+    ///
+    /// [`forward`]: Forwarder::forward
+    pub fn take_hop_by_hop(&self, parts: &mut http::request::Parts) -> ClientHop {
+        let upgrade = match parts.version {
+            Version::HTTP_11 => headers::upgrade_protocol(&parts.headers, &self.inner.upgrades),
+            _ => None,
+        };
+        headers::strip_hop_by_hop(&mut parts.headers);
+        ClientHop { upgrade }
+    }
+
+    /// Forwards one request whose hop-by-hop headers were taken; every failure becomes
+    /// a response (502, 504, 413, ...).
+    pub async fn forward(
+        &self,
+        req: Request<Incoming>,
+        hop: ClientHop,
+        ctx: &ForwardContext,
+    ) -> Response<Body> {
         let json = crate::pages::wants_json(req.headers());
-        match self.try_forward(req, ctx).await {
+        match self.try_forward(req, hop, ctx).await {
             Ok(resp) => resp,
             Err(e) => {
                 match &e {
@@ -233,6 +303,8 @@ impl Forwarder {
                         metrics().denied.inc(&["bad_request_body"]);
                         tracing::info!(error = %e, "request refused");
                     }
+                    // Counted and logged where the clock ran out.
+                    ProxyError::ClientBodyTimeout(_) => {}
                     _ => {
                         metrics().upstream_errors.inc(&[e.kind()]);
                         tracing::warn!(error = %e, kind = e.kind(), "upstream request failed");
@@ -246,6 +318,7 @@ impl Forwarder {
     async fn try_forward(
         &self,
         req: Request<Incoming>,
+        hop: ClientHop,
         ctx: &ForwardContext,
     ) -> Result<Response<Body>, ProxyError> {
         let inner = &*self.inner;
@@ -257,10 +330,7 @@ impl Forwarder {
             }
         }
 
-        let upgrade = match parts.version {
-            Version::HTTP_11 => headers::upgrade_protocol(&parts.headers),
-            _ => None,
-        };
+        let upgrade = hop.upgrade;
         let client_upgrade = upgrade
             .as_ref()
             .and_then(|_| parts.extensions.remove::<OnUpgrade>());
@@ -279,7 +349,8 @@ impl Forwarder {
         let uri = inner.upstream_uri(&parts.method, parts.uri.path_and_query())?;
 
         let h = &mut parts.headers;
-        headers::strip_hop_by_hop(h);
+        // Equal repeated lengths were accepted as one; the upstream gets one.
+        headers::single_content_length(h).map_err(|e| ProxyError::ClientBody(e.into()))?;
         // We already answered the client's `Expect` (hyper sends 100 Continue when the
         // body is first read); the upstream gets the body without waiting.
         h.remove(header::EXPECT);
@@ -296,6 +367,9 @@ impl Forwarder {
                 trusted: ctx.trusted,
             },
         );
+        if let Some(id) = &ctx.request_id {
+            h.insert(X_REQUEST_ID, id.clone());
+        }
         let host_header = if inner.preserve_host { host } else { None };
         h.insert(
             header::HOST,
@@ -303,11 +377,20 @@ impl Forwarder {
         );
 
         // The client's body errors are marked so a malformed or cut upload is told
-        // apart from an upstream failure (400, not 502).
-        let body = body.map_err(ClientBodyError);
-        let body: Body = match inner.max_body {
-            Some(limit) => Limited::new(body, limit as usize).boxed_unsync(),
-            None => body.map_err(Into::into).boxed_unsync(),
+        // apart from an upstream failure (400, not 502). A body already complete (a
+        // GET) needs no clock.
+        let body: Body = if body.is_end_stream() {
+            crate::body::empty()
+        } else {
+            let body = IdleTimeout::new(
+                body.map_err(ClientBodyError),
+                Side::Client,
+                inner.client_body_timeout,
+            );
+            match inner.max_body {
+                Some(limit) => Limited::new(body, limit as usize).boxed_unsync(),
+                None => body.boxed_unsync(),
+            }
         };
         let mut upstream_req = Request::from_parts(parts, body);
         *upstream_req.uri_mut() = uri;
@@ -336,16 +419,24 @@ impl Forwarder {
         if rparts.headers.contains_key(header::TRANSFER_ENCODING) {
             rparts.headers.remove(header::CONTENT_LENGTH);
         }
+        headers::single_content_length(&mut rparts.headers)
+            .map_err(|e| ProxyError::Upstream(format!("response {e}")))?;
         let response_upgrade = rparts.headers.get(header::UPGRADE).cloned();
         headers::strip_hop_by_hop(&mut rparts.headers);
         rparts.extensions.insert(UpstreamTime(took));
 
         if switching {
+            // The upstream may only switch to a protocol that was asked for and is
+            // allowed: never to h2c behind a request that asked for a WebSocket.
+            let proto = response_upgrade.filter(|p| {
+                p.to_str()
+                    .is_ok_and(|p| headers::upgrade_allowed(p.trim(), &inner.upgrades))
+            });
             let (Some(client), Some(upstream), Some(proto)) =
-                (client_upgrade, upstream_upgrade, response_upgrade)
+                (client_upgrade, upstream_upgrade, proto)
             else {
                 return Err(ProxyError::Upstream(
-                    "101 Switching Protocols to a request that did not ask to upgrade".into(),
+                    "101 Switching Protocols to a protocol the request did not ask for".into(),
                 ));
             };
             rparts
@@ -359,6 +450,8 @@ impl Forwarder {
         Ok(Response::from_parts(rparts, rbody))
     }
 }
+
+const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 
 /// The client's request body failed (bad chunked framing, connection cut).
 #[derive(Debug, thiserror::Error)]
@@ -399,6 +492,9 @@ fn classify(
         }
         if let Some(ClientBodyError(cause)) = s.downcast_ref::<ClientBodyError>() {
             return ProxyError::ClientBody(cause.to_string());
+        }
+        if let Some(idle) = s.downcast_ref::<BodyIdle>() {
+            return ProxyError::ClientBodyTimeout(idle.idle);
         }
         source = s.source();
     }

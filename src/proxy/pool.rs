@@ -26,6 +26,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use super::h1;
+use super::idle::{IdleTimeout, Side};
 use crate::body::Body;
 
 #[derive(Debug, thiserror::Error)]
@@ -44,11 +45,23 @@ pub(super) enum PoolError {
     Exchange(h1::H1Error),
 }
 
+/// How long the pool waits for what.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Timeouts {
+    /// For a new connection.
+    pub connect: Duration,
+    /// An idle connection is closed after this long.
+    pub idle: Duration,
+    /// A response body silent this long fails (`upstream.body_timeout`).
+    pub body: Duration,
+}
+
 pub(super) struct Pool {
     /// `host:port`, resolved again for every new connection so DNS changes are followed.
     target: String,
     connect_timeout: Duration,
     idle_timeout: Duration,
+    body_timeout: Duration,
     /// Idle connections per worker thread, then for callers outside the workers. A
     /// connection's I/O is registered with the thread that opened it, so each worker
     /// only ever takes its own.
@@ -72,16 +85,12 @@ struct Idle<C> {
 }
 
 impl Pool {
-    pub(super) fn new(
-        target: String,
-        connect_timeout: Duration,
-        idle_timeout: Duration,
-        workers: usize,
-    ) -> Arc<Self> {
+    pub(super) fn new(target: String, timeouts: Timeouts, workers: usize) -> Arc<Self> {
         Arc::new_cyclic(|this| Pool {
             target,
-            connect_timeout,
-            idle_timeout,
+            connect_timeout: timeouts.connect,
+            idle_timeout: timeouts.idle,
+            body_timeout: timeouts.body,
             idle: (0..=workers).map(|_| Mutex::default()).collect(),
             reaping: (0..=workers).map(|_| AtomicBool::new(false)).collect(),
             this: this.clone(),
@@ -114,15 +123,14 @@ impl Pool {
             match sender.try_send_request(req).await {
                 Ok(resp) => {
                     return Ok(resp.map(|body| {
-                        PooledBody {
+                        let body = PooledBody {
                             body,
                             ended: false,
                             pool: self.this.clone(),
                             slot,
                             sender: Some(sender),
-                        }
-                        .map_err(Into::into)
-                        .boxed_unsync()
+                        };
+                        IdleTimeout::new(body, Side::Upstream, self.body_timeout).boxed_unsync()
                     }));
                 }
                 Err(mut e) => match e.take_message() {
@@ -172,13 +180,12 @@ impl Pool {
                 }
                 h1::Body::Streaming(body) => {
                     let pool = self.this.clone();
-                    body.on_reusable(Box::new(move |conn| {
+                    let body = body.on_reusable(Box::new(move |conn| {
                         if let Some(pool) = pool.upgrade() {
                             pool.checkin_bare(slot, conn);
                         }
-                    }))
-                    .map_err(Into::into)
-                    .boxed_unsync()
+                    }));
+                    IdleTimeout::new(body, Side::Upstream, self.body_timeout).boxed_unsync()
                 }
             };
             return Ok(head.map(|()| body));
@@ -420,8 +427,16 @@ mod tests {
         }
     }
 
+    fn timeouts(idle: Duration) -> Timeouts {
+        Timeouts {
+            connect: Duration::from_secs(2),
+            idle,
+            body: Duration::from_secs(60),
+        }
+    }
+
     fn pool_for(addr: std::net::SocketAddr, idle_timeout: Duration) -> Arc<Pool> {
-        Pool::new(addr.to_string(), Duration::from_secs(2), idle_timeout, 0)
+        Pool::new(addr.to_string(), timeouts(idle_timeout), 0)
     }
 
     fn get(path: &str) -> Request<Body> {
@@ -747,12 +762,7 @@ mod tests {
         let up2 = scripted(|_| Act::CloseAfter(b"")).await;
         // The same pool, now pointing at an upstream that drops every request: the
         // idle connection to the first one is tried, then one new connection.
-        let pool2 = Pool::new(
-            up2.addr.to_string(),
-            Duration::from_secs(2),
-            Duration::from_secs(60),
-            0,
-        );
+        let pool2 = Pool::new(up2.addr.to_string(), timeouts(Duration::from_secs(60)), 0);
         let idle = pool.checkout_bare(pool.slot()).expect("an idle connection");
         pool2.checkin_bare(pool2.slot(), idle);
         let e = pool2.send(get("/")).await.unwrap_err();

@@ -1,6 +1,6 @@
 //! Accepting client connections: HTTP/1.1 and HTTP/2 (h2c prior knowledge, or ALPN over
-//! TLS), the connection cap, slowloris and keep-alive timeouts, graceful shutdown, and
-//! the per-request access log with its request id.
+//! TLS), the connection cap, slowloris and keep-alive timeouts, the request-head limits
+//! (`head`), graceful shutdown, and the per-request access log with its request id.
 //!
 //! What a request *means* is the handler's business; this module only owns sockets.
 
@@ -22,11 +22,13 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
 pub mod access_log;
+pub mod head;
 pub mod workers;
 
 use crate::admin::metrics::metrics;
 use crate::body::Body;
 use crate::proxy::UpstreamTime;
+use head::{HeadGuard, HeadReports, Refusal, Seen};
 pub use workers::Workers;
 
 /// Why an address cannot be listened on, in words that say what to do.
@@ -56,6 +58,8 @@ pub struct ServerSettings {
     pub header_read_timeout: Duration,
     /// HTTP/2: a connection that does not answer a ping sent after this long is closed.
     pub idle_timeout: Duration,
+    /// The largest request head (HTTP/1) or header list (HTTP/2), in bytes.
+    pub max_header_bytes: usize,
     pub max_connections: Option<usize>,
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// After shutdown starts, in-flight requests get this long to finish.
@@ -71,6 +75,7 @@ impl ServerSettings {
             name,
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(90),
+            max_header_bytes: crate::config::DEFAULT_MAX_HEADER_BYTES,
             max_connections: None,
             tls: None,
             shutdown_timeout: Duration::from_secs(30),
@@ -156,11 +161,24 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .header_read_timeout(settings.header_read_timeout)
         .keep_alive(true);
+    // The head guard hands hyper only heads within the limit; hyper's buffer must
+    // hold the largest of them.
+    if settings.max_header_bytes + HYPER_READ_SLACK > HYPER_MAX_BUF {
+        builder
+            .http1()
+            .max_buf_size(settings.max_header_bytes + HYPER_READ_SLACK);
+    }
     builder
         .http2()
         .timer(TokioTimer::new())
         .keep_alive_interval(settings.idle_timeout)
-        .keep_alive_timeout(settings.header_read_timeout);
+        .keep_alive_timeout(settings.header_read_timeout)
+        // The server refuses header lists over the limit with its page; hyper's
+        // HTTP/2 server refuses (with a bare 431) what is far beyond it, before it is
+        // a request.
+        .max_header_list_size(
+            u32::try_from(settings.max_header_bytes.saturating_mul(2)).unwrap_or(u32::MAX),
+        );
     let builder = Arc::new(builder);
     let tls = settings.tls.clone().map(tokio_rustls::TlsAcceptor::from);
     let limit = settings
@@ -220,6 +238,8 @@ pub async fn serve(
             builder: builder.clone(),
             tls: tls.clone(),
             handshake_timeout: settings.header_read_timeout,
+            max_header_bytes: settings.max_header_bytes,
+            listener: settings.name,
             handler: handler.clone(),
         };
         let watcher = graceful.watcher();
@@ -270,6 +290,10 @@ pub async fn serve(
     }
 }
 
+/// hyper's HTTP/1 read buffer bound by default, and room for a read beyond a head.
+const HYPER_MAX_BUF: usize = 8192 + 4096 * 100;
+const HYPER_READ_SLACK: usize = 16 * 1024;
+
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(100);
 const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
@@ -286,6 +310,8 @@ struct Conn {
     builder: Arc<auto::Builder<TokioExecutor>>,
     tls: Option<tokio_rustls::TlsAcceptor>,
     handshake_timeout: Duration,
+    max_header_bytes: usize,
+    listener: &'static str,
     handler: Handler,
 }
 
@@ -321,16 +347,20 @@ impl Conn {
             local,
             tls: self.tls.is_some(),
         };
-        let handler = self.handler;
-        let svc = service_fn(move |req| {
-            let fut = handler(req, info);
-            async move { Ok::<_, Infallible>(fut.await) }
-        });
         let result = match self.tls {
             None => {
+                let (io, reports) =
+                    HeadGuard::new(stream, self.max_header_bytes, self.handshake_timeout);
+                let svc = service(
+                    self.handler,
+                    info,
+                    reports,
+                    self.listener,
+                    self.max_header_bytes,
+                );
                 let conn = self
                     .builder
-                    .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                    .serve_connection_with_upgrades(TokioIo::new(io), svc)
                     .into_owned();
                 watcher.watch(conn).await
             }
@@ -349,9 +379,18 @@ impl Conn {
                             return;
                         }
                     };
+                let (io, reports) =
+                    HeadGuard::new(tls, self.max_header_bytes, self.handshake_timeout);
+                let svc = service(
+                    self.handler,
+                    info,
+                    reports,
+                    self.listener,
+                    self.max_header_bytes,
+                );
                 let conn = self
                     .builder
-                    .serve_connection_with_upgrades(TokioIo::new(tls), svc)
+                    .serve_connection_with_upgrades(TokioIo::new(io), svc)
                     .into_owned();
                 watcher.watch(conn).await
             }
@@ -362,7 +401,112 @@ impl Conn {
     }
 }
 
+/// One connection's service: each request goes to `handler`, except the head guard's
+/// stand-in for a refused head, answered here; the guard is told what it needs to
+/// follow the connection (each request's framing, whether a response upgraded).
+fn service(
+    handler: Handler,
+    info: ConnInfo,
+    reports: HeadReports,
+    listener: &'static str,
+    limit: usize,
+) -> impl hyper::service::Service<
+    Request<Incoming>,
+    Response = Response<Body>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<Body>, Infallible>> + Send,
+> + Clone {
+    service_fn(move |req: Request<Incoming>| {
+        let http1 = req.version() != http::Version::HTTP_2;
+        let (answer, upgrade) = match reports.request(&req, limit) {
+            Seen::Refused(refusal) => (Err(refusal), None),
+            Seen::Request => (Ok(handler(req, info)), None),
+            Seen::MayUpgrade => {
+                let method = req.method().clone();
+                (Ok(handler(req, info)), Some((method, reports.clone())))
+            }
+        };
+        async move {
+            let resp = match answer {
+                Err(refusal) => refused(refusal, info, listener, limit, http1),
+                Ok(handled) => handled.await,
+            };
+            if let Some((method, reports)) = upgrade {
+                reports.upgraded(&method, resp.status());
+            }
+            Ok::<_, Infallible>(resp)
+        }
+    })
+}
+
+/// The page for a refused request head.
+pub(crate) fn refusal_page(refusal: Refusal, limit: usize) -> Response<Body> {
+    let (title_zh, title_en, detail_zh, detail) = match refusal {
+        Refusal::LineTooLong => (
+            "请求地址过长",
+            "Request URL too long",
+            format!("请求行超过了本站接受的 {limit} 字节。"),
+            format!("The request line is longer than the {limit} bytes this site accepts."),
+        ),
+        Refusal::HeadTooLarge => (
+            "请求头过大",
+            "Request headers too large",
+            format!("请求头超过了本站接受的 {limit} 字节。清除本站的 Cookie 可能有帮助。"),
+            format!(
+                "The request's headers are larger than the {limit} bytes this site accepts. Clearing this site's cookies may help."
+            ),
+        ),
+        Refusal::TooManyHeaders => (
+            "请求头过多",
+            "Too many request headers",
+            format!("请求头超过 {} 个。", head::MAX_HEADERS),
+            format!("The request has more than {} headers.", head::MAX_HEADERS),
+        ),
+    };
+    let notice = crate::pages::Notice {
+        status: refusal.status(),
+        code: refusal.code(),
+        title_zh,
+        title_en,
+        detail_zh,
+        detail,
+        retry: None,
+    };
+    crate::pages::respond(&notice, false)
+}
+
+/// The answer to a refused request head: wxgate's page, and on HTTP/1 the connection
+/// closed.
+fn refused(
+    refusal: Refusal,
+    info: ConnInfo,
+    listener: &'static str,
+    limit: usize,
+    http1: bool,
+) -> Response<Body> {
+    metrics().denied.inc(&[refusal.code()]);
+    tracing::info!(
+        listener,
+        peer = %info.peer,
+        reason = refusal.code(),
+        max_header_bytes = limit,
+        "request head refused"
+    );
+    let mut resp = refusal_page(refusal, limit);
+    // What is left of a refused HTTP/1 head is never read as a request.
+    if http1 {
+        resp.headers_mut()
+            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
+}
+
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The request's id, in its extensions: the client's `X-Request-Id` when it is sane,
+/// or a new one. The forwarder passes it upstream as a header of wxgate's own.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub HeaderValue);
 
 /// Wraps the public handler with what every request gets: a request id (the client's
 /// when it is sane, passed upstream and echoed back), the in-flight gauge, the request
@@ -377,7 +521,7 @@ pub fn with_access_log(inner: Handler) -> Handler {
                 .filter(|v| is_sane_request_id(v.as_bytes()))
                 .cloned()
                 .unwrap_or_else(new_request_id);
-            req.headers_mut().insert(X_REQUEST_ID, id.clone());
+            req.extensions_mut().insert(RequestId(id.clone()));
             let method = req.method().clone();
             // A clone shares the request head's bytes (no copy). The query stays out of
             // the log: it may carry a sign-in code or state.

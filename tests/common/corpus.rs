@@ -39,3 +39,41 @@ pub fn unescape(line: &str) -> String {
     }
     out
 }
+
+/// The non-comment, non-empty lines of `tests/data/NAME`, with their line numbers.
+pub fn lines(name: &str) -> Vec<(usize, String)> {
+    let path = format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).expect("corpus file is committed");
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
+        .map(|(i, l)| (i + 1, l.to_string()))
+        .collect()
+}
+
+/// When `tests/data/hostile_header_names.txt` says a client's header is removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removed {
+    Always,
+    Untrusted,
+    Never,
+}
+
+/// The header names of `tests/data/hostile_header_names.txt`.
+pub fn header_names() -> Vec<(Removed, String)> {
+    lines("hostile_header_names.txt")
+        .into_iter()
+        .map(|(n, line)| {
+            let (when, name) = line
+                .split_once(' ')
+                .unwrap_or_else(|| panic!("line {n}: `always|untrusted|kept NAME`"));
+            let when = match when {
+                "always" => Removed::Always,
+                "untrusted" => Removed::Untrusted,
+                "kept" => Removed::Never,
+                other => panic!("line {n}: unknown word {other:?}"),
+            };
+            (when, name.to_string())
+        })
+        .collect()
+}

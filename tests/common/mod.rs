@@ -76,7 +76,9 @@ where
                     let answer = handle(req);
                     async move { Ok::<_, Infallible>(answer.await) }
                 });
+                // Room for a client's 100 headers plus the ones wxgate adds.
                 let _ = hyper::server::conn::http1::Builder::new()
+                    .max_headers(200)
                     .serve_connection(TokioIo::new(stream), svc)
                     .with_upgrades()
                     .await;

@@ -276,3 +276,58 @@ impl Write for LogWriter {
         Ok(())
     }
 }
+
+// ---------------------------------------------------------------- scripted raw upstream
+
+/// An upstream that writes `reply` as soon as a request head arrived (whatever body
+/// follows: it is read and dropped), and keeps the connection until the peer closes. `closed` fires each time wxgate
+/// closes a connection to it; `heads` are the request heads it got.
+#[derive(Clone)]
+pub struct RawUpstream {
+    pub addr: SocketAddr,
+    pub closed: Arc<Notify>,
+    heads: Arc<Mutex<Vec<String>>>,
+}
+
+impl RawUpstream {
+    pub fn heads(&self) -> Vec<String> {
+        self.heads.lock().unwrap().clone()
+    }
+}
+
+pub async fn raw_upstream(reply: Vec<u8>) -> RawUpstream {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = RawUpstream {
+        addr: listener.local_addr().unwrap(),
+        closed: Arc::new(Notify::new()),
+        heads: Arc::default(),
+    };
+    let shared = up.clone();
+    let reply = Arc::new(reply);
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let (up, reply) = (shared.clone(), reply.clone());
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                let mut buf = vec![0u8; 16 * 1024];
+                'conn: loop {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                    // Every head is answered; what is not a head is read and dropped.
+                    while let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&got[..end]).into_owned();
+                        up.heads.lock().unwrap().push(head);
+                        got.drain(..end + 4);
+                        if s.write_all(&reply).await.is_err() {
+                            break 'conn;
+                        }
+                    }
+                }
+                up.closed.notify_one();
+            });
+        }
+    });
+    up
+}
