@@ -735,8 +735,9 @@ async fn a_reload_keeps_the_token_with_the_memory_store() {
 /// renewals happen every few seconds.
 const TTL: Duration = Duration::from_secs(12);
 const AHEAD: Duration = Duration::from_secs(4);
-/// How long the backends keep asking while replicas restart and reload.
-const LOAD: Duration = Duration::from_secs(30);
+/// How long the backends keep asking while replicas restart and reload: a minute, five
+/// token lifetimes.
+const LOAD: Duration = Duration::from_secs(60);
 
 /// Where the backends find each replica: (public, admin), None while it restarts.
 type Directory = Arc<Mutex<Vec<Option<(SocketAddr, SocketAddr)>>>>;
@@ -804,13 +805,19 @@ async fn three_replicas_on_redis_fetch_only_what_the_expiry_schedule_needs_throu
         .collect();
 
     // Rolling restarts and reloads while the backends keep asking.
-    let plan: [(u64, usize, bool); 6] = [
+    let plan: [(u64, usize, bool); 12] = [
         (4, 0, true),
         (8, 1, false),
         (12, 2, true),
         (17, 1, true),
         (21, 0, false),
         (25, 2, false),
+        (30, 1, true),
+        (34, 0, true),
+        (39, 2, false),
+        (43, 2, true),
+        (48, 1, false),
+        (53, 0, true),
     ];
     for (at, i, restart) in plan {
         tokio::time::sleep_until((started + Duration::from_secs(at)).into()).await;
