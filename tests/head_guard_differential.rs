@@ -1,0 +1,448 @@
+//! The request-head guard against hyper alone: the same bytes, pipelined and split
+//! across reads, sent to wxgate's server and to a bare hyper server with the same
+//! settings and the same application. The guard may refuse a head over its limit;
+//! otherwise both must answer alike, and the guarded one must never wait for bytes
+//! hyper does not need.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use wxgate::body::{full, Body};
+use wxgate::server::{self, ServerSettings};
+
+/// The application both servers run: it says what it saw of each request.
+async fn app(mut req: Request<Incoming>) -> Response<Body> {
+    let path = req.uri().path().to_string();
+    let query = req.uri().query().unwrap_or("").to_string();
+    let mut summary = format!(
+        "{} {} {:?} h={}",
+        req.method(),
+        req.uri(),
+        req.version(),
+        req.headers().len()
+    );
+    if let Some(ms) = query
+        .strip_prefix("ms=")
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    if path == "/up" && req.headers().contains_key(http::header::UPGRADE) {
+        let on = hyper::upgrade::on(&mut req);
+        tokio::spawn(async move {
+            let Ok(up) = on.await else { return };
+            let mut io = TokioIo::new(up);
+            let mut buf = [0u8; 4096];
+            loop {
+                match io.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => {
+                        if io.write_all(&buf[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+        return Response::builder()
+            .status(StatusCode::SWITCHING_PROTOCOLS)
+            .header("upgrade", "test")
+            .header("connection", "upgrade")
+            .body(wxgate::body::empty())
+            .unwrap();
+    }
+    if path != "/noread" {
+        let body = req.into_body().collect().await;
+        match body {
+            Ok(c) => {
+                let trailers = c.trailers().map(|t| t.len()).unwrap_or(0);
+                let b = c.to_bytes();
+                summary.push_str(&format!(
+                    " body={}:{:?} t={trailers}",
+                    b.len(),
+                    String::from_utf8_lossy(&b[..b.len().min(48)])
+                ));
+            }
+            Err(e) => summary.push_str(&format!(" body-error={e}")),
+        }
+    }
+    summary.push('\n');
+    Response::new(full(summary))
+}
+
+const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// wxgate's server (the guard in front of hyper) with `limit` bytes of head.
+async fn start_guarded(limit: usize) -> SocketAddr {
+    start_guarded_with(limit, HEADER_TIMEOUT).await
+}
+
+async fn start_guarded_with(limit: usize, header_read_timeout: Duration) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut settings = ServerSettings::plain("public");
+    settings.max_header_bytes = limit;
+    settings.header_read_timeout = header_read_timeout;
+    let handler = server::handler(|req, _conn| app(req));
+    tokio::spawn(server::serve(
+        listener,
+        settings,
+        handler,
+        std::future::pending(),
+    ));
+    addr
+}
+
+/// hyper alone, built as wxgate builds it.
+async fn start_bare() -> SocketAddr {
+    start_bare_with(HEADER_TIMEOUT).await
+}
+
+async fn start_bare_with(header_read_timeout: Duration) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let mut builder = auto::Builder::new(TokioExecutor::new());
+                builder
+                    .http1()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(header_read_timeout)
+                    .keep_alive(true);
+                builder.http2().timer(TokioTimer::new());
+                let svc = service_fn(|req| async move { Ok::<_, Infallible>(app(req).await) });
+                let _ = builder
+                    .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// What a client saw: every byte of the responses (Date lines dropped) and whether
+/// the server closed the connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Seen {
+    bytes: String,
+    closed: bool,
+}
+
+/// Sends `segments` (each its own write, a pause between) and reads until the
+/// server closes or stays quiet for `quiet`.
+async fn exchange(addr: SocketAddr, segments: &[Vec<u8>], quiet: Duration) -> Seen {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.set_nodelay(true).unwrap();
+    let mut got = Vec::new();
+    let mut closed = false;
+    let mut buf = vec![0u8; 64 * 1024];
+    for seg in segments {
+        if tcp.write_all(seg).await.is_err() {
+            break;
+        }
+        // Let the server read this segment on its own.
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    loop {
+        match tokio::time::timeout(quiet, tcp.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                closed = true;
+                break;
+            }
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+            Err(_) => break,
+        }
+    }
+    let text = String::from_utf8_lossy(&got);
+    let bytes = text
+        .split_inclusive("\r\n")
+        .filter(|l| !l.to_ascii_lowercase().starts_with("date: "))
+        .collect();
+    Seen { bytes, closed }
+}
+
+fn split_at(bytes: &[u8], cuts: &[usize]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    for &c in cuts {
+        if c > at && c < bytes.len() {
+            out.push(bytes[at..c].to_vec());
+            at = c;
+        }
+    }
+    out.push(bytes[at..].to_vec());
+    out
+}
+
+// ---------------------------------------------------------------- random inputs
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        // xorshift64*
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+const REQUESTS: &[&str] = &[
+    "GET /a HTTP/1.1\r\nHost: x\r\n\r\n",
+    "POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello",
+    "POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5;e=1\r\nhello\r\n0\r\n\r\n",
+    "POST /t HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nx-sum: 1\r\n\r\n",
+    "GET /d HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+    "POST /e HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\nabc",
+    "POST /noread HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nbody",
+    "POST /noread HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nbody\r\n0\r\n\r\n",
+    "POST /s?ms=20 HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi",
+    "GET /f HTTP/1.1\r\nHost: x\r\nUpgrade: foo\r\nConnection: upgrade\r\n\r\n",
+    "GET /g HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc",
+    "HEAD /h HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi",
+    "POST /i HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    "POST /j HTTP/1.1\nHost: x\nTransfer-Encoding: chunked\n\n2\r\nab\r\n0\r\n\r\n",
+    "\r\nGET /k HTTP/1.1\r\nHost: x\r\n\r\n",
+    "CONNECT x:80 HTTP/1.1\r\nHost: x:80\r\n\r\n",
+    "OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n",
+    "GET /up HTTP/1.1\r\nHost: x\r\nUpgrade: test\r\nConnection: upgrade\r\n\r\nGET /tunnelled HTTP/1.1\r\n\r\n",
+];
+
+const TOKENS: &[&str] = &[
+    "\r\n",
+    "\n",
+    "\r",
+    " ",
+    "\t",
+    ";",
+    ":",
+    "0",
+    "1",
+    "f",
+    "FFFFFFFFFFFFFFFFF",
+    "0\r\n\r\n",
+    "\r\n\r\n",
+    "Transfer-Encoding: chunked\r\n",
+    "Content-Length: 0\r\n",
+    "Content-Length: 7\r\n",
+    "Upgrade: test\r\n",
+    "Expect: 100-continue\r\n",
+    "Connection: close\r\n",
+    "Connection: keep-alive\r\n",
+    " folded\r\n",
+    "\0",
+    "HTTP/1.0",
+    "x-t: 1\r\n",
+    ";ext=\"a b\"",
+];
+
+fn mutate(rng: &mut Rng, input: &mut Vec<u8>) {
+    for _ in 0..=rng.below(3) {
+        let at = rng.below(input.len() + 1);
+        match rng.below(6) {
+            0 | 1 => {
+                let t = TOKENS[rng.below(TOKENS.len())].as_bytes();
+                input.splice(at..at, t.iter().copied());
+            }
+            2 if !input.is_empty() => {
+                let end = (at + 1 + rng.below(4)).min(input.len());
+                let at = at.min(end.saturating_sub(1));
+                input.drain(at..end);
+            }
+            3 if at < input.len() => {
+                input[at] = b"\r\n :;0aZ\t\x00\x7f\xff"[rng.below(12)];
+            }
+            4 => {
+                let r = REQUESTS[rng.below(REQUESTS.len())].as_bytes();
+                input.splice(at..at, r.iter().copied());
+            }
+            _ => {}
+        }
+    }
+}
+
+fn pipelined(rng: &mut Rng) -> Vec<u8> {
+    let mut input = Vec::new();
+    for _ in 0..1 + rng.below(4) {
+        input.extend_from_slice(REQUESTS[rng.below(REQUESTS.len())].as_bytes());
+    }
+    if rng.below(3) > 0 {
+        mutate(rng, &mut input);
+    }
+    input
+}
+
+fn cuts(rng: &mut Rng, len: usize) -> Vec<usize> {
+    let mut c: Vec<usize> = (0..rng.below(4)).map(|_| rng.below(len + 1)).collect();
+    c.sort_unstable();
+    c
+}
+
+/// Whether a difference is the guard being stricter about the head limit.
+fn refusal(seen: &Seen) -> Option<usize> {
+    ["HTTP/1.1 431 ", "HTTP/1.1 414 "]
+        .iter()
+        .filter_map(|s| seen.bytes.find(s))
+        .min()
+}
+
+/// Whether `longer` is `shorter` and then one of hyper's bare 400 answers.
+fn plus_400(shorter: &Seen, longer: &Seen) -> bool {
+    longer
+        .bytes
+        .strip_prefix(shorter.bytes.as_str())
+        .is_some_and(|rest| {
+            (rest.starts_with("HTTP/1.1 400 Bad Request\r\n")
+                || rest.starts_with("HTTP/1.0 400 Bad Request\r\n"))
+                && rest.ends_with("content-length: 0\r\n\r\n")
+        })
+}
+
+/// hyper alone refuses an unfinished line at its first bad byte; the guard waits for
+/// the line's end (at most the head timeout) before hyper sees it.
+fn lazy_400(g: &Seen, b: &Seen) -> bool {
+    !g.closed && b.closed && plus_400(g, b)
+}
+
+/// The guard refuses a bad request line at its end; hyper alone, after a partial
+/// read, waits for a blank line before it parses again.
+fn eager_400(g: &Seen, b: &Seen) -> bool {
+    g.closed && !b.closed && plus_400(b, g)
+}
+
+/// Both closed; one wrote hyper's 400 for a bad head and the other did not (hyper
+/// skips the 400 when its write side is not idle: a matter of timing).
+fn closed_either_way(g: &Seen, b: &Seen) -> bool {
+    g.closed && b.closed && (plus_400(g, b) || plus_400(b, g))
+}
+
+fn show(b: &[u8]) -> String {
+    format!("{:?}", String::from_utf8_lossy(b))
+}
+
+async fn differential(seed: u64, rounds: usize, limit: usize) -> Vec<String> {
+    let guarded = start_guarded(limit).await;
+    let bare = start_bare().await;
+    let mut rng = Rng(seed);
+    let mut cases = Vec::new();
+    for _ in 0..rounds {
+        let input = pipelined(&mut rng);
+        let c = cuts(&mut rng, input.len());
+        cases.push((input, c));
+    }
+    let mut failures = Vec::new();
+    for batch in cases.chunks(24) {
+        let mut set = tokio::task::JoinSet::new();
+        for (input, c) in batch.iter().cloned() {
+            set.spawn(async move {
+                let segs = split_at(&input, &c);
+                let quiet = Duration::from_millis(400);
+                let (g, b) = tokio::join!(
+                    exchange(guarded, &segs, quiet),
+                    exchange(bare, &segs, quiet)
+                );
+                if g == b {
+                    return None;
+                }
+                if let Some(at) = refusal(&g) {
+                    if g.bytes[..at] == b.bytes[..at.min(b.bytes.len())] {
+                        return None;
+                    }
+                }
+                if lazy_400(&g, &b) {
+                    return Some(format!("LAZY {}|{c:?}", show(&input)));
+                }
+                if eager_400(&g, &b) || closed_either_way(&g, &b) {
+                    return None;
+                }
+                // Once more, to tell a real difference from a timing one.
+                let (g2, b2) = tokio::join!(
+                    exchange(guarded, &segs, quiet),
+                    exchange(bare, &segs, quiet)
+                );
+                if g2 == b2 {
+                    return None;
+                }
+                Some(format!(
+                    "input {} cut at {c:?}\n  guarded: {:?} closed={}\n  bare:    {:?} closed={}",
+                    show(&input),
+                    g2.bytes,
+                    g2.closed,
+                    b2.bytes,
+                    b2.closed
+                ))
+            });
+        }
+        while let Some(r) = set.join_next().await {
+            if let Some(f) = r.unwrap() {
+                failures.push(f);
+            }
+        }
+    }
+    failures
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_guard_and_hyper_alone_answer_mutated_pipelines_alike() {
+    let rounds = std::env::var("DIFF_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    let seed = std::env::var("DIFF_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0x5eed_1234_u64);
+    let all = differential(seed, rounds, 64 * 1024).await;
+    let (lazy, failures): (Vec<_>, Vec<_>) = all.into_iter().partition(|f| f.starts_with("LAZY"));
+    eprintln!("{} lazy refusals of {rounds}", lazy.len());
+    for f in lazy.iter().take(3) {
+        eprintln!("{f}");
+    }
+    for f in &failures {
+        eprintln!("DIFF {f}");
+    }
+    assert!(failures.is_empty(), "{} differences", failures.len());
+}
+
+/// One input by hand: PROBE (with \r \n \t \0 escapes) cut at PROBE_CUTS.
+#[tokio::test]
+async fn probe() {
+    let Ok(input) = std::env::var("PROBE") else {
+        return;
+    };
+    let input = input
+        .replace("\\r", "\r")
+        .replace("\\n", "\n")
+        .replace("\\t", "\t")
+        .replace("\\0", "\0")
+        .into_bytes();
+    let cuts: Vec<usize> = std::env::var("PROBE_CUTS")
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|c| c.trim().parse().ok())
+        .collect();
+    let segs = split_at(&input, &cuts);
+    let guarded = start_guarded(64 * 1024).await;
+    let bare = start_bare().await;
+    let q = Duration::from_millis(800);
+    let (g, b) = tokio::join!(exchange(guarded, &segs, q), exchange(bare, &segs, q));
+    eprintln!("guarded: {:?} closed={}", g.bytes, g.closed);
+    eprintln!("bare:    {:?} closed={}", b.bytes, b.closed);
+}
