@@ -350,7 +350,8 @@ async fn differential(seed: u64, rounds: usize, limit: usize) -> Vec<String> {
     let mut failures = Vec::new();
     for batch in cases.chunks(24) {
         let mut set = tokio::task::JoinSet::new();
-        for (input, c) in batch.to_vec() {
+        for (input, c) in batch {
+            let (input, c) = (input.clone(), c.clone());
             set.spawn(async move {
                 let segs = split_at(&input, &c);
                 let quiet = Duration::from_millis(400);
