@@ -38,11 +38,18 @@ async fn app(mut req: Request<Incoming>) -> Response<Body> {
         req.version(),
         req.headers().len()
     );
-    if let Some(ms) = query
-        .strip_prefix("ms=")
-        .and_then(|v| v.parse::<u64>().ok())
-    {
+    let param = |key: &str| {
+        query.split('&').find_map(|kv| {
+            let (k, v) = kv.split_once('=')?;
+            (k == key).then(|| v.to_string())
+        })
+    };
+    if let Some(ms) = param("ms").and_then(|v| v.parse::<u64>().ok()) {
         tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    if let Some(id) = param("id") {
+        // Reached only if the request was not cancelled while it slept.
+        FINISHED.lock().unwrap().push(id);
     }
     if path == "/up" && req.headers().contains_key(http::header::UPGRADE) {
         let on = hyper::upgrade::on(&mut req);
@@ -85,6 +92,13 @@ async fn app(mut req: Request<Incoming>) -> Response<Body> {
     }
     summary.push('\n');
     Response::new(full(summary))
+}
+
+/// The `id`s of requests whose handler ran to its end.
+static FINISHED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+fn finished(id: &str) -> bool {
+    FINISHED.lock().unwrap().iter().any(|f| f == id)
 }
 
 const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -152,6 +166,17 @@ struct Seen {
 /// Sends `segments` (each its own write, a pause between) and reads until the
 /// server closes or stays quiet for `quiet`.
 async fn exchange(addr: SocketAddr, segments: &[Vec<u8>], quiet: Duration) -> Seen {
+    exchange_then(addr, segments, quiet, false).await
+}
+
+/// As [`exchange`]; with `half_close`, the client shuts its sending side after the
+/// last segment.
+async fn exchange_then(
+    addr: SocketAddr,
+    segments: &[Vec<u8>],
+    quiet: Duration,
+    half_close: bool,
+) -> Seen {
     let mut tcp = TcpStream::connect(addr).await.unwrap();
     tcp.set_nodelay(true).unwrap();
     let mut got = Vec::new();
@@ -163,6 +188,9 @@ async fn exchange(addr: SocketAddr, segments: &[Vec<u8>], quiet: Duration) -> Se
         }
         // Let the server read this segment on its own.
         tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    if half_close {
+        let _ = tcp.shutdown().await;
     }
     loop {
         match tokio::time::timeout(quiet, tcp.read(&mut buf)).await {
@@ -505,4 +533,162 @@ async fn with_a_small_limit_only_refusals_differ_and_no_bigger_head_gets_through
         eprintln!("DIFF {f}");
     }
     assert!(failures.is_empty(), "{} differences", failures.len());
+}
+
+// ---------------------------------------------------------------- divergences
+
+fn segs(parts: &[&str]) -> Vec<Vec<u8>> {
+    parts.iter().map(|p| p.as_bytes().to_vec()).collect()
+}
+
+const SLOW_POST: &str = "POST /s?ms=2500 HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi";
+const SLOW_ANSWER: &str = "POST /s?ms=2500 HTTP/1.1 h=2 sz=40 body=2:\"hi\" t=0";
+
+/// A client that ends its body with an extra CRLF (RFC 9112 §2.2 asks servers to
+/// ignore it) while the answer takes longer than the head timeout: hyper alone
+/// answers; the guard times the CRLF out as a head and the answer is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crlf_after_a_body_does_not_cost_a_slow_answer() {
+    let timeout = Duration::from_secs(1);
+    let guarded = start_guarded_with(64 * 1024, timeout).await;
+    let bare = start_bare_with(timeout).await;
+    let input = segs(&[SLOW_POST, "\r\n"]);
+    let quiet = Duration::from_secs(4);
+    let (g, b) = tokio::join!(
+        exchange(guarded, &input, quiet),
+        exchange(bare, &input, quiet)
+    );
+    eprintln!("guarded: {g:?}\nbare:    {b:?}");
+    assert!(b.bytes.contains(SLOW_ANSWER), "hyper alone answers: {b:?}");
+    assert!(
+        g.bytes.contains(SLOW_ANSWER),
+        "the guard loses the answer: {g:?}"
+    );
+}
+
+/// The same with the start of a pipelined head.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partial_pipelined_head_does_not_cost_a_slow_answer() {
+    let timeout = Duration::from_secs(1);
+    let guarded = start_guarded_with(64 * 1024, timeout).await;
+    let bare = start_bare_with(timeout).await;
+    let input = segs(&[SLOW_POST, "GET /next HTTP/1.1\r\nHo"]);
+    let quiet = Duration::from_secs(4);
+    let (g, b) = tokio::join!(
+        exchange(guarded, &input, quiet),
+        exchange(bare, &input, quiet)
+    );
+    eprintln!("guarded: {g:?}\nbare:    {b:?}");
+    assert!(b.bytes.contains(SLOW_ANSWER), "hyper alone answers: {b:?}");
+    assert!(
+        g.bytes.contains(SLOW_ANSWER),
+        "the guard loses the answer: {g:?}"
+    );
+}
+
+/// A body, its extra CRLF, then the client shuts its sending side (as `nc -N` or a
+/// script does): hyper alone answers; the guard reports the end of input while the
+/// request is in flight, and hyper cancels it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crlf_then_a_half_close_does_not_cost_the_answer() {
+    let guarded = start_guarded(64 * 1024).await;
+    let bare = start_bare().await;
+    let post = "POST /s?ms=300 HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi";
+    let input = segs(&[post, "\r\n"]);
+    let quiet = Duration::from_secs(2);
+    let (g, b) = tokio::join!(
+        exchange_then(guarded, &input, quiet, true),
+        exchange_then(bare, &input, quiet, true)
+    );
+    eprintln!("guarded: {g:?}\nbare:    {b:?}");
+    assert!(b.bytes.contains("body=2"), "hyper alone answers: {b:?}");
+    assert!(
+        g.bytes.contains("body=2"),
+        "the guard loses the answer: {g:?}"
+    );
+}
+
+/// A client that goes away while its request is in flight: hyper notices the end
+/// of input and cancels the handler (the upstream request with it). After a request
+/// carrying `Upgrade` the guard reads nothing until the answer, so nobody notices.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_gone_during_a_request_with_upgrade_cancels_it() {
+    let guarded = start_guarded(64 * 1024).await;
+    let bare = start_bare().await;
+    for (addr, id, upgrade) in [
+        (bare, "bare-plain", false),
+        (guarded, "guarded-plain", false),
+        (bare, "bare-upgrade", true),
+        (guarded, "guarded-upgrade", true),
+    ] {
+        let mut tcp = TcpStream::connect(addr).await.unwrap();
+        let up = if upgrade { "Upgrade: foo\r\n" } else { "" };
+        let req = format!("GET /w?ms=1000&id={id} HTTP/1.1\r\nHost: x\r\n{up}\r\n");
+        tcp.write_all(req.as_bytes()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        drop(tcp);
+    }
+    // A control that stays connected.
+    let mut kept = TcpStream::connect(guarded).await.unwrap();
+    kept.write_all(b"GET /w?ms=1000&id=kept HTTP/1.1\r\nHost: x\r\nUpgrade: foo\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        finished("kept"),
+        "a connected client's request runs to its end"
+    );
+    let report: Vec<_> = [
+        "bare-plain",
+        "guarded-plain",
+        "bare-upgrade",
+        "guarded-upgrade",
+    ]
+    .iter()
+    .map(|id| (*id, finished(id)))
+    .collect();
+    eprintln!("handler ran to its end: {report:?}");
+    assert!(!finished("bare-plain") && !finished("bare-upgrade"));
+    assert!(!finished("guarded-plain"));
+    assert!(
+        !finished("guarded-upgrade"),
+        "the guard kept a gone client's request running"
+    );
+}
+
+/// A head over the limit pipelined behind a slow request: the page must still reach
+/// the client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_head_behind_a_slow_request_still_gets_its_page() {
+    let guarded = start_guarded(16 * 1024).await;
+    let mut tcp = TcpStream::connect(guarded).await.unwrap();
+    let (mut rd, mut wr) = tcp.split();
+    let mut input = b"GET /s?ms=3000 HTTP/1.1\r\nHost: x\r\n\r\n".to_vec();
+    input.extend_from_slice(b"GET /big HTTP/1.1\r\nx-big: ");
+    input.extend(std::iter::repeat_n(b'a', 4 << 20));
+    input.extend_from_slice(b"\r\n\r\n");
+    let writer = async {
+        let _ = wr.write_all(&input).await;
+    };
+    let reader = async {
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match tokio::time::timeout(Duration::from_secs(8), rd.read(&mut buf)).await {
+                Ok(Ok(0)) => return (got, "closed".to_string()),
+                Ok(Err(e)) => return (got, format!("error {e}")),
+                Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+                Err(_) => return (got, "quiet".to_string()),
+            }
+        }
+    };
+    let (_, (got, end)) = tokio::join!(writer, reader);
+    let text = String::from_utf8_lossy(&got);
+    eprintln!(
+        "ended: {end}; got {} bytes: {:?}",
+        got.len(),
+        &text[..text.len().min(300)]
+    );
+    assert!(text.contains("GET /s?ms=3000"), "the first answer");
+    assert!(text.contains(" 431 "), "the refusal page: {end}");
 }
