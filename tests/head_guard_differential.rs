@@ -692,3 +692,110 @@ async fn a_refused_head_behind_a_slow_request_still_gets_its_page() {
     assert!(text.contains("GET /s?ms=3000"), "the first answer");
     assert!(text.contains(" 431 "), "the refusal page: {end}");
 }
+
+/// A head of `len` bytes exactly.
+fn head_of(path: &str, len: usize) -> String {
+    let fixed = format!("GET {path} HTTP/1.1\r\nx: \r\n\r\n").len();
+    format!(
+        "GET {path} HTTP/1.1\r\nx: {}\r\n\r\n",
+        "a".repeat(len - fixed)
+    )
+}
+
+/// Bodies of each framing, a head at the limit and one a byte over, cut at every
+/// byte boundary: the same answers as hyper alone up to the refusal, and the refusal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_limit_holds_to_the_byte_after_every_framing_cut_anywhere() {
+    let limit = 300;
+    let guarded = start_guarded(limit).await;
+    let bare = start_bare().await;
+    let input = format!(
+        "POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5;a=b\r\nhello\r\n0\r\nx-t: 1\r\n\r\n\
+         POST /l HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc\
+         {}{}",
+        head_of("/exact", limit),
+        head_of("/over", limit + 1)
+    )
+    .into_bytes();
+    let positions: Vec<usize> = (1..input.len()).collect();
+    let mut failures = Vec::new();
+    for batch in positions.chunks(32) {
+        let mut set = tokio::task::JoinSet::new();
+        for &cut in batch {
+            let segs = split_at(&input, &[cut]);
+            set.spawn(async move {
+                let q = Duration::from_millis(400);
+                let (g, b) = tokio::join!(exchange(guarded, &segs, q), exchange(bare, &segs, q));
+                let answers = g.bytes.matches("HTTP/1.1 200 OK").count();
+                let ok = answers == 3
+                    && g.bytes.contains("GET /exact")
+                    && !g.bytes.contains("GET /over")
+                    && g.bytes.contains("HTTP/1.1 431 ")
+                    && g.closed
+                    && b.bytes
+                        .starts_with(&g.bytes[..g.bytes.find("HTTP/1.1 431").unwrap_or(0)]);
+                (!ok).then(|| format!("cut at {cut}: guarded {g:?}\n bare {b:?}"))
+            });
+        }
+        while let Some(r) = set.join_next().await {
+            if let Some(f) = r.unwrap() {
+                failures.push(f);
+            }
+        }
+    }
+    // And a byte at a time.
+    let every: Vec<usize> = (1..input.len()).collect();
+    let g = exchange(
+        guarded,
+        &split_at(&input, &every),
+        Duration::from_millis(400),
+    )
+    .await;
+    if !(g.bytes.contains("GET /exact") && g.bytes.contains(" 431 ") && g.closed) {
+        failures.push(format!("a byte at a time: {g:?}"));
+    }
+    for f in failures.iter().take(5) {
+        eprintln!("{f}");
+    }
+    assert!(failures.is_empty(), "{} cuts differ", failures.len());
+}
+
+/// A client that waits for 100 Continue before its body, then pipelines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_waiting_for_100_continue_gets_it_and_its_answers() {
+    let guarded = start_guarded(64 * 1024).await;
+    let mut tcp = TcpStream::connect(guarded).await.unwrap();
+    tcp.write_all(
+        b"POST /e HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf))
+        .await
+        .expect("an interim answer")
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 100 Continue"),
+        "{:?}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    tcp.write_all(b"abcGET /next HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let seen = exchange_more(&mut tcp, Duration::from_millis(500)).await;
+    assert!(seen.contains("body=3:\"abc\""), "{seen}");
+    assert!(seen.contains("GET /next"), "{seen}");
+}
+
+async fn exchange_more(tcp: &mut TcpStream, quiet: Duration) -> String {
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    while let Ok(Ok(n)) = tokio::time::timeout(quiet, tcp.read(&mut buf)).await {
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
