@@ -305,3 +305,24 @@ async fn a_first_head_not_complete_within_the_timeout_ends_the_connection() {
     assert_eq!(err.kind(), io::ErrorKind::TimedOut);
     assert_eq!(started.elapsed(), Duration::from_secs(10));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_later_head_is_left_to_hyper_s_clock_while_an_answer_is_slow() {
+    use tokio::io::AsyncWriteExt;
+    let (mut client, io) = tokio::io::duplex(1 << 20);
+    let (mut guard, reports) = HeadGuard::new(io, 1024, Duration::from_secs(10));
+    let head = "POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\n";
+    client.write_all(head.as_bytes()).await.unwrap();
+    assert_eq!(read_all(&mut guard).await, head.as_bytes());
+    reports.request(&request("POST", Some(2), false), 1024);
+    client.write_all(b"hi").await.unwrap();
+    assert_eq!(read_all(&mut guard).await, b"hi");
+    // While the answer is slow: the CRLF some clients send after a body, then the
+    // start of the next head.
+    for part in [&b"\r\n"[..], b"GET /next HTTP/1.1\r\nHo"] {
+        client.write_all(part).await.unwrap();
+        assert_eq!(read_all(&mut guard).await, b"");
+    }
+    tokio::time::advance(Duration::from_secs(60)).await;
+    assert_eq!(read_once(&mut guard), None, "still waiting, no error");
+}
