@@ -326,3 +326,17 @@ async fn a_later_head_is_left_to_hyper_s_clock_while_an_answer_is_slow() {
     tokio::time::advance(Duration::from_secs(60)).await;
     assert_eq!(read_once(&mut guard), None, "still waiting, no error");
 }
+
+#[tokio::test]
+async fn a_client_that_stops_inside_a_head_leaves_hyper_the_part_then_the_end() {
+    use tokio::io::AsyncWriteExt;
+    let (mut client, io) = tokio::io::duplex(1 << 20);
+    let (mut guard, _reports) = HeadGuard::new(io, 1024, Duration::from_secs(10));
+    client.write_all(b"\r\nGET /next HTTP/1.1\r\nHo").await.unwrap();
+    assert_eq!(read_all(&mut guard).await, b"");
+    client.shutdown().await.unwrap();
+    // As hyper alone would have it: the part (an answer in flight is still written,
+    // hyper not looking for the end past unparsed bytes), then the end.
+    assert_eq!(read_all(&mut guard).await, b"\r\nGET /next HTTP/1.1\r\nHo");
+    assert_eq!(read_once(&mut guard), Some(Vec::new()), "then the end");
+}
