@@ -444,11 +444,16 @@ impl<IO: AsyncRead + Unpin> AsyncRead for HeadGuard<IO> {
                             Poll::Pending => return this.wait_in_head(cx),
                         };
                         if n == 0 {
-                            // The client went away inside a head.
-                            this.held.clear();
-                            return Poll::Ready(Ok(()));
+                            // The client stopped sending inside a head: hyper gets the
+                            // part (within the limit, no request of its own) and then
+                            // the end, as it would have alone. While an earlier
+                            // request is being answered it does not look for the end
+                            // past unparsed bytes, so that answer is still written.
+                            this.head_clock = None;
+                            Phase::HandOver(this.held.len(), After::Tunnel)
+                        } else {
+                            Phase::Head(scan)
                         }
-                        Phase::Head(scan)
                     }
                 },
                 Phase::HandOver(left, then) => {
