@@ -340,3 +340,43 @@ async fn a_client_that_stops_inside_a_head_leaves_hyper_the_part_then_the_end() 
     assert_eq!(read_all(&mut guard).await, b"\r\nGET /next HTTP/1.1\r\nHo");
     assert_eq!(read_once(&mut guard), Some(Vec::new()), "then the end");
 }
+
+#[tokio::test]
+async fn a_client_gone_while_an_upgrade_is_answered_is_noticed() {
+    use tokio::io::AsyncWriteExt;
+    let (mut client, io) = tokio::io::duplex(1 << 20);
+    let (mut guard, reports) = HeadGuard::new(io, 1024, Duration::from_secs(10));
+    let head = "GET /ws HTTP/1.1\r\nUpgrade: websocket\r\n\r\n";
+    client.write_all(head.as_bytes()).await.unwrap();
+    assert_eq!(read_all(&mut guard).await, head.as_bytes());
+    reports.request(&request("GET", Some(0), true), 1024);
+    assert_eq!(read_once(&mut guard), None, "waiting for the answer");
+    // hyper looks for the end while a request is in flight, and cancels it there.
+    drop(client);
+    tokio::task::yield_now().await;
+    assert_eq!(read_once(&mut guard), Some(Vec::new()), "the end");
+}
+
+#[tokio::test]
+async fn what_a_client_sends_before_an_upgrade_is_answered_waits_for_the_answer() {
+    use tokio::io::AsyncWriteExt;
+    for upgraded in [true, false] {
+        let (mut client, io) = tokio::io::duplex(1 << 20);
+        let (mut guard, reports) = HeadGuard::new(io, 1024, Duration::from_secs(10));
+        let head = "GET /ws HTTP/1.1\r\nUpgrade: websocket\r\n\r\n";
+        client.write_all(head.as_bytes()).await.unwrap();
+        assert_eq!(read_all(&mut guard).await, head.as_bytes());
+        reports.request(&request("GET", Some(0), true), 1024);
+        let early = b"GET /early HTTP/1.1\r\n\r\n";
+        client.write_all(early).await.unwrap();
+        assert_eq!(read_all(&mut guard).await, b"", "held until the answer");
+        let status = if upgraded {
+            StatusCode::SWITCHING_PROTOCOLS
+        } else {
+            StatusCode::OK
+        };
+        reports.upgraded(&Method::GET, status);
+        // A tunnel's bytes, or the next head: either way, the bytes as sent.
+        assert_eq!(read_all(&mut guard).await, early);
+    }
+}
