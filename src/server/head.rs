@@ -532,13 +532,19 @@ impl<IO: AsyncRead + Unpin> AsyncRead for HeadGuard<IO> {
                     }
                     this.phase
                 }
-                Phase::AwaitUpgrade => {
-                    if ready!(this.reports.wait(cx, |r| r.upgraded.take())) {
-                        Phase::Tunnel
-                    } else {
-                        Phase::Head(HeadScan::default())
+                Phase::AwaitUpgrade => match this.reports.wait(cx, |r| r.upgraded.take()) {
+                    Poll::Ready(true) => Phase::Tunnel,
+                    Poll::Ready(false) => Phase::Head(HeadScan::default()),
+                    Poll::Pending => {
+                        // hyper reads while a request is in flight to notice a client
+                        // that went away (and cancel the request). One read, as hyper
+                        // alone would make: what comes is kept for after the answer.
+                        if this.held.is_empty() && ready!(this.read_held(cx))? == 0 {
+                            return Poll::Ready(Ok(()));
+                        }
+                        return Poll::Pending;
                     }
-                }
+                },
                 Phase::Tunnel => {
                     if this.held.is_empty() {
                         return Pin::new(&mut this.io).poll_read(cx, buf);
