@@ -332,7 +332,10 @@ async fn a_client_that_stops_inside_a_head_leaves_hyper_the_part_then_the_end() 
     use tokio::io::AsyncWriteExt;
     let (mut client, io) = tokio::io::duplex(1 << 20);
     let (mut guard, _reports) = HeadGuard::new(io, 1024, Duration::from_secs(10));
-    client.write_all(b"\r\nGET /next HTTP/1.1\r\nHo").await.unwrap();
+    client
+        .write_all(b"\r\nGET /next HTTP/1.1\r\nHo")
+        .await
+        .unwrap();
     assert_eq!(read_all(&mut guard).await, b"");
     client.shutdown().await.unwrap();
     // As hyper alone would have it: the part (an answer in flight is still written,
