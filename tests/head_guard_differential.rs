@@ -444,6 +444,8 @@ async fn differential(seed: u64, rounds: usize, limit: usize) -> Vec<String> {
         let c = cuts(&mut rng, input.len());
         cases.push((input, c));
     }
+    // With DIFF_HALF_CLOSE set, the client shuts its sending side after its bytes.
+    let half_close = std::env::var_os("DIFF_HALF_CLOSE").is_some();
     let mut failures = Vec::new();
     for batch in cases.chunks(24) {
         let mut set = tokio::task::JoinSet::new();
@@ -453,8 +455,8 @@ async fn differential(seed: u64, rounds: usize, limit: usize) -> Vec<String> {
                 let segs = split_at(&input, &c);
                 let quiet = Duration::from_millis(400);
                 let (g, b) = tokio::join!(
-                    exchange(guarded, &segs, quiet),
-                    exchange(bare, &segs, quiet)
+                    exchange_then(guarded, &segs, quiet, half_close),
+                    exchange_then(bare, &segs, quiet, half_close)
                 );
                 let over = oversized(&g, limit);
                 if !over.is_empty() {
@@ -484,8 +486,8 @@ async fn differential(seed: u64, rounds: usize, limit: usize) -> Vec<String> {
                 }
                 // Once more, to tell a real difference from a timing one.
                 let (g2, b2) = tokio::join!(
-                    exchange(guarded, &segs, quiet),
-                    exchange(bare, &segs, quiet)
+                    exchange_then(guarded, &segs, quiet, half_close),
+                    exchange_then(bare, &segs, quiet, half_close)
                 );
                 if g2 == b2 {
                     return None;
@@ -544,6 +546,7 @@ async fn probe() {
         .replace("\\n", "\n")
         .replace("\\t", "\t")
         .replace("\\0", "\0")
+        .replace("EXT", &"e".repeat(15_000))
         .into_bytes();
     let cuts: Vec<usize> = std::env::var("PROBE_CUTS")
         .unwrap_or_default()
@@ -554,7 +557,11 @@ async fn probe() {
     let guarded = start_guarded(64 * 1024).await;
     let bare = start_bare().await;
     let q = Duration::from_millis(800);
-    let (g, b) = tokio::join!(exchange(guarded, &segs, q), exchange(bare, &segs, q));
+    let half = std::env::var_os("PROBE_HALF").is_some();
+    let (g, b) = tokio::join!(
+        exchange_then(guarded, &segs, q, half),
+        exchange_then(bare, &segs, q, half)
+    );
     eprintln!("guarded: {:?} closed={}", g.bytes, g.closed);
     eprintln!("bare:    {:?} closed={}", b.bytes, b.closed);
 }
