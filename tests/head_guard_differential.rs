@@ -535,37 +535,6 @@ async fn the_guard_and_hyper_alone_answer_mutated_pipelines_alike() {
     assert!(failures.is_empty(), "{} differences", failures.len());
 }
 
-/// One input by hand: PROBE (with \r \n \t \0 escapes) cut at PROBE_CUTS.
-#[tokio::test]
-async fn probe() {
-    let Ok(input) = std::env::var("PROBE") else {
-        return;
-    };
-    let input = input
-        .replace("\\r", "\r")
-        .replace("\\n", "\n")
-        .replace("\\t", "\t")
-        .replace("\\0", "\0")
-        .replace("EXT", &"e".repeat(15_000))
-        .into_bytes();
-    let cuts: Vec<usize> = std::env::var("PROBE_CUTS")
-        .unwrap_or_default()
-        .split(',')
-        .filter_map(|c| c.trim().parse().ok())
-        .collect();
-    let segs = split_at(&input, &cuts);
-    let guarded = start_guarded(64 * 1024).await;
-    let bare = start_bare().await;
-    let q = Duration::from_millis(800);
-    let half = std::env::var_os("PROBE_HALF").is_some();
-    let (g, b) = tokio::join!(
-        exchange_then(guarded, &segs, q, half),
-        exchange_then(bare, &segs, q, half)
-    );
-    eprintln!("guarded: {:?} closed={}", g.bytes, g.closed);
-    eprintln!("bare:    {:?} closed={}", b.bytes, b.closed);
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_a_small_limit_only_refusals_differ_and_no_bigger_head_gets_through() {
     let rounds = std::env::var("DIFF_ROUNDS")
