@@ -262,16 +262,18 @@ pub struct HeadGuard<IO> {
     phase: Phase,
     /// After a refusal: how much was dropped, and until when.
     linger: Option<(usize, Pin<Box<Sleep>>)>,
-    /// `server.header_read_timeout` for a head hyper has not seen yet: from the
-    /// connection's start for its first head, from its first byte for the others (an
-    /// idle keep-alive connection is hyper's to time out).
-    header_timeout: Duration,
-    /// Running while a head is awaited; dropped (off the timer) once it is complete.
+    /// `server.header_read_timeout` for the connection's first head, from the
+    /// connection's start: until then hyper-util is still telling HTTP/2 from HTTP/1
+    /// and hyper's own clock is not running. Later heads are hyper's to time out: its
+    /// clock runs from the moment it waits for a head, whatever the guard holds back.
+    /// A clock here would also run while an earlier request is still being answered,
+    /// and end that exchange when the client has sent a CRLF after its body (RFC 9112
+    /// §2.2) or the start of its next request.
     head_clock: Option<Pin<Box<Sleep>>>,
 }
 
 impl<IO> HeadGuard<IO> {
-    /// Guards `io` with a head limit of `limit` bytes and the head read timeout; the
+    /// Guards `io` with a head limit of `limit` bytes and the first head's read timeout; the
     /// reports go to the server. Runs in a Tokio runtime (for the clock).
     pub fn new(io: IO, limit: usize, header_timeout: Duration) -> (Self, HeadReports) {
         let reports = HeadReports::default();
@@ -282,17 +284,9 @@ impl<IO> HeadGuard<IO> {
             held: BytesMut::new(),
             phase: Phase::Head(HeadScan::default()),
             linger: None,
-            header_timeout,
             head_clock: Some(Box::pin(tokio::time::sleep(header_timeout))),
         };
         (guard, reports)
-    }
-
-    /// Starts the head clock when a head's first bytes arrive.
-    fn start_head_clock(&mut self) {
-        if self.head_clock.is_none() {
-            self.head_clock = Some(Box::pin(tokio::time::sleep(self.header_timeout)));
-        }
     }
 
     /// Waiting inside a head: an error once its clock ran out.
@@ -426,7 +420,6 @@ impl<IO: AsyncRead + Unpin> AsyncRead for HeadGuard<IO> {
                         }
                         Scanned::More => {
                             this.hold_back(buf, start, 0);
-                            this.start_head_clock();
                             Phase::Head(scan)
                         }
                         Scanned::Refuse(refusal) => {
@@ -451,12 +444,16 @@ impl<IO: AsyncRead + Unpin> AsyncRead for HeadGuard<IO> {
                             Poll::Pending => return this.wait_in_head(cx),
                         };
                         if n == 0 {
-                            // The client went away inside a head.
-                            this.held.clear();
-                            return Poll::Ready(Ok(()));
+                            // The client stopped sending inside a head: hyper gets the
+                            // part (within the limit, no request of its own) and then
+                            // the end, as it would have alone. While an earlier
+                            // request is being answered it does not look for the end
+                            // past unparsed bytes, so that answer is still written.
+                            this.head_clock = None;
+                            Phase::HandOver(this.held.len(), After::Tunnel)
+                        } else {
+                            Phase::Head(scan)
                         }
-                        this.start_head_clock();
-                        Phase::Head(scan)
                     }
                 },
                 Phase::HandOver(left, then) => {
@@ -535,13 +532,19 @@ impl<IO: AsyncRead + Unpin> AsyncRead for HeadGuard<IO> {
                     }
                     this.phase
                 }
-                Phase::AwaitUpgrade => {
-                    if ready!(this.reports.wait(cx, |r| r.upgraded.take())) {
-                        Phase::Tunnel
-                    } else {
-                        Phase::Head(HeadScan::default())
+                Phase::AwaitUpgrade => match this.reports.wait(cx, |r| r.upgraded.take()) {
+                    Poll::Ready(true) => Phase::Tunnel,
+                    Poll::Ready(false) => Phase::Head(HeadScan::default()),
+                    Poll::Pending => {
+                        // hyper reads while a request is in flight to notice a client
+                        // that went away (and cancel the request). One read, as hyper
+                        // alone would make: what comes is kept for after the answer.
+                        if this.held.is_empty() && ready!(this.read_held(cx))? == 0 {
+                            return Poll::Ready(Ok(()));
+                        }
+                        return Poll::Pending;
                     }
-                }
+                },
                 Phase::Tunnel => {
                     if this.held.is_empty() {
                         return Pin::new(&mut this.io).poll_read(cx, buf);

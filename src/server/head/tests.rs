@@ -305,3 +305,81 @@ async fn a_first_head_not_complete_within_the_timeout_ends_the_connection() {
     assert_eq!(err.kind(), io::ErrorKind::TimedOut);
     assert_eq!(started.elapsed(), Duration::from_secs(10));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_later_head_is_left_to_hyper_s_clock_while_an_answer_is_slow() {
+    use tokio::io::AsyncWriteExt;
+    let (mut client, io) = tokio::io::duplex(1 << 20);
+    let (mut guard, reports) = HeadGuard::new(io, 1024, Duration::from_secs(10));
+    let head = "POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\n";
+    client.write_all(head.as_bytes()).await.unwrap();
+    assert_eq!(read_all(&mut guard).await, head.as_bytes());
+    reports.request(&request("POST", Some(2), false), 1024);
+    client.write_all(b"hi").await.unwrap();
+    assert_eq!(read_all(&mut guard).await, b"hi");
+    // While the answer is slow: the CRLF some clients send after a body, then the
+    // start of the next head.
+    for part in [&b"\r\n"[..], b"GET /next HTTP/1.1\r\nHo"] {
+        client.write_all(part).await.unwrap();
+        assert_eq!(read_all(&mut guard).await, b"");
+    }
+    tokio::time::advance(Duration::from_secs(60)).await;
+    assert_eq!(read_once(&mut guard), None, "still waiting, no error");
+}
+
+#[tokio::test]
+async fn a_client_that_stops_inside_a_head_leaves_hyper_the_part_then_the_end() {
+    use tokio::io::AsyncWriteExt;
+    let (mut client, io) = tokio::io::duplex(1 << 20);
+    let (mut guard, _reports) = HeadGuard::new(io, 1024, Duration::from_secs(10));
+    client
+        .write_all(b"\r\nGET /next HTTP/1.1\r\nHo")
+        .await
+        .unwrap();
+    assert_eq!(read_all(&mut guard).await, b"");
+    client.shutdown().await.unwrap();
+    // As hyper alone would have it: the part (an answer in flight is still written,
+    // hyper not looking for the end past unparsed bytes), then the end.
+    assert_eq!(read_all(&mut guard).await, b"\r\nGET /next HTTP/1.1\r\nHo");
+    assert_eq!(read_once(&mut guard), Some(Vec::new()), "then the end");
+}
+
+#[tokio::test]
+async fn a_client_gone_while_an_upgrade_is_answered_is_noticed() {
+    use tokio::io::AsyncWriteExt;
+    let (mut client, io) = tokio::io::duplex(1 << 20);
+    let (mut guard, reports) = HeadGuard::new(io, 1024, Duration::from_secs(10));
+    let head = "GET /ws HTTP/1.1\r\nUpgrade: websocket\r\n\r\n";
+    client.write_all(head.as_bytes()).await.unwrap();
+    assert_eq!(read_all(&mut guard).await, head.as_bytes());
+    reports.request(&request("GET", Some(0), true), 1024);
+    assert_eq!(read_once(&mut guard), None, "waiting for the answer");
+    // hyper looks for the end while a request is in flight, and cancels it there.
+    drop(client);
+    tokio::task::yield_now().await;
+    assert_eq!(read_once(&mut guard), Some(Vec::new()), "the end");
+}
+
+#[tokio::test]
+async fn what_a_client_sends_before_an_upgrade_is_answered_waits_for_the_answer() {
+    use tokio::io::AsyncWriteExt;
+    for upgraded in [true, false] {
+        let (mut client, io) = tokio::io::duplex(1 << 20);
+        let (mut guard, reports) = HeadGuard::new(io, 1024, Duration::from_secs(10));
+        let head = "GET /ws HTTP/1.1\r\nUpgrade: websocket\r\n\r\n";
+        client.write_all(head.as_bytes()).await.unwrap();
+        assert_eq!(read_all(&mut guard).await, head.as_bytes());
+        reports.request(&request("GET", Some(0), true), 1024);
+        let early = b"GET /early HTTP/1.1\r\n\r\n";
+        client.write_all(early).await.unwrap();
+        assert_eq!(read_all(&mut guard).await, b"", "held until the answer");
+        let status = if upgraded {
+            StatusCode::SWITCHING_PROTOCOLS
+        } else {
+            StatusCode::OK
+        };
+        reports.upgraded(&Method::GET, status);
+        // A tunnel's bytes, or the next head: either way, the bytes as sent.
+        assert_eq!(read_all(&mut guard).await, early);
+    }
+}
