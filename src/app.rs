@@ -58,14 +58,65 @@ pub enum AppError {
     Auth(#[from] crate::auth::BuildError),
     #[error("server.workers: cannot start the worker threads: {0}")]
     Workers(std::io::Error),
+    #[error("{0}")]
+    Route(String),
 }
 
-/// What every request handler shares. `auth` is swapped whole on reload; the store
-/// and the upstream connection pool outlive reloads.
+/// What every request handler shares. `live` is swapped whole on reload; the store
+/// and the upstream connection pools outlive reloads.
 pub struct State {
+    /// `[upstream]`'s forwarder: requests no route takes.
     pub forwarder: Forwarder,
-    pub auth: ArcSwap<Auth>,
+    pub live: ArcSwap<Live>,
     pub store: Arc<Store>,
+    upstreams: Upstreams,
+}
+
+/// One configuration's sign-in, routes and the forwarder of each route, swapped as one
+/// so that a request never pairs one generation's routes with another's upstreams.
+pub struct Live {
+    pub auth: Auth,
+    /// `forwarders[n]` serves `routes[n]`.
+    pub forwarders: Vec<Forwarder>,
+}
+
+/// Every upstream's connection pool, by URL: a reload that keeps an upstream keeps its
+/// pooled connections, and routes naming the same upstream share one pool.
+struct Upstreams {
+    base: crate::config::UpstreamConfig,
+    limits: ClientLimits,
+    workers: usize,
+    tunnels: crate::proxy::Tunnels,
+    pools: std::sync::Mutex<std::collections::HashMap<String, Forwarder>>,
+}
+
+impl Upstreams {
+    fn get(&self, url: &str, uri: &http::Uri) -> Result<Forwarder, ProxyError> {
+        let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(f) = pools.get(url) {
+            return Ok(f.clone());
+        }
+        let cfg = crate::config::UpstreamConfig {
+            url: url.to_string(),
+            uri: Some(uri.clone()),
+            ..self.base.clone()
+        };
+        let f = Forwarder::new_sharing(&cfg, &self.limits, self.workers, self.tunnels.clone())?;
+        pools.insert(url.to_string(), f.clone());
+        Ok(f)
+    }
+
+    /// The forwarders for a configuration's routes, in order.
+    fn for_routes(&self, auth: &Auth) -> Result<Vec<Forwarder>, AppError> {
+        auth.routes
+            .routes()
+            .iter()
+            .map(|r| {
+                self.get(&r.upstream_url, &r.upstream)
+                    .map_err(|e| AppError::Route(format!("routes[{}].upstream: {e}", r.index)))
+            })
+            .collect()
+    }
 }
 
 /// Runs until `shutdown` resolves, then stops accepting, drains in-flight requests and
@@ -162,15 +213,23 @@ pub async fn run_with(
     // an embedding program or a test is harmless.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 
-    let forwarder = Forwarder::new(
-        &config.upstream,
-        &ClientLimits {
-            max_body_bytes: config.server.max_body_bytes,
-            body_timeout: config.server.body_timeout.get(),
-        },
-        workers.len(),
-    )?;
+    let limits = ClientLimits {
+        max_body_bytes: config.server.max_body_bytes,
+        body_timeout: config.server.body_timeout.get(),
+    };
+    let forwarder = Forwarder::new(&config.upstream, &limits, workers.len())?;
     let tunnels = forwarder.tunnels();
+    let upstreams = Upstreams {
+        base: config.upstream.clone(),
+        limits,
+        workers: workers.len(),
+        tunnels: tunnels.clone(),
+        pools: std::sync::Mutex::new(
+            [(config.upstream.url.clone(), forwarder.clone())]
+                .into_iter()
+                .collect(),
+        ),
+    };
     let tls = match (&config.server.tls_cert_file, &config.server.tls_key_file) {
         (Some(cert), Some(key)) => Some(server::load_tls(
             &config.base_dir.join(cert),
@@ -180,10 +239,13 @@ pub async fn run_with(
     };
     let upstream_url = config.upstream.url.clone();
     let settings_cfg = config.server.clone();
+    let auth = build_auth(config, store.clone())?;
+    let forwarders = upstreams.for_routes(&auth)?;
     let state = Arc::new(State {
         forwarder,
-        auth: ArcSwap::from_pointee(build_auth(config, store.clone())?),
+        live: ArcSwap::from_pointee(Live { auth, forwarders }),
         store,
+        upstreams,
     });
     let reload_state = state.clone();
     let account_state = state.clone();
@@ -228,8 +290,8 @@ pub async fn run_with(
     ));
     // The account's token for the apps' backends: only ever on the admin listener.
     let account_routes = admin::Extension::new("/account/", move |req| {
-        let auth = account_state.auth.load_full();
-        async move { crate::account::admin::handle(auth.account.as_ref(), req).await }
+        let live = account_state.live.load_full();
+        async move { crate::account::admin::handle(live.auth.account.as_ref(), req).await }
     });
     let admin = tokio::spawn(admin::serve(
         listeners.admin,
@@ -272,7 +334,8 @@ async fn signalled(mut rx: watch::Receiver<bool>) {
 /// new socket or connection pool (listen addresses, upstream, store) keep their running
 /// values until a restart; the log says so.
 fn apply_reload(state: &State, mut new: Config) {
-    let current = state.auth.load();
+    let live = state.live.load();
+    let current = &live.auth;
     // A generated secret must survive the reload, or every cookie (and the derived
     // signing key) would change under the users' feet.
     if new.session.secret_generated && current.cfg.session.secret_generated {
@@ -318,19 +381,23 @@ fn apply_reload(state: &State, mut new: Config) {
             );
         }
     }
-    match build_auth(new, state.store.clone()) {
-        Ok(mut auth) => {
+    let built = build_auth(new, state.store.clone()).and_then(|auth| {
+        let forwarders = state.upstreams.for_routes(&auth)?;
+        Ok((auth, forwarders))
+    });
+    match built {
+        Ok((mut auth, forwarders)) => {
             // A reload must not reset the count of QR pages shown (a way around it).
             auth.qr_budget = current.qr_budget.clone();
             if let (Some(new), Some(old)) = (auth.account.as_mut(), current.account.as_ref()) {
                 new.keep_from(old);
             }
-            state.auth.store(Arc::new(auth));
+            let kid = auth.signer.kid().to_string();
+            let routes = auth.routes.routes().len();
+            // One swap: routes, their upstreams and the sign-in change together.
+            state.live.store(Arc::new(Live { auth, forwarders }));
             metrics().config_reloads.inc(&["applied"]);
-            tracing::info!(
-                kid = state.auth.load().signer.kid(),
-                "reload: configuration applied"
-            );
+            tracing::info!(kid, routes, "reload: configuration applied");
         }
         Err(e) => {
             metrics().config_reloads.inc(&["invalid"]);
@@ -341,7 +408,8 @@ fn apply_reload(state: &State, mut new: Config) {
 
 /// One request on the public listener: classify → authenticate → rewrite → forward.
 pub async fn handle(state: &State, req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
-    let auth = state.auth.load_full();
+    let live = state.live.load_full();
+    let auth = &live.auth;
     let trusted = headers::is_trusted(conn.peer.ip(), &auth.cfg.server.trusted);
     // One host for wxgate and the app: an absolute-form target or `:authority` wins
     // over `Host`, and a request naming two hosts is refused.
@@ -359,7 +427,7 @@ pub async fn handle(state: &State, req: Request<Incoming>, conn: ConnInfo) -> Re
     if path == "/_wxgate" || path.starts_with("/_wxgate/") {
         let client = client_ip(req.headers(), conn.peer.ip(), trusted);
         return endpoints::handle(
-            &auth,
+            auth,
             req.method(),
             req.uri(),
             req.headers(),
@@ -369,7 +437,7 @@ pub async fn handle(state: &State, req: Request<Incoming>, conn: ConnInfo) -> Re
         .await;
     }
     if path.starts_with("/MP_verify_") {
-        if let Some(resp) = endpoints::verify_file(&auth, path) {
+        if let Some(resp) = endpoints::verify_file(auth, path) {
             return resp;
         }
     }
@@ -382,6 +450,11 @@ pub async fn handle(state: &State, req: Request<Incoming>, conn: ConnInfo) -> Re
         .path_and_query()
         .map(|p| p.as_str())
         .unwrap_or("/");
+    // route: the first of `[[routes]]` for this host and path, or `[upstream]`.
+    let route = auth.routes.select(
+        host.as_ref().and_then(|h| h.to_str().ok()),
+        &normalized,
+    );
     let gate = auth
         .gate(
             req.method(),
@@ -389,6 +462,7 @@ pub async fn handle(state: &State, req: Request<Incoming>, conn: ConnInfo) -> Re
             &normalized,
             req.headers(),
             client_ip(req.headers(), conn.peer.ip(), trusted),
+            route,
         )
         .await;
     let (session, set_cookie) = match gate {
@@ -399,10 +473,22 @@ pub async fn handle(state: &State, req: Request<Incoming>, conn: ConnInfo) -> Re
         } => (session, set_cookie),
     };
 
+    let forwarder = route
+        .and_then(|r| live.forwarders.get(r.index))
+        .unwrap_or(&state.forwarder);
     let (mut parts, body) = req.into_parts();
     // The client's connection headers go before wxgate adds anything: its
     // `Connection` header can then only remove what it sent itself.
-    let hop = state.forwarder.take_hop_by_hop(&mut parts);
+    let hop = forwarder.take_hop_by_hop(&mut parts);
+    if let Some(stripped) = route.and_then(|r| r.upstream_path(&normalized)) {
+        match strip_to(&parts.uri, &stripped) {
+            Some(uri) => parts.uri = uri,
+            None => {
+                metrics().denied.inc(&["bad_path"]);
+                return bad_path(crate::pages::wants_json(&parts.headers));
+            }
+        }
+    }
     if let Some(host) = host {
         parts.headers.insert(http::header::HOST, host);
     }
@@ -412,7 +498,7 @@ pub async fn handle(state: &State, req: Request<Incoming>, conn: ConnInfo) -> Re
         crate::auth::is_own_cookie(cookie_name, name)
     });
     if let Some(s) = &session {
-        if let Err(e) = auth.attach_identity(&mut parts.headers, s).await {
+        if let Err(e) = auth.attach_identity(&mut parts.headers, s, route).await {
             tracing::error!(error = %e, "cannot sign the identity header");
             return e.response(crate::pages::wants_json(&parts.headers), None);
         }
@@ -426,14 +512,23 @@ pub async fn handle(state: &State, req: Request<Incoming>, conn: ConnInfo) -> Re
             .get::<server::RequestId>()
             .map(|id| id.0.clone()),
     };
-    let mut resp = state
-        .forwarder
+    let mut resp = forwarder
         .forward(Request::from_parts(parts, body), hop, &ctx)
         .await;
     if let Some(c) = set_cookie {
         resp.headers_mut().append(SET_COOKIE, c);
     }
     resp
+}
+
+/// The request target with its path replaced by what a route strips it to, its query
+/// kept.
+fn strip_to(uri: &http::Uri, path: &str) -> Option<http::Uri> {
+    let pq = match uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_string(),
+    };
+    http::Uri::builder().path_and_query(pq).build().ok()
 }
 
 /// The answer to a request naming no host, two hosts, or an invalid one.

@@ -18,6 +18,7 @@ pub mod desktop;
 pub mod identity;
 pub mod mock;
 pub mod proxy;
+pub mod routes;
 pub mod server;
 pub mod session;
 pub mod wechat;

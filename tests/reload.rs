@@ -312,3 +312,99 @@ async fn sigterm_lets_an_in_flight_request_finish_and_exits_zero() {
     let status = wxgate.exit_status().await;
     assert_eq!(status.code(), Some(0), "log:\n{}", wxgate.log().join("\n"));
 }
+
+/// The `aud` of the identity token an echo saw: the route's upstream origin by default,
+/// so it names the upstream that answered.
+fn audience_of(echo: &Value) -> String {
+    use base64::Engine as _;
+    let token = wechat::identity_of(echo);
+    let payload = token.split('.').nth(1).expect("JWT payload");
+    let claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .expect("base64url"),
+    )
+    .expect("claims");
+    claims["aud"].as_str().expect("aud").to_string()
+}
+
+#[tokio::test]
+async fn sighup_swaps_routes_with_no_failed_request_under_load() {
+    let site = Site::new("routes").await;
+    let other = start_upstream().await;
+    let first = format!("http://{}", site.upstream.addr);
+    let second = format!("http://{}", other.addr);
+    let routes = |upstream: &str, strip: bool| {
+        format!("[[routes]]\npath = \"/app/*\"\nupstream = \"{upstream}\"\nstrip_prefix = {strip}\n")
+    };
+    site.write_config(&routes(&first, false));
+    let (wxgate, browser, base) = site.serve().await;
+    wechat::sign_in(&browser, PUBLIC, "/").await;
+
+    // Eight clients keep requesting a routed page while the route changes under them.
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Arc::new(tokio::sync::Barrier::new(9));
+    let clients: Vec<_> = (0..8)
+        .map(|_| {
+            let (stop, started) = (stop.clone(), started.clone());
+            let (cookie, url) = (browser.cookie_header(), format!("{base}/app/page"));
+            tokio::spawn(async move {
+                let http = reqwest::Client::new();
+                let mut seen: Vec<Result<(String, String), String>> = Vec::new();
+                started.wait().await;
+                for _ in 0..20_000 {
+                    let last = stop.load(Ordering::SeqCst);
+                    let answer = http.get(&url).header("cookie", &cookie).send().await;
+                    seen.push(match answer {
+                        Ok(r) if r.status() == 200 => match r.text().await {
+                            Ok(body) => {
+                                let echo: Value = serde_json::from_str(&body).expect("echo JSON");
+                                let uri = echo["uri"].as_str().unwrap_or_default().to_string();
+                                Ok((audience_of(&echo), uri))
+                            }
+                            Err(e) => Err(e.to_string()),
+                        },
+                        Ok(r) => Err(format!("status {}", r.status())),
+                        Err(e) => Err(e.to_string()),
+                    });
+                    if last {
+                        break;
+                    }
+                }
+                seen
+            })
+        })
+        .collect();
+    started.wait().await;
+
+    // Back and forth a few times, each swap a whole new table.
+    let mut from = 0;
+    for round in 0..4 {
+        let (upstream, strip) = if round % 2 == 0 { (&second, true) } else { (&first, false) };
+        site.write_config(&routes(upstream, strip));
+        wxgate.signal("HUP");
+        from = reloaded(&wxgate, from).await.1;
+        let now = browser.get(&format!("{PUBLIC}/app/page")).await.json();
+        assert_eq!(&audience_of(&now), upstream, "round {round}");
+    }
+    stop.store(true, Ordering::SeqCst);
+
+    let mut answers = 0;
+    for client in clients {
+        let seen = client.await.expect("client task");
+        let failures: Vec<&String> = seen.iter().filter_map(|r| r.as_ref().err()).collect();
+        assert!(failures.is_empty(), "failed requests during reloads: {failures:?}");
+        for (aud, uri) in seen.iter().filter_map(|r| r.as_ref().ok()) {
+            // Never a mix of one table's upstream with another's prefix rule.
+            let pair = (aud.as_str(), uri.as_str());
+            assert!(
+                pair == (first.as_str(), "/app/page") || pair == (second.as_str(), "/page"),
+                "a request saw half a table: {pair:?}"
+            );
+            answers += 1;
+        }
+        let last = seen.last().and_then(|r| r.as_ref().ok()).expect("an answer");
+        assert_eq!(last.0, first, "the last request follows the last reload");
+    }
+    assert!(answers > 8, "the clients kept requesting");
+}

@@ -254,8 +254,8 @@ async fn complete(
         session.access_token = Some(token.access_token.clone());
         session.refresh_token = Some(token.refresh_token.clone());
     }
-    if !auth.is_allowed(&session.openid) {
-        warn!(openid = %session.openid, "sign-in refused: not in access.allowed_openids");
+    if !auth.is_allowed_anywhere(&session.openid) {
+        warn!(openid = %session.openid, "sign-in refused: not in access.allowed_openids (nor any route's)");
         return Err(AuthError::NotAllowed);
     }
     // Fixation defence: whatever session this browser had ends; the new one has a new id.
@@ -319,11 +319,30 @@ async fn forward_auth(auth: &Auth, headers: &HeaderMap, trusted: bool) -> Respon
         None
     }
     .unwrap_or_else(|| "/".to_string());
-    match auth.session_of(headers).await {
-        Ok(Some((s, _))) if auth.is_allowed(&s.openid) => {
+    // The routes apply as they would to the original request: its host from
+    // X-Forwarded-Host (or an absolute X-Original-URL), its path normalised.
+    let route = if trusted {
+        let host = original_host(headers);
+        super::paths::normalize_path(&rd)
+            .and_then(|path| auth.routes.select(host.as_deref(), &path))
+    } else {
+        None
+    };
+    let access = route.map_or(crate::config::Access::SignedIn, |r| r.access);
+    let json = classify::wants_json(headers) || access == crate::config::Access::Api;
+    let session = match auth.session_of(headers).await {
+        Ok(s) => s.filter(|(s, _)| {
+            access != crate::config::Access::Public || auth.is_allowed_on(route, &s.openid)
+        }),
+        // A public route is served whatever the store says.
+        Err(_) if access == crate::config::Access::Public => None,
+        Err(e) => return e.response(json, None),
+    };
+    match session {
+        Some((s, _)) if auth.is_allowed_on(route, &s.openid) => {
             let mut resp = Response::new(crate::body::empty());
             *resp.status_mut() = StatusCode::ACCEPTED;
-            if let Err(e) = auth.attach_identity(resp.headers_mut(), &s).await {
+            if let Err(e) = auth.attach_identity(resp.headers_mut(), &s, route).await {
                 return e.response(true, None);
             }
             for (n, v) in super::plain_headers(&s, "x-auth-request-") {
@@ -331,14 +350,35 @@ async fn forward_auth(auth: &Auth, headers: &HeaderMap, trusted: bool) -> Respon
             }
             resp
         }
-        Ok(Some(_)) => AuthError::NotAllowed.response(classify::wants_json(headers), None),
-        Ok(None) if classify::wants_json(headers) => auth.unauthorized_json(&rd),
+        Some(_) => AuthError::NotAllowed.response(json, None),
+        None if access == crate::config::Access::Public => {
+            let mut resp = Response::new(crate::body::empty());
+            *resp.status_mut() = StatusCode::ACCEPTED;
+            resp
+        }
+        None if json => auth.unauthorized_json(&rd),
         // Traefik and Caddy show the auth service's non-2xx answer to the browser as is:
         // a page that moves on to the sign-in by itself. nginx ignores this body and
         // redirects through its own `error_page 401`.
-        Ok(None) => sign_in_page(&auth.start_url(&rd)),
-        Err(e) => e.response(classify::wants_json(headers), None),
+        None => sign_in_page(&auth.start_url(&rd)),
     }
+}
+
+/// The original request's host as an ingress reports it (only asked of trusted peers).
+fn original_host(headers: &HeaderMap) -> Option<String> {
+    let get = |n: &str| {
+        headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+    };
+    if let Some(h) = get("x-forwarded-host") {
+        // A chain of proxies appends: the first is what the client asked for.
+        return h.split(',').next().map(|h| h.trim().to_string());
+    }
+    let url = get("x-original-url")?.parse::<Uri>().ok()?;
+    url.authority().map(|a| a.as_str().to_string())
 }
 
 /// After a sign-out without somewhere to go.

@@ -19,8 +19,9 @@ use tracing::{info, warn};
 
 use crate::admin::metrics::metrics;
 use crate::body::{empty, Body};
-use crate::config::{Config, DesktopMode, SameSite};
+use crate::config::{Access, Config, DesktopMode, SameSite};
 use crate::identity::Signer;
+use crate::routes::{Route, RouteTable};
 use crate::session::codec::CookieCodec;
 use crate::session::{
     all_cookies, cookie_values, now_unix, session_cookie, Session, Store, StoreError,
@@ -52,6 +53,8 @@ pub struct Auth {
     pub qr_budget: Arc<crate::desktop::TicketBudget>,
     /// The account's services (`[account]`), if on.
     pub account: Option<crate::account::Account>,
+    /// `[[routes]]`: which app a request is for, and what it asks of the visitor.
+    pub routes: RouteTable,
 }
 
 /// What the gate decided for a request that is not one of wxgate's own URLs.
@@ -102,7 +105,12 @@ impl Auth {
             appid: cfg.desktop.website_appid.clone(),
             secret: cfg.desktop.website_secret.clone(),
         });
+        let routes = crate::routes::build(&cfg).map_err(|problems| {
+            let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
+            BuildError::Other(lines.join("\n"))
+        })?;
         Ok(Auth {
+            routes,
             public: PathMatcher::new(&cfg.access.public_paths)
                 .map_err(|e| BuildError::Other(format!("access.public_paths: {e}")))?,
             api: PathMatcher::new(&cfg.access.api_paths)
@@ -158,17 +166,19 @@ impl Auth {
     /// a signed-in user, so it gets the identity too. Nothing here may refuse the
     /// request: no cookie costs no lookup, and a store that is down (or a user outside
     /// `allowed_openids`) means "serve it anonymously".
-    async fn public_session(&self, headers: &HeaderMap) -> Option<Session> {
+    async fn public_session(&self, headers: &HeaderMap, route: Option<&Route>) -> Option<Session> {
         let name = &self.cfg.session.cookie_name;
         cookie_values(headers, name).next()?;
         match self.session_of(headers).await {
-            Ok(Some((session, _))) if self.is_allowed(&session.openid) => Some(session),
+            Ok(Some((session, _))) if self.is_allowed_on(route, &session.openid) => Some(session),
             // session_of has logged the store's failure.
             Ok(_) | Err(_) => None,
         }
     }
 
-    /// classify → authenticate, for every request that is not `/_wxgate/*`.
+    /// classify → authenticate, for every request that is not `/_wxgate/*`. `route`:
+    /// the route the request selected (`None`: `[upstream]`), whose access, scope and
+    /// allowlist apply; `access.public_paths` and `api_paths` apply on every route.
     pub async fn gate(
         &self,
         method: &Method,
@@ -176,10 +186,12 @@ impl Auth {
         normalized: &str,
         headers: &HeaderMap,
         client: IpAddr,
+        route: Option<&Route>,
     ) -> Gate {
-        if self.public.matches(normalized) {
+        let access = route.map_or(Access::SignedIn, |r| r.access);
+        if access == Access::Public || self.public.matches(normalized) {
             return Gate::Forward {
-                session: self.public_session(headers).await,
+                session: self.public_session(headers, route).await,
                 set_cookie: None,
             };
         }
@@ -192,7 +204,7 @@ impl Auth {
             }
         };
         if let Some((mut session, ticket)) = session {
-            if !self.is_allowed(&session.openid) {
+            if !self.is_allowed_on(route, &session.openid) {
                 metrics().denied.inc(&["not_allowed"]);
                 return Gate::Respond(AuthError::NotAllowed.response(json, None));
             }
@@ -201,7 +213,7 @@ impl Auth {
             match self.maybe_refresh_profile(&mut session, &ticket).await {
                 Refreshed::Ended => {
                     return self
-                        .unauthenticated(method, path_and_query, normalized, headers, client)
+                        .unauthenticated(method, path_and_query, normalized, headers, client, route)
                         .await;
                 }
                 // The cookie store keeps the session in the cookie: the refreshed
@@ -221,7 +233,7 @@ impl Auth {
                 set_cookie,
             };
         }
-        self.unauthenticated(method, path_and_query, normalized, headers, client)
+        self.unauthenticated(method, path_and_query, normalized, headers, client, route)
             .await
     }
 
@@ -232,9 +244,11 @@ impl Auth {
         normalized: &str,
         headers: &HeaderMap,
         client: IpAddr,
+        route: Option<&Route>,
     ) -> Gate {
         let rd = redirect::safe_return_path(path_and_query).unwrap_or_else(|| "/".to_string());
-        if classify::is_api_request(method, headers, normalized, &self.api) {
+        let api_route = route.is_some_and(|r| r.access == Access::Api);
+        if api_route || classify::is_api_request(method, headers, normalized, &self.api) {
             metrics().denied.inc(&["unauthenticated_api"]);
             return Gate::Respond(self.unauthorized_json(&rd));
         }
@@ -414,6 +428,25 @@ impl Auth {
         self.allowed.is_empty() || self.allowed.contains(openid)
     }
 
+    /// Whether a user may use a route: its own `allowed_openids` when it has some,
+    /// `access.allowed_openids` otherwise.
+    pub fn is_allowed_on(&self, route: Option<&Route>, openid: &str) -> bool {
+        match route.and_then(|r| r.allowed.as_ref()) {
+            Some(only) => only.contains(openid),
+            None => self.is_allowed(openid),
+        }
+    }
+
+    /// Whether a user may sign in at all: allowed on `[upstream]` or on some route.
+    pub fn is_allowed_anywhere(&self, openid: &str) -> bool {
+        self.is_allowed(openid)
+            || self
+                .routes
+                .routes()
+                .iter()
+                .any(|r| r.allowed.as_ref().is_some_and(|only| only.contains(openid)))
+    }
+
     /// Sliding expiry: at most once a minute, push the session's expiry forward in the
     /// store and re-issue the cookie so the browser keeps it as long.
     async fn slide(&self, session: &Session, ticket: &str) -> Option<HeaderValue> {
@@ -537,17 +570,27 @@ impl Auth {
         }
     }
 
-    /// Adds the identity header (and the plain convenience headers) for a session.
+    /// Adds the identity header (and the plain convenience headers) for a session; on
+    /// a route, with the route's audience.
     pub async fn attach_identity(
         &self,
         headers: &mut HeaderMap,
         session: &Session,
+        route: Option<&Route>,
     ) -> Result<(), AuthError> {
         let extra = self.identity_extra(session).await;
-        let token = self
-            .signer
-            .token_with(session, &extra)
-            .map_err(|e| AuthError::Internal(e.to_string()))?;
+        let token = match route {
+            Some(r) => self.signer.token_for_audience(
+                session,
+                &extra,
+                crate::identity::Audience {
+                    slot: r.index as u32,
+                    name: &r.audience,
+                },
+            ),
+            None => self.signer.token_with(session, &extra),
+        }
+        .map_err(|e| AuthError::Internal(e.to_string()))?;
         headers.insert(self.identity_header.clone(), token);
         if self.cfg.identity.plain_headers {
             for (name, value) in plain_headers(session, "x-wxgate-") {

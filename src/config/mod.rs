@@ -33,6 +33,8 @@ pub struct Config {
     pub access: AccessConfig,
     /// The account's own services (absent: none of them).
     pub account: Option<AccountConfig>,
+    /// `[[routes]]`: apps chosen by host and path, first match wins; none: `[upstream]`.
+    pub routes: Vec<RouteConfig>,
     /// The directory of the config file: relative `*_file` paths are read from here.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -61,6 +63,8 @@ pub struct ServerConfig {
     pub max_header_bytes: String,
     /// Idle time allowed between two reads of a client's request body.
     pub body_timeout: Dur,
+    /// Host names besides public_url's that routes may serve (exact or "*.example.com").
+    pub extra_hosts: Vec<String>,
 
     #[serde(skip)]
     pub listen_addr: Option<SocketAddr>,
@@ -120,6 +124,7 @@ impl Default for ServerConfig {
             idle_timeout: Dur::secs(90),
             max_header_bytes: "64KB".into(),
             body_timeout: Dur::secs(60),
+            extra_hosts: vec![],
             listen_addr: None,
             public: None,
             trusted: vec![],
@@ -358,6 +363,8 @@ pub struct IdentityConfig {
     pub audience: String,
     pub ttl: Dur,
     pub plain_headers: bool,
+    /// What `sub` is: the openid, or the unionid when WeChat gave one.
+    pub subject: Subject,
     #[serde(skip)]
     pub signing_key_pem: Option<String>,
 }
@@ -372,9 +379,69 @@ impl Default for IdentityConfig {
             audience: String::new(),
             ttl: Dur::secs(300),
             plain_headers: false,
+            subject: Subject::Openid,
             signing_key_pem: None,
         }
     }
+}
+
+/// `identity.subject`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Subject {
+    #[default]
+    Openid,
+    /// The unionid when WeChat gave one, else the openid (claim `sub_type` says which).
+    Unionid,
+}
+
+/// What a route asks of a visitor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Access {
+    /// Sign-in required; a navigation goes to WeChat.
+    #[default]
+    SignedIn,
+    /// No sign-in needed; the identity is still sent when there is a session.
+    Public,
+    /// Sign-in required; without it 401 JSON, never a redirect.
+    Api,
+}
+
+impl Access {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Access::SignedIn => "signed_in",
+            Access::Public => "public",
+            Access::Api => "api",
+        }
+    }
+}
+
+/// One `[[routes]]` entry as written; `routes::RouteTable` is built from these.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Exact, or "*.example.com" (one or more labels); absent: any host.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Exact, or a prefix "/x/*"; absent: any path.
+    #[serde(default)]
+    pub path: Option<String>,
+    pub upstream: String,
+    #[serde(default)]
+    pub strip_prefix: bool,
+    #[serde(default)]
+    pub access: Access,
+    /// The scope this route needs (absent: whatever the session has).
+    #[serde(default)]
+    pub scope: Option<Scope>,
+    /// Non-empty: only these users, on this route (instead of access.allowed_openids).
+    #[serde(default)]
+    pub allowed_openids: Vec<String>,
+    /// The identity token's `aud` here (empty: the route upstream's origin).
+    #[serde(default)]
+    pub audience: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -936,6 +1003,9 @@ impl Config {
 
         self.refuse_impossible_combinations(&mut p);
 
+        // [[routes]] and what they may name
+        p.extend(crate::routes::check(self));
+
         // [access]
         for (key, list) in [
             ("access.public_paths", &self.access.public_paths),
@@ -1104,6 +1174,22 @@ impl Config {
                 }
             );
         }
+        for (i, r) in self.routes.iter().enumerate() {
+            let _ = writeln!(
+                s,
+                "routes[{i}]     host {} path {} -> {} ({}{}{})",
+                r.host.as_deref().unwrap_or("*"),
+                r.path.as_deref().unwrap_or("/*"),
+                r.upstream,
+                r.access.as_str(),
+                r.scope.map(|s| format!(", {s}")).unwrap_or_default(),
+                if r.allowed_openids.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {} allowed openids", r.allowed_openids.len())
+                }
+            );
+        }
         let _ = write!(
             s,
             "access        {} public, {} api path patterns; {}",
@@ -1219,7 +1305,7 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-fn parse_http_url(s: &str) -> Result<Uri, String> {
+pub(crate) fn parse_http_url(s: &str) -> Result<Uri, String> {
     let u: Uri = s.parse().map_err(|_| format!("{s:?} is not a URL"))?;
     match u.scheme_str() {
         Some("http") | Some("https") => {}

@@ -1,7 +1,7 @@
 //! The signed-token cache: one token per session, reused while it is fresh so that
 //! signing does not run on every forwarded request.
 //!
-//! Keyed by session id; the entry also remembers the `profile_at` it was signed for, so
+//! Keyed by session id, one token per audience (each route may name its own); the entry also remembers the `profile_at` it was signed for, so
 //! a refreshed profile (new nickname or avatar) misses and gets a new token. Sharded
 //! behind read-write locks: a hit takes one read lock and clones a `HeaderValue`
 //! (a reference count), nothing else.
@@ -15,6 +15,8 @@ use http::HeaderValue;
 const SHARDS: usize = 16;
 
 struct Entry {
+    /// Which audience it was signed for (0: `identity.audience`; a route's number + 1).
+    audience: u32,
     profile_at: u64,
     /// The extra claims it was signed with ([`super::claims::Extra::variant`]).
     variant: u8,
@@ -24,7 +26,7 @@ struct Entry {
 }
 
 pub(crate) struct TokenCache {
-    shards: Vec<RwLock<HashMap<String, Entry>>>,
+    shards: Vec<RwLock<HashMap<String, Vec<Entry>>>>,
     hasher: RandomState,
     per_shard: usize,
 }
@@ -39,19 +41,22 @@ impl TokenCache {
         }
     }
 
-    fn shard(&self, id: &str) -> &RwLock<HashMap<String, Entry>> {
+    fn shard(&self, id: &str) -> &RwLock<HashMap<String, Vec<Entry>>> {
         &self.shards[self.hasher.hash_one(id) as usize % SHARDS]
     }
 
     pub(crate) fn get(
         &self,
         id: &str,
+        audience: u32,
         profile_at: u64,
         variant: u8,
         now: u64,
     ) -> Option<HeaderValue> {
         let map = self.shard(id).read().unwrap_or_else(|e| e.into_inner());
-        map.get(id)
+        map.get(id)?
+            .iter()
+            .find(|e| e.audience == audience)
             .filter(|e| e.profile_at == profile_at && e.variant == variant && now < e.fresh_until)
             .map(|e| e.token.clone())
     }
@@ -59,6 +64,7 @@ impl TokenCache {
     pub(crate) fn put(
         &self,
         id: &str,
+        audience: u32,
         profile_at: u64,
         variant: u8,
         fresh_until: u64,
@@ -67,21 +73,24 @@ impl TokenCache {
     ) {
         let mut map = self.shard(id).write().unwrap_or_else(|e| e.into_inner());
         if map.len() >= self.per_shard && !map.contains_key(id) {
-            map.retain(|_, e| now < e.fresh_until);
+            map.retain(|_, es| es.iter().any(|e| now < e.fresh_until));
             // Still full of fresh tokens: forgetting them only costs a re-sign each.
             if map.len() >= self.per_shard {
                 map.clear();
             }
         }
-        map.insert(
-            id.to_string(),
-            Entry {
-                profile_at,
-                variant,
-                fresh_until,
-                token,
-            },
-        );
+        let entry = Entry {
+            audience,
+            profile_at,
+            variant,
+            fresh_until,
+            token,
+        };
+        let entries = map.entry(id.to_string()).or_default();
+        match entries.iter_mut().find(|e| e.audience == audience) {
+            Some(e) => *e = entry,
+            None => entries.push(entry),
+        }
     }
 
     #[cfg(test)]
@@ -104,7 +113,8 @@ mod tests {
     #[test]
     fn a_token_is_served_only_for_its_profile_and_while_fresh() {
         let c = TokenCache::new(100);
-        c.put("sid", 7, 1, 1000, hv("tok"), 0);
+        c.put("sid", 0, 7, 1, 1000, hv("tok"), 0);
+        c.put("sid", 3, 7, 1, 1000, hv("tok-route"), 0);
         let cases = [
             ("same profile, fresh", 7, 1, 999, Some(hv("tok"))),
             ("profile refreshed", 8, 1, 999, None),
@@ -112,16 +122,18 @@ mod tests {
             ("no longer fresh", 7, 1, 1000, None),
         ];
         for (name, profile_at, variant, now, want) in cases {
-            assert_eq!(c.get("sid", profile_at, variant, now), want, "{name}");
+            assert_eq!(c.get("sid", 0, profile_at, variant, now), want, "{name}");
         }
-        assert_eq!(c.get("other", 7, 1, 0), None);
+        assert_eq!(c.get("other", 0, 7, 1, 0), None);
+        assert_eq!(c.get("sid", 3, 7, 1, 999), Some(hv("tok-route")), "per audience");
+        assert_eq!(c.get("sid", 2, 7, 1, 999), None, "another audience");
     }
 
     #[test]
     fn a_full_cache_drops_stale_tokens_first_and_stays_bounded() {
         let c = TokenCache::new(SHARDS); // one entry per shard
         for i in 0..200 {
-            c.put(&format!("s{i}"), 0, 0, 10, hv("t"), 0);
+            c.put(&format!("s{i}"), 0, 0, 0, 10, hv("t"), 0);
         }
         assert!(c.len() <= SHARDS, "{}", c.len());
         let c = TokenCache::new(SHARDS * 2);
@@ -133,11 +145,11 @@ mod tests {
             .filter(|i| shard_of(i) == shard_of(&ids[0]))
             .take(3)
             .collect();
-        c.put(same[0], 0, 0, 5, hv("stale"), 0);
-        c.put(same[1], 0, 0, 100, hv("fresh"), 0);
-        c.put(same[2], 0, 0, 100, hv("new"), 50);
-        assert_eq!(c.get(same[0], 0, 0, 1), None, "stale entry dropped");
-        assert_eq!(c.get(same[1], 0, 0, 50), Some(hv("fresh")));
-        assert_eq!(c.get(same[2], 0, 0, 50), Some(hv("new")));
+        c.put(same[0], 0, 0, 0, 5, hv("stale"), 0);
+        c.put(same[1], 0, 0, 0, 100, hv("fresh"), 0);
+        c.put(same[2], 0, 0, 0, 100, hv("new"), 50);
+        assert_eq!(c.get(same[0], 0, 0, 0, 1), None, "stale entry dropped");
+        assert_eq!(c.get(same[1], 0, 0, 0, 50), Some(hv("fresh")));
+        assert_eq!(c.get(same[2], 0, 0, 0, 50), Some(hv("new")));
     }
 }

@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::config::Scope;
+use crate::config::{Scope, Subject};
 use crate::session::Session;
 
 /// Every claim a token may carry, for the discovery document.
@@ -25,6 +25,7 @@ pub(crate) const CLAIMS_SUPPORTED: &[&str] = &[
     "name",
     "picture",
     "subscribe",
+    "sub_type",
 ];
 
 /// Claims that come from outside the session (the account services), each optional.
@@ -56,6 +57,8 @@ pub(crate) struct Stamp<'a> {
     pub ttl: u64,
     pub sid: &'a str,
     pub jti: &'a str,
+    /// Whether `sub` may be the unionid (`identity.subject`).
+    pub subject: Subject,
 }
 
 pub(crate) fn claims(s: &Session, st: &Stamp<'_>, extra: &Extra) -> Value {
@@ -65,7 +68,23 @@ pub(crate) fn claims(s: &Session, st: &Stamp<'_>, extra: &Extra) -> Value {
     };
     put("iss", st.iss.into());
     put("aud", st.aud.into());
-    put("sub", s.openid.as_str().into());
+    // WeChat sends "" for some absent fields; an empty claim would only mislead.
+    let present = |v: &Option<String>| v.as_deref().filter(|v| !v.is_empty()).map(str::to_owned);
+    let unionid = present(&s.unionid);
+    match (st.subject, &unionid) {
+        (Subject::Openid, _) => put("sub", s.openid.as_str().into()),
+        // One user across the apps of an Open Platform account: the unionid when WeChat
+        // gave one; `sub_type` tells an app which it got, so an openid is never taken
+        // for a unionid.
+        (Subject::Unionid, Some(u)) => {
+            put("sub", u.as_str().into());
+            put("sub_type", "unionid".into());
+        }
+        (Subject::Unionid, None) => {
+            put("sub", s.openid.as_str().into());
+            put("sub_type", "openid".into());
+        }
+    }
     put("iat", st.iat.into());
     put("nbf", st.iat.into());
     put("exp", (st.iat + st.ttl).into());
@@ -74,9 +93,7 @@ pub(crate) fn claims(s: &Session, st: &Stamp<'_>, extra: &Extra) -> Value {
     put("appid", s.appid.as_str().into());
     put("openid", s.openid.as_str().into());
     put("scope", s.scope.as_str().into());
-    // WeChat sends "" for some absent fields; an empty claim would only mislead.
-    let present = |v: &Option<String>| v.as_deref().filter(|v| !v.is_empty()).map(str::to_owned);
-    if let Some(u) = present(&s.unionid) {
+    if let Some(u) = unionid {
         put("unionid", u.into());
     }
     // A profile is only claimed when the user consented to share it.
@@ -133,6 +150,7 @@ mod tests {
             ttl: 300,
             sid: "SID",
             jti: "JTI",
+            subject: Subject::Openid,
         };
         let common = json!({
             "iss": "https://app.example.com/_wxgate", "aud": "http://127.0.0.1:3000",
@@ -192,6 +210,34 @@ mod tests {
     }
 
     #[test]
+    fn subject_unionid_makes_sub_the_unionid_when_wechat_gave_one_and_says_which() {
+        let stamp = |subject| Stamp {
+            iss: "i",
+            aud: "a",
+            iat: 0,
+            ttl: 1,
+            sid: "s",
+            jti: "j",
+            subject,
+        };
+        let cases = [
+            (Subject::Openid, Some("u-1"), "o-user", None),
+            (Subject::Openid, None, "o-user", None),
+            (Subject::Unionid, Some("u-1"), "u-1", Some("unionid")),
+            (Subject::Unionid, None, "o-user", Some("openid")),
+            (Subject::Unionid, Some(""), "o-user", Some("openid")),
+        ];
+        for (subject, unionid, sub, sub_type) in cases {
+            let s = session(Scope::Base, unionid, None, None);
+            let c = claims(&s, &stamp(subject), &Extra::default());
+            let case = format!("{subject:?} with unionid {unionid:?}");
+            assert_eq!(c["sub"], json!(sub), "{case}");
+            assert_eq!(c["openid"], json!("o-user"), "{case}");
+            assert_eq!(c.get("sub_type").and_then(Value::as_str), sub_type, "{case}");
+        }
+    }
+
+    #[test]
     fn every_claim_made_is_listed_as_supported() {
         let s = session(Scope::UserInfo, Some("u"), Some("n"), Some("h"));
         let stamp = Stamp {
@@ -201,6 +247,7 @@ mod tests {
             ttl: 1,
             sid: "s",
             jti: "j",
+            subject: Subject::Unionid,
         };
         let c = claims(
             &s,

@@ -56,6 +56,15 @@ pub struct JwksDoc {
     pub etag: String,
 }
 
+/// A token's `aud` other than `identity.audience`: a route's, numbered so that each
+/// route's tokens are cached apart.
+#[derive(Debug, Clone, Copy)]
+pub struct Audience<'a> {
+    /// The route's place in the table.
+    pub slot: u32,
+    pub name: &'a str,
+}
+
 /// Signs identity tokens. Cheap to clone: everything lives behind one `Arc`.
 #[derive(Clone)]
 pub struct Signer {
@@ -70,6 +79,7 @@ struct Inner {
     source: KeySource,
     issuer: String,
     audience: String,
+    subject: crate::config::Subject,
     ttl: u64,
     sid_key: hmac::Key,
     cache: TokenCache,
@@ -124,6 +134,7 @@ impl Signer {
                 source,
                 issuer,
                 audience: cfg.audience.clone(),
+                subject: cfg.subject,
                 ttl: cfg.ttl.get().as_secs().max(1),
                 sid_key,
                 cache: TokenCache::new(CACHE_CAPACITY),
@@ -158,21 +169,40 @@ impl Signer {
 
     /// As [`Signer::token_for`], with claims from outside the session.
     pub fn token_with(&self, s: &Session, extra: &Extra) -> Result<HeaderValue, IdentityError> {
-        self.token_at(s, extra, now_unix())
+        self.token_at(s, extra, None, now_unix())
     }
 
-    fn token_at(&self, s: &Session, extra: &Extra, now: u64) -> Result<HeaderValue, IdentityError> {
+    /// As [`Signer::token_with`], for a route with its own `aud`.
+    pub fn token_for_audience(
+        &self,
+        s: &Session,
+        extra: &Extra,
+        audience: Audience<'_>,
+    ) -> Result<HeaderValue, IdentityError> {
+        self.token_at(s, extra, Some(audience), now_unix())
+    }
+
+    fn token_at(
+        &self,
+        s: &Session,
+        extra: &Extra,
+        audience: Option<Audience<'_>>,
+        now: u64,
+    ) -> Result<HeaderValue, IdentityError> {
         let inner = &self.inner;
         let variant = extra.variant();
-        if let Some(token) = inner.cache.get(&s.id, s.profile_at, variant, now) {
+        let slot = audience.map_or(0, |a| a.slot.saturating_add(1));
+        if let Some(token) = inner.cache.get(&s.id, slot, s.profile_at, variant, now) {
             metrics().identity_tokens.inc(&["cached"]);
             return Ok(token);
         }
-        let token = self.sign(&self.claims_at(s, extra, now))?;
+        let aud = audience.map_or(inner.audience.as_str(), |a| a.name);
+        let token = self.sign(&self.claims_for(s, extra, aud, now))?;
         let margin = REFRESH_MARGIN_SECS.min(inner.ttl / 2);
         let fresh_until = now + inner.ttl - margin;
         inner.cache.put(
             &s.id,
+            slot,
             s.profile_at,
             variant,
             fresh_until,
@@ -194,17 +224,22 @@ impl Signer {
     }
 
     fn claims_at(&self, s: &Session, extra: &Extra, now: u64) -> Value {
+        self.claims_for(s, extra, &self.inner.audience, now)
+    }
+
+    fn claims_for(&self, s: &Session, extra: &Extra, aud: &str, now: u64) -> Value {
         let jti = URL_SAFE_NO_PAD.encode(crate::config::random_bytes(16));
         let sid = self.sid(&s.id);
         claims(
             s,
             &Stamp {
                 iss: &self.inner.issuer,
-                aud: &self.inner.audience,
+                aud,
                 iat: now,
                 ttl: self.inner.ttl,
                 sid: &sid,
                 jti: &jti,
+                subject: self.inner.subject,
             },
             extra,
         )

@@ -140,7 +140,7 @@ fn a_cached_token_is_replaced_in_the_last_minute_before_it_expires() {
     let s = Signer::from_config(&config(Algorithm::ES256, None), SECRET, ISSUER.into()).unwrap();
     let sess = session("refresh");
     let t0 = 1_700_000_000;
-    let first = s.token_at(&sess, &Extra::default(), t0).unwrap();
+    let first = s.token_at(&sess, &Extra::default(), None, t0).unwrap();
     let cases = [
         ("well before expiry", t0 + 100, true),
         ("just before the last minute", t0 + 239, true),
@@ -152,7 +152,7 @@ fn a_cached_token_is_replaced_in_the_last_minute_before_it_expires() {
             .cache
             .put(&sess.id, 0, 0, t0 + 240, first.clone(), t0);
         assert_eq!(
-            s.token_at(&sess, &Extra::default(), now).unwrap() == first,
+            s.token_at(&sess, &Extra::default(), None, now).unwrap() == first,
             same,
             "{name}"
         );

@@ -185,6 +185,17 @@ impl Forwarder {
         client: &ClientLimits,
         workers: usize,
     ) -> Result<Self, ProxyError> {
+        Self::new_sharing(upstream, client, workers, Tunnels::default())
+    }
+
+    /// A forwarder with its own connection pool whose upgraded connections join
+    /// `tunnels`, so that shutdown drains every route's in one place.
+    pub fn new_sharing(
+        upstream: &UpstreamConfig,
+        client: &ClientLimits,
+        workers: usize,
+        tunnels: Tunnels,
+    ) -> Result<Self, ProxyError> {
         let uri: Uri = match &upstream.uri {
             Some(u) => u.clone(),
             None => upstream
@@ -257,7 +268,7 @@ impl Forwarder {
                 client_body_timeout: client.body_timeout,
                 upstream_body_timeout: upstream.body_timeout.get(),
                 upgrades: upstream.upgrades.clone(),
-                tunnels: Tunnels::default(),
+                tunnels,
             }),
         })
     }
