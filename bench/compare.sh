@@ -21,6 +21,9 @@
 #   public     wxgate, memory instance, a path in access.public_paths: proxied with
 #              no session check and no identity header (what the HTTP path costs
 #              without sign-in; the difference to "memory" is the sign-in's cost)
+#   routes     wxgate, memory store, signed in, with 50 [[routes]] (by host and by path)
+#              and the request taking the last one: against "memory", what choosing a
+#              route costs (examples/route_match.rs measures the lookup alone)
 #   302        wxgate, no session: a WeChat browser navigation answered with the
 #              302 to WeChat's authorize URL (never reaches the upstream)
 #   qr         wxgate, no session: a desktop browser's navigation answered with the
@@ -52,7 +55,7 @@ ROUNDS=3
 DURATION=5
 BUILD=1
 MEMORY=1
-ONLY="direct,nginx,memory,cookie,redis,public,302,qr,jssdk"
+ONLY="direct,nginx,memory,cookie,redis,public,routes,302,qr,jssdk"
 CONNS="16 128"
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -372,6 +375,19 @@ if [[ ",$ONLY," == *,qr,* ]]; then
     start_wxgate qr memory $'[desktop]\nticket_ttl = "10s"\nmax_tickets = 10000000' || drop qr
 fi
 
+if [[ ",$ONLY," == *,routes,* ]]; then
+    # 49 routes the request does not take (by the public host and by path), then its own.
+    routes=""
+    for i in $(seq 0 23); do
+        routes+=$'\n[[routes]]\nhost = "127.0.0.1"\npath = "/app'"$i"$'/*"\nupstream = "http://127.0.0.1:'"$UP_PORT"'"'
+    done
+    for i in $(seq 0 24); do
+        routes+=$'\n[[routes]]\npath = "/svc'"$i"$'/*"\nupstream = "http://127.0.0.1:'"$UP_PORT"'"'
+    done
+    routes+=$'\n[[routes]]\npath = "/bench"\nupstream = "http://127.0.0.1:'"$UP_PORT"'"'
+    start_wxgate routes memory "$routes" || drop routes
+fi
+
 if [[ ",$ONLY," == *,jssdk,* ]]; then
     start_wxgate jssdk memory $'[account]' || drop jssdk
 fi
@@ -399,7 +415,7 @@ for round in $(seq 1 "$ROUNDS"); do
             case "$sc" in
             direct) run_cell direct "$c" "http://127.0.0.1:$UP_PORT/bench" "" ;;
             nginx) run_cell nginx "$c" "http://127.0.0.1:$NGX_PORT/bench" "$(group_pids "$NGX_PID" | paste -sd,)" ;;
-            memory | cookie | redis | before)
+            memory | cookie | redis | routes | before)
                 run_cell "$sc" "$c" "http://127.0.0.1:${WX_PORT[$sc]}/bench" "${WX_PID[$sc]}" \
                     -H "Cookie: ${COOKIE[$sc]}" ;;
             public)

@@ -341,3 +341,110 @@ access = "public"
     let crm = format!("http://{}", apps.crm.addr);
     common::wechat::verify(&token, &jwks, &gate.issuer(), &crm).expect("the crm route's audience");
 }
+
+const PROFILE_ROUTE: &str = r#"
+[[routes]]
+path = "/me/*"
+upstream = "{crm}"
+scope = "snsapi_userinfo"
+"#;
+
+/// The authorize link a navigation was sent to, checked to ask for the profile.
+fn asks_for_profile(a: &common::Answer) -> String {
+    assert_eq!(a.status, StatusCode::FOUND, "{}", a.text());
+    let location = a.header("location").expect("Location").to_string();
+    assert!(
+        location.contains("&response_type=code&scope=snsapi_userinfo&state="),
+        "{location}"
+    );
+    location
+}
+
+#[tokio::test]
+async fn a_route_needing_the_profile_takes_a_base_session_to_wechat_once_more() {
+    let apps = Apps::start().await;
+    let gate = apps.gate(&[], PROFILE_ROUTE, |_| {}).await;
+    let mut b = gate.phone();
+    let base = b.sign_in(&gate, "alice").await;
+    let home = b.get("/orders").await;
+    assert_eq!(claims(&home.json())["scope"], "snsapi_base");
+
+    let authorize = asks_for_profile(&b.get("/me/profile?tab=1").await);
+    let callback = b.consent(&authorize, "alice", "allow").await;
+    let back = b.get(&callback).await;
+    assert_eq!(back.status, StatusCode::FOUND, "{}", back.text());
+    assert_eq!(back.header("location"), Some("/me/profile?tab=1"), "the same page");
+    let upgraded = b.cookie(common::wechat::SESSION_COOKIE).expect("a session");
+    assert_ne!(upgraded, base, "a new session id");
+
+    let page = b.get("/me/profile?tab=1").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text());
+    let c = claims(&page.json());
+    assert_eq!(c["scope"], "snsapi_userinfo");
+    assert_eq!(c["openid"], apps.platform.openid("alice").as_str());
+    assert!(c["nickname"].as_str().is_some_and(|n| !n.is_empty()), "{c}");
+
+    // The base session ended with the new one.
+    let mut old = gate.phone();
+    old.set_cookie(common::wechat::SESSION_COOKIE, &base);
+    assert_eq!(old.get("/orders").await.status, StatusCode::FOUND);
+}
+
+#[tokio::test]
+async fn an_api_request_needing_the_profile_gets_401_naming_the_scope() {
+    let apps = Apps::start().await;
+    let gate = apps.gate(&[], PROFILE_ROUTE, |_| {}).await;
+    let mut b = gate.phone();
+    b.sign_in(&gate, "alice").await;
+    let a = b.get_json("/me/data?x=1").await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{}", a.text());
+    let body = a.json();
+    assert_eq!(body["error"], "scope_required");
+    assert_eq!(body["scope"], "snsapi_userinfo");
+    assert_eq!(
+        body["sign_in"],
+        "/_wxgate/start?rd=%2Fme%2Fdata%3Fx%3D1&scope=snsapi_userinfo"
+    );
+    // That link, followed by the browser, asks WeChat for the profile and returns there.
+    let sign_in = body["sign_in"].as_str().unwrap().to_string();
+    let authorize = asks_for_profile(&b.get(&sign_in).await);
+    let callback = b.consent(&authorize, "alice", "allow").await;
+    assert_eq!(b.get(&callback).await.header("location"), Some("/me/data?x=1"));
+    assert_eq!(b.get_json("/me/data?x=1").await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn refusing_the_profile_leaves_the_base_session_and_a_page() {
+    let apps = Apps::start().await;
+    let gate = apps.gate(&[], PROFILE_ROUTE, |_| {}).await;
+    let mut b = gate.phone();
+    let base = b.sign_in(&gate, "alice").await;
+    let authorize = asks_for_profile(&b.get("/me/profile").await);
+    let callback = b.consent(&authorize, "alice", "refuse").await;
+    assert!(!callback.contains("code="), "{callback}");
+    let page = b.get(&callback).await;
+    common::wechat::assert_page(&page, StatusCode::FORBIDDEN, "You are still signed in");
+    assert_eq!(b.cookie(common::wechat::SESSION_COOKIE).as_deref(), Some(base.as_str()));
+    let home = b.get("/orders").await;
+    assert_eq!(home.status, StatusCode::OK, "still signed in");
+    assert_eq!(claims(&home.json())["scope"], "snsapi_base");
+}
+
+#[tokio::test]
+async fn start_asks_for_the_profile_when_told_to() {
+    let apps = Apps::start().await;
+    let gate = apps.gate(&[], "", |_| {}).await;
+    let mut b = gate.phone();
+    b.sign_in(&gate, "alice").await;
+    // Without a scope, a signed-in browser just goes on; with one, to WeChat.
+    let plain = b.get("/_wxgate/start?rd=/orders").await;
+    assert_eq!(plain.header("location"), Some("/orders"));
+    let authorize = asks_for_profile(&b.get("/_wxgate/start?rd=/orders&scope=snsapi_userinfo").await);
+    let callback = b.consent(&authorize, "alice", "allow").await;
+    assert_eq!(b.get(&callback).await.header("location"), Some("/orders"));
+    let home = b.get("/orders").await;
+    assert_eq!(claims(&home.json())["scope"], "snsapi_userinfo");
+    // Now it has the profile: no second trip.
+    let again = b.get("/_wxgate/start?rd=/orders&scope=snsapi_userinfo").await;
+    assert_eq!(again.header("location"), Some("/orders"));
+}

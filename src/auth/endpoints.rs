@@ -9,6 +9,7 @@ use tracing::{error, info, warn};
 use super::{classify, redirect, state, Auth, AuthError};
 use crate::admin::metrics::metrics;
 use crate::body::{full, Body};
+use crate::config::Scope;
 use crate::session::{now_unix, Session};
 use crate::wechat::{ErrorKind, OAuthToken, WechatError};
 
@@ -74,14 +75,39 @@ pub fn verify_file(auth: &Auth, path: &str) -> Option<Response<Body>> {
 }
 
 async fn start(auth: &Auth, query: &str, headers: &HeaderMap, client: IpAddr) -> Response<Body> {
+    let (query, scope) = split_scope(query);
     let rd = start_rd(query)
         .and_then(|rd| redirect::safe_return_path(&rd))
         .unwrap_or_else(|| "/".to_string());
+    // `scope=snsapi_userinfo` asks for the profile even with a base session.
+    let wanted = scope.filter(|s| *s == Scope::UserInfo);
     match auth.session_of(headers).await {
-        Ok(Some(_)) => super::redirect(&rd),
-        Ok(None) => auth.begin(headers, &rd, 0, client).await,
+        Ok(Some((s, _))) if wanted.is_none() || s.scope == Scope::UserInfo => {
+            super::redirect(&rd)
+        }
+        Ok(_) => {
+            let asked = wanted.or(scope).filter(|s| *s != auth.cfg.wechat.scope);
+            auth.begin_scoped(headers, &rd, client, asked).await
+        }
         Err(e) => e.response(classify::wants_json(headers), None),
     }
+}
+
+/// `&scope=` at the end of a start URL (or `scope=` first): taken off before `rd`,
+/// which may be written unencoded and takes the rest of the query.
+fn split_scope(query: &str) -> (&str, Option<Scope>) {
+    for scope in [Scope::UserInfo, Scope::Base] {
+        if let Some(rest) = query.strip_suffix(&format!("&scope={}", scope.as_str())) {
+            return (rest, Some(scope));
+        }
+        if let Some(rest) = query.strip_prefix(&format!("scope={}&", scope.as_str())) {
+            return (rest, Some(scope));
+        }
+        if query == format!("scope={}", scope.as_str()) {
+            return ("", Some(scope));
+        }
+    }
+    (query, None)
 }
 
 async fn callback(auth: &Auth, query: &str, headers: &HeaderMap, client: IpAddr) -> Response<Body> {
@@ -128,7 +154,17 @@ async fn callback(auth: &Auth, query: &str, headers: &HeaderMap, client: IpAddr)
     let Some(code) = query_param(query, "code").filter(|c| !c.is_empty() && c.len() <= 512) else {
         // WeChat sends `?state=` without a code when the user refused.
         metrics().signins.inc(&["refused"]);
-        let mut resp = AuthError::ConsentRefused.response(json, retry);
+        // Asked for the profile on top of a session: the session stays, and a page
+        // says what is missing (its link asks again only when the user chooses to).
+        let refused = match (flow.s, auth.session_of(headers).await) {
+            (Some(Scope::UserInfo), Ok(Some(_))) => AuthError::ProfileRefused,
+            _ => AuthError::ConsentRefused,
+        };
+        let retry = match refused {
+            AuthError::ProfileRefused => Some(auth.start_url_scoped(&flow.rd, flow.s)),
+            _ => retry,
+        };
+        let mut resp = refused.response(json, retry);
         auth.push_cookie(&mut resp, &auth.clear_cookie_value(&flow_cookie));
         return resp;
     };
@@ -176,7 +212,7 @@ async fn code_failed(
     let retry = Some(auth.start_url(&flow.rd));
     let fresh = |auth: &Auth| {
         // One fresh authorization per flow, then a page: never a loop.
-        let mut resp = auth.authorize_redirect(headers, &flow.rd, flow.r + 1, flow.w);
+        let mut resp = auth.authorize_redirect_scoped(headers, &flow.rd, flow.r + 1, flow.w, flow.s);
         auth.push_cookie(&mut resp, &auth.clear_cookie_value(flow_cookie));
         resp
     };

@@ -14,6 +14,10 @@ pub enum AuthError {
     BadRequest(&'static str, &'static str),
     #[error("the user declined to authorize")]
     ConsentRefused,
+    #[error("the user did not share the WeChat profile a page needs")]
+    ProfileRefused,
+    #[error("the page needs the WeChat profile, which only WeChat's browser can grant")]
+    ProfileOnlyInWechat,
     #[error("WeChat snapshot-page user (virtual openid)")]
     SnapshotUser,
     #[error("openid not in access.allowed_openids")]
@@ -44,6 +48,8 @@ impl AuthError {
             AuthError::StateMismatch => "state_mismatch",
             AuthError::BadRequest(..) => "bad_request",
             AuthError::ConsentRefused => "consent_refused",
+            AuthError::ProfileRefused => "profile_refused",
+            AuthError::ProfileOnlyInWechat => "scope_required",
             AuthError::SnapshotUser => "snapshot_user",
             AuthError::NotAllowed => "access_denied",
             AuthError::CodeRejected => "code_rejected",
@@ -69,6 +75,12 @@ impl AuthError {
             AuthError::ConsentRefused => (S::FORBIDDEN, "您已取消授权", "You declined to sign in with WeChat",
                 "此应用需要您的微信授权才能让您进入。",
                 "This application needs your WeChat authorization to let you in.", true),
+            AuthError::ProfileRefused => (S::FORBIDDEN, "您未分享微信资料", "You did not share your WeChat profile",
+                "您仍然处于登录状态，但此页面需要您的微信昵称和头像。",
+                "You are still signed in, but this page needs your WeChat nickname and avatar.", true),
+            AuthError::ProfileOnlyInWechat => (S::FORBIDDEN, "请在微信中打开", "Please open this page in WeChat",
+                "此页面需要您的微信昵称和头像，只能在微信中授权。请在微信中打开此链接。",
+                "This page needs your WeChat nickname and avatar, which can only be shared from inside WeChat. Please open this link in WeChat.", false),
             AuthError::SnapshotUser => (S::FORBIDDEN, "请使用完整服务", "Please open the full page",
                 "您正在浏览微信的快照页。请点击底部的\u{201c}使用完整服务\u{201d}，然后重新登录。",
                 "You are viewing a WeChat snapshot page. Tap \u{201c}使用完整服务\u{201d} (use full service) at the bottom, then sign in again.", true),

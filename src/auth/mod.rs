@@ -19,7 +19,7 @@ use tracing::{info, warn};
 
 use crate::admin::metrics::metrics;
 use crate::body::{empty, Body};
-use crate::config::{Access, Config, DesktopMode, SameSite};
+use crate::config::{Access, Config, DesktopMode, SameSite, Scope};
 use crate::identity::Signer;
 use crate::routes::{Route, RouteTable};
 use crate::session::codec::CookieCodec;
@@ -224,6 +224,17 @@ impl Auth {
                 }
                 Refreshed::Unchanged => {}
             }
+            // A route needing the profile, and a session WeChat gave only the openid:
+            // once more to WeChat, asking for the profile (a page, never a loop, if
+            // the user declines; the base session stays).
+            if let Some(needed) = route.and_then(|r| r.scope) {
+                if needed == Scope::UserInfo && session.scope != Scope::UserInfo {
+                    return Gate::Respond(
+                        self.ask_scope(method, path_and_query, normalized, headers, client, route, needed)
+                            .await,
+                    );
+                }
+            }
             let set_cookie = match self.slide(&session, &ticket).await {
                 None if reissue => HeaderValue::from_str(&self.session_cookie(&ticket)).ok(),
                 c => c,
@@ -247,12 +258,42 @@ impl Auth {
         route: Option<&Route>,
     ) -> Gate {
         let rd = redirect::safe_return_path(path_and_query).unwrap_or_else(|| "/".to_string());
-        let api_route = route.is_some_and(|r| r.access == Access::Api);
-        if api_route || classify::is_api_request(method, headers, normalized, &self.api) {
+        if self.is_api(method, headers, normalized, route) {
             metrics().denied.inc(&["unauthenticated_api"]);
             return Gate::Respond(self.unauthorized_json(&rd));
         }
-        Gate::Respond(self.begin(headers, &rd, 0, client).await)
+        // A route needing more than wechat.scope asks for it at the first sign-in.
+        let scope = route.and_then(|r| r.scope).filter(|s| *s != self.cfg.wechat.scope);
+        Gate::Respond(self.begin_scoped(headers, &rd, client, scope).await)
+    }
+
+    /// Whether the request gets JSON rather than a sign-in: an `api` route, or what
+    /// `classify` calls an API request.
+    fn is_api(&self, method: &Method, headers: &HeaderMap, normalized: &str, route: Option<&Route>) -> bool {
+        route.is_some_and(|r| r.access == Access::Api)
+            || classify::is_api_request(method, headers, normalized, &self.api)
+    }
+
+    /// A signed-in user whose session lacks the scope a route needs: 401 JSON naming
+    /// the scope and where to get it, or (a navigation) WeChat once more for it.
+    #[allow(clippy::too_many_arguments)]
+    async fn ask_scope(
+        &self,
+        method: &Method,
+        path_and_query: &str,
+        normalized: &str,
+        headers: &HeaderMap,
+        client: IpAddr,
+        route: Option<&Route>,
+        scope: Scope,
+    ) -> Response<Body> {
+        let rd = redirect::safe_return_path(path_and_query).unwrap_or_else(|| "/".to_string());
+        if self.is_api(method, headers, normalized, route) {
+            metrics().denied.inc(&["scope_required"]);
+            return scope_required_json(&self.start_url_scoped(&rd, Some(scope)), scope);
+        }
+        metrics().denied.inc(&["scope_escalation"]);
+        self.begin_scoped(headers, &rd, client, Some(scope)).await
     }
 
     /// 401 JSON telling an API client where a browser would sign in.
@@ -276,10 +317,21 @@ impl Auth {
 
     /// The same-origin URL that starts a sign-in returning to `rd`.
     pub fn start_url(&self, rd: &str) -> String {
-        format!(
+        self.start_url_scoped(rd, None)
+    }
+
+    /// As [`Auth::start_url`], asking WeChat for `scope` (`&scope=` last, where
+    /// `/_wxgate/start` looks for it).
+    pub fn start_url_scoped(&self, rd: &str, scope: Option<Scope>) -> String {
+        let mut url = format!(
             "/_wxgate/start?rd={}",
             percent_encoding::utf8_percent_encode(rd, COMPONENT)
-        )
+        );
+        if let Some(s) = scope {
+            url.push_str("&scope=");
+            url.push_str(s.as_str());
+        }
+        url
     }
 
     /// Where a finished callback sends the browser: a 302 to `rd`. With
@@ -320,6 +372,32 @@ impl Auth {
         self.authorize_redirect(headers, rd, tries, false)
     }
 
+    /// As [`Auth::begin`], asking WeChat for `scope` rather than `wechat.scope`. Only
+    /// WeChat's browser can grant the profile: a computer signed in with a base
+    /// session gets a page saying so instead of a QR code that could not help.
+    pub async fn begin_scoped(
+        &self,
+        headers: &HeaderMap,
+        rd: &str,
+        client: IpAddr,
+        scope: Option<Scope>,
+    ) -> Response<Body> {
+        let Some(scope) = scope else {
+            return self.begin(headers, rd, 0, client).await;
+        };
+        let ua = headers
+            .get(http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if classify::is_wechat_browser(ua) {
+            return self.authorize_redirect_scoped(headers, rd, 0, false, Some(scope));
+        }
+        match self.session_of(headers).await {
+            Ok(Some(_)) => AuthError::ProfileOnlyInWechat.response(classify::wants_json(headers), None),
+            _ => self.begin(headers, rd, 0, client).await,
+        }
+    }
+
     /// A 302 to WeChat's authorize (or qrconnect) URL with a fresh state bound to this browser.
     pub fn authorize_redirect(
         &self,
@@ -327,6 +405,19 @@ impl Auth {
         rd: &str,
         tries: u8,
         website: bool,
+    ) -> Response<Body> {
+        self.authorize_redirect_scoped(headers, rd, tries, website, None)
+    }
+
+    /// As [`Auth::authorize_redirect`], asking for `scope` (None: `wechat.scope`); the
+    /// flow remembers it, so a fresh authorization after a spent code asks the same.
+    pub fn authorize_redirect_scoped(
+        &self,
+        headers: &HeaderMap,
+        rd: &str,
+        tries: u8,
+        website: bool,
+        scope: Option<Scope>,
     ) -> Response<Body> {
         let now = now_unix();
         let state = state::new_state();
@@ -338,6 +429,7 @@ impl Auth {
             r: tries,
             d: false,
             w: website,
+            s: scope,
         };
         let location = if website {
             let appid = self
@@ -356,7 +448,7 @@ impl Auth {
                 &self.cfg.wechat.authorize_url,
                 &self.cfg.wechat.appid,
                 &self.redirect_uri,
-                self.cfg.wechat.scope,
+                scope.unwrap_or(self.cfg.wechat.scope),
                 &state,
                 self.cfg.wechat.force_popup,
             )
@@ -617,6 +709,25 @@ impl Auth {
             .inc(&[self.cfg.session.store.as_str()]);
         Ok((session, self.session_cookie(&ticket)))
     }
+}
+
+/// 401 JSON for a signed-in API client whose session lacks `scope`: where a browser
+/// gets it.
+fn scope_required_json(sign_in: &str, scope: Scope) -> Response<Body> {
+    let n = crate::pages::Notice {
+        status: StatusCode::UNAUTHORIZED,
+        code: "scope_required",
+        title_zh: "需要更多授权",
+        title_en: "More authorization required",
+        detail_zh: "此请求需要您的微信资料（昵称和头像）。".into(),
+        detail: "This request needs your WeChat profile (nickname and avatar).".into(),
+        retry: None,
+    };
+    crate::pages::respond_with(
+        &n,
+        true,
+        Some(serde_json::json!({ "scope": scope.as_str(), "sign_in": sign_in })),
+    )
 }
 
 /// wxgate's own cookies, which never reach the upstream: the session, the flow cookies

@@ -32,6 +32,9 @@ pub struct FlowState {
     /// The flow was started for the website app (qrconnect), not the official account.
     #[serde(default)]
     pub w: bool,
+    /// The scope asked for when it is not `wechat.scope` (a route needing the profile).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s: Option<crate::config::Scope>,
 }
 
 impl FlowState {
@@ -126,6 +129,7 @@ mod tests {
         let now = 10_000;
         let flow = |t| {
             Some(FlowState {
+                s: None,
                 rd: "/".into(),
                 t,
                 r: 0,

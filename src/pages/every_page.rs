@@ -214,6 +214,8 @@ authorize_url = \"http://127.0.0.1:8081/connect/oauth2/authorize\"\n\
                 "The callback has no valid state.",
             ),
             AuthError::ConsentRefused,
+            AuthError::ProfileRefused,
+            AuthError::ProfileOnlyInWechat,
             AuthError::SnapshotUser,
             AuthError::NotAllowed,
             AuthError::CodeRejected,
