@@ -31,15 +31,27 @@ fn route(index: usize, host: Option<&str>, path: Option<&str>) -> Route {
 fn fifty() -> RouteTable {
     let mut routes = Vec::new();
     for i in 0..20 {
-        routes.push(route(routes.len(), Some(&format!("app{i}.example.com")), None));
+        routes.push(route(
+            routes.len(),
+            Some(&format!("app{i}.example.com")),
+            None,
+        ));
     }
     for i in 0..10 {
-        routes.push(route(routes.len(), Some(&format!("*.tenant{i}.example.com")), Some("/api/*")));
+        routes.push(route(
+            routes.len(),
+            Some(&format!("*.tenant{i}.example.com")),
+            Some("/api/*"),
+        ));
     }
     for i in 0..19 {
         routes.push(route(routes.len(), None, Some(&format!("/svc{i}/*"))));
     }
-    routes.push(route(routes.len(), Some("shop.example.com"), Some("/cart/*")));
+    routes.push(route(
+        routes.len(),
+        Some("shop.example.com"),
+        Some("/cart/*"),
+    ));
     RouteTable::new(routes)
 }
 
@@ -66,7 +78,10 @@ fn main() {
         ("first route", "app0.example.com", "/x/y"),
         ("no route", "www.example.com", "/about/team/contact"),
     ];
-    println!("{:<12} {:>10} {:>10} {:>10} {:>8}", "request", "1 route", "50 routes", "50 (scan)", "delta");
+    println!(
+        "{:<12} {:>10} {:>10} {:>10} {:>8}",
+        "request", "1 route", "50 routes", "50 (scan)", "delta"
+    );
     let mut worst: f64 = 0.0;
     for (name, host, path) in cases {
         // Best of three: a shared machine's noise only ever adds.
@@ -77,7 +92,10 @@ fn main() {
         };
         let (a, b, c) = (best(&one, false), best(&fifty, false), best(&fifty, true));
         worst = worst.max(b - a);
-        println!("{name:<12} {a:>8.1}ns {b:>8.1}ns {c:>8.1}ns {:>6.1}ns", b - a);
+        println!(
+            "{name:<12} {a:>8.1}ns {b:>8.1}ns {c:>8.1}ns {:>6.1}ns",
+            b - a
+        );
     }
     println!("most added by 50 routes over 1: {worst:.1} ns per request");
 }

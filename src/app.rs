@@ -451,10 +451,9 @@ pub async fn handle(state: &State, req: Request<Incoming>, conn: ConnInfo) -> Re
         .map(|p| p.as_str())
         .unwrap_or("/");
     // route: the first of `[[routes]]` for this host and path, or `[upstream]`.
-    let route = auth.routes.select(
-        host.as_ref().and_then(|h| h.to_str().ok()),
-        &normalized,
-    );
+    let route = auth
+        .routes
+        .select(host.as_ref().and_then(|h| h.to_str().ok()), &normalized);
     let gate = auth
         .gate(
             req.method(),

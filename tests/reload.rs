@@ -335,7 +335,9 @@ async fn sighup_swaps_routes_with_no_failed_request_under_load() {
     let first = format!("http://{}", site.upstream.addr);
     let second = format!("http://{}", other.addr);
     let routes = |upstream: &str, strip: bool| {
-        format!("[[routes]]\npath = \"/app/*\"\nupstream = \"{upstream}\"\nstrip_prefix = {strip}\n")
+        format!(
+            "[[routes]]\npath = \"/app/*\"\nupstream = \"{upstream}\"\nstrip_prefix = {strip}\n"
+        )
     };
     site.write_config(&routes(&first, false));
     let (wxgate, browser, base) = site.serve().await;
@@ -380,7 +382,11 @@ async fn sighup_swaps_routes_with_no_failed_request_under_load() {
     // Back and forth a few times, each swap a whole new table.
     let mut from = 0;
     for round in 0..4 {
-        let (upstream, strip) = if round % 2 == 0 { (&second, true) } else { (&first, false) };
+        let (upstream, strip) = if round % 2 == 0 {
+            (&second, true)
+        } else {
+            (&first, false)
+        };
         site.write_config(&routes(upstream, strip));
         wxgate.signal("HUP");
         from = reloaded(&wxgate, from).await.1;
@@ -393,7 +399,10 @@ async fn sighup_swaps_routes_with_no_failed_request_under_load() {
     for client in clients {
         let seen = client.await.expect("client task");
         let failures: Vec<&String> = seen.iter().filter_map(|r| r.as_ref().err()).collect();
-        assert!(failures.is_empty(), "failed requests during reloads: {failures:?}");
+        assert!(
+            failures.is_empty(),
+            "failed requests during reloads: {failures:?}"
+        );
         for (aud, uri) in seen.iter().filter_map(|r| r.as_ref().ok()) {
             // Never a mix of one table's upstream with another's prefix rule.
             let pair = (aud.as_str(), uri.as_str());
@@ -403,7 +412,10 @@ async fn sighup_swaps_routes_with_no_failed_request_under_load() {
             );
             answers += 1;
         }
-        let last = seen.last().and_then(|r| r.as_ref().ok()).expect("an answer");
+        let last = seen
+            .last()
+            .and_then(|r| r.as_ref().ok())
+            .expect("an answer");
         assert_eq!(last.0, first, "the last request follows the last reload");
     }
     assert!(answers > 8, "the clients kept requesting");

@@ -43,7 +43,12 @@ impl Apps {
 
     /// A wxgate with `routes` (TOML: `[[routes]]` tables, `{crm}` and `{shop}` replaced
     /// by those upstreams' URLs) and `extra_hosts`.
-    async fn gate(&self, extra_hosts: &[&str], routes: &str, tweak: impl FnOnce(&mut Config)) -> Gate {
+    async fn gate(
+        &self,
+        extra_hosts: &[&str],
+        routes: &str,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Gate {
         let routes = routes
             .replace("{crm}", &format!("http://{}", self.crm.addr))
             .replace("{shop}", &format!("http://{}", self.shop.addr));
@@ -95,7 +100,11 @@ upstream = "{shop}"
 async fn three_upstreams_behind_one_wxgate_by_host_and_path() {
     let apps = Apps::start().await;
     let gate = apps
-        .gate(&["crm.example.com", "*.shop.example.com"], THREE_APPS, |_| {})
+        .gate(
+            &["crm.example.com", "*.shop.example.com"],
+            THREE_APPS,
+            |_| {},
+        )
         .await;
     let mut b = gate.phone();
     b.sign_in(&gate, "alice").await;
@@ -131,7 +140,11 @@ async fn three_upstreams_behind_one_wxgate_by_host_and_path() {
 async fn a_routes_token_verifies_with_its_own_audience_only() {
     let apps = Apps::start().await;
     let gate = apps
-        .gate(&["crm.example.com", "*.shop.example.com"], THREE_APPS, |_| {})
+        .gate(
+            &["crm.example.com", "*.shop.example.com"],
+            THREE_APPS,
+            |_| {},
+        )
         .await;
     let mut b = gate.phone();
     b.sign_in(&gate, "alice").await;
@@ -249,7 +262,8 @@ allowed_openids = ["{alice}"]
         .await;
 
     let mut a = gate.phone();
-    a.sign_in_at(&gate, "alice", "/crm/deals", "/crm/deals").await;
+    a.sign_in_at(&gate, "alice", "/crm/deals", "/crm/deals")
+        .await;
     let crm = a.get("/crm/deals").await;
     assert_eq!(crm.status, StatusCode::OK, "{}", crm.text());
     assert_eq!(apps.which(&crm.json()), "crm");
@@ -321,22 +335,48 @@ access = "public"
         .await;
     let mut b = gate.browser(PHONE_UA);
     let ask = |host: &'static str, uri: &'static str| {
-        vec![("x-forwarded-host", host), ("x-forwarded-uri", uri), ("x-forwarded-proto", "https")]
+        vec![
+            ("x-forwarded-host", host),
+            ("x-forwarded-uri", uri),
+            ("x-forwarded-proto", "https"),
+        ]
     };
     let auth = "/_wxgate/auth";
-    let public = b.request(Method::GET, auth, &ask("app.example.com", "/blog/1"), None).await;
-    assert_eq!(public.status, StatusCode::ACCEPTED, "a public route needs no session");
-    let api = b.request(Method::GET, auth, &ask("crm.example.com", "/x"), None).await;
+    let public = b
+        .request(Method::GET, auth, &ask("app.example.com", "/blog/1"), None)
+        .await;
+    assert_eq!(
+        public.status,
+        StatusCode::ACCEPTED,
+        "a public route needs no session"
+    );
+    let api = b
+        .request(Method::GET, auth, &ask("crm.example.com", "/x"), None)
+        .await;
     assert_eq!(api.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(api.json()["error"], "unauthenticated", "an api route answers JSON");
-    let page = b.request(Method::GET, auth, &ask("app.example.com", "/x"), None).await;
+    assert_eq!(
+        api.json()["error"],
+        "unauthenticated",
+        "an api route answers JSON"
+    );
+    let page = b
+        .request(Method::GET, auth, &ask("app.example.com", "/x"), None)
+        .await;
     assert_eq!(page.status, StatusCode::UNAUTHORIZED);
-    assert!(page.header("content-type").unwrap_or("").starts_with("text/html"));
+    assert!(page
+        .header("content-type")
+        .unwrap_or("")
+        .starts_with("text/html"));
 
     b.sign_in(&gate, "alice").await;
-    let ok = b.request(Method::GET, auth, &ask("CRM.example.com:443", "/x"), None).await;
+    let ok = b
+        .request(Method::GET, auth, &ask("CRM.example.com:443", "/x"), None)
+        .await;
     assert_eq!(ok.status, StatusCode::ACCEPTED);
-    let token = ok.header("x-wxgate-jwt-assertion").expect("identity").to_string();
+    let token = ok
+        .header("x-wxgate-jwt-assertion")
+        .expect("identity")
+        .to_string();
     let jwks = common::get(&gate.url("/_wxgate/jwks.json")).await.text();
     let crm = format!("http://{}", apps.crm.addr);
     common::wechat::verify(&token, &jwks, &gate.issuer(), &crm).expect("the crm route's audience");
@@ -373,7 +413,11 @@ async fn a_route_needing_the_profile_takes_a_base_session_to_wechat_once_more() 
     let callback = b.consent(&authorize, "alice", "allow").await;
     let back = b.get(&callback).await;
     assert_eq!(back.status, StatusCode::FOUND, "{}", back.text());
-    assert_eq!(back.header("location"), Some("/me/profile?tab=1"), "the same page");
+    assert_eq!(
+        back.header("location"),
+        Some("/me/profile?tab=1"),
+        "the same page"
+    );
     let upgraded = b.cookie(common::wechat::SESSION_COOKIE).expect("a session");
     assert_ne!(upgraded, base, "a new session id");
 
@@ -409,7 +453,10 @@ async fn an_api_request_needing_the_profile_gets_401_naming_the_scope() {
     let sign_in = body["sign_in"].as_str().unwrap().to_string();
     let authorize = asks_for_profile(&b.get(&sign_in).await);
     let callback = b.consent(&authorize, "alice", "allow").await;
-    assert_eq!(b.get(&callback).await.header("location"), Some("/me/data?x=1"));
+    assert_eq!(
+        b.get(&callback).await.header("location"),
+        Some("/me/data?x=1")
+    );
     assert_eq!(b.get_json("/me/data?x=1").await.status, StatusCode::OK);
 }
 
@@ -424,7 +471,10 @@ async fn refusing_the_profile_leaves_the_base_session_and_a_page() {
     assert!(!callback.contains("code="), "{callback}");
     let page = b.get(&callback).await;
     common::wechat::assert_page(&page, StatusCode::FORBIDDEN, "You are still signed in");
-    assert_eq!(b.cookie(common::wechat::SESSION_COOKIE).as_deref(), Some(base.as_str()));
+    assert_eq!(
+        b.cookie(common::wechat::SESSION_COOKIE).as_deref(),
+        Some(base.as_str())
+    );
     let home = b.get("/orders").await;
     assert_eq!(home.status, StatusCode::OK, "still signed in");
     assert_eq!(claims(&home.json())["scope"], "snsapi_base");
@@ -439,12 +489,17 @@ async fn start_asks_for_the_profile_when_told_to() {
     // Without a scope, a signed-in browser just goes on; with one, to WeChat.
     let plain = b.get("/_wxgate/start?rd=/orders").await;
     assert_eq!(plain.header("location"), Some("/orders"));
-    let authorize = asks_for_profile(&b.get("/_wxgate/start?rd=/orders&scope=snsapi_userinfo").await);
+    let authorize = asks_for_profile(
+        &b.get("/_wxgate/start?rd=/orders&scope=snsapi_userinfo")
+            .await,
+    );
     let callback = b.consent(&authorize, "alice", "allow").await;
     assert_eq!(b.get(&callback).await.header("location"), Some("/orders"));
     let home = b.get("/orders").await;
     assert_eq!(claims(&home.json())["scope"], "snsapi_userinfo");
     // Now it has the profile: no second trip.
-    let again = b.get("/_wxgate/start?rd=/orders&scope=snsapi_userinfo").await;
+    let again = b
+        .get("/_wxgate/start?rd=/orders&scope=snsapi_userinfo")
+        .await;
     assert_eq!(again.header("location"), Some("/orders"));
 }

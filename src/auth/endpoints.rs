@@ -82,9 +82,7 @@ async fn start(auth: &Auth, query: &str, headers: &HeaderMap, client: IpAddr) ->
     // `scope=snsapi_userinfo` asks for the profile even with a base session.
     let wanted = scope.filter(|s| *s == Scope::UserInfo);
     match auth.session_of(headers).await {
-        Ok(Some((s, _))) if wanted.is_none() || s.scope == Scope::UserInfo => {
-            super::redirect(&rd)
-        }
+        Ok(Some((s, _))) if wanted.is_none() || s.scope == Scope::UserInfo => super::redirect(&rd),
         Ok(_) => {
             let asked = wanted.or(scope).filter(|s| *s != auth.cfg.wechat.scope);
             auth.begin_scoped(headers, &rd, client, asked).await
@@ -212,7 +210,8 @@ async fn code_failed(
     let retry = Some(auth.start_url(&flow.rd));
     let fresh = |auth: &Auth| {
         // One fresh authorization per flow, then a page: never a loop.
-        let mut resp = auth.authorize_redirect_scoped(headers, &flow.rd, flow.r + 1, flow.w, flow.s);
+        let mut resp =
+            auth.authorize_redirect_scoped(headers, &flow.rd, flow.r + 1, flow.w, flow.s);
         auth.push_cookie(&mut resp, &auth.clear_cookie_value(flow_cookie));
         resp
     };

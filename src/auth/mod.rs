@@ -230,8 +230,16 @@ impl Auth {
             if let Some(needed) = route.and_then(|r| r.scope) {
                 if needed == Scope::UserInfo && session.scope != Scope::UserInfo {
                     return Gate::Respond(
-                        self.ask_scope(method, path_and_query, normalized, headers, client, route, needed)
-                            .await,
+                        self.ask_scope(
+                            method,
+                            path_and_query,
+                            normalized,
+                            headers,
+                            client,
+                            route,
+                            needed,
+                        )
+                        .await,
                     );
                 }
             }
@@ -263,13 +271,21 @@ impl Auth {
             return Gate::Respond(self.unauthorized_json(&rd));
         }
         // A route needing more than wechat.scope asks for it at the first sign-in.
-        let scope = route.and_then(|r| r.scope).filter(|s| *s != self.cfg.wechat.scope);
+        let scope = route
+            .and_then(|r| r.scope)
+            .filter(|s| *s != self.cfg.wechat.scope);
         Gate::Respond(self.begin_scoped(headers, &rd, client, scope).await)
     }
 
     /// Whether the request gets JSON rather than a sign-in: an `api` route, or what
     /// `classify` calls an API request.
-    fn is_api(&self, method: &Method, headers: &HeaderMap, normalized: &str, route: Option<&Route>) -> bool {
+    fn is_api(
+        &self,
+        method: &Method,
+        headers: &HeaderMap,
+        normalized: &str,
+        route: Option<&Route>,
+    ) -> bool {
         route.is_some_and(|r| r.access == Access::Api)
             || classify::is_api_request(method, headers, normalized, &self.api)
     }
@@ -393,7 +409,9 @@ impl Auth {
             return self.authorize_redirect_scoped(headers, rd, 0, false, Some(scope));
         }
         match self.session_of(headers).await {
-            Ok(Some(_)) => AuthError::ProfileOnlyInWechat.response(classify::wants_json(headers), None),
+            Ok(Some(_)) => {
+                AuthError::ProfileOnlyInWechat.response(classify::wants_json(headers), None)
+            }
             _ => self.begin(headers, rd, 0, client).await,
         }
     }

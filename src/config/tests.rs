@@ -168,6 +168,16 @@ fn every_key_filled() -> Config {
         token_endpoint_secret_file: Some("f".into()),
         ..AccountConfig::default()
     });
+    c.routes = vec![RouteConfig {
+        host: Some("h".into()),
+        path: Some("/p".into()),
+        upstream: "u".into(),
+        strip_prefix: false,
+        access: Access::SignedIn,
+        scope: Some(Scope::Base),
+        allowed_openids: vec![],
+        audience: String::new(),
+    }];
     c
 }
 
@@ -176,6 +186,11 @@ fn every_key() -> Vec<(String, String, toml::Value)> {
     let value = toml::Value::try_from(every_key_filled()).unwrap();
     let mut out = vec![];
     for (section, table) in value.as_table().unwrap() {
+        // An array of tables (`[[routes]]`): its first element's keys, as `routes[0]`.
+        let (section, table) = match table.as_array() {
+            Some(tables) => (format!("{section}[0]"), &tables[0]),
+            None => (section.clone(), table),
+        };
         for (key, default) in table.as_table().unwrap() {
             out.push((section.clone(), key.clone(), default.clone()));
         }
@@ -189,7 +204,7 @@ fn every_config_key_is_documented_in_the_readme_reference() {
     // A new field without a README row fails here.
     let missing: Vec<String> = every_key()
         .into_iter()
-        .map(|(section, key, _)| format!("| `{section}.{key}` |"))
+        .map(|(section, key, _)| format!("| `{}.{key}` |", section.replace("[0]", "[]")))
         .filter(|row| !readme.contains(row))
         .collect();
     assert!(
@@ -201,9 +216,18 @@ fn every_config_key_is_documented_in_the_readme_reference() {
 /// MINIMAL with `section.key = value` set, as TOML text.
 fn with_value(section: &str, key: &str, value: toml::Value) -> String {
     let mut doc: toml::Table = toml::from_str(MINIMAL).unwrap();
-    let table = doc
-        .entry(section)
-        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    let table = match section.strip_suffix("[0]") {
+        // One `[[section]]` table holding only this key.
+        Some(array) => {
+            let tables = doc.entry(array).or_insert_with(|| {
+                toml::Value::Array(vec![toml::Value::Table(toml::Table::new())])
+            });
+            &mut tables.as_array_mut().unwrap()[0]
+        }
+        None => doc
+            .entry(section)
+            .or_insert_with(|| toml::Value::Table(toml::Table::new())),
+    };
     table.as_table_mut().unwrap().insert(key.into(), value);
     toml::to_string(&doc).unwrap()
 }
@@ -301,12 +325,11 @@ fn a_duration_that_is_not_one_is_refused_naming_its_key_for_every_duration_key()
 
 #[test]
 fn an_unknown_key_is_refused_by_its_full_name_in_every_section() {
-    let sections: Vec<String> = toml::Value::try_from(every_key_filled())
-        .unwrap()
-        .as_table()
-        .unwrap()
-        .keys()
-        .cloned()
+    let sections: Vec<String> = every_key()
+        .into_iter()
+        .map(|(section, _, _)| section)
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
         .collect();
     for section in &sections {
         let text = with_value(section, "no_such_key", toml::Value::Integer(1));

@@ -1,8 +1,9 @@
 //! The signed-token cache: one token per session, reused while it is fresh so that
 //! signing does not run on every forwarded request.
 //!
-//! Keyed by session id, one token per audience (each route may name its own); the entry also remembers the `profile_at` it was signed for, so
-//! a refreshed profile (new nickname or avatar) misses and gets a new token. Sharded
+//! Keyed by session id, one token per audience (each route may name its own); the
+//! entry also remembers the `profile_at` it was signed for, so a refreshed profile
+//! (new nickname or avatar) misses and gets a new token. Sharded
 //! behind read-write locks: a hit takes one read lock and clones a `HeaderValue`
 //! (a reference count), nothing else.
 
@@ -14,12 +15,19 @@ use http::HeaderValue;
 
 const SHARDS: usize = 16;
 
+/// What a cached token was signed for: it is handed out only for the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SignedFor {
+    /// 0: `identity.audience`; a route's number + 1.
+    pub audience: u32,
+    /// The session's `profile_at`.
+    pub profile_at: u64,
+    /// The extra claims ([`super::claims::Extra::variant`]).
+    pub variant: u8,
+}
+
 struct Entry {
-    /// Which audience it was signed for (0: `identity.audience`; a route's number + 1).
-    audience: u32,
-    profile_at: u64,
-    /// The extra claims it was signed with ([`super::claims::Extra::variant`]).
-    variant: u8,
+    signed_for: SignedFor,
     /// Unix seconds after which the token is not handed out again.
     fresh_until: u64,
     token: HeaderValue,
@@ -45,28 +53,19 @@ impl TokenCache {
         &self.shards[self.hasher.hash_one(id) as usize % SHARDS]
     }
 
-    pub(crate) fn get(
-        &self,
-        id: &str,
-        audience: u32,
-        profile_at: u64,
-        variant: u8,
-        now: u64,
-    ) -> Option<HeaderValue> {
+    pub(crate) fn get(&self, id: &str, signed_for: SignedFor, now: u64) -> Option<HeaderValue> {
         let map = self.shard(id).read().unwrap_or_else(|e| e.into_inner());
         map.get(id)?
             .iter()
-            .find(|e| e.audience == audience)
-            .filter(|e| e.profile_at == profile_at && e.variant == variant && now < e.fresh_until)
+            .find(|e| e.signed_for.audience == signed_for.audience)
+            .filter(|e| e.signed_for == signed_for && now < e.fresh_until)
             .map(|e| e.token.clone())
     }
 
     pub(crate) fn put(
         &self,
         id: &str,
-        audience: u32,
-        profile_at: u64,
-        variant: u8,
+        signed_for: SignedFor,
         fresh_until: u64,
         token: HeaderValue,
         now: u64,
@@ -80,14 +79,15 @@ impl TokenCache {
             }
         }
         let entry = Entry {
-            audience,
-            profile_at,
-            variant,
+            signed_for,
             fresh_until,
             token,
         };
         let entries = map.entry(id.to_string()).or_default();
-        match entries.iter_mut().find(|e| e.audience == audience) {
+        match entries
+            .iter_mut()
+            .find(|e| e.signed_for.audience == signed_for.audience)
+        {
             Some(e) => *e = entry,
             None => entries.push(entry),
         }
@@ -106,6 +106,14 @@ impl TokenCache {
 mod tests {
     use super::*;
 
+    fn sf(audience: u32, profile_at: u64, variant: u8) -> SignedFor {
+        SignedFor {
+            audience,
+            profile_at,
+            variant,
+        }
+    }
+
     fn hv(s: &'static str) -> HeaderValue {
         HeaderValue::from_static(s)
     }
@@ -113,8 +121,8 @@ mod tests {
     #[test]
     fn a_token_is_served_only_for_its_profile_and_while_fresh() {
         let c = TokenCache::new(100);
-        c.put("sid", 0, 7, 1, 1000, hv("tok"), 0);
-        c.put("sid", 3, 7, 1, 1000, hv("tok-route"), 0);
+        c.put("sid", sf(0, 7, 1), 1000, hv("tok"), 0);
+        c.put("sid", sf(3, 7, 1), 1000, hv("tok-route"), 0);
         let cases = [
             ("same profile, fresh", 7, 1, 999, Some(hv("tok"))),
             ("profile refreshed", 8, 1, 999, None),
@@ -122,18 +130,26 @@ mod tests {
             ("no longer fresh", 7, 1, 1000, None),
         ];
         for (name, profile_at, variant, now, want) in cases {
-            assert_eq!(c.get("sid", 0, profile_at, variant, now), want, "{name}");
+            assert_eq!(
+                c.get("sid", sf(0, profile_at, variant), now),
+                want,
+                "{name}"
+            );
         }
-        assert_eq!(c.get("other", 0, 7, 1, 0), None);
-        assert_eq!(c.get("sid", 3, 7, 1, 999), Some(hv("tok-route")), "per audience");
-        assert_eq!(c.get("sid", 2, 7, 1, 999), None, "another audience");
+        assert_eq!(c.get("other", sf(0, 7, 1), 0), None);
+        assert_eq!(
+            c.get("sid", sf(3, 7, 1), 999),
+            Some(hv("tok-route")),
+            "per audience"
+        );
+        assert_eq!(c.get("sid", sf(2, 7, 1), 999), None, "another audience");
     }
 
     #[test]
     fn a_full_cache_drops_stale_tokens_first_and_stays_bounded() {
         let c = TokenCache::new(SHARDS); // one entry per shard
         for i in 0..200 {
-            c.put(&format!("s{i}"), 0, 0, 0, 10, hv("t"), 0);
+            c.put(&format!("s{i}"), sf(0, 0, 0), 10, hv("t"), 0);
         }
         assert!(c.len() <= SHARDS, "{}", c.len());
         let c = TokenCache::new(SHARDS * 2);
@@ -145,11 +161,11 @@ mod tests {
             .filter(|i| shard_of(i) == shard_of(&ids[0]))
             .take(3)
             .collect();
-        c.put(same[0], 0, 0, 0, 5, hv("stale"), 0);
-        c.put(same[1], 0, 0, 0, 100, hv("fresh"), 0);
-        c.put(same[2], 0, 0, 0, 100, hv("new"), 50);
-        assert_eq!(c.get(same[0], 0, 0, 0, 1), None, "stale entry dropped");
-        assert_eq!(c.get(same[1], 0, 0, 0, 50), Some(hv("fresh")));
-        assert_eq!(c.get(same[2], 0, 0, 0, 50), Some(hv("new")));
+        c.put(same[0], sf(0, 0, 0), 5, hv("stale"), 0);
+        c.put(same[1], sf(0, 0, 0), 100, hv("fresh"), 0);
+        c.put(same[2], sf(0, 0, 0), 100, hv("new"), 50);
+        assert_eq!(c.get(same[0], sf(0, 0, 0), 1), None, "stale entry dropped");
+        assert_eq!(c.get(same[1], sf(0, 0, 0), 50), Some(hv("fresh")));
+        assert_eq!(c.get(same[2], sf(0, 0, 0), 50), Some(hv("new")));
     }
 }

@@ -233,7 +233,11 @@ mod tests {
             let case = format!("{subject:?} with unionid {unionid:?}");
             assert_eq!(c["sub"], json!(sub), "{case}");
             assert_eq!(c["openid"], json!("o-user"), "{case}");
-            assert_eq!(c.get("sub_type").and_then(Value::as_str), sub_type, "{case}");
+            assert_eq!(
+                c.get("sub_type").and_then(Value::as_str),
+                sub_type,
+                "{case}"
+            );
         }
     }
 

@@ -191,8 +191,12 @@ impl Signer {
     ) -> Result<HeaderValue, IdentityError> {
         let inner = &self.inner;
         let variant = extra.variant();
-        let slot = audience.map_or(0, |a| a.slot.saturating_add(1));
-        if let Some(token) = inner.cache.get(&s.id, slot, s.profile_at, variant, now) {
+        let signed_for = cache::SignedFor {
+            audience: audience.map_or(0, |a| a.slot.saturating_add(1)),
+            profile_at: s.profile_at,
+            variant,
+        };
+        if let Some(token) = inner.cache.get(&s.id, signed_for, now) {
             metrics().identity_tokens.inc(&["cached"]);
             return Ok(token);
         }
@@ -200,15 +204,9 @@ impl Signer {
         let token = self.sign(&self.claims_for(s, extra, aud, now))?;
         let margin = REFRESH_MARGIN_SECS.min(inner.ttl / 2);
         let fresh_until = now + inner.ttl - margin;
-        inner.cache.put(
-            &s.id,
-            slot,
-            s.profile_at,
-            variant,
-            fresh_until,
-            token.clone(),
-            now,
-        );
+        inner
+            .cache
+            .put(&s.id, signed_for, fresh_until, token.clone(), now);
         metrics().identity_tokens.inc(&["signed"]);
         Ok(token)
     }

@@ -148,9 +148,17 @@ fn a_cached_token_is_replaced_in_the_last_minute_before_it_expires() {
     ];
     for (name, now, same) in cases {
         // Each case starts from the first token's cache entry.
-        s.inner
-            .cache
-            .put(&sess.id, 0, 0, t0 + 240, first.clone(), t0);
+        s.inner.cache.put(
+            &sess.id,
+            super::cache::SignedFor {
+                audience: 0,
+                profile_at: sess.profile_at,
+                variant: 0,
+            },
+            t0 + 240,
+            first.clone(),
+            t0,
+        );
         assert_eq!(
             s.token_at(&sess, &Extra::default(), None, now).unwrap() == first,
             same,

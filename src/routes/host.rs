@@ -153,10 +153,22 @@ mod tests {
     #[test]
     fn patterns_are_exact_names_or_a_wildcard_first_label() {
         let table: &[(&str, Option<HostPattern>)] = &[
-            ("crm.example.com", Some(HostPattern::Exact("crm.example.com".into()))),
-            ("CRM.Example.COM", Some(HostPattern::Exact("crm.example.com".into()))),
-            ("*.example.com", Some(HostPattern::Under("example.com".into()))),
-            ("xn--fiqs8s.example.com", Some(HostPattern::Exact("xn--fiqs8s.example.com".into()))),
+            (
+                "crm.example.com",
+                Some(HostPattern::Exact("crm.example.com".into())),
+            ),
+            (
+                "CRM.Example.COM",
+                Some(HostPattern::Exact("crm.example.com".into())),
+            ),
+            (
+                "*.example.com",
+                Some(HostPattern::Under("example.com".into())),
+            ),
+            (
+                "xn--fiqs8s.example.com",
+                Some(HostPattern::Exact("xn--fiqs8s.example.com".into())),
+            ),
             ("localhost", Some(HostPattern::Exact("localhost".into()))),
             ("127.0.0.1", Some(HostPattern::Exact("127.0.0.1".into()))),
             ("*.com", None),

@@ -144,7 +144,10 @@ fn compile(cfg: &Config) -> (Vec<Route>, Vec<Problem>) {
         };
         let upstream = match parse_http_url(&rc.upstream) {
             Ok(u) if u.query().is_some() => {
-                push(key("upstream"), format!("{:?} must not have a query", rc.upstream));
+                push(
+                    key("upstream"),
+                    format!("{:?} must not have a query", rc.upstream),
+                );
                 ok = false;
                 u
             }
@@ -177,8 +180,12 @@ fn compile(cfg: &Config) -> (Vec<Route>, Vec<Problem>) {
         // A route after one that matches everything it would can never be chosen:
         // almost always a mistake in the order.
         if let Some(earlier) = routes.iter().find(|r: &&Route| {
-            r.host.as_ref().is_none_or(|a| host.as_ref().is_some_and(|b| a.covers(b)))
-                && r.path.as_ref().is_none_or(|a| path.as_ref().is_some_and(|b| a.covers(b)))
+            r.host
+                .as_ref()
+                .is_none_or(|a| host.as_ref().is_some_and(|b| a.covers(b)))
+                && r.path
+                    .as_ref()
+                    .is_none_or(|a| path.as_ref().is_some_and(|b| a.covers(b)))
         }) {
             push(
                 format!("routes[{i}]"),

@@ -25,7 +25,8 @@ impl PathPattern {
             return Err(format!("{raw:?}: '*' is allowed only as a final \"/*\""));
         }
         let as_path = if body.is_empty() { "/" } else { body };
-        if body.contains(['?', '#', '%', '\\']) || normalize_path(as_path).as_deref() != Some(as_path)
+        if body.contains(['?', '#', '%', '\\'])
+            || normalize_path(as_path).as_deref() != Some(as_path)
         {
             return Err(format!(
                 "{raw:?} must be a plain normalised path (no query, fragment, escapes, dot segments or double slashes)"
@@ -122,7 +123,18 @@ mod tests {
         assert_eq!(p("/*"), PathPattern::Prefix("".into()));
         assert_eq!(p("/login"), PathPattern::Exact("/login".into()));
         assert_eq!(p("/"), PathPattern::Exact("/".into()));
-        for bad in ["crm/*", "/a*/x", "/a/*/b", "/a/../b", "//a", "/a%2e", "/a\\b", "/a?b", "/_wxgate/*", "/_wxgate"] {
+        for bad in [
+            "crm/*",
+            "/a*/x",
+            "/a/*/b",
+            "/a/../b",
+            "//a",
+            "/a%2e",
+            "/a\\b",
+            "/a?b",
+            "/_wxgate/*",
+            "/_wxgate",
+        ] {
             assert!(PathPattern::parse(bad).is_err(), "{bad:?}");
         }
     }

@@ -55,26 +55,62 @@ audience = "blog"
     assert_eq!(blog.access, Access::Public);
     assert_eq!(blog.audience, "blog");
     assert_eq!(blog.allowed, None);
-    assert_eq!(blog.upstream_path("/blog/2024/x").as_deref(), Some("/2024/x"));
+    assert_eq!(
+        blog.upstream_path("/blog/2024/x").as_deref(),
+        Some("/2024/x")
+    );
     assert_eq!(crm.upstream_path("/x"), None);
 }
 
 #[test]
 fn unknown_keys_and_bad_values_name_the_route() {
     let cases: &[(&str, &str)] = &[
-        ("[[routes]]\nupstream = \"http://a:1\"\nhosts = \"x\"\n", "routes[0].hosts"),
+        (
+            "[[routes]]\nupstream = \"http://a:1\"\nhosts = \"x\"\n",
+            "routes[0].hosts",
+        ),
         ("[[routes]]\npath = \"/a/*\"\n", "routes[0].upstream"),
-        ("[[routes]]\nupstream = \"http://a:1\"\naccess = \"open\"\n", "routes[0].access"),
-        ("[[routes]]\nupstream = \"http://a:1\"\nscope = \"all\"\n", "routes[0].scope"),
+        (
+            "[[routes]]\nupstream = \"http://a:1\"\naccess = \"open\"\n",
+            "routes[0].access",
+        ),
+        (
+            "[[routes]]\nupstream = \"http://a:1\"\nscope = \"all\"\n",
+            "routes[0].scope",
+        ),
         ("[[routes]]\nupstream = \"ftp://a\"\n", "routes[0].upstream"),
-        ("[[routes]]\nupstream = \"http://a:1/?x=1\"\n", "routes[0].upstream"),
-        ("[[routes]]\nupstream = \"http://a:1\"\npath = \"/a/*/b\"\n", "routes[0].path"),
-        ("[[routes]]\nupstream = \"http://a:1\"\npath = \"/_wxgate/*\"\n", "routes[0].path"),
-        ("[[routes]]\nupstream = \"http://a:1\"\nhost = \"*.com\"\n", "routes[0].host"),
-        ("[[routes]]\nupstream = \"http://a:1\"\nhost = \"crm.example.com:443\"\n", "routes[0].host"),
-        ("[[routes]]\nupstream = \"http://a:1\"\nstrip_prefix = true\n", "routes[0].strip_prefix"),
-        ("[[routes]]\nupstream = \"http://a:1\"\npath = \"/a\"\nstrip_prefix = true\n", "routes[0].strip_prefix"),
-        ("[[routes]]\nupstream = \"http://a:1\"\nallowed_openids = [\"\"]\n", "routes[0].allowed_openids[0]"),
+        (
+            "[[routes]]\nupstream = \"http://a:1/?x=1\"\n",
+            "routes[0].upstream",
+        ),
+        (
+            "[[routes]]\nupstream = \"http://a:1\"\npath = \"/a/*/b\"\n",
+            "routes[0].path",
+        ),
+        (
+            "[[routes]]\nupstream = \"http://a:1\"\npath = \"/_wxgate/*\"\n",
+            "routes[0].path",
+        ),
+        (
+            "[[routes]]\nupstream = \"http://a:1\"\nhost = \"*.com\"\n",
+            "routes[0].host",
+        ),
+        (
+            "[[routes]]\nupstream = \"http://a:1\"\nhost = \"crm.example.com:443\"\n",
+            "routes[0].host",
+        ),
+        (
+            "[[routes]]\nupstream = \"http://a:1\"\nstrip_prefix = true\n",
+            "routes[0].strip_prefix",
+        ),
+        (
+            "[[routes]]\nupstream = \"http://a:1\"\npath = \"/a\"\nstrip_prefix = true\n",
+            "routes[0].strip_prefix",
+        ),
+        (
+            "[[routes]]\nupstream = \"http://a:1\"\nallowed_openids = [\"\"]\n",
+            "routes[0].allowed_openids[0]",
+        ),
     ];
     for (text, key) in cases {
         let p = problems(text);
@@ -96,11 +132,18 @@ fn hosts_wxgate_does_not_serve_are_refused() {
         let text = format!("[[routes]]\nhost = \"{h}\"\nupstream = \"http://a:1\"\n");
         assert_eq!(problems(&text), Vec::<String>::new(), "{h}");
     }
-    for h in ["erp.example.com", "*.example.com", "shop.example.com", "evilshop.example.com"] {
+    for h in [
+        "erp.example.com",
+        "*.example.com",
+        "shop.example.com",
+        "evilshop.example.com",
+    ] {
         let text = format!("[[routes]]\nhost = \"{h}\"\nupstream = \"http://a:1\"\n");
         let p = problems(&text);
         assert!(
-            p.len() == 1 && p[0].starts_with("routes[0].host:") && p[0].contains("server.extra_hosts"),
+            p.len() == 1
+                && p[0].starts_with("routes[0].host:")
+                && p[0].contains("server.extra_hosts"),
             "{h}: {p:?}"
         );
     }
@@ -116,7 +159,10 @@ fn extra_hosts_must_be_host_names() {
         .err()
         .map(|e| e.problems())
         .unwrap_or_default();
-    assert!(p.len() == 1 && p[0].starts_with("server.extra_hosts[1]:"), "{p:?}");
+    assert!(
+        p.len() == 1 && p[0].starts_with("server.extra_hosts[1]:"),
+        "{p:?}"
+    );
 }
 
 #[test]
@@ -125,9 +171,15 @@ fn a_route_shadowed_by_an_earlier_one_is_named() {
         ("path = \"/crm/*\"", "path = \"/crm/admin/*\""),
         ("path = \"/crm/*\"", "path = \"/crm\""),
         ("", "host = \"crm.example.com\""),
-        ("host = \"*.shop.example.com\"", "host = \"a.shop.example.com\"\npath = \"/x\""),
+        (
+            "host = \"*.shop.example.com\"",
+            "host = \"a.shop.example.com\"\npath = \"/x\"",
+        ),
         ("path = \"/a\"", "path = \"/a\""),
-        ("host = \"crm.example.com\"", "host = \"crm.example.com\"\npath = \"/x/*\""),
+        (
+            "host = \"crm.example.com\"",
+            "host = \"crm.example.com\"\npath = \"/x/*\"",
+        ),
     ];
     for (first, second) in shadowed {
         let text = format!(
@@ -143,7 +195,10 @@ fn a_route_shadowed_by_an_earlier_one_is_named() {
         ("path = \"/crm/admin/*\"", "path = \"/crm/*\""),
         ("path = \"/crm\"", "path = \"/crm/*\""),
         ("host = \"crm.example.com\"", "path = \"/x/*\""),
-        ("host = \"a.shop.example.com\"", "host = \"*.shop.example.com\""),
+        (
+            "host = \"a.shop.example.com\"",
+            "host = \"*.shop.example.com\"",
+        ),
         ("path = \"/crm/*\"", "path = \"/crmx/*\""),
         ("path = \"/a\"", "path = \"/a/\""),
     ];
