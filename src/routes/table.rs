@@ -9,11 +9,43 @@
 //! smallest route number whose path matches, and keeps the smallest of those.
 //! [`RouteTable::scan`] is the list itself, the reference the index is tested against.
 
-use std::collections::HashMap;
+use std::collections::HashMap as StdHashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use super::host::{normalize_request_host, parent_domains, HostPattern};
 use super::path::PathPattern;
 use super::Route;
+
+/// The index's maps hash with a multiply-rotate hash (the Firefox one): their keys come
+/// from the config, never from requests, so no client can make them collide on
+/// purpose, and SipHash's cost per lookup was most of a lookup's time.
+type HashMap<K, V> = StdHashMap<K, V, BuildHasherDefault<FxHasher>>;
+
+#[derive(Default)]
+struct FxHasher(u64);
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
+        }
+        for &b in chunks.remainder() {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
+        }
+    }
+
+    fn write_u8(&mut self, i: u8) {
+        self.write(&[i]);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
 
 /// Routes in file order, and the index over them.
 #[derive(Debug, Default)]
