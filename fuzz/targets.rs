@@ -13,12 +13,12 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue};
 use http_body_util::BodyExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use wxgate::signin::paths::normalize_path;
-use wxgate::signin::redirect::safe_return_path;
-use wxgate::signin::{state, Core as Auth};
 use wxgate::config::{from_toml, Config};
 use wxgate::proxy::fuzzing::{keeps_trailer, read_response_bytes, ReadResponse};
 use wxgate::session::{now_unix, CookieCodec, Store};
+use wxgate::signin::paths::normalize_path;
+use wxgate::signin::redirect::safe_return_path;
+use wxgate::signin::{state, Core as Auth};
 use wxgate::wechat::{parse_response, UserInfo};
 
 /// A validated `rd` is a same-origin path, free of controls, and a fixed point.

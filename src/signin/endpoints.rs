@@ -200,18 +200,18 @@ async fn callback(signin: &SignIn, query: &str, browser: &Browser<'_>) -> Respon
 }
 
 async fn sign_out(signin: &SignIn, query: &str, headers: &HeaderMap) -> Response<Body> {
-    let auth = &signin.core;
+    let core = &signin.core;
     let reply = Reply::of(headers);
     let rd = query_param(query, "rd").and_then(|rd| redirect::safe_return_path(&rd));
     let mut ended = false;
-    let name = &auth.cfg.session.cookie_name;
+    let name = &core.cfg.session.cookie_name;
     for sealed in crate::session::cookie_values(headers, name) {
-        let Some(ticket) = auth.codec.open(name, sealed) else {
+        let Some(ticket) = core.codec.open(name, sealed) else {
             continue;
         };
-        match auth.store.load(&ticket).await {
+        match core.store.load(&ticket).await {
             Ok(Some(s)) => {
-                if let Err(e) = auth.store.delete(&ticket, &s).await {
+                if let Err(e) = core.store.delete(&ticket, &s).await {
                     warn!(error = %e, "sign-out could not reach the session store");
                     return SignInError::StoreUnavailable.response(reply, None);
                 }
@@ -226,25 +226,25 @@ async fn sign_out(signin: &SignIn, query: &str, headers: &HeaderMap) -> Response
         Some(rd) => super::redirect(&rd),
         None => signed_out_page(ended, reply),
     };
-    auth.push_cookie(&mut resp, &auth.clear_cookie_value(name));
+    core.push_cookie(&mut resp, &core.clear_cookie_value(name));
     resp
 }
 
 async fn userinfo(signin: &SignIn, headers: &HeaderMap) -> Response<Body> {
-    let auth = &signin.core;
-    match auth.session_of(headers).await {
+    let core = &signin.core;
+    match core.session_of(headers).await {
         Ok(Some((s, _))) => {
-            let extra = auth.identity_extra(&s).await;
-            crate::pages::json_response(StatusCode::OK, &auth.signer.claims_with(&s, &extra))
+            let extra = core.identity_extra(&s).await;
+            crate::pages::json_response(StatusCode::OK, &core.signer.claims_with(&s, &extra))
         }
-        Ok(None) => auth.unauthorized_json("/"),
+        Ok(None) => core.unauthorized_json("/"),
         Err(e) => e.response(Reply::Json, None),
     }
 }
 
 /// Forward-auth for nginx `auth_request`, Traefik ForwardAuth, Caddy `forward_auth`.
 async fn forward_auth(signin: &SignIn, headers: &HeaderMap, trusted: bool) -> Response<Body> {
-    let auth = &signin.core;
+    let core = &signin.core;
     let reply = Reply::of(headers);
     let rd = if trusted {
         original_path(headers)
@@ -252,11 +252,11 @@ async fn forward_auth(signin: &SignIn, headers: &HeaderMap, trusted: bool) -> Re
         None
     }
     .unwrap_or_else(|| "/".to_string());
-    match auth.session_of(headers).await {
-        Ok(Some((s, _))) if auth.is_allowed(&s.openid) => {
+    match core.session_of(headers).await {
+        Ok(Some((s, _))) if core.is_allowed(&s.openid) => {
             let mut resp = Response::new(crate::body::empty());
             *resp.status_mut() = StatusCode::ACCEPTED;
-            if let Err(e) = auth.attach_identity(resp.headers_mut(), &s).await {
+            if let Err(e) = core.attach_identity(resp.headers_mut(), &s).await {
                 return e.response(Reply::Json, None);
             }
             for (n, v) in super::plain_headers(&s, "x-auth-request-") {
@@ -265,11 +265,11 @@ async fn forward_auth(signin: &SignIn, headers: &HeaderMap, trusted: bool) -> Re
             resp
         }
         Ok(Some(_)) => SignInError::NotAllowed.response(reply, None),
-        Ok(None) if reply.is_json() => auth.unauthorized_json(&rd),
+        Ok(None) if reply.is_json() => core.unauthorized_json(&rd),
         // Traefik and Caddy show the auth service's non-2xx answer to the browser as is:
         // a page that moves on to the sign-in by itself. nginx ignores this body and
         // redirects through its own `error_page 401`.
-        Ok(None) => sign_in_page(&auth.start_url(&rd)),
+        Ok(None) => sign_in_page(&core.start_url(&rd)),
         Err(e) => e.response(reply, None),
     }
 }
