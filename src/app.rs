@@ -12,12 +12,15 @@ use tokio::sync::{mpsc, watch};
 
 use crate::admin::metrics::metrics;
 use crate::admin::{self, ReadyCheck};
-use crate::auth::{endpoints, paths, Auth, Gate};
 use crate::body::Body;
 use crate::config::Config;
+use crate::pages::Reply;
 use crate::proxy::{headers, ClientLimits, ForwardContext, Forwarder, ProxyError};
+use crate::routes::RouteTable;
 use crate::server::{self, ConnInfo, ServerError, ServerSettings};
 use crate::session::Store;
+use crate::signin::gate::{Gate, SignIn};
+use crate::signin::{endpoints, paths};
 
 /// The sockets wxgate serves on, bound by the caller (so tests can bind 127.0.0.1:0).
 pub struct Listeners {
@@ -55,7 +58,7 @@ pub enum AppError {
     #[error("{0}")]
     Store(String),
     #[error("{0}")]
-    Auth(#[from] crate::auth::BuildError),
+    Auth(#[from] crate::signin::BuildError),
     #[error("server.workers: cannot start the worker threads: {0}")]
     Workers(std::io::Error),
     #[error("{0}")]
@@ -75,7 +78,9 @@ pub struct State {
 /// One configuration's sign-in, routes and the forwarder of each route, swapped as one
 /// so that a request never pairs one generation's routes with another's upstreams.
 pub struct Live {
-    pub auth: Auth,
+    pub signin: SignIn,
+    /// `[[routes]]`: which app a request is for, and what it asks of the visitor.
+    pub routes: RouteTable,
     /// `forwarders[n]` serves `routes[n]`.
     pub forwarders: Vec<Forwarder>,
 }
@@ -107,8 +112,8 @@ impl Upstreams {
     }
 
     /// The forwarders for a configuration's routes, in order.
-    fn for_routes(&self, auth: &Auth) -> Result<Vec<Forwarder>, AppError> {
-        auth.routes
+    fn for_routes(&self, routes: &RouteTable) -> Result<Vec<Forwarder>, AppError> {
+        routes
             .routes()
             .iter()
             .map(|r| {
@@ -180,23 +185,32 @@ async fn open_store(config: &Config, workers: usize) -> Result<Arc<Store>, AppEr
         .map_err(|e| AppError::Store(crate::session::open_problem(&config.session, &e)))
 }
 
-fn build_auth(config: Config, store: Arc<Store>) -> Result<Auth, AppError> {
-    let auth = Auth::new(Arc::new(config), store)?;
-    match auth.signer.key_source() {
+fn build_auth(config: Config, store: Arc<Store>) -> Result<SignIn, AppError> {
+    let auth = SignIn::new(Arc::new(config), store)?;
+    let signer = auth.core.signer();
+    match signer.key_source() {
         crate::identity::KeySource::Configured => {}
         crate::identity::KeySource::Derived => tracing::warn!(
-            kid = auth.signer.kid(),
+            kid = signer.kid(),
             "no signing key configured: the identity key is derived from session.secret (rotating the secret rotates the key); for production set identity.signing_key_file to a key from `wxgate keygen`"
         ),
         crate::identity::KeySource::Generated => tracing::warn!(
-            kid = auth.signer.kid(),
+            kid = signer.kid(),
             "no signing key configured: a random one was generated, so it changes at every start and replicas do not agree; set identity.signing_key_file to a key from `wxgate keygen`"
         ),
     }
-    if auth.cfg.session.secret_generated {
+    if auth.core.cfg().session.secret_generated {
         tracing::warn!("session.secret is not set: a random one was generated (memory store only; sign-ins in flight at a restart start over)");
     }
     Ok(auth)
+}
+
+/// The route table of a resolved config (whose check found nothing).
+fn build_routes(config: &Config) -> Result<RouteTable, AppError> {
+    crate::routes::build(config).map_err(|problems| {
+        let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        AppError::Route(lines.join("\n"))
+    })
 }
 
 /// As [`run`], with the readiness check the admin listener answers with.
@@ -239,11 +253,16 @@ pub async fn run_with(
     };
     let upstream_url = config.upstream.url.clone();
     let settings_cfg = config.server.clone();
-    let auth = build_auth(config, store.clone())?;
-    let forwarders = upstreams.for_routes(&auth)?;
+    let routes = build_routes(&config)?;
+    let forwarders = upstreams.for_routes(&routes)?;
+    let signin = build_auth(config, store.clone())?;
     let state = Arc::new(State {
         forwarder,
-        live: ArcSwap::from_pointee(Live { auth, forwarders }),
+        live: ArcSwap::from_pointee(Live {
+            signin,
+            routes,
+            forwarders,
+        }),
         store,
         upstreams,
     });
@@ -291,7 +310,7 @@ pub async fn run_with(
     // The account's token for the apps' backends: only ever on the admin listener.
     let account_routes = admin::Extension::new("/account/", move |req| {
         let live = account_state.live.load_full();
-        async move { crate::account::admin::handle(live.auth.account.as_ref(), req).await }
+        async move { crate::account::admin::handle(live.signin.core.account(), req).await }
     });
     let admin = tokio::spawn(admin::serve(
         listeners.admin,
@@ -335,42 +354,43 @@ async fn signalled(mut rx: watch::Receiver<bool>) {
 /// values until a restart; the log says so.
 fn apply_reload(state: &State, mut new: Config) {
     let live = state.live.load();
-    let current = &live.auth;
+    let current = &live.signin;
+    let current_cfg = current.core.cfg();
     // A generated secret must survive the reload, or every cookie (and the derived
     // signing key) would change under the users' feet.
-    if new.session.secret_generated && current.cfg.session.secret_generated {
-        new.session.secret_bytes = current.cfg.session.secret_bytes.clone();
+    if new.session.secret_generated && current_cfg.session.secret_generated {
+        new.session.secret_bytes = current_cfg.session.secret_bytes.clone();
     }
     let restart_only = [
         (
             "server.listen",
-            current.cfg.server.listen != new.server.listen,
+            current_cfg.server.listen != new.server.listen,
         ),
-        ("admin.listen", current.cfg.admin.listen != new.admin.listen),
-        ("upstream.url", current.cfg.upstream.url != new.upstream.url),
+        ("admin.listen", current_cfg.admin.listen != new.admin.listen),
+        ("upstream.url", current_cfg.upstream.url != new.upstream.url),
         (
             "upstream.upgrades",
-            current.cfg.upstream.upgrades != new.upstream.upgrades,
+            current_cfg.upstream.upgrades != new.upstream.upgrades,
         ),
         (
             "upstream.body_timeout",
-            current.cfg.upstream.body_timeout != new.upstream.body_timeout,
+            current_cfg.upstream.body_timeout != new.upstream.body_timeout,
         ),
         (
             "server.body_timeout",
-            current.cfg.server.body_timeout != new.server.body_timeout,
+            current_cfg.server.body_timeout != new.server.body_timeout,
         ),
         (
             "server.max_header_bytes",
-            current.cfg.server.max_header_len != new.server.max_header_len,
+            current_cfg.server.max_header_len != new.server.max_header_len,
         ),
         (
             "session.store",
-            current.cfg.session.store != new.session.store,
+            current_cfg.session.store != new.session.store,
         ),
         (
             "session.redis_url",
-            current.cfg.session.redis_url != new.session.redis_url,
+            current_cfg.session.redis_url != new.session.redis_url,
         ),
     ];
     for (key, changed) in restart_only {
@@ -381,23 +401,26 @@ fn apply_reload(state: &State, mut new: Config) {
             );
         }
     }
-    let built = build_auth(new, state.store.clone()).and_then(|auth| {
-        let forwarders = state.upstreams.for_routes(&auth)?;
-        Ok((auth, forwarders))
+    let built = build_auth(new, state.store.clone()).and_then(|signin| {
+        let routes = build_routes(signin.core.cfg())?;
+        let forwarders = state.upstreams.for_routes(&routes)?;
+        Ok((signin, routes, forwarders))
     });
     match built {
-        Ok((mut auth, forwarders)) => {
-            // A reload must not reset the count of QR pages shown (a way around it).
-            auth.qr_budget = current.qr_budget.clone();
-            if let (Some(new), Some(old)) = (auth.account.as_mut(), current.account.as_ref()) {
-                new.keep_from(old);
-            }
-            let kid = auth.signer.kid().to_string();
-            let routes = auth.routes.routes().len();
+        Ok((mut signin, routes, forwarders)) => {
+            // A reload must not reset the count of QR pages shown (a way around it),
+            // nor drop the account's tokens.
+            signin.keep_from(current);
+            let kid = signin.core.signer().kid().to_string();
+            let count = routes.routes().len();
             // One swap: routes, their upstreams and the sign-in change together.
-            state.live.store(Arc::new(Live { auth, forwarders }));
+            state.live.store(Arc::new(Live {
+                signin,
+                routes,
+                forwarders,
+            }));
             metrics().config_reloads.inc(&["applied"]);
-            tracing::info!(kid, routes, "reload: configuration applied");
+            tracing::info!(kid, routes = count, "reload: configuration applied");
         }
         Err(e) => {
             metrics().config_reloads.inc(&["invalid"]);
@@ -409,8 +432,8 @@ fn apply_reload(state: &State, mut new: Config) {
 /// One request on the public listener: classify → authenticate → rewrite → forward.
 pub async fn handle(state: &State, req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
     let live = state.live.load_full();
-    let auth = &live.auth;
-    let trusted = headers::is_trusted(conn.peer.ip(), &auth.cfg.server.trusted);
+    let auth = &live.signin;
+    let trusted = headers::is_trusted(conn.peer.ip(), &auth.core.cfg().server.trusted);
     // One host for wxgate and the app: an absolute-form target or `:authority` wins
     // over `Host`, and a request naming two hosts is refused.
     let host = match headers::request_host(req.version(), req.uri().authority(), req.headers()) {
@@ -418,7 +441,7 @@ pub async fn handle(state: &State, req: Request<Incoming>, conn: ConnInfo) -> Re
         Err(e) => {
             metrics().denied.inc(&["bad_host"]);
             tracing::info!(peer = %conn.peer, error = %e, "request refused");
-            return bad_host(&e.to_string(), crate::pages::wants_json(req.headers()));
+            return bad_host(&e.to_string(), Reply::of(req.headers()));
         }
     };
     let path = req.uri().path();
@@ -426,6 +449,13 @@ pub async fn handle(state: &State, req: Request<Incoming>, conn: ConnInfo) -> Re
     // wxgate's own URLs are never forwarded.
     if path == "/_wxgate" || path.starts_with("/_wxgate/") {
         let client = client_ip(req.headers(), conn.peer.ip(), trusted);
+        // Forward-auth asks about another request: the routes apply to that one, as
+        // its ingress reports it (believed from trusted proxies only).
+        let asked = (trusted && path == "/_wxgate/auth")
+            .then(|| endpoints::original_request(req.headers()))
+            .flatten()
+            .and_then(|(host, path)| live.routes.select(host.as_deref(), &path));
+        let needs = crate::routes::needs(asked, auth.core.cfg());
         return endpoints::handle(
             auth,
             req.method(),
@@ -433,6 +463,7 @@ pub async fn handle(state: &State, req: Request<Incoming>, conn: ConnInfo) -> Re
             req.headers(),
             trusted,
             client,
+            &needs,
         )
         .await;
     }
@@ -443,7 +474,7 @@ pub async fn handle(state: &State, req: Request<Incoming>, conn: ConnInfo) -> Re
     }
     let Some(normalized) = paths::normalize_path(path) else {
         metrics().denied.inc(&["bad_path"]);
-        return bad_path(crate::pages::wants_json(req.headers()));
+        return bad_path(Reply::of(req.headers()));
     };
     let path_and_query = req
         .uri()
@@ -451,9 +482,10 @@ pub async fn handle(state: &State, req: Request<Incoming>, conn: ConnInfo) -> Re
         .map(|p| p.as_str())
         .unwrap_or("/");
     // route: the first of `[[routes]]` for this host and path, or `[upstream]`.
-    let route = auth
+    let route = live
         .routes
         .select(host.as_ref().and_then(|h| h.to_str().ok()), &normalized);
+    let needs = crate::routes::needs(route, auth.core.cfg());
     let gate = auth
         .gate(
             req.method(),
@@ -461,7 +493,7 @@ pub async fn handle(state: &State, req: Request<Incoming>, conn: ConnInfo) -> Re
             &normalized,
             req.headers(),
             client_ip(req.headers(), conn.peer.ip(), trusted),
-            route,
+            &needs,
         )
         .await;
     let (session, set_cookie) = match gate {
@@ -484,22 +516,27 @@ pub async fn handle(state: &State, req: Request<Incoming>, conn: ConnInfo) -> Re
             Some(uri) => parts.uri = uri,
             None => {
                 metrics().denied.inc(&["bad_path"]);
-                return bad_path(crate::pages::wants_json(&parts.headers));
+                return bad_path(Reply::of(&parts.headers));
             }
         }
     }
     if let Some(host) = host {
         parts.headers.insert(http::header::HOST, host);
     }
-    headers::strip_identity_headers(&mut parts.headers, &auth.identity_header, trusted);
-    let cookie_name = auth.cfg.session.cookie_name.as_str();
+    headers::strip_identity_headers(&mut parts.headers, auth.core.identity_header(), trusted);
+    let cookie_name = auth.core.cfg().session.cookie_name.as_str();
     headers::remove_cookies(&mut parts.headers, |name| {
-        crate::auth::is_own_cookie(cookie_name, name)
+        SignIn::is_own_cookie(cookie_name, name)
     });
     if let Some(s) = &session {
-        if let Err(e) = auth.attach_identity(&mut parts.headers, s, route).await {
+        let audience = needs.audience;
+        if let Err(e) = auth
+            .core
+            .attach_identity(&mut parts.headers, s, audience)
+            .await
+        {
             tracing::error!(error = %e, "cannot sign the identity header");
-            return e.response(crate::pages::wants_json(&parts.headers), None);
+            return e.response(Reply::of(&parts.headers), None);
         }
     }
     let ctx = ForwardContext {
@@ -531,7 +568,7 @@ fn strip_to(uri: &http::Uri, path: &str) -> Option<http::Uri> {
 }
 
 /// The answer to a request naming no host, two hosts, or an invalid one.
-pub(crate) fn bad_host(why: &str, json: bool) -> Response<Body> {
+pub(crate) fn bad_host(why: &str, reply: Reply) -> Response<Body> {
     crate::pages::respond(
         &crate::pages::Notice {
             status: StatusCode::BAD_REQUEST,
@@ -542,12 +579,12 @@ pub(crate) fn bad_host(why: &str, json: bool) -> Response<Body> {
             detail: format!("The request has {why}."),
             retry: None,
         },
-        json,
+        reply,
     )
 }
 
 /// The answer to a path that cannot be matched safely.
-pub(crate) fn bad_path(json: bool) -> Response<Body> {
+pub(crate) fn bad_path(reply: Reply) -> Response<Body> {
     crate::pages::respond(
         &crate::pages::Notice {
             status: StatusCode::BAD_REQUEST,
@@ -560,7 +597,7 @@ pub(crate) fn bad_path(json: bool) -> Response<Body> {
                     .into(),
             retry: None,
         },
-        json,
+        reply,
     )
 }
 

@@ -58,7 +58,7 @@ pub struct JwksDoc {
 
 /// A token's `aud` other than `identity.audience`: a route's, numbered so that each
 /// route's tokens are cached apart.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Audience<'a> {
     /// The route's place in the table.
     pub slot: u32,
@@ -226,7 +226,7 @@ impl Signer {
     }
 
     fn claims_for(&self, s: &Session, extra: &Extra, aud: &str, now: u64) -> Value {
-        let jti = URL_SAFE_NO_PAD.encode(crate::config::random_bytes(16));
+        let jti = URL_SAFE_NO_PAD.encode(crate::random::bytes(16));
         let sid = self.sid(&s.id);
         claims(
             s,
@@ -313,7 +313,7 @@ fn discovery_doc(issuer: &str, alg: Algorithm) -> Bytes {
 // Without a working system random source no key can be made: stopping is right.
 #[allow(clippy::expect_used)]
 pub fn keygen() -> (String, String) {
-    let secret = STANDARD.encode(crate::config::random_bytes(32));
+    let secret = STANDARD.encode(crate::random::bytes(32));
     let pkcs8 = EcdsaKeyPair::generate_pkcs8(
         &ECDSA_P256_SHA256_FIXED_SIGNING,
         &aws_lc_rs::rand::SystemRandom::new(),

@@ -19,6 +19,8 @@ use std::collections::HashSet;
 use http::Uri;
 
 use crate::config::{origin_of, parse_http_url, Access, Config, Problem, Scope};
+use crate::identity::Audience;
+use crate::signin::RouteNeeds;
 
 /// One route, compiled.
 #[derive(Debug, Clone)]
@@ -74,6 +76,24 @@ fn describe(index: usize, host: Option<&HostPattern>, path: Option<&PathPattern>
     let host = host.map_or_else(|| "any host".to_string(), |h| format!("host {h}"));
     let path = path.map_or_else(|| "any path".to_string(), |p| format!("path {p}"));
     format!("routes[{index}] ({host}, {path})")
+}
+
+/// What the sign-in needs to know of a request's route (`None`: `[upstream]`).
+pub fn needs<'a>(route: Option<&'a Route>, cfg: &Config) -> RouteNeeds<'a> {
+    let default = RouteNeeds::of(cfg);
+    let Some(r) = route else {
+        return default;
+    };
+    RouteNeeds {
+        scope: r.scope.unwrap_or(default.scope),
+        requires: r.scope,
+        access: r.access,
+        allowed: r.allowed.as_ref(),
+        audience: Some(Audience {
+            slot: r.index as u32,
+            name: &r.audience,
+        }),
+    }
 }
 
 /// Every problem in `[[routes]]` and `server.extra_hosts`, each naming its key.

@@ -2,7 +2,7 @@
 //! everything under `/crm/`), compared with the normalised path as `access.*_paths`
 //! are (see `auth::paths`), case-sensitively.
 
-use crate::auth::paths::normalize_path;
+use crate::signin::paths::normalize_path;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum PathPattern {
