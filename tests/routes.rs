@@ -503,3 +503,18 @@ async fn start_asks_for_the_profile_when_told_to() {
         .await;
     assert_eq!(again.header("location"), Some("/orders"));
 }
+
+#[tokio::test]
+async fn a_computer_with_a_base_session_is_told_to_open_the_profile_page_in_wechat() {
+    let apps = Apps::start().await;
+    let gate = apps.gate(&[], PROFILE_ROUTE, |_| {}).await;
+    // A base session (as a QR sign-in would give), carried by a desktop browser.
+    let mut phone = gate.phone();
+    let cookie = phone.sign_in(&gate, "alice").await;
+    let mut desk = gate.browser("Mozilla/5.0 (Windows NT 10.0) Chrome/120.0.0.0 Safari/537.36");
+    desk.set_cookie(common::wechat::SESSION_COOKIE, &cookie);
+    let page = desk.get("/me/profile").await;
+    common::wechat::assert_page(&page, StatusCode::FORBIDDEN, "open this link in WeChat");
+    // Its other pages still work.
+    assert_eq!(desk.get("/orders").await.status, StatusCode::OK);
+}
