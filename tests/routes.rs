@@ -327,6 +327,10 @@ access = "api"
 path = "/blog/*"
 upstream = "{shop}"
 access = "public"
+[[routes]]
+path = "/me/*"
+upstream = "{shop}"
+scope = "snsapi_userinfo"
 "#;
     let gate = apps
         .gate(&["crm.example.com"], routes, |c| {
@@ -369,6 +373,25 @@ access = "public"
         .starts_with("text/html"));
 
     b.sign_in(&gate, "alice").await;
+    // A route needing the profile: the base session is sent for it, as the gate would.
+    let profile = b
+        .request(Method::GET, auth, &ask("app.example.com", "/me/x"), None)
+        .await;
+    assert_eq!(profile.status, StatusCode::UNAUTHORIZED);
+    assert!(
+        profile
+            .text()
+            .contains("rd=%2Fme%2Fx&amp;scope=snsapi_userinfo")
+            || profile
+                .text()
+                .contains("rd=%2Fme%2Fx&scope=snsapi_userinfo"),
+        "{}",
+        profile.text()
+    );
+    let mut json = ask("app.example.com", "/me/x");
+    json.push(("accept", "application/json"));
+    let profile = b.request(Method::GET, auth, &json, None).await;
+    assert_eq!(profile.json()["error"], "scope_required");
     let ok = b
         .request(Method::GET, auth, &ask("CRM.example.com:443", "/x"), None)
         .await;

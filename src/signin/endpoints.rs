@@ -316,6 +316,20 @@ async fn forward_auth(
         Err(e) => return e.response(reply, None),
     };
     match session {
+        // A route needing the profile, a WeChat session without it: as the gate does.
+        Some((s, _))
+            if !public
+                && route.requires == Some(Scope::UserInfo)
+                && s.scope != Scope::UserInfo
+                && s.idp == crate::session::Idp::Wechat
+                && core.is_allowed_on(route, &s.openid) =>
+        {
+            if reply.is_json() {
+                core.scope_required_json(&rd, Scope::UserInfo)
+            } else {
+                sign_in_page(&core.start_url_scoped(&rd, Some(Scope::UserInfo)))
+            }
+        }
         Some((s, _)) if core.is_allowed_on(route, &s.openid) => {
             let mut resp = Response::new(crate::body::empty());
             *resp.status_mut() = StatusCode::ACCEPTED;
