@@ -370,7 +370,7 @@ fn a_skipped_test_is_visible_in_cargo_tests_normal_output_and_fails_under_ci() {
     // This very test binary, run as `cargo test` runs it: output captured.
     let run = |ci: bool| {
         let mut cmd = std::process::Command::new(std::env::current_exe().expect("test binary"));
-        cmd.args(["--exact", "skip_probe", "--test-threads", "1"])
+        cmd.args(["--exact", "cli::skip_probe", "--test-threads", "1"])
             .env("WXGATE_SKIP_PROBE", "1")
             .env_remove("CI");
         if ci {
