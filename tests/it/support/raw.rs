@@ -1,7 +1,6 @@
 //! Below HTTP clients: an upstream that records exactly the requests that reached it,
 //! a raw HTTP/1 response reader (head bytes as sent), and a capture of this test
 //! binary's log.
-#![allow(dead_code)]
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -25,7 +24,6 @@ use super::{proxy, serve_http1, Gate};
 /// One request as the upstream parsed it.
 #[derive(Debug, Clone)]
 pub struct Seen {
-    pub method: String,
     /// Path and query.
     pub target: String,
     pub headers: HeaderMap,
@@ -77,7 +75,6 @@ pub async fn start_recorder() -> Recorder {
                 .map(|c| c.to_bytes())
                 .map_err(|e| e.to_string());
             rec.seen.lock().unwrap().push(Seen {
-                method: parts.method.to_string(),
                 target: parts
                     .uri
                     .path_and_query()

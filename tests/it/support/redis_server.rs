@@ -1,16 +1,14 @@
 //! A throwaway redis-server for tests: on a free loopback port, with its own data
 //! directory, killed (that pid only) when dropped.
 
-#![allow(dead_code)]
-
-use super::skip;
-
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
+
+use super::skip;
 
 pub struct RedisServer {
     child: Option<Child>,
