@@ -16,7 +16,8 @@ use common::wechat::{
 };
 use http::{Method, StatusCode};
 use redis_server::{free_port, RedisServer};
-use wxgate::config::{Config, Dur, Scope, StoreKind};
+use wxgate::config::file::Config;
+use wxgate::config::{Dur, Scope, StoreKind};
 
 /// The secrets every replica (and the `sessions` command) shares.
 struct Secrets {

@@ -24,7 +24,7 @@ use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, Notify};
 use wxgate::body::{full, Body, BoxError};
-use wxgate::config::Config;
+use wxgate::config::file::Config;
 
 pub mod corpus;
 pub mod raw;
@@ -347,9 +347,9 @@ pub async fn start_proxy(tweak: impl FnOnce(&mut Config)) -> Proxy {
     let text = base_config(upstream.addr);
     let mut config: Config = toml::from_str(&text).expect("test config parses");
     tweak(&mut config);
-    config.base_dir = Path::new(".").to_path_buf();
-    let problems = config.resolve(&BTreeMap::<String, String>::new());
-    assert!(problems.is_empty(), "test config: {problems:?}");
+    let config = config
+        .check(Path::new("."), &BTreeMap::<String, String>::new())
+        .unwrap_or_else(|e| panic!("test config: {e}"));
 
     let public = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();

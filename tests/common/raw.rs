@@ -16,7 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use wxgate::body::full;
-use wxgate::config::Config;
+use wxgate::config::file::Config;
 
 use super::{serve_http1, start_proxy, Proxy};
 

@@ -21,7 +21,8 @@ use percent_encoding::{percent_decode_str, utf8_percent_encode, NON_ALPHANUMERIC
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, Notify};
-use wxgate::config::{Config, DesktopMode, Scope};
+use wxgate::config::file::Config;
+use wxgate::config::{DesktopMode, Scope};
 use wxgate::mock::{MockConfig, MockWechat};
 
 use super::{seen, send, start_upstream, Answer, TestClient, Upstream};
@@ -96,7 +97,7 @@ impl Platform {
         &self,
         public_url: Option<&str>,
         tweak: impl FnOnce(&mut Config, &MockWechat),
-        test_only: impl FnOnce(&mut Config),
+        test_only: impl FnOnce(&mut wxgate::config::Config),
     ) -> Gate {
         // The public listener first: its port is part of public_url (and redirect_uri).
         let public = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -132,9 +133,9 @@ public_paths = []
         );
         let mut config: Config = toml::from_str(&text).expect("test config parses");
         tweak(&mut config, &self.mock);
-        config.base_dir = Path::new(".").to_path_buf();
-        let problems = config.resolve(&BTreeMap::<String, String>::new());
-        assert!(problems.is_empty(), "test config: {problems:?}");
+        let mut config = config
+            .check(Path::new("."), &BTreeMap::<String, String>::new())
+            .unwrap_or_else(|e| panic!("test config: {e}"));
         test_only(&mut config);
 
         let (stop, stopped) = oneshot::channel::<()>();
@@ -642,7 +643,7 @@ pub async fn start_gate(public_url: Option<String>, tweak: impl FnOnce(&mut Conf
 pub async fn start_site(
     public_url: Option<&str>,
     tweak: impl FnOnce(&mut Config, &MockWechat),
-    test_only: impl FnOnce(&mut Config),
+    test_only: impl FnOnce(&mut wxgate::config::Config),
 ) -> Site {
     let platform = Platform::start(MockConfig::default()).await;
     let gate = platform.gate_then(public_url, tweak, test_only).await;
