@@ -103,7 +103,7 @@ impl Upstreams {
         }
         let cfg = crate::config::UpstreamConfig {
             url: url.to_string(),
-            uri: Some(uri.clone()),
+            uri: uri.clone(),
             ..self.base.clone()
         };
         let f = Forwarder::new_sharing(&cfg, &self.limits, self.workers, self.tunnels.clone())?;
@@ -244,12 +244,9 @@ pub async fn run_with(
                 .collect(),
         ),
     };
-    let tls = match (&config.server.tls_cert_file, &config.server.tls_key_file) {
-        (Some(cert), Some(key)) => Some(server::load_tls(
-            &config.base_dir.join(cert),
-            &config.base_dir.join(key),
-        )?),
-        _ => None,
+    let tls = match &config.server.tls {
+        Some(files) => Some(server::load_tls(&files.cert, &files.key)?),
+        None => None,
     };
     let upstream_url = config.upstream.url.clone();
     let settings_cfg = config.server.clone();

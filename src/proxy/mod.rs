@@ -196,13 +196,7 @@ impl Forwarder {
         workers: usize,
         tunnels: Tunnels,
     ) -> Result<Self, ProxyError> {
-        let uri: Uri = match &upstream.uri {
-            Some(u) => u.clone(),
-            None => upstream
-                .url
-                .parse()
-                .map_err(|e| ProxyError::Config(format!("{:?}: {e}", upstream.url)))?,
-        };
+        let uri: Uri = upstream.uri.clone();
         let scheme = uri
             .scheme()
             .cloned()

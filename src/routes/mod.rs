@@ -18,7 +18,7 @@ use std::collections::HashSet;
 
 use http::Uri;
 
-use crate::config::{origin_of, parse_http_url, Access, Config, Problem, Scope};
+use crate::config::{origin_of, parse_http_url, Access, Config, Problem, RouteConfig, Scope};
 use crate::identity::Audience;
 use crate::signin::RouteNeeds;
 
@@ -97,14 +97,22 @@ pub fn needs<'a>(route: Option<&'a Route>, cfg: &Config) -> RouteNeeds<'a> {
 }
 
 /// Every problem in `[[routes]]` and `server.extra_hosts`, each naming its key.
-pub fn check(cfg: &Config) -> Vec<Problem> {
-    compile(cfg).1
+/// `public_host`: `server.public_url`'s host, when it is valid.
+pub fn check(
+    routes: &[RouteConfig],
+    extra_hosts: &[String],
+    public_host: Option<&str>,
+) -> Vec<Problem> {
+    compile(routes, extra_hosts, public_host).1
 }
 
-/// The table for a resolved config (whose [`check`] found nothing); `Err` carries the
-/// problems otherwise.
+/// The table for a checked config; `Err` carries the problems of one that was not.
 pub fn build(cfg: &Config) -> Result<RouteTable, Vec<Problem>> {
-    let (routes, problems) = compile(cfg);
+    let (routes, problems) = compile(
+        &cfg.routes,
+        &cfg.server.extra_hosts,
+        Some(&cfg.server.public.host),
+    );
     if problems.is_empty() {
         Ok(RouteTable::new(routes))
     } else {
@@ -112,21 +120,23 @@ pub fn build(cfg: &Config) -> Result<RouteTable, Vec<Problem>> {
     }
 }
 
-fn compile(cfg: &Config) -> (Vec<Route>, Vec<Problem>) {
+fn compile(
+    configured: &[RouteConfig],
+    extra_hosts: &[String],
+    public_host: Option<&str>,
+) -> (Vec<Route>, Vec<Problem>) {
     let mut problems = Vec::new();
     let mut push = |key: String, message: String| problems.push(Problem { key, message });
 
     let mut extra = Vec::new();
-    for (i, h) in cfg.server.extra_hosts.iter().enumerate() {
+    for (i, h) in extra_hosts.iter().enumerate() {
         match HostPattern::parse(h) {
             Ok(p) => extra.push(p),
             Err(m) => push(format!("server.extra_hosts[{i}]"), m),
         }
     }
-    let public_host = cfg.server.public.as_ref().map(|p| p.host.as_str());
-
-    let mut routes = Vec::with_capacity(cfg.routes.len());
-    for (i, rc) in cfg.routes.iter().enumerate() {
+    let mut routes = Vec::with_capacity(configured.len());
+    for (i, rc) in configured.iter().enumerate() {
         let key = |k: &str| format!("routes[{i}].{k}");
         let mut ok = true;
         let host = match rc.host.as_deref().map(HostPattern::parse) {
