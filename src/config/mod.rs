@@ -61,6 +61,8 @@ pub struct ServerConfig {
     pub max_header_bytes: String,
     /// Idle time allowed between two reads of a client's request body.
     pub body_timeout: Dur,
+    /// How request lines are written: batched (default), one write each, or not at all.
+    pub access_log: AccessLog,
 
     #[serde(skip)]
     pub listen_addr: Option<SocketAddr>,
@@ -84,6 +86,20 @@ pub struct PublicUrl {
     pub host: String,
     /// A path prefix when wxgate is served under one (usually empty).
     pub path_prefix: String,
+}
+
+/// `server.access_log`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessLog {
+    /// Lines collected in memory and written by a background thread, at least every
+    /// half second and at every exit: far fewer write(2) calls under load.
+    #[default]
+    Buffered,
+    /// One write(2) per request, as it is answered.
+    Line,
+    /// No request lines.
+    Off,
 }
 
 /// More threads than this is a typo, not a machine.
@@ -120,6 +136,7 @@ impl Default for ServerConfig {
             idle_timeout: Dur::secs(90),
             max_header_bytes: "64KB".into(),
             body_timeout: Dur::secs(60),
+            access_log: AccessLog::Buffered,
             listen_addr: None,
             public: None,
             trusted: vec![],
