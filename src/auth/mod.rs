@@ -424,7 +424,7 @@ impl Auth {
         }
         let mut s = session.clone();
         s.expires_at = now + ttl;
-        match self.store.touch(ticket, &s).await {
+        match self.store.slide(ticket, &s).await {
             Ok(new_ticket) => {
                 let t = new_ticket.as_deref().unwrap_or(ticket);
                 HeaderValue::from_str(&self.session_cookie(t)).ok()
