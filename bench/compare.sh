@@ -10,6 +10,8 @@
 #   WXGATE=/path/to/wxgate bench/compare.sh --no-build   # another build
 #   BEFORE=/path/to/old/wxgate bench/compare.sh   # adds "before": that build, memory store
 #   BEFORE_STORE=redis BEFORE=... bench/compare.sh --only redis   # that build on Redis
+#   BEFORE_SERVER='access_log = "line"' BEFORE=target/release/wxgate ...   # [server]
+#       lines for the before instance: one build against itself with a setting changed
 #
 # Scenarios, each at 16 and 128 keep-alive connections, one after another in every
 # round (so drift on a shared machine hits them all alike), each round starting one
@@ -271,10 +273,13 @@ start_wxgate() { # start_wxgate KEY STORE [extra session toml lines] [binary]
     admin="$(free_port)"
     dir="$WORK/wxgate-$key"
     mkdir -p "$dir"
+    local server_extra=""
+    [ "$key" = before ] && server_extra="${BEFORE_SERVER:-}"
     cat >"$dir/wxgate.toml" <<EOF
 [server]
 listen = "127.0.0.1:$port"
 public_url = "http://127.0.0.1:$port"
+$server_extra
 [admin]
 listen = "127.0.0.1:$admin"
 [upstream]
