@@ -51,12 +51,14 @@
 #
 # Fairness: nginx logs every request to a file (`access_log` with the default
 # `combined` format, unbuffered: one write per request); wxgate runs with its default
-# logging (info, one JSON line per request on stderr) redirected to a file. Both
-# proxies get one worker thread/process per core (wxgate's server.workers default).
+# logging (info, one JSON line per request on stderr, written in batches: the default
+# server.access_log = "buffered") redirected to a file; oauth2-proxy writes its
+# request log (on by default) to a file too. The proxies get one worker
+# thread/process per core (wxgate's server.workers default; GOMAXPROCS).
 # The upstream has `access_log off`.
 #
-# Columns: requests/s; p50/p99 latency from wrk (p99.9 too, in --p99); proxy CPU µs per request (user+sys
-# of the proxy's processes from /proc/PID/stat, before/after, over requests served);
+# Columns: requests/s; p50/p99 latency from wrk (p99.9 too, in --p99); proxy CPU µs
+# per request (user+sys of the proxy's processes from /proc/PID/stat, before/after, over requests served);
 # "upconn": new TCP connections the upstream accepted during the cell (connection
 # reuse: should stay at the pool size, not grow with requests); peak RSS (VmHWM,
 # reset before each cell, summed over the proxy's processes). For redis the
