@@ -179,6 +179,7 @@ pub async fn run_with(
         None => None,
     };
     let upstream_url = config.upstream.url.clone();
+    server::access_log::set_mode(config.server.access_log);
     let settings_cfg = config.server.clone();
     let state = Arc::new(State {
         forwarder,
@@ -260,6 +261,8 @@ pub async fn run_with(
     if let Err(e) = admin.await {
         tracing::error!(error = %e, "admin listener task failed");
     }
+    // Every request is answered: its line is written before the process may exit.
+    server::access_log::flush();
     tracing::info!("stopped");
     Ok(())
 }
@@ -321,6 +324,7 @@ fn apply_reload(state: &State, mut new: Config) {
     }
     match build_auth(new, state.store.clone()) {
         Ok(mut auth) => {
+            server::access_log::set_mode(auth.core.cfg().server.access_log);
             // A reload must not reset the count of QR pages shown (a way around it),
             // nor drop the account's tokens.
             auth.keep_from(&current);

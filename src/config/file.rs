@@ -49,6 +49,8 @@ pub struct ServerConfig {
     pub max_header_bytes: String,
     /// Idle time allowed between two reads of a client's request body.
     pub body_timeout: Dur,
+    /// How request lines are written: batched (default), one write each, or not at all.
+    pub access_log: super::AccessLog,
 }
 
 impl Default for ServerConfig {
@@ -67,6 +69,7 @@ impl Default for ServerConfig {
             idle_timeout: Dur::secs(90),
             max_header_bytes: "64KB".into(),
             body_timeout: Dur::secs(60),
+            access_log: super::AccessLog::Buffered,
         }
     }
 }

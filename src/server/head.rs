@@ -630,7 +630,9 @@ impl HeadScan {
     /// Scans `head` (everything of this head so far, from its first byte) from where
     /// the last call stopped.
     fn feed(&mut self, head: &[u8], limit: usize) -> Scanned {
-        while let Some(i) = head[self.scanned..].iter().position(|b| *b == b'\n') {
+        // memchr: a head is a few hundred bytes of which only a handful are line ends;
+        // compared a byte at a time, the search was about half the guard's cost.
+        while let Some(i) = memchr::memchr(b'\n', &head[self.scanned..]) {
             let end = self.scanned + i + 1;
             if end > limit {
                 // This line does not end within the limit: neither does the head.

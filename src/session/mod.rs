@@ -13,6 +13,7 @@ mod ephemeral;
 pub mod memory;
 pub mod redis;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -250,6 +251,34 @@ impl Store {
     /// Some(new ticket) when the browser's cookie must be re-issued.
     pub async fn touch(&self, ticket: &str, s: &Session) -> Result<Option<String>, StoreError> {
         dispatch!(self, "touch", |st| st.touch(ticket, s))
+    }
+
+    /// The sliding expiry: as [`Store::touch`] with a later `expires_at`, except that
+    /// with Redis the write is made in the background, off the request's path, and
+    /// once for every request of the session that asks while it is in flight (they
+    /// all loaded the same expiry). Its failure is logged; the session stays valid and
+    /// slides on a later request.
+    pub async fn slide(
+        self: &Arc<Self>,
+        ticket: &str,
+        s: &Session,
+    ) -> Result<Option<String>, StoreError> {
+        let Store::Redis(redis) = &**self else {
+            return self.touch(ticket, s).await;
+        };
+        let Some(in_flight) = redis.begin_slide(ticket) else {
+            return Ok(None);
+        };
+        let store = self.clone();
+        let (ticket, s) = (ticket.to_owned(), s.clone());
+        tokio::spawn(async move {
+            let _in_flight = in_flight;
+            if let Err(e) = store.touch(&ticket, &s).await {
+                tracing::warn!(error = %e, "could not extend a session's expiry");
+            }
+        });
+        // The Redis store never changes the ticket.
+        Ok(None)
     }
 
     /// Sign-out: afterwards `load(ticket)` is None.

@@ -191,7 +191,7 @@ impl SignIn {
         }
         let mut s = session.clone();
         s.expires_at = now + ttl;
-        match core.store.touch(ticket, &s).await {
+        match core.store.slide(ticket, &s).await {
             Ok(new_ticket) => {
                 let t = new_ticket.as_deref().unwrap_or(ticket);
                 HeaderValue::from_str(&core.session_cookie(t)).ok()
