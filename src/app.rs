@@ -325,14 +325,18 @@ fn apply_reload(state: &State, mut new: Config) {
             // nor drop the account's tokens.
             auth.keep_from(&current);
             state.auth.store(Arc::new(auth));
-            metrics().config_reloads.inc(&["applied"]);
+            metrics()
+                .config_reloads
+                .inc(crate::admin::metrics::labels::Reload::Applied);
             tracing::info!(
                 kid = state.auth.load().core.signer().kid(),
                 "reload: configuration applied"
             );
         }
         Err(e) => {
-            metrics().config_reloads.inc(&["invalid"]);
+            metrics()
+                .config_reloads
+                .inc(crate::admin::metrics::labels::Reload::Invalid);
             tracing::error!(error = %e, "reload refused; still serving the previous configuration");
         }
     }
@@ -375,7 +379,9 @@ impl RequestContext {
         {
             Ok(host) => host,
             Err(e) => {
-                metrics().denied.inc(&["bad_host"]);
+                metrics()
+                    .denied
+                    .inc(crate::admin::metrics::labels::Denied::BadHost);
                 tracing::info!(peer = %conn.peer, error = %e, "request refused");
                 return Err(Box::new(bad_host(&e.to_string(), reply)));
             }
@@ -433,7 +439,9 @@ pub async fn handle(state: &State, req: Request<Incoming>, conn: ConnInfo) -> Re
         return resp;
     }
     let Some(normalized) = ctx.normalized.as_deref() else {
-        metrics().denied.inc(&["bad_path"]);
+        metrics()
+            .denied
+            .inc(crate::admin::metrics::labels::Denied::BadPath);
         return bad_path(ctx.reply);
     };
     let (session, set_cookie) = match gate(&signin, &req, normalized, &ctx).await {

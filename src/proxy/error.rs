@@ -3,6 +3,7 @@
 
 use http::{Response, StatusCode};
 
+use crate::admin::metrics::labels::UpstreamError;
 use crate::body::Body;
 use crate::pages::{respond, Notice, Reply};
 
@@ -103,16 +104,21 @@ pub enum ProxyError {
 
 impl ProxyError {
     /// The `kind` label of `wxgate_upstream_errors_total`.
-    pub fn kind(&self) -> &'static str {
+    pub fn label(&self) -> UpstreamError {
         match self {
-            ProxyError::Config(_) | ProxyError::Request(_) => "internal",
-            ProxyError::BodyTooLarge { .. } => "body_too_large",
-            ProxyError::ClientBody(_) => "client_body",
-            ProxyError::ClientBodyTimeout(_) => "client_body_timeout",
-            ProxyError::Timeout(_) => "timeout",
-            ProxyError::Connect(_) => "connect",
-            ProxyError::Upstream(_) => "reset",
+            ProxyError::Config(_) | ProxyError::Request(_) => UpstreamError::Internal,
+            ProxyError::BodyTooLarge { .. } => UpstreamError::BodyTooLarge,
+            ProxyError::ClientBody(_) => UpstreamError::ClientBody,
+            ProxyError::ClientBodyTimeout(_) => UpstreamError::ClientBodyTimeout,
+            ProxyError::Timeout(_) => UpstreamError::Timeout,
+            ProxyError::Connect(_) => UpstreamError::Connect,
+            ProxyError::Upstream(_) => UpstreamError::Reset,
         }
+    }
+
+    /// The label's text (logs, pages).
+    pub fn kind(&self) -> &'static str {
+        self.label().as_str()
     }
 
     pub fn status(&self) -> StatusCode {

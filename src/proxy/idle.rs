@@ -113,7 +113,10 @@ where
                     return Poll::Pending;
                 }
                 this.done = true;
-                metrics().body_timeouts.inc(&[this.side.as_str()]);
+                metrics().body_timeouts.inc(match this.side {
+                    Side::Client => crate::admin::metrics::labels::BodySide::Client,
+                    Side::Upstream => crate::admin::metrics::labels::BodySide::Upstream,
+                });
                 let idle_ms = this.idle.as_millis() as u64;
                 match this.side {
                     Side::Client => tracing::info!(

@@ -316,17 +316,21 @@ impl Forwarder {
             Err(e) => {
                 match &e {
                     ProxyError::BodyTooLarge { .. } => {
-                        metrics().denied.inc(&["body_too_large"]);
+                        metrics()
+                            .denied
+                            .inc(crate::admin::metrics::labels::Denied::BodyTooLarge);
                         tracing::info!(error = %e, "request refused");
                     }
                     ProxyError::ClientBody(_) => {
-                        metrics().denied.inc(&["bad_request_body"]);
+                        metrics()
+                            .denied
+                            .inc(crate::admin::metrics::labels::Denied::BadRequestBody);
                         tracing::info!(error = %e, "request refused");
                     }
                     // Counted and logged where the clock ran out.
                     ProxyError::ClientBodyTimeout(_) => {}
                     _ => {
-                        metrics().upstream_errors.inc(&[e.kind()]);
+                        metrics().upstream_errors.inc(e.label());
                         tracing::warn!(error = %e, kind = e.kind(), "upstream request failed");
                     }
                 }

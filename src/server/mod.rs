@@ -197,7 +197,9 @@ pub async fn serve(
             Some(sem) => match sem.clone().try_acquire_owned() {
                 Ok(p) => Some(p),
                 Err(_) => {
-                    metrics().connections_limited.inc(&[settings.name]);
+                    metrics()
+                        .connections_limited
+                        .inc(crate::admin::metrics::labels::Listener(settings.name));
                     if !limited_logged {
                         limited_logged = true;
                         tracing::warn!(
@@ -484,7 +486,7 @@ fn refused(
     limit: usize,
     http1: bool,
 ) -> Response<Body> {
-    metrics().denied.inc(&[refusal.code()]);
+    metrics().denied.inc(refusal.denied());
     tracing::info!(
         listener,
         peer = %info.peer,

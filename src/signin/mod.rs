@@ -539,7 +539,9 @@ impl Core {
         let ticket = self.store.save(&session).await?;
         metrics()
             .sessions_created
-            .inc(&[self.cfg.session.store.as_str()]);
+            .inc(crate::admin::metrics::labels::SessionStore(
+                self.cfg.session.store,
+            ));
         Ok((session, self.session_cookie(&ticket)))
     }
 

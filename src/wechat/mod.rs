@@ -262,10 +262,23 @@ impl WechatClient {
         let started = Instant::now();
         let result = self.fetch(endpoint, path, query, json).await;
         let m = metrics();
-        m.wechat_duration.observe(&[endpoint], started.elapsed());
+        m.wechat_duration.observe(
+            crate::admin::metrics::labels::WechatEndpoint(endpoint),
+            started.elapsed(),
+        );
         match &result {
-            Ok(_) => m.wechat_calls.inc(&[endpoint, "0"]),
-            Err(e) => m.wechat_calls.inc(&[endpoint, &e.metric_label()]),
+            Ok(_) => m
+                .wechat_calls
+                .inc(crate::admin::metrics::labels::WechatCall(
+                    crate::admin::metrics::labels::WechatEndpoint(endpoint),
+                    crate::admin::metrics::labels::Errcode::Ok,
+                )),
+            Err(e) => m
+                .wechat_calls
+                .inc(crate::admin::metrics::labels::WechatCall(
+                    crate::admin::metrics::labels::WechatEndpoint(endpoint),
+                    e.errcode_label(),
+                )),
         }
         result
     }
