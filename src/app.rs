@@ -10,10 +10,10 @@ use hyper::body::Incoming;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
-use crate::admin::metrics::metrics;
 use crate::admin::{self, ReadyCheck};
 use crate::body::Body;
 use crate::config::Config;
+use crate::metrics::metrics;
 use crate::pages::Reply;
 use crate::proxy::{headers, ClientLimits, ForwardContext, Forwarder, ProxyError};
 use crate::server::{self, ConnInfo, ServerError, ServerSettings};
@@ -327,7 +327,7 @@ fn apply_reload(state: &State, mut new: Config) {
             state.auth.store(Arc::new(auth));
             metrics()
                 .config_reloads
-                .inc(crate::admin::metrics::labels::Reload::Applied);
+                .inc(crate::metrics::labels::Reload::Applied);
             tracing::info!(
                 kid = state.auth.load().core.signer().kid(),
                 "reload: configuration applied"
@@ -336,7 +336,7 @@ fn apply_reload(state: &State, mut new: Config) {
         Err(e) => {
             metrics()
                 .config_reloads
-                .inc(crate::admin::metrics::labels::Reload::Invalid);
+                .inc(crate::metrics::labels::Reload::Invalid);
             tracing::error!(error = %e, "reload refused; still serving the previous configuration");
         }
     }
@@ -381,7 +381,7 @@ impl RequestContext {
             Err(e) => {
                 metrics()
                     .denied
-                    .inc(crate::admin::metrics::labels::Denied::BadHost);
+                    .inc(crate::metrics::labels::Denied::BadHost);
                 tracing::info!(peer = %conn.peer, error = %e, "request refused");
                 return Err(Box::new(bad_host(&e.to_string(), reply)));
             }
@@ -441,7 +441,7 @@ pub async fn handle(state: &State, req: Request<Incoming>, conn: ConnInfo) -> Re
     let Some(normalized) = ctx.normalized.as_deref() else {
         metrics()
             .denied
-            .inc(crate::admin::metrics::labels::Denied::BadPath);
+            .inc(crate::metrics::labels::Denied::BadPath);
         return bad_path(ctx.reply);
     };
     let (session, set_cookie) = match gate(&signin, &req, normalized, &ctx).await {

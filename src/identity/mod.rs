@@ -24,8 +24,8 @@ use bytes::Bytes;
 use http::HeaderValue;
 use serde_json::{json, Value};
 
-use crate::admin::metrics::metrics;
 use crate::config::{Algorithm, IdentityConfig};
+use crate::metrics::metrics;
 use crate::session::{now_unix, Session};
 
 use cache::TokenCache;
@@ -167,7 +167,7 @@ impl Signer {
         if let Some(token) = inner.cache.get(&s.id, s.profile_at, variant, now) {
             metrics()
                 .identity_tokens
-                .inc(crate::admin::metrics::labels::TokenSource::Cached);
+                .inc(crate::metrics::labels::TokenSource::Cached);
             return Ok(token);
         }
         let token = self.sign(&self.claims_at(s, extra, now))?;
@@ -183,7 +183,7 @@ impl Signer {
         );
         metrics()
             .identity_tokens
-            .inc(crate::admin::metrics::labels::TokenSource::Signed);
+            .inc(crate::metrics::labels::TokenSource::Signed);
         Ok(token)
     }
 

@@ -3,8 +3,8 @@
 
 use http::{Response, StatusCode};
 
-use crate::admin::metrics::labels::UpstreamError;
 use crate::body::Body;
+use crate::metrics::labels::UpstreamError;
 use crate::pages::{respond, Notice, Reply};
 
 /// An error from below, boxed.

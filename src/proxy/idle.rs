@@ -16,8 +16,8 @@ use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 
-use crate::admin::metrics::metrics;
 use crate::body::BoxError;
+use crate::metrics::metrics;
 
 /// Whose body went quiet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,8 +114,8 @@ where
                 }
                 this.done = true;
                 metrics().body_timeouts.inc(match this.side {
-                    Side::Client => crate::admin::metrics::labels::BodySide::Client,
-                    Side::Upstream => crate::admin::metrics::labels::BodySide::Upstream,
+                    Side::Client => crate::metrics::labels::BodySide::Client,
+                    Side::Upstream => crate::metrics::labels::BodySide::Upstream,
                 });
                 let idle_ms = this.idle.as_millis() as u64;
                 match this.side {

@@ -31,9 +31,9 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use crate::admin::metrics::metrics;
 use crate::body::{empty, Body};
 use crate::config::UpstreamConfig;
+use crate::metrics::metrics;
 use idle::{BodyIdle, IdleTimeout, Side};
 
 use error::BoxError;
@@ -136,7 +136,7 @@ impl Inner {
                 .await
                 .map_err(|e| classify_pool(e, self.max_body)),
             Route::Https { shared, per_worker } => {
-                let client = crate::server::workers::current()
+                let client = crate::workers::current()
                     .and_then(|w| per_worker.get(w))
                     .unwrap_or(&**shared);
                 match client.request(req).await {
@@ -318,13 +318,13 @@ impl Forwarder {
                     ProxyError::BodyTooLarge { .. } => {
                         metrics()
                             .denied
-                            .inc(crate::admin::metrics::labels::Denied::BodyTooLarge);
+                            .inc(crate::metrics::labels::Denied::BodyTooLarge);
                         tracing::info!(error = %e, "request refused");
                     }
                     ProxyError::ClientBody(_) => {
                         metrics()
                             .denied
-                            .inc(crate::admin::metrics::labels::Denied::BadRequestBody);
+                            .inc(crate::metrics::labels::Denied::BadRequestBody);
                         tracing::info!(error = %e, "request refused");
                     }
                     // Counted and logged where the clock ran out.

@@ -73,11 +73,11 @@ impl Refusal {
 
     /// The page's code and the `reason` label of `wxgate_requests_denied_total`.
     /// How `wxgate_requests_denied_total` counts it.
-    pub fn denied(self) -> crate::admin::metrics::labels::Denied {
+    pub fn denied(self) -> crate::metrics::labels::Denied {
         match self {
-            Refusal::LineTooLong => crate::admin::metrics::labels::Denied::UriTooLong,
-            Refusal::HeadTooLarge => crate::admin::metrics::labels::Denied::HeaderTooLarge,
-            Refusal::TooManyHeaders => crate::admin::metrics::labels::Denied::TooManyHeaders,
+            Refusal::LineTooLong => crate::metrics::labels::Denied::UriTooLong,
+            Refusal::HeadTooLarge => crate::metrics::labels::Denied::HeaderTooLarge,
+            Refusal::TooManyHeaders => crate::metrics::labels::Denied::TooManyHeaders,
         }
     }
 

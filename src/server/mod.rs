@@ -23,13 +23,12 @@ use tokio::sync::Semaphore;
 
 pub mod access_log;
 pub mod head;
-pub mod workers;
 
-use crate::admin::metrics::metrics;
 use crate::body::Body;
+use crate::metrics::metrics;
 use crate::proxy::UpstreamTime;
+pub use crate::workers::Workers;
 use head::{HeadGuard, HeadReports, Refusal, Seen};
-pub use workers::Workers;
 
 /// Why an address cannot be listened on, in words that say what to do.
 pub fn bind_problem(e: &std::io::Error) -> String {
@@ -199,7 +198,7 @@ pub async fn serve(
                 Err(_) => {
                     metrics()
                         .connections_limited
-                        .inc(crate::admin::metrics::labels::Listener(settings.name));
+                        .inc(crate::metrics::labels::Listener(settings.name));
                     if !limited_logged {
                         limited_logged = true;
                         tracing::warn!(

@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::admin::metrics::labels::{Op, StoreOp};
-use crate::admin::metrics::metrics;
 use crate::config::{Scope, SessionConfig, StoreKind};
+use crate::metrics::labels::{Op, StoreOp};
+use crate::metrics::metrics;
 
 pub use codec::CookieCodec;
 pub use cookie_store::CookieStore;

@@ -11,8 +11,8 @@ use tracing::{info, warn};
 use super::gate::SignIn;
 use super::methods::Methods;
 use super::{redirect, state, Browser, Callback, OwnRequest, SignInError};
-use crate::admin::metrics::metrics;
 use crate::body::{full, Body};
+use crate::metrics::metrics;
 use crate::pages::Reply;
 use crate::query::param as query_param;
 use crate::session::now_unix;
@@ -104,7 +104,7 @@ async fn callback(signin: &SignIn, query: &str, browser: &Browser<'_>) -> Respon
     let Some(state) = query_param(query, "state").filter(|s| state::is_valid_state(s)) else {
         metrics()
             .signins
-            .inc(crate::admin::metrics::labels::Signin::BadRequest);
+            .inc(crate::metrics::labels::Signin::BadRequest);
         return SignInError::BadRequest(
             "回调中没有有效的 state 参数。",
             "The callback has no valid state.",
@@ -123,12 +123,12 @@ async fn callback(signin: &SignIn, query: &str, browser: &Browser<'_>) -> Respon
         if let Ok(Some(_)) = core.session_of(headers).await {
             metrics()
                 .signins
-                .inc(crate::admin::metrics::labels::Signin::RepeatCallback);
+                .inc(crate::metrics::labels::Signin::RepeatCallback);
             return core.land("/");
         }
         metrics()
             .signins
-            .inc(crate::admin::metrics::labels::Signin::StateMismatch);
+            .inc(crate::metrics::labels::Signin::StateMismatch);
         warn!("callback with a state this browser did not start (or an expired one)");
         return SignInError::StateMismatch.response(reply, Some(core.start_url("/")));
     };
@@ -147,7 +147,7 @@ async fn callback(signin: &SignIn, query: &str, browser: &Browser<'_>) -> Respon
             Ok(Some(_)) => {
                 metrics()
                     .signins
-                    .inc(crate::admin::metrics::labels::Signin::RepeatCallback);
+                    .inc(crate::metrics::labels::Signin::RepeatCallback);
                 core.land(&flow.rd)
             }
             Ok(None) => signin.begin(browser, &flow.rd, 1).await,
@@ -159,7 +159,7 @@ async fn callback(signin: &SignIn, query: &str, browser: &Browser<'_>) -> Respon
         // WeChat sends `?state=` without a code when the user refused.
         metrics()
             .signins
-            .inc(crate::admin::metrics::labels::Signin::Refused);
+            .inc(crate::metrics::labels::Signin::Refused);
         let mut resp = SignInError::ConsentRefused.response(reply, retry.clone());
         core.push_cookie(&mut resp, &core.clear_cookie_value(&flow_cookie));
         return resp;
@@ -179,7 +179,7 @@ async fn callback(signin: &SignIn, query: &str, browser: &Browser<'_>) -> Respon
                 if let Ok(Some(_)) = core.session_of(headers).await {
                     metrics()
                         .signins
-                        .inc(crate::admin::metrics::labels::Signin::RepeatCallback);
+                        .inc(crate::metrics::labels::Signin::RepeatCallback);
                     return core.land(&flow.rd);
                 }
             }
@@ -189,7 +189,7 @@ async fn callback(signin: &SignIn, query: &str, browser: &Browser<'_>) -> Respon
             // One fresh start per flow, then a page: never a loop.
             metrics()
                 .signins
-                .inc(crate::admin::metrics::labels::Signin::FreshAuthorization);
+                .inc(crate::metrics::labels::Signin::FreshAuthorization);
             let mut resp = signin.start(id, browser, &flow.rd, flow.r + 1).await;
             core.push_cookie(&mut resp, &core.clear_cookie_value(&flow_cookie));
             return resp;
@@ -201,7 +201,7 @@ async fn callback(signin: &SignIn, query: &str, browser: &Browser<'_>) -> Respon
             info!(openid = %session.openid, scope = %session.scope, "signed in");
             metrics()
                 .signins
-                .inc(crate::admin::metrics::labels::Signin::Success);
+                .inc(crate::metrics::labels::Signin::Success);
             let mut resp = core.land(&flow.rd);
             core.push_cookie(&mut resp, &cookie);
             let done = state::FlowState { d: true, ..flow };
@@ -233,7 +233,7 @@ async fn sign_out(signin: &SignIn, query: &str, headers: &HeaderMap) -> Response
                 }
                 metrics()
                     .sessions_ended
-                    .inc(crate::admin::metrics::labels::SessionEnded::SignOut);
+                    .inc(crate::metrics::labels::SessionEnded::SignOut);
                 ended = true;
             }
             Ok(None) => {}

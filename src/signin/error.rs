@@ -48,8 +48,8 @@ pub enum SignInError {
 
 impl SignInError {
     /// How `wxgate_signins_total` counts it (the same text as [`SignInError::code`]).
-    pub fn outcome(&self) -> crate::admin::metrics::labels::Signin {
-        use crate::admin::metrics::labels::Signin as O;
+    pub fn outcome(&self) -> crate::metrics::labels::Signin {
+        use crate::metrics::labels::Signin as O;
         match self {
             SignInError::StateMismatch => O::StateMismatch,
             SignInError::BadRequest(..) => O::BadRequest,

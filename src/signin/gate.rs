@@ -11,9 +11,9 @@ use tracing::{info, warn};
 
 use super::methods::{choose, MethodId, Methods};
 use super::{classify, redirect, Begin, BuildError, Core, RouteNeeds, SignInError};
-use crate::admin::metrics::metrics;
 use crate::body::Body;
 use crate::config::Config;
+use crate::metrics::metrics;
 use crate::session::{now_unix, Idp, Session, Store};
 use crate::signin::Browser;
 
@@ -127,7 +127,7 @@ impl SignIn {
             Err(e) => {
                 metrics()
                     .denied
-                    .inc(crate::admin::metrics::labels::Denied::StoreUnavailable);
+                    .inc(crate::metrics::labels::Denied::StoreUnavailable);
                 return Gate::Respond(e.response(reply, None));
             }
         };
@@ -135,7 +135,7 @@ impl SignIn {
             if !core.is_allowed(&session.openid) {
                 metrics()
                     .denied
-                    .inc(crate::admin::metrics::labels::Denied::NotAllowed);
+                    .inc(crate::metrics::labels::Denied::NotAllowed);
                 return Gate::Respond(SignInError::NotAllowed.response(reply, None));
             }
             let mut ticket = ticket;
@@ -179,7 +179,7 @@ impl SignIn {
         if classify::is_api_request(method, headers, normalized, &self.core.api) {
             metrics()
                 .denied
-                .inc(crate::admin::metrics::labels::Denied::UnauthenticatedApi);
+                .inc(crate::metrics::labels::Denied::UnauthenticatedApi);
             return Gate::Respond(self.core.unauthorized_json(&rd));
         }
         let browser = Browser::of(headers, client);
@@ -277,7 +277,7 @@ impl SignIn {
                 let _ = store.delete(ticket, session).await;
                 metrics()
                     .sessions_ended
-                    .inc(crate::admin::metrics::labels::SessionEnded::RefreshRevoked);
+                    .inc(crate::metrics::labels::SessionEnded::RefreshRevoked);
                 Refreshed::Ended
             }
             Err(e) => {

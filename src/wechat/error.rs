@@ -116,8 +116,8 @@ impl WechatError {
 
     /// The `errcode` metric label: the code itself, or how the call failed to get one.
     /// The `errcode` label of `wxgate_wechat_api_calls_total`.
-    pub fn errcode_label(&self) -> crate::admin::metrics::labels::Errcode {
-        use crate::admin::metrics::labels::Errcode;
+    pub fn errcode_label(&self) -> crate::metrics::labels::Errcode {
+        use crate::metrics::labels::Errcode;
         match self {
             Self::Api { errcode, .. } => Errcode::Code(*errcode),
             Self::Timeout { .. } | Self::Unreachable { .. } => Errcode::Transport,

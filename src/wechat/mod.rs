@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-use crate::admin::metrics::metrics;
+use crate::metrics::metrics;
 
 /// An official account (or website application) as WeChat knows it.
 #[derive(Clone)]
@@ -263,22 +263,18 @@ impl WechatClient {
         let result = self.fetch(endpoint, path, query, json).await;
         let m = metrics();
         m.wechat_duration.observe(
-            crate::admin::metrics::labels::WechatEndpoint(endpoint),
+            crate::metrics::labels::WechatEndpoint(endpoint),
             started.elapsed(),
         );
         match &result {
-            Ok(_) => m
-                .wechat_calls
-                .inc(crate::admin::metrics::labels::WechatCall(
-                    crate::admin::metrics::labels::WechatEndpoint(endpoint),
-                    crate::admin::metrics::labels::Errcode::Ok,
-                )),
-            Err(e) => m
-                .wechat_calls
-                .inc(crate::admin::metrics::labels::WechatCall(
-                    crate::admin::metrics::labels::WechatEndpoint(endpoint),
-                    e.errcode_label(),
-                )),
+            Ok(_) => m.wechat_calls.inc(crate::metrics::labels::WechatCall(
+                crate::metrics::labels::WechatEndpoint(endpoint),
+                crate::metrics::labels::Errcode::Ok,
+            )),
+            Err(e) => m.wechat_calls.inc(crate::metrics::labels::WechatCall(
+                crate::metrics::labels::WechatEndpoint(endpoint),
+                e.errcode_label(),
+            )),
         }
         result
     }

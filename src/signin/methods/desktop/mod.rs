@@ -28,9 +28,9 @@ use http::{HeaderMap, Method, Response, StatusCode, Uri};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
-use crate::admin::metrics::metrics;
 use crate::body::Body;
 use crate::config::DesktopMode;
+use crate::metrics::metrics;
 use crate::pages::Reply;
 use crate::session::{now_unix, Session};
 use crate::signin::{
@@ -106,18 +106,18 @@ impl SignInMethod for Desktop {
             DesktopMode::Qrconnect => {
                 metrics()
                     .desktop_signins
-                    .inc(crate::admin::metrics::labels::DesktopSignin(
+                    .inc(crate::metrics::labels::DesktopSignin(
                         crate::config::DesktopMode::Qrconnect,
-                        crate::admin::metrics::labels::DesktopOutcome::Started,
+                        crate::metrics::labels::DesktopOutcome::Started,
                     ));
                 qrconnect(core, headers, rd, begin.tries)
             }
             DesktopMode::Off => {
                 metrics()
                     .desktop_signins
-                    .inc(crate::admin::metrics::labels::DesktopSignin(
+                    .inc(crate::metrics::labels::DesktopSignin(
                         crate::config::DesktopMode::Off,
-                        crate::admin::metrics::labels::DesktopOutcome::Shown,
+                        crate::metrics::labels::DesktopOutcome::Shown,
                     ));
                 open_in_wechat(core, headers, rd)
             }
@@ -259,9 +259,9 @@ async fn qr_page(
     ) {
         metrics()
             .desktop_signins
-            .inc(crate::admin::metrics::labels::DesktopSignin(
+            .inc(crate::metrics::labels::DesktopSignin(
                 crate::config::DesktopMode::Qr,
-                crate::admin::metrics::labels::DesktopOutcome::Busy,
+                crate::metrics::labels::DesktopOutcome::Busy,
             ));
         warn_busy_once();
         let retry = core.start_url(&crate::signin::redirect::strip_code_and_state(rd));
@@ -304,9 +304,9 @@ async fn qr_page(
     }
     metrics()
         .desktop_signins
-        .inc(crate::admin::metrics::labels::DesktopSignin(
+        .inc(crate::metrics::labels::DesktopSignin(
             crate::config::DesktopMode::Qr,
-            crate::admin::metrics::labels::DesktopOutcome::Shown,
+            crate::metrics::labels::DesktopOutcome::Shown,
         ));
 
     let origin = &core.cfg.public().origin;
@@ -467,9 +467,9 @@ async fn done(core: &Core, headers: &HeaderMap, id: &str) -> Response<Body> {
         warn!("a scan sign-in was collected from a browser that did not show the code");
         metrics()
             .desktop_signins
-            .inc(crate::admin::metrics::labels::DesktopSignin(
+            .inc(crate::metrics::labels::DesktopSignin(
                 crate::config::DesktopMode::Qr,
-                crate::admin::metrics::labels::DesktopOutcome::WrongBrowser,
+                crate::metrics::labels::DesktopOutcome::WrongBrowser,
             ));
         return outcome_page(core, Waiting::WrongBrowser, "/", reply);
     }
@@ -495,9 +495,9 @@ async fn done(core: &Core, headers: &HeaderMap, id: &str) -> Response<Body> {
     else {
         metrics()
             .desktop_signins
-            .inc(crate::admin::metrics::labels::DesktopSignin(
+            .inc(crate::metrics::labels::DesktopSignin(
                 crate::config::DesktopMode::Qr,
-                crate::admin::metrics::labels::DesktopOutcome::Reused,
+                crate::metrics::labels::DesktopOutcome::Reused,
             ));
         return outcome_page(core, Waiting::Used, &t.rd, reply);
     };
@@ -520,9 +520,9 @@ async fn done(core: &Core, headers: &HeaderMap, id: &str) -> Response<Body> {
             info!(openid = %s.openid, "signed in a browser by QR scan");
             metrics()
                 .desktop_signins
-                .inc(crate::admin::metrics::labels::DesktopSignin(
+                .inc(crate::metrics::labels::DesktopSignin(
                     crate::config::DesktopMode::Qr,
-                    crate::admin::metrics::labels::DesktopOutcome::Success,
+                    crate::metrics::labels::DesktopOutcome::Success,
                 ));
             let mut resp = crate::signin::redirect(&t.rd);
             core.push_cookie(&mut resp, &cookie);
@@ -670,9 +670,9 @@ async fn phone_answer(
     } else {
         metrics()
             .desktop_signins
-            .inc(crate::admin::metrics::labels::DesktopSignin(
+            .inc(crate::metrics::labels::DesktopSignin(
                 crate::config::DesktopMode::Qr,
-                crate::admin::metrics::labels::DesktopOutcome::Cancelled,
+                crate::metrics::labels::DesktopOutcome::Cancelled,
             ));
         Status::Cancelled
     };
@@ -906,9 +906,9 @@ fn outcome_page(core: &Core, what: Waiting, rd: &str, reply: Reply) -> Response<
     if what == Waiting::Expired {
         metrics()
             .desktop_signins
-            .inc(crate::admin::metrics::labels::DesktopSignin(
+            .inc(crate::metrics::labels::DesktopSignin(
                 crate::config::DesktopMode::Qr,
-                crate::admin::metrics::labels::DesktopOutcome::Expired,
+                crate::metrics::labels::DesktopOutcome::Expired,
             ));
     }
     crate::pages::respond(

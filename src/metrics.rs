@@ -32,7 +32,7 @@ struct Sharded<T>([Padded<T>; SHARDS]);
 impl<T> Sharded<T> {
     /// The calling thread's shard.
     fn local(&self) -> &T {
-        let i = crate::server::workers::current().map_or(SHARDS - 1, |w| w % (SHARDS - 1));
+        let i = crate::workers::current().map_or(SHARDS - 1, |w| w % (SHARDS - 1));
         &self.0[i].0
     }
     fn all(&self) -> impl Iterator<Item = &T> {
@@ -559,7 +559,7 @@ mod tests {
     #[test]
     fn counts_made_on_different_threads_add_up() {
         static M: Metrics = Metrics::new();
-        let workers = crate::server::Workers::start(3, "metrics-test").unwrap();
+        let workers = crate::workers::Workers::start(3, "metrics-test").unwrap();
         let mut done = Vec::new();
         for (i, h) in workers.handles().enumerate() {
             done.push(h.spawn(async move {
