@@ -1,5 +1,5 @@
 //! The configuration file as written: one serde struct per TOML table, every key with
-//! its default, nothing derived. [`Config::check`](super::check) turns it into the
+//! its default, nothing derived. [`Config::check`] turns it into the
 //! checked [`super::Config`] the running code reads.
 
 use std::collections::BTreeMap;

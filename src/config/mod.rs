@@ -1,10 +1,10 @@
-//! The configuration in two layers: [`file`], the TOML file as written (serde structs,
+//! The configuration in two layers: [`file`](mod@file), the TOML file as written (serde structs,
 //! every key with its default), and [`Config`], the checked configuration the running
 //! code reads, whose derived values (parsed addresses and URLs, resolved secrets) are
 //! plain fields, never re-parsed and never missing.
 //!
 //! Parsing (TOML syntax, types, unknown keys) stops at the first error and reports its
-//! key and line; checking then goes section by section ([`check`]) and collects every
+//! key and line; checking then goes section by section (`check`) and collects every
 //! problem, so `wxgate check` can list them all at once.
 
 mod check;

@@ -72,6 +72,15 @@ impl Refusal {
     }
 
     /// The page's code and the `reason` label of `wxgate_requests_denied_total`.
+    /// How `wxgate_requests_denied_total` counts it.
+    pub fn denied(self) -> crate::metrics::labels::Denied {
+        match self {
+            Refusal::LineTooLong => crate::metrics::labels::Denied::UriTooLong,
+            Refusal::HeadTooLarge => crate::metrics::labels::Denied::HeaderTooLarge,
+            Refusal::TooManyHeaders => crate::metrics::labels::Denied::TooManyHeaders,
+        }
+    }
+
     pub fn code(self) -> &'static str {
         match self {
             Refusal::LineTooLong => "uri_too_long",

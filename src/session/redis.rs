@@ -102,7 +102,7 @@ fn for_this_thread(
     shared: &ConnectionManager,
     per_worker: &[ConnectionManager],
 ) -> ConnectionManager {
-    crate::server::workers::current()
+    crate::workers::current()
         .and_then(|w| per_worker.get(w))
         .unwrap_or(shared)
         .clone()
