@@ -21,6 +21,7 @@ pub mod proxy;
 pub mod server;
 pub mod session;
 pub mod wechat;
+pub mod wecom;
 
 pub mod body;
 pub mod cli;

@@ -8,8 +8,10 @@
 
 mod duration;
 mod parse;
+mod wecom;
 
 pub use duration::{format_duration, parse_duration, parse_size, Dur};
+pub use wecom::{WecomConfig, WecomScope};
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -33,6 +35,8 @@ pub struct Config {
     pub access: AccessConfig,
     /// The account's own services (absent: none of them).
     pub account: Option<AccountConfig>,
+    /// WeCom instead of an official account (absent: `[wechat]` signs users in).
+    pub wecom: Option<WecomConfig>,
     /// The directory of the config file: relative `*_file` paths are read from here.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -790,6 +794,21 @@ impl Config {
             }
         }
 
+        // [wecom] stands instead of [wechat], whose keys are then not required.
+        if let Some(wecom) = &mut self.wecom {
+            p.retain(|problem| !problem.key.starts_with("wechat."));
+            wecom.check(&base, env, &mut p);
+            if !self.wechat.appid.is_empty() {
+                push(&mut p, "wecom", "[wecom] stands instead of [wechat]: remove the [wechat] section (one wxgate signs in with one of them)");
+            }
+            if self.account.is_some() {
+                push(&mut p, "account", "the account services are an official account's: they need [wechat], not [wecom]");
+            }
+            if self.desktop.mode == DesktopMode::Qrconnect {
+                push(&mut p, "desktop.mode", "\"qrconnect\" is WeChat's website login: with [wecom], computers get WeCom's web-login QR (\"qr\") or a page (\"off\")");
+            }
+        }
+
         // [session]
         if !is_token(&self.session.cookie_name) {
             push(
@@ -1060,11 +1079,30 @@ impl Config {
             "upstream      {} (timeout {})",
             self.upstream.url, self.upstream.timeout
         );
-        let _ = writeln!(
-            s,
-            "wechat        appid {} scope {}",
-            self.wechat.appid, self.wechat.scope
-        );
+        match &self.wecom {
+            Some(w) => {
+                let _ = writeln!(
+                    s,
+                    "wecom         corp {} agent {} scope {}, {}{}",
+                    w.corp_id,
+                    w.agent_id,
+                    w.scope,
+                    if w.members_only { "members only" } else { "members and visitors" },
+                    if w.allowed_departments.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", departments {:?}", w.allowed_departments)
+                    }
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    s,
+                    "wechat        appid {} scope {}",
+                    self.wechat.appid, self.wechat.scope
+                );
+            }
+        }
         let _ = writeln!(
             s,
             "sessions      {} store, ttl {}",

@@ -14,15 +14,19 @@ mod api;
 mod control;
 mod pages;
 mod phone;
+mod wecom;
 
 #[cfg(test)]
 pub(crate) use pages::every_page as every_mock_page;
 #[cfg(test)]
 pub(crate) use phone::every_page as every_phone_page;
+#[cfg(test)]
+pub(crate) use wecom::every_page as every_wecom_page;
 mod wire;
 
 pub use account::TokenIssue;
 pub use phone::PHONE_USER_AGENT;
+pub use wecom::{MockDepartment, MockMember, MockOutsider, WecomMockConfig, WecomPageRefusal};
 pub use wire::{callback_location, check_link, derive_id, AuthorizeRequest, LinkKind, Refusal};
 
 use std::collections::HashMap;
@@ -111,6 +115,8 @@ pub struct MockConfig {
     pub ip_whitelist: Vec<IpAddr>,
     /// The JS-SDK safe domains (JS接口安全域名); empty: any.
     pub js_safe_domains: Vec<String>,
+    /// The WeCom organisation and its self-built app.
+    pub wecom: WecomMockConfig,
 }
 
 impl Default for MockConfig {
@@ -143,6 +149,7 @@ impl Default for MockConfig {
             ticket_daily_quota: 10_000,
             ip_whitelist: Vec::new(),
             js_safe_domains: Vec::new(),
+            wecom: WecomMockConfig::default(),
         }
     }
 }
@@ -213,6 +220,7 @@ struct State {
     knobs: HashMap<String, Knobs>,
     calls: HashMap<String, u64>,
     account: account::AccountState,
+    wecom: wecom::WecomState,
 }
 
 struct Inner {
@@ -482,7 +490,18 @@ pub async fn handle(mock: MockWechat, req: Request<Incoming>) -> Response<Body> 
 async fn route(mock: MockWechat, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_owned();
     match path.as_str() {
+        "/connect/oauth2/authorize" if wecom::is_wecom_link(&mock, req.uri().query().unwrap_or("")) => {
+            wecom::authorize(mock, req).await
+        }
         "/connect/oauth2/authorize" => pages::authorize(mock, req, LinkKind::OAuth2).await,
+        "/connect/oauth2/wecom_consent" => wecom::consent(mock, req).await,
+        "/wwlogin/sso/login" => wecom::sso(mock, req).await,
+        "/wwlogin/sso/status" => wecom::sso_status(&mock, &req),
+        "/wwlogin/sso/scan" => wecom::sso_scan(mock, req).await,
+        "/cgi-bin/gettoken" => wecom::api(mock, req, "wecom_gettoken").await,
+        "/cgi-bin/auth/getuserinfo" => wecom::api(mock, req, "wecom_getuserinfo").await,
+        "/cgi-bin/user/get" => wecom::api(mock, req, "wecom_user_get").await,
+        "/cgi-bin/auth/getuserdetail" => wecom::api(mock, req, "wecom_getuserdetail").await,
         "/connect/qrconnect" => pages::authorize(mock, req, LinkKind::QrConnect).await,
         "/connect/oauth2/consent" => pages::consent(mock, req, LinkKind::OAuth2).await,
         "/connect/qrconnect/confirm" => pages::consent(mock, req, LinkKind::QrConnect).await,
@@ -500,6 +519,7 @@ async fn route(mock: MockWechat, req: Request<Incoming>) -> Response<Body> {
         "/" => pages::index(&mock),
         "/mock/phone" => phone::scan(mock, req).await,
         "/mock/phone/submit" => phone::submit(req).await,
+        p if p.starts_with("/mock/wecom/") => wecom::control(&mock, &req),
         p if p.starts_with("/mock/") => control::handle(mock, req).await,
         _ => pages::not_found(),
     }

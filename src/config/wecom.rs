@@ -1,0 +1,290 @@
+//! `[wecom]`: signing an organisation's members in with WeCom (企业微信) instead of an
+//! official account. Parsed like every section; checked here so `config/mod.rs` only
+//! calls [`WecomConfig::check`].
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use super::{parse_http_url, push, resolve_secret, Dur, Env, Problem};
+
+/// What the app asks WeCom for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+pub enum WecomScope {
+    /// The member's userid only, silently.
+    #[serde(rename = "snsapi_base")]
+    Base,
+    /// Also the member's private details (avatar, mobile, email), with their consent.
+    #[serde(rename = "snsapi_privateinfo")]
+    PrivateInfo,
+}
+
+impl WecomScope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WecomScope::Base => "snsapi_base",
+            WecomScope::PrivateInfo => "snsapi_privateinfo",
+        }
+    }
+}
+
+impl fmt::Display for WecomScope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WecomConfig {
+    /// The organisation's CorpID ("ww..."), the `appid` of WeCom's links.
+    pub corp_id: String,
+    /// The self-built app's AgentId. WeCom's console shows a number; a TOML integer
+    /// or string is taken alike.
+    #[serde(deserialize_with = "agent_id")]
+    pub agent_id: String,
+    /// The app's Secret; env WXGATE_WECOM_SECRET.
+    pub secret: String,
+    pub secret_file: Option<PathBuf>,
+    pub scope: WecomScope,
+    /// Visitors WeCom does not know as members of this organisation (they come back
+    /// with an openid instead of a userid) get a page rather than a session.
+    pub members_only: bool,
+    /// Department ids a member must be in (directly); empty: every member.
+    pub allowed_departments: Vec<u64>,
+    pub authorize_url: String,
+    pub sso_url: String,
+    pub api_base_url: String,
+    /// Per-call timeout for WeCom's API.
+    pub timeout: Dur,
+}
+
+impl Default for WecomConfig {
+    fn default() -> Self {
+        Self {
+            corp_id: String::new(),
+            agent_id: String::new(),
+            secret: String::new(),
+            secret_file: None,
+            scope: WecomScope::Base,
+            members_only: true,
+            allowed_departments: vec![],
+            authorize_url: "https://open.weixin.qq.com/connect/oauth2/authorize".into(),
+            sso_url: "https://login.work.weixin.qq.com/wwlogin/sso/login".into(),
+            api_base_url: "https://qyapi.weixin.qq.com".into(),
+            timeout: Dur::secs(5),
+        }
+    }
+}
+
+// The secret is a credential: never printed, not even by `{:?}`.
+impl fmt::Debug for WecomConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WecomConfig")
+            .field("corp_id", &self.corp_id)
+            .field("agent_id", &self.agent_id)
+            .field(
+                "secret",
+                &if self.secret.is_empty() {
+                    ""
+                } else {
+                    "<redacted>"
+                },
+            )
+            .field("secret_file", &self.secret_file)
+            .field("scope", &self.scope)
+            .field("members_only", &self.members_only)
+            .field("allowed_departments", &self.allowed_departments)
+            .field("authorize_url", &self.authorize_url)
+            .field("sso_url", &self.sso_url)
+            .field("api_base_url", &self.api_base_url)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+fn agent_id<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        Number(u64),
+        Text(String),
+    }
+    Ok(match Either::deserialize(d)? {
+        Either::Number(n) => n.to_string(),
+        Either::Text(s) => s,
+    })
+}
+
+/// A CorpID as WeCom hands them out: "ww" or "wx" and letters and digits.
+fn corp_id_ok(s: &str) -> bool {
+    (6..=32).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+impl WecomConfig {
+    /// Checks every key, resolves the secret; adds each problem to `p`.
+    pub(super) fn check(&mut self, base: &Path, env: &dyn Env, p: &mut Vec<Problem>) {
+        if self.corp_id.is_empty() {
+            push(
+                p,
+                "wecom.corp_id",
+                "is required (the organisation's CorpID, \"ww...\", under My Company in WeCom's admin console)",
+            );
+        } else if !corp_id_ok(&self.corp_id) {
+            push(
+                p,
+                "wecom.corp_id",
+                format!("{:?} does not look like a CorpID", self.corp_id),
+            );
+        }
+        if self.agent_id.is_empty() {
+            push(
+                p,
+                "wecom.agent_id",
+                "is required (the self-built app's AgentId, e.g. \"1000002\")",
+            );
+        } else if self.agent_id.len() > 10 || !self.agent_id.bytes().all(|b| b.is_ascii_digit())
+        {
+            push(
+                p,
+                "wecom.agent_id",
+                format!(
+                    "{:?}: an AgentId is a number like \"1000002\"",
+                    self.agent_id
+                ),
+            );
+        }
+        match resolve_secret(
+            &self.secret,
+            self.secret_file.as_deref(),
+            "WXGATE_WECOM_SECRET",
+            base,
+            env,
+        ) {
+            Ok(Some(s)) => self.secret = s,
+            Ok(None) => push(
+                p,
+                "wecom.secret",
+                "is required (or wecom.secret_file, or env WXGATE_WECOM_SECRET): the app's Secret",
+            ),
+            Err(m) => push(p, "wecom.secret_file", m),
+        }
+        for (key, url) in [
+            ("wecom.authorize_url", &self.authorize_url),
+            ("wecom.sso_url", &self.sso_url),
+            ("wecom.api_base_url", &self.api_base_url),
+        ] {
+            if let Err(m) = parse_http_url(url) {
+                push(p, key, m);
+            }
+        }
+        self.api_base_url = self.api_base_url.trim_end_matches('/').to_string();
+        if self.timeout.get().is_zero() {
+            push(p, "wecom.timeout", "must be more than 0s");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{from_toml, Config};
+    use super::*;
+    use std::collections::BTreeMap;
+
+    const WECOM: &str = r#"
+[server]
+public_url = "https://app.example.com"
+[upstream]
+url = "http://127.0.0.1:3000"
+[wecom]
+corp_id = "ww0000000000000000"
+agent_id = "1000002"
+secret = "corp-secret"
+"#;
+
+    fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, Vec<String>> {
+        let env: BTreeMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        from_toml(text, Path::new("."), &env).map_err(|e| e.problems())
+    }
+
+    #[test]
+    fn a_wecom_section_stands_instead_of_wechat_with_the_documented_defaults() {
+        let c = load(WECOM, &[]).unwrap();
+        let w = c.wecom.as_ref().unwrap();
+        assert_eq!(w.corp_id, "ww0000000000000000");
+        assert_eq!(w.agent_id, "1000002");
+        assert_eq!(w.secret, "corp-secret");
+        assert_eq!(w.scope, WecomScope::Base);
+        assert!(w.members_only);
+        assert!(w.allowed_departments.is_empty());
+        assert_eq!(
+            w.authorize_url,
+            "https://open.weixin.qq.com/connect/oauth2/authorize"
+        );
+        assert_eq!(
+            w.sso_url,
+            "https://login.work.weixin.qq.com/wwlogin/sso/login"
+        );
+        assert_eq!(w.api_base_url, "https://qyapi.weixin.qq.com");
+        assert!(c.summary().contains("wecom"), "{}", c.summary());
+    }
+
+    #[test]
+    fn the_secret_comes_from_the_environment_first() {
+        let c = load(WECOM, &[("WXGATE_WECOM_SECRET", "from-env")]).unwrap();
+        assert_eq!(c.wecom.unwrap().secret, "from-env");
+        let shown = format!("{:?}", load(WECOM, &[]).unwrap().wecom.unwrap());
+        assert!(!shown.contains("corp-secret"), "{shown}");
+    }
+
+    #[test]
+    fn an_agent_id_may_be_written_as_a_number() {
+        let c = load(&WECOM.replace("\"1000002\"", "1000002"), &[]).unwrap();
+        assert_eq!(c.wecom.unwrap().agent_id, "1000002");
+    }
+
+    #[test]
+    fn each_bad_key_is_named() {
+        let text = r#"
+[server]
+public_url = "https://app.example.com"
+[upstream]
+url = "http://127.0.0.1:3000"
+[wecom]
+corp_id = "ww-not valid"
+agent_id = "10x"
+sso_url = "ftp://x"
+"#;
+        let p = load(text, &[]).unwrap_err().join("\n");
+        for key in [
+            "wecom.corp_id:",
+            "wecom.agent_id:",
+            "wecom.secret:",
+            "wecom.sso_url:",
+        ] {
+            assert!(p.contains(key), "missing {key} in:\n{p}");
+        }
+        assert!(!p.contains("wechat."), "[wechat] is not required: {p}");
+        let p = load(&format!("{WECOM}scope = \"snsapi_userinfo\"\n"), &[]).unwrap_err();
+        assert!(p[0].starts_with("wecom.scope"), "{p:?}");
+        let p = load(&format!("{WECOM}allowed_departments = [\"x\"]\n"), &[]).unwrap_err();
+        assert!(p[0].starts_with("wecom.allowed_departments"), "{p:?}");
+    }
+
+    #[test]
+    fn wecom_and_wechat_are_one_or_the_other() {
+        let both = format!("{WECOM}[wechat]\nappid = \"wx0000000000000000\"\nsecret = \"s\"\n");
+        let p = load(&both, &[]).unwrap_err().join("\n");
+        assert!(p.contains("wecom:") && p.contains("[wechat]"), "{p}");
+        let account = format!("{WECOM}[account]\n");
+        let p = load(&account, &[]).unwrap_err().join("\n");
+        assert!(p.contains("account:"), "{p}");
+        let qrconnect = format!("{WECOM}[desktop]\nmode = \"qrconnect\"\n");
+        let p = load(&qrconnect, &[]).unwrap_err().join("\n");
+        assert!(p.contains("desktop.mode:"), "{p}");
+    }
+}
