@@ -2,6 +2,7 @@
 //! official account. Parsed like every section; checked here so `config/mod.rs` only
 //! calls [`WecomConfig::check`].
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -58,6 +59,8 @@ pub struct WecomConfig {
     pub api_base_url: String,
     /// Per-call timeout for WeCom's API.
     pub timeout: Dur,
+    /// WeCom's trusted-domain check files (`WW_verify_*.txt`), served at the root.
+    pub verify_files: BTreeMap<String, String>,
 }
 
 impl Default for WecomConfig {
@@ -74,6 +77,7 @@ impl Default for WecomConfig {
             sso_url: "https://login.work.weixin.qq.com/wwlogin/sso/login".into(),
             api_base_url: "https://qyapi.weixin.qq.com".into(),
             timeout: Dur::secs(5),
+            verify_files: BTreeMap::new(),
         }
     }
 }
@@ -100,6 +104,7 @@ impl fmt::Debug for WecomConfig {
             .field("sso_url", &self.sso_url)
             .field("api_base_url", &self.api_base_url)
             .field("timeout", &self.timeout)
+            .field("verify_files", &self.verify_files)
             .finish()
     }
 }
@@ -115,6 +120,13 @@ fn agent_id<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
         Either::Number(n) => n.to_string(),
         Either::Text(s) => s,
     })
+}
+
+/// WeCom's trusted-domain check file: `WW_verify_` + letters and digits + `.txt`.
+pub fn is_verify_file_name(name: &str) -> bool {
+    name.strip_prefix("WW_verify_")
+        .and_then(|r| r.strip_suffix(".txt"))
+        .is_some_and(|mid| !mid.is_empty() && mid.bytes().all(|b| b.is_ascii_alphanumeric()))
 }
 
 /// A CorpID as WeCom hands them out: "ww" or "wx" and letters and digits.
@@ -182,6 +194,15 @@ impl WecomConfig {
         self.api_base_url = self.api_base_url.trim_end_matches('/').to_string();
         if self.timeout.get().is_zero() {
             push(p, "wecom.timeout", "must be more than 0s");
+        }
+        for name in self.verify_files.keys() {
+            if !is_verify_file_name(name) {
+                push(
+                    p,
+                    "wecom.verify_files",
+                    format!("{name:?}: WeCom's file names look like \"WW_verify_abc123.txt\""),
+                );
+            }
         }
     }
 }
@@ -265,6 +286,7 @@ sso_url = "ftp://x"
             "wecom.agent_id:",
             "wecom.secret:",
             "wecom.sso_url:",
+            "wecom.verify_files:",
         ] {
             assert!(p.contains(key), "missing {key} in:\n{p}");
         }
