@@ -3,7 +3,8 @@
 //! account's `cgi-bin` calls (global token, JS-SDK ticket, user info) with the JS-SDK's
 //! signature check, faithful to WeChat's wire quirks (HTTP 200 errors as `text/plain`
 //! JSON with a `rid`, single-use five-minute codes, per-app openids, snapshot users,
-//! tokens that overwrite each other, daily quotas).
+//! tokens that overwrite each other, daily quotas). And a WeCom organisation with its
+//! in-app OAuth page, web-login QR and API (see `wecom.rs`).
 //!
 //! Knobs for failure testing (injected errcodes, latency, broken bodies) are on the
 //! [`MockWechat`] handle and, for other languages, over HTTP under `/mock/` (see

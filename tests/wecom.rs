@@ -1,0 +1,322 @@
+//! WeCom (企业微信) sign-in, end to end against the mock WeCom: members inside the WeCom
+//! app (its User-Agent, a plain HTTP client), non-members and departments refused
+//! with pages, the corp token recovered once when it expires mid-flight, consented
+//! private details, WeCom's errcodes as pages. The desktop browser's web-login QR is
+//! in `browser.rs` (headless Chromium).
+
+mod common;
+
+use common::wechat::{assert_page, identity_of, url_param, Browser, Gate, Platform};
+use common::Answer;
+use http::StatusCode;
+use serde_json::{json, Value};
+use wxgate::config::{Config, WecomConfig, WecomScope};
+use wxgate::mock::{MockConfig, MockWechat, WecomMockConfig};
+
+/// WeCom's in-app browser on an iPhone: `wxwork/` and `MicroMessenger/` both.
+pub const WECOM_UA: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148 wxwork/4.1.0 MicroMessenger/7.0.1 Language/zh ColorScheme/Light";
+/// WeCom's desktop app on Windows: its own browser.
+pub const WECOM_DESKTOP_UA: &str = "Mozilla/5.0 (Windows NT 10.0; WOW64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/86.0.4240.198 Safari/537.36 NetType/WIFI MicroMessenger/7.0.20.1781(0x6700143B) WindowsWechat(0x63090a13) wxwork/4.1.0 (MicroMessenger/6.2) WeChat/2.0.4";
+pub const CHROME_ON_WINDOWS: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
+
+/// The mock with WeCom callbacks to 127.0.0.1 only.
+fn mock_config() -> MockConfig {
+    MockConfig {
+        wecom: WecomMockConfig {
+            trusted_domains: vec!["127.0.0.1".into()],
+            ..WecomMockConfig::default()
+        },
+        ..MockConfig::default()
+    }
+}
+
+/// `[wecom]` instead of `[wechat]`, pointed at the mock.
+pub fn wecom_sign_in(c: &mut Config, mock: &MockWechat) {
+    let m = &mock.config().wecom;
+    let base = c.wechat.api_base_url.clone();
+    c.wechat = Default::default();
+    c.wecom = Some(WecomConfig {
+        corp_id: m.corp_id.clone(),
+        agent_id: m.agent_id.clone(),
+        secret: m.secret.clone(),
+        authorize_url: format!("{base}/connect/oauth2/authorize"),
+        sso_url: format!("{base}/wwlogin/sso/login"),
+        api_base_url: base,
+        ..WecomConfig::default()
+    });
+}
+
+async fn start(tweak: impl FnOnce(&mut WecomConfig)) -> (Platform, Gate) {
+    let platform = Platform::start(mock_config()).await;
+    let gate = platform
+        .gate(None, |c, mock| {
+            wecom_sign_in(c, mock);
+            tweak(c.wecom.as_mut().expect("wecom"));
+        })
+        .await;
+    (platform, gate)
+}
+
+/// The in-app link exactly as WeCom documents it; returns its state.
+fn assert_wecom_link(gate: &Gate, platform: &Platform, location: &str, scope: &str) -> String {
+    let w = &platform.mock.config().wecom;
+    let redirect_uri = format!("{}/_wxgate/callback", gate.origin)
+        .replace(':', "%3A")
+        .replace('/', "%2F");
+    let prefix = format!(
+        "http://{}/connect/oauth2/authorize?appid={}&redirect_uri={redirect_uri}&response_type=code&scope={scope}&state=",
+        platform.mock_addr, w.corp_id
+    );
+    let rest = location
+        .strip_prefix(&prefix)
+        .unwrap_or_else(|| panic!("not WeCom's link:\n  {location}\nexpected\n  {prefix}"));
+    let (state, tail) = rest.split_once('&').expect("agentid after state");
+    assert_eq!(tail, format!("agentid={}#wechat_redirect", w.agent_id), "{location}");
+    state.to_string()
+}
+
+/// The upstream's echo after a whole sign-in from `path`, and the claims it verified.
+async fn signed_in(gate: &Gate, browser: &mut Browser, path: &str) -> (Value, Value) {
+    let a = browser.follow(path).await;
+    assert_eq!(a.status, StatusCode::OK, "at the app: {}", a.text());
+    let echo = a.json();
+    let claims = gate.verify(&identity_of(&echo)).await;
+    (echo, claims)
+}
+
+#[tokio::test]
+async fn a_member_signs_in_inside_the_wecom_app_and_the_app_sees_userid_and_departments() {
+    let (platform, gate) = start(|_| {}).await;
+    let mut phone = gate.browser(WECOM_UA);
+    let first = phone.get("/orders/7?tab=open").await;
+    assert_eq!(first.status, StatusCode::FOUND, "{}", first.text());
+    let link = first.header("location").unwrap().to_string();
+    assert_wecom_link(&gate, &platform, &link, "snsapi_base");
+
+    let (echo, claims) = signed_in(&gate, &mut phone, &link).await;
+    assert_eq!(echo["uri"], "/orders/7?tab=open");
+    for (claim, want) in [
+        ("idp", json!("wecom")),
+        ("sub", json!("zhangsan")),
+        ("userid", json!("zhangsan")),
+        ("corpid", json!(platform.mock.config().wecom.corp_id)),
+        ("department", json!([1, 2])),
+        ("name", json!("张三")),
+    ] {
+        assert_eq!(claims[claim], want, "{claim} in {claims}");
+    }
+    assert!(claims.get("openid").is_none(), "{claims}");
+
+    // The session holds: the next page goes straight to the app, as the same member.
+    let again = phone.get("/orders/8").await;
+    assert_eq!(again.status, StatusCode::OK);
+    let claims = gate.verify(&identity_of(&again.json())).await;
+    assert_eq!(claims["userid"], "zhangsan");
+    let me = phone.get("/_wxgate/userinfo").await.json();
+    assert_eq!(me["department"], json!([1, 2]), "{me}");
+}
+
+#[tokio::test]
+async fn the_wecom_desktop_apps_own_browser_gets_the_in_app_flow() {
+    let (platform, gate) = start(|_| {}).await;
+    platform.mock.wecom_sign_in_as("lisi");
+    let mut desktop_app = gate.browser(WECOM_DESKTOP_UA);
+    let first = desktop_app.get("/").await;
+    let link = first.header("location").expect("a redirect").to_string();
+    assert_wecom_link(&gate, &platform, &link, "snsapi_base");
+    let (_, claims) = signed_in(&gate, &mut desktop_app, &link).await;
+    assert_eq!(claims["sub"], "lisi");
+    assert_eq!(claims["department"], json!([3]));
+}
+
+#[tokio::test]
+async fn a_non_member_is_refused_with_a_page() {
+    let (platform, gate) = start(|_| {}).await;
+    platform.mock.wecom_sign_in_as("guest");
+    let mut phone = gate.browser(WECOM_UA);
+    let a = phone.follow("/private").await;
+    assert_page(&a, StatusCode::FORBIDDEN, "For members of this organisation only");
+    assert!(a.text().contains("仅限本企业成员"), "{}", a.text());
+    assert!(!phone.has_session());
+    assert_eq!(platform.mock.calls("wecom_user_get"), 0, "no member to look up");
+}
+
+#[tokio::test]
+async fn with_members_only_off_a_visitor_signs_in_by_openid() {
+    let (platform, gate) = start(|w| w.members_only = false).await;
+    platform.mock.wecom_sign_in_as("guest");
+    let mut phone = gate.browser(WECOM_UA);
+    let (_, claims) = signed_in(&gate, &mut phone, "/").await;
+    let openid = platform.mock.wecom_openid("guest");
+    assert_eq!(claims["sub"], openid.as_str());
+    assert_eq!(claims["openid"], openid.as_str());
+    assert_eq!(claims["idp"], "wecom");
+    assert!(claims["external_userid"].as_str().unwrap().starts_with("wm"), "{claims}");
+    assert!(claims.get("userid").is_none() && claims.get("department").is_none(), "{claims}");
+}
+
+#[tokio::test]
+async fn a_member_outside_the_allowed_departments_is_refused_with_a_page() {
+    let (platform, gate) = start(|w| w.allowed_departments = vec![3]).await;
+    // zhangsan is in departments 1 and 2.
+    let mut phone = gate.browser(WECOM_UA);
+    let a = phone.follow("/").await;
+    assert_page(&a, StatusCode::FORBIDDEN, "Your department has no access");
+    assert!(!phone.has_session());
+    // lisi is in 3.
+    platform.mock.wecom_sign_in_as("lisi");
+    let mut other = gate.browser(WECOM_UA);
+    let (_, claims) = signed_in(&gate, &mut other, "/").await;
+    assert_eq!(claims["userid"], "lisi");
+}
+
+#[tokio::test]
+async fn a_member_outside_the_apps_visible_range_gets_a_page() {
+    let (platform, gate) = start(|_| {}).await;
+    platform.mock.wecom_sign_in_as("wangwu");
+    let mut phone = gate.browser(WECOM_UA);
+    let a = phone.follow("/").await;
+    assert_page(&a, StatusCode::FORBIDDEN, "outside this app's visible range");
+}
+
+#[tokio::test]
+async fn a_corp_token_that_expires_mid_flight_is_renewed_once_and_the_sign_in_goes_on() {
+    let (platform, gate) = start(|_| {}).await;
+    let mut first = gate.browser(WECOM_UA);
+    signed_in(&gate, &mut first, "/").await;
+    assert_eq!(platform.mock.calls("wecom_gettoken"), 1);
+
+    // The token wxgate holds is still fresh by its clock, expired by WeCom's.
+    platform.mock.expire_wecom_tokens();
+    let mut second = gate.browser(WECOM_UA);
+    let (_, claims) = signed_in(&gate, &mut second, "/").await;
+    assert_eq!(claims["userid"], "zhangsan");
+    assert_eq!(platform.mock.calls("wecom_gettoken"), 2, "renewed once");
+    // getuserinfo: first sign-in, then 42001 and the retry; user/get: one each.
+    assert_eq!(platform.mock.calls("wecom_getuserinfo"), 3);
+    assert_eq!(platform.mock.calls("wecom_user_get"), 2);
+
+    // WeCom refusing the new token too: a page, not a loop of renewals.
+    platform.mock.inject("wecom_getuserinfo", 42001, 2);
+    let mut third = gate.browser(WECOM_UA);
+    let a = third.follow("/").await;
+    assert_page(&a, StatusCode::INTERNAL_SERVER_ERROR, "Sign-in is misconfigured");
+    assert_eq!(platform.mock.calls("wecom_gettoken"), 2);
+}
+
+#[tokio::test]
+async fn a_refused_code_gets_one_fresh_authorization_then_a_page() {
+    let (platform, gate) = start(|_| {}).await;
+    let mut phone = gate.browser(WECOM_UA);
+    let link = phone.get("/a").await.header("location").unwrap().to_string();
+    let state = url_param(&link, "state").unwrap();
+
+    let a = phone.get(&format!("/_wxgate/callback?code=forged&state={state}")).await;
+    assert_eq!(a.status, StatusCode::FOUND, "a fresh authorization: {}", a.text());
+    let again = a.header("location").unwrap().to_string();
+    let state2 = assert_wecom_link(&gate, &platform, &again, "snsapi_base");
+    assert_ne!(state2, state);
+
+    let b = phone.get(&format!("/_wxgate/callback?code=forged&state={state2}")).await;
+    assert_page(&b, StatusCode::BAD_REQUEST, "The WeCom authorization has expired");
+    assert_eq!(platform.mock.calls("wecom_getuserinfo"), 2);
+}
+
+#[tokio::test]
+async fn wecoms_setup_errors_get_pages_naming_what_to_fix() {
+    let (platform, gate) = start(|_| {}).await;
+    let cases: &[(&str, i64, StatusCode, &str)] = &[
+        ("wecom_gettoken", 60020, StatusCode::INTERNAL_SERVER_ERROR, "trusted IP"),
+        ("wecom_getuserinfo", 50001, StatusCode::INTERNAL_SERVER_ERROR, "trusted domain"),
+        ("wecom_gettoken", 40001, StatusCode::INTERNAL_SERVER_ERROR, "Sign-in is misconfigured"),
+        ("wecom_getuserinfo", -1, StatusCode::SERVICE_UNAVAILABLE, "WeCom is busy"),
+    ];
+    for (endpoint, errcode, status, words) in cases {
+        // -1 is retried twice before it is an answer.
+        let times = if *errcode == -1 { 3 } else { 1 };
+        platform.mock.inject(endpoint, *errcode, times);
+        let mut phone = gate.browser(WECOM_UA);
+        let a: Answer = phone.follow("/").await;
+        assert_page(&a, *status, words);
+        platform.mock.clear(None);
+    }
+}
+
+#[tokio::test]
+async fn with_snsapi_privateinfo_the_member_consents_and_the_details_are_claimed() {
+    let (platform, gate) = start(|w| w.scope = WecomScope::PrivateInfo).await;
+    let mut phone = gate.browser(WECOM_UA);
+    let link = phone.get("/me").await.header("location").unwrap().to_string();
+    assert_wecom_link(&gate, &platform, &link, "snsapi_privateinfo");
+    let page = phone.get(link.split('#').next().unwrap()).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.text().contains("wecom_consent"), "{}", page.text());
+    let field = |name: &str| {
+        let text = page.text();
+        let marker = format!("name=\"{name}\" value=\"");
+        let start = text.find(&marker).unwrap() + marker.len();
+        let end = text[start..].find('"').unwrap() + start;
+        text[start..end].replace("&amp;", "&")
+    };
+    let fields = [
+        ("redirect_uri", field("redirect_uri")),
+        ("scope", field("scope")),
+        ("state", field("state")),
+        ("action", "allow".to_string()),
+    ];
+    let consent = gate.mock_url("/connect/oauth2/wecom_consent");
+    let a = phone.post_form(&consent, &fields).await;
+    let callback = a.header("location").expect("back to wxgate").to_string();
+    let (_, claims) = signed_in(&gate, &mut phone, &callback).await;
+    assert_eq!(claims["userid"], "zhangsan");
+    assert_eq!(claims["email"], "zhangsan@corp.example");
+    assert_eq!(claims["phone_number"], "13800000001");
+    assert_eq!(claims["picture"], "https://wework.qpic.cn/mock/zhangsan/0");
+    assert_eq!(platform.mock.calls("wecom_getuserdetail"), 1);
+}
+
+#[tokio::test]
+async fn a_computers_browser_is_sent_to_wecoms_web_login_and_the_phones_scan_signs_it_in() {
+    let (platform, gate) = start(|_| {}).await;
+    let mut computer = gate.browser(CHROME_ON_WINDOWS);
+    let a = computer.get("/report?q=1").await;
+    assert_eq!(a.status, StatusCode::FOUND, "{}", a.text());
+    let link = a.header("location").unwrap().to_string();
+    let w = &platform.mock.config().wecom;
+    let redirect_uri = format!("{}/_wxgate/callback", gate.origin)
+        .replace(':', "%3A")
+        .replace('/', "%2F");
+    let prefix = format!(
+        "http://{}/wwlogin/sso/login?login_type=CorpApp&appid={}&agentid={}&redirect_uri={redirect_uri}&state=",
+        platform.mock_addr, w.corp_id, w.agent_id
+    );
+    assert!(link.starts_with(&prefix), "{link}\n{prefix}");
+
+    let qr = computer.get(&link).await;
+    assert_eq!(qr.status, StatusCode::OK);
+    let text = qr.text();
+    let at = text.find("data-key=\"").expect("the QR names its login") + 10;
+    let key = &text[at..at + text[at..].find('"').unwrap()];
+    // Nothing yet: the page waits.
+    let waiting = computer
+        .get(&gate.mock_url(&format!("/wwlogin/sso/status?key={key}")))
+        .await
+        .json();
+    assert_eq!(waiting["status"], "pending");
+    // The phone scans as lisi and confirms; the page's next look moves on.
+    let mut phone = gate.browser(WECOM_UA);
+    let scanned = phone
+        .post(&gate.mock_url(&format!("/mock/wecom/scan?key={key}&user=lisi")))
+        .await;
+    assert_eq!(scanned.status, StatusCode::OK, "{}", scanned.text());
+    let status = computer
+        .get(&gate.mock_url(&format!("/wwlogin/sso/status?key={key}")))
+        .await
+        .json();
+    assert_eq!(status["status"], "confirmed");
+    let callback = status["location"].as_str().unwrap().to_string();
+    let (echo, claims) = signed_in(&gate, &mut computer, &callback).await;
+    assert_eq!(echo["uri"], "/report?q=1");
+    assert_eq!(claims["userid"], "lisi");
+    assert_eq!(claims["department"], json!([3]));
+}
