@@ -540,3 +540,100 @@ async fn js_sdk_story(
     }
     Ok(())
 }
+
+// ---------------------------------------------------------------- WeCom's web login
+
+/// Mock WeChat with its WeCom organisation + echo upstream + wxgate with `[wecom]`.
+async fn start_wecom() -> (common::wechat::Platform, common::wechat::Gate) {
+    let platform = common::wechat::Platform::start(wxgate::mock::MockConfig {
+        wecom: wxgate::mock::WecomMockConfig {
+            trusted_domains: vec!["127.0.0.1".into()],
+            ..wxgate::mock::WecomMockConfig::default()
+        },
+        ..wxgate::mock::MockConfig::default()
+    })
+    .await;
+    let gate = platform
+        .gate(None, |c, mock| {
+            let m = &mock.config().wecom;
+            let base = c.wechat.api_base_url.clone();
+            c.wechat = Default::default();
+            c.wecom = Some(wxgate::config::WecomConfig {
+                corp_id: m.corp_id.clone(),
+                agent_id: m.agent_id.clone(),
+                secret: m.secret.clone(),
+                authorize_url: format!("{base}/connect/oauth2/authorize"),
+                sso_url: format!("{base}/wwlogin/sso/login"),
+                api_base_url: base,
+                ..Default::default()
+            });
+        })
+        .await;
+    (platform, gate)
+}
+
+#[tokio::test]
+async fn a_desktop_browser_signs_in_with_wecoms_web_login_qr_scanned_by_the_phone() {
+    let Some(chromium) = program("chromium") else {
+        return;
+    };
+    let (platform, gate) = start_wecom().await;
+    let browser = Chromium::launch(&chromium);
+    let mut cdp = Cdp::connect(&browser.page_ws_url().await).await;
+    cdp.call("Page.enable", json!({})).await;
+    let outcome = wecom_story(&gate, &platform.mock, &mut cdp).await;
+    if let Err(e) = outcome {
+        let shot = cdp
+            .screenshot("wecom_web_login")
+            .await
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "no screenshot".into());
+        panic!("{e} (screenshot: {shot})");
+    }
+}
+
+async fn wecom_story(
+    gate: &common::wechat::Gate,
+    mock: &wxgate::mock::MockWechat,
+    cdp: &mut Cdp,
+) -> Result<(), String> {
+    cdp.call("Page.navigate", json!({ "url": gate.url("/orders/42?tab=open") }))
+        .await;
+    // WeCom's web-login page, as the browser rendered it: the login its QR stands for.
+    let key = cdp
+        .wait_for(
+            "(document.getElementById('wecom-qr')||{dataset:{}}).dataset.key||''",
+            "WeCom's web-login QR",
+        )
+        .await?;
+    let at = cdp.eval("location.href").await;
+    let at = at.as_str().unwrap_or_default();
+    if !at.starts_with(&gate.mock_url("/wwlogin/sso/login?login_type=CorpApp&")) {
+        return Err(format!("not WeCom's web login: {at}"));
+    }
+    // The member's phone scans it and confirms.
+    if !mock.wecom_scan(&key, "lisi") {
+        return Err("the phone could not scan the login shown".into());
+    }
+    // The waiting page moves on by itself and lands on the app as lisi.
+    let shown = cdp
+        .wait_for(
+            "location.pathname==='/orders/42'&&document.body?(document.querySelector('pre')||document.body).innerText:''",
+            "the app's page after the scan",
+        )
+        .await?;
+    let echo: Value = serde_json::from_str(&shown)
+        .map_err(|e| format!("not the upstream's page ({e}): {shown}"))?;
+    if echo["uri"] != "/orders/42?tab=open" {
+        return Err(format!("landed on {}", echo["uri"]));
+    }
+    let jwt = common::seen(&echo, "x-wxgate-jwt-assertion")
+        .pop()
+        .ok_or("the app got no identity header")?;
+    let jwks = common::get(&gate.url("/_wxgate/jwks.json")).await.text();
+    let claims = verify(&jwt, &jwks, &gate.issuer(), &gate.audience())?;
+    if claims["idp"] != "wecom" || claims["userid"] != "lisi" || claims["department"] != json!([3]) {
+        return Err(format!("not lisi of department 3 via WeCom: {claims}"));
+    }
+    Ok(())
+}
