@@ -3,7 +3,8 @@
 //! through the mock) confirms, and the same browser tab ends up on the app's page as
 //! the signed-in user without anyone reloading it. And a page of the app configures
 //! WeChat's JS-SDK through `/_wxgate/jssdk.js`, its signature checked by the mock's
-//! stand-in for WeChat's client, also after an iPhone single-page app moved on.
+//! stand-in for WeChat's client, also after an iPhone single-page app moved on. And a
+//! computer signs in with WeCom's web-login QR, scanned by the simulated phone.
 //!
 //! Chromium is driven over the DevTools protocol with a minimal hand-written WebSocket
 //! client (no extra dependency). Needs `chromium` on PATH: skipped loudly when missing,
