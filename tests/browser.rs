@@ -598,8 +598,11 @@ async fn wecom_story(
     mock: &wxgate::mock::MockWechat,
     cdp: &mut Cdp,
 ) -> Result<(), String> {
-    cdp.call("Page.navigate", json!({ "url": gate.url("/orders/42?tab=open") }))
-        .await;
+    cdp.call(
+        "Page.navigate",
+        json!({ "url": gate.url("/orders/42?tab=open") }),
+    )
+    .await;
     // WeCom's web-login page, as the browser rendered it: the login its QR stands for.
     let key = cdp
         .wait_for(
@@ -633,7 +636,8 @@ async fn wecom_story(
         .ok_or("the app got no identity header")?;
     let jwks = common::get(&gate.url("/_wxgate/jwks.json")).await.text();
     let claims = verify(&jwt, &jwks, &gate.issuer(), &gate.audience())?;
-    if claims["idp"] != "wecom" || claims["userid"] != "lisi" || claims["department"] != json!([3]) {
+    if claims["idp"] != "wecom" || claims["userid"] != "lisi" || claims["department"] != json!([3])
+    {
         return Err(format!("not lisi of department 3 via WeCom: {claims}"));
     }
     Ok(())

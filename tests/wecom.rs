@@ -71,7 +71,11 @@ fn assert_wecom_link(gate: &Gate, platform: &Platform, location: &str, scope: &s
         .strip_prefix(&prefix)
         .unwrap_or_else(|| panic!("not WeCom's link:\n  {location}\nexpected\n  {prefix}"));
     let (state, tail) = rest.split_once('&').expect("agentid after state");
-    assert_eq!(tail, format!("agentid={}#wechat_redirect", w.agent_id), "{location}");
+    assert_eq!(
+        tail,
+        format!("agentid={}#wechat_redirect", w.agent_id),
+        "{location}"
+    );
     state.to_string()
 }
 
@@ -135,10 +139,18 @@ async fn a_non_member_is_refused_with_a_page() {
     platform.mock.wecom_sign_in_as("guest");
     let mut phone = gate.browser(WECOM_UA);
     let a = phone.follow("/private").await;
-    assert_page(&a, StatusCode::FORBIDDEN, "For members of this organisation only");
+    assert_page(
+        &a,
+        StatusCode::FORBIDDEN,
+        "For members of this organisation only",
+    );
     assert!(a.text().contains("仅限本企业成员"), "{}", a.text());
     assert!(!phone.has_session());
-    assert_eq!(platform.mock.calls("wecom_user_get"), 0, "no member to look up");
+    assert_eq!(
+        platform.mock.calls("wecom_user_get"),
+        0,
+        "no member to look up"
+    );
 }
 
 #[tokio::test]
@@ -151,8 +163,17 @@ async fn with_members_only_off_a_visitor_signs_in_by_openid() {
     assert_eq!(claims["sub"], openid.as_str());
     assert_eq!(claims["openid"], openid.as_str());
     assert_eq!(claims["idp"], "wecom");
-    assert!(claims["external_userid"].as_str().unwrap().starts_with("wm"), "{claims}");
-    assert!(claims.get("userid").is_none() && claims.get("department").is_none(), "{claims}");
+    assert!(
+        claims["external_userid"]
+            .as_str()
+            .unwrap()
+            .starts_with("wm"),
+        "{claims}"
+    );
+    assert!(
+        claims.get("userid").is_none() && claims.get("department").is_none(),
+        "{claims}"
+    );
 }
 
 #[tokio::test]
@@ -176,7 +197,11 @@ async fn a_member_outside_the_apps_visible_range_gets_a_page() {
     platform.mock.wecom_sign_in_as("wangwu");
     let mut phone = gate.browser(WECOM_UA);
     let a = phone.follow("/").await;
-    assert_page(&a, StatusCode::FORBIDDEN, "outside this app's visible range");
+    assert_page(
+        &a,
+        StatusCode::FORBIDDEN,
+        "outside this app's visible range",
+    );
 }
 
 #[tokio::test]
@@ -200,7 +225,11 @@ async fn a_corp_token_that_expires_mid_flight_is_renewed_once_and_the_sign_in_go
     platform.mock.inject("wecom_getuserinfo", 42001, 2);
     let mut third = gate.browser(WECOM_UA);
     let a = third.follow("/").await;
-    assert_page(&a, StatusCode::INTERNAL_SERVER_ERROR, "Sign-in is misconfigured");
+    assert_page(
+        &a,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "Sign-in is misconfigured",
+    );
     assert_eq!(platform.mock.calls("wecom_gettoken"), 2);
 }
 
@@ -208,17 +237,35 @@ async fn a_corp_token_that_expires_mid_flight_is_renewed_once_and_the_sign_in_go
 async fn a_refused_code_gets_one_fresh_authorization_then_a_page() {
     let (platform, gate) = start(|_| {}).await;
     let mut phone = gate.browser(WECOM_UA);
-    let link = phone.get("/a").await.header("location").unwrap().to_string();
+    let link = phone
+        .get("/a")
+        .await
+        .header("location")
+        .unwrap()
+        .to_string();
     let state = url_param(&link, "state").unwrap();
 
-    let a = phone.get(&format!("/_wxgate/callback?code=forged&state={state}")).await;
-    assert_eq!(a.status, StatusCode::FOUND, "a fresh authorization: {}", a.text());
+    let a = phone
+        .get(&format!("/_wxgate/callback?code=forged&state={state}"))
+        .await;
+    assert_eq!(
+        a.status,
+        StatusCode::FOUND,
+        "a fresh authorization: {}",
+        a.text()
+    );
     let again = a.header("location").unwrap().to_string();
     let state2 = assert_wecom_link(&gate, &platform, &again, "snsapi_base");
     assert_ne!(state2, state);
 
-    let b = phone.get(&format!("/_wxgate/callback?code=forged&state={state2}")).await;
-    assert_page(&b, StatusCode::BAD_REQUEST, "The WeCom authorization has expired");
+    let b = phone
+        .get(&format!("/_wxgate/callback?code=forged&state={state2}"))
+        .await;
+    assert_page(
+        &b,
+        StatusCode::BAD_REQUEST,
+        "The WeCom authorization has expired",
+    );
     assert_eq!(platform.mock.calls("wecom_getuserinfo"), 2);
 }
 
@@ -226,10 +273,30 @@ async fn a_refused_code_gets_one_fresh_authorization_then_a_page() {
 async fn wecoms_setup_errors_get_pages_naming_what_to_fix() {
     let (platform, gate) = start(|_| {}).await;
     let cases: &[(&str, i64, StatusCode, &str)] = &[
-        ("wecom_gettoken", 60020, StatusCode::INTERNAL_SERVER_ERROR, "trusted IP"),
-        ("wecom_getuserinfo", 50001, StatusCode::INTERNAL_SERVER_ERROR, "trusted domain"),
-        ("wecom_gettoken", 40001, StatusCode::INTERNAL_SERVER_ERROR, "Sign-in is misconfigured"),
-        ("wecom_getuserinfo", -1, StatusCode::SERVICE_UNAVAILABLE, "WeCom is busy"),
+        (
+            "wecom_gettoken",
+            60020,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "trusted IP",
+        ),
+        (
+            "wecom_getuserinfo",
+            50001,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "trusted domain",
+        ),
+        (
+            "wecom_gettoken",
+            40001,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Sign-in is misconfigured",
+        ),
+        (
+            "wecom_getuserinfo",
+            -1,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "WeCom is busy",
+        ),
     ];
     for (endpoint, errcode, status, words) in cases {
         // -1 is retried twice before it is an answer.
@@ -246,7 +313,12 @@ async fn wecoms_setup_errors_get_pages_naming_what_to_fix() {
 async fn with_snsapi_privateinfo_the_member_consents_and_the_details_are_claimed() {
     let (platform, gate) = start(|w| w.scope = WecomScope::PrivateInfo).await;
     let mut phone = gate.browser(WECOM_UA);
-    let link = phone.get("/me").await.header("location").unwrap().to_string();
+    let link = phone
+        .get("/me")
+        .await
+        .header("location")
+        .unwrap()
+        .to_string();
     assert_wecom_link(&gate, &platform, &link, "snsapi_privateinfo");
     let page = phone.get(link.split('#').next().unwrap()).await;
     assert_eq!(page.status, StatusCode::OK);

@@ -318,11 +318,7 @@ impl<E: HolderError> Holder<E> {
 
     /// Holding the store's lock: reads once more (another replica may have renewed
     /// between our read and the lock), fetches, stores.
-    async fn fetch_and_store<F, Fut>(
-        &self,
-        want: Want<'_>,
-        fetch: &F,
-    ) -> Result<Record, E>
+    async fn fetch_and_store<F, Fut>(&self, want: Want<'_>, fetch: &F) -> Result<Record, E>
     where
         F: Fn(Renewal) -> Fut,
         Fut: Future<Output = Result<Fetched, E>>,

@@ -1087,7 +1087,11 @@ impl Config {
                     w.corp_id,
                     w.agent_id,
                     w.scope,
-                    if w.members_only { "members only" } else { "members and visitors" },
+                    if w.members_only {
+                        "members only"
+                    } else {
+                        "members and visitors"
+                    },
                     if w.allowed_departments.is_empty() {
                         String::new()
                     } else {

@@ -156,8 +156,7 @@ impl WecomConfig {
                 "wecom.agent_id",
                 "is required (the self-built app's AgentId, e.g. \"1000002\")",
             );
-        } else if self.agent_id.len() > 10 || !self.agent_id.bytes().all(|b| b.is_ascii_digit())
-        {
+        } else if self.agent_id.len() > 10 || !self.agent_id.bytes().all(|b| b.is_ascii_digit()) {
             push(
                 p,
                 "wecom.agent_id",
@@ -279,6 +278,7 @@ url = "http://127.0.0.1:3000"
 corp_id = "ww-not valid"
 agent_id = "10x"
 sso_url = "ftp://x"
+verify_files = { "MP_verify_a.txt" = "a" }
 "#;
         let p = load(text, &[]).unwrap_err().join("\n");
         for key in [

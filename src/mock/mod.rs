@@ -491,7 +491,9 @@ pub async fn handle(mock: MockWechat, req: Request<Incoming>) -> Response<Body> 
 async fn route(mock: MockWechat, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_owned();
     match path.as_str() {
-        "/connect/oauth2/authorize" if wecom::is_wecom_link(&mock, req.uri().query().unwrap_or("")) => {
+        "/connect/oauth2/authorize"
+            if wecom::is_wecom_link(&mock, req.uri().query().unwrap_or("")) =>
+        {
             wecom::authorize(mock, req).await
         }
         "/connect/oauth2/authorize" => pages::authorize(mock, req, LinkKind::OAuth2).await,

@@ -133,11 +133,7 @@ impl Default for WecomMockConfig {
                 dep(2, "研发部 · R&D", 1),
                 dep(3, "销售部 · Sales", 1),
             ],
-            members: vec![
-                zhangsan,
-                MockMember::new("lisi", "李四", &[3]),
-                wangwu,
-            ],
+            members: vec![zhangsan, MockMember::new("lisi", "李四", &[3]), wangwu],
             outsiders: vec![MockOutsider {
                 key: "guest".into(),
                 name: "访客 Guest".into(),
@@ -460,7 +456,11 @@ impl MockWechat {
 }
 
 /// The four API calls.
-pub(super) async fn api(mock: MockWechat, req: Request<Incoming>, endpoint: &'static str) -> Response<Body> {
+pub(super) async fn api(
+    mock: MockWechat,
+    req: Request<Incoming>,
+    endpoint: &'static str,
+) -> Response<Body> {
     let peer = req.extensions().get::<Peer>().map(|p| p.0.ip());
     match mock.enter(endpoint).await {
         Some(Fault::Broken(b)) => return broken(b),
@@ -535,7 +535,10 @@ impl WecomPageRefusal {
             ),
             Self::Scope => ("scope参数错误", "The scope is wrong"),
             Self::State => ("state参数错误", "The state is wrong"),
-            Self::NotWecom => ("请在企业微信客户端打开链接", "Please open this link in WeCom"),
+            Self::NotWecom => (
+                "请在企业微信客户端打开链接",
+                "Please open this link in WeCom",
+            ),
             Self::Expired => ("二维码已失效", "This QR code has expired"),
         }
     }
@@ -568,14 +571,28 @@ fn check_link(raw: &str, page: Page, c: &WecomMockConfig) -> Result<Link, WecomP
     let names: Vec<&str> = pairs.iter().map(|(k, _)| k.as_str()).collect();
     let allowed: &[&[&str]] = match page {
         Page::InApp => &[
-            &["appid", "redirect_uri", "response_type", "scope", "state", "agentid"],
+            &[
+                "appid",
+                "redirect_uri",
+                "response_type",
+                "scope",
+                "state",
+                "agentid",
+            ],
             &["appid", "redirect_uri", "response_type", "scope", "agentid"],
             &["appid", "redirect_uri", "response_type", "scope", "state"],
             &["appid", "redirect_uri", "response_type", "scope"],
         ],
         Page::Sso => &[
             &["login_type", "appid", "agentid", "redirect_uri", "state"],
-            &["login_type", "appid", "agentid", "redirect_uri", "state", "lang"],
+            &[
+                "login_type",
+                "appid",
+                "agentid",
+                "redirect_uri",
+                "state",
+                "lang",
+            ],
             &["login_type", "appid", "agentid", "redirect_uri"],
         ],
     };
@@ -611,7 +628,10 @@ fn check_link(raw: &str, page: Page, c: &WecomMockConfig) -> Result<Link, WecomP
         .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
         .ok_or(R::Untrusted)?;
     if !c.trusted_domains.is_empty()
-        && !c.trusted_domains.iter().any(|d| d.eq_ignore_ascii_case(&host))
+        && !c
+            .trusted_domains
+            .iter()
+            .any(|d| d.eq_ignore_ascii_case(&host))
     {
         return Err(R::Untrusted);
     }
@@ -651,7 +671,11 @@ fn refusal_page(r: WecomPageRefusal) -> Response<Body> {
     let mut resp = page(
         StatusCode::OK,
         "企业微信 · WeCom",
-        &format!("<h1>{}</h1><h2>{}</h2>{code}", html_escape(zh), html_escape(en)),
+        &format!(
+            "<h1>{}</h1><h2>{}</h2>{code}",
+            html_escape(zh),
+            html_escape(en)
+        ),
     );
     resp.headers_mut()
         .insert("x-mock-wecom-error", HeaderValue::from_static(r.name()));
@@ -678,7 +702,8 @@ fn is_wecom(req: &Request<Incoming>) -> bool {
 /// appid, or an `agentid`) rather than an official account's.
 pub(super) fn is_wecom_link(mock: &MockWechat, query: &str) -> bool {
     let pairs = parse_query(query);
-    param(&pairs, "agentid").is_some() || param(&pairs, "appid") == Some(&mock.wecom().corp_id)
+    param(&pairs, "agentid").is_some()
+        || param(&pairs, "appid") == Some(mock.wecom().corp_id.as_str())
 }
 
 /// `GET /connect/oauth2/authorize?appid=CORPID&...&agentid=` inside the WeCom app.
@@ -699,7 +724,11 @@ pub(super) async fn authorize(mock: MockWechat, req: Request<Incoming>) -> Respo
     // snsapi_base is silent; private details need the member's own consent.
     if link.scope == "snsapi_base" || mock.member(&who).is_none() {
         let code = mock.issue_wecom_code(&who, &link.scope);
-        return redirect(&callback_location(&link.redirect_uri, Some(&code), &link.state));
+        return redirect(&callback_location(
+            &link.redirect_uri,
+            Some(&code),
+            &link.state,
+        ));
     }
     consent_page(&mock, &link, &who)
 }
@@ -707,7 +736,10 @@ pub(super) async fn authorize(mock: MockWechat, req: Request<Incoming>) -> Respo
 fn consent_page(mock: &MockWechat, link: &Link, who: &str) -> Response<Body> {
     let name = mock.member(who).map_or(who, |m| m.name.as_str());
     let hidden = |n: &str, v: &str| {
-        format!("<input type=\"hidden\" name=\"{n}\" value=\"{}\">", html_escape(v))
+        format!(
+            "<input type=\"hidden\" name=\"{n}\" value=\"{}\">",
+            html_escape(v)
+        )
     };
     page(
         StatusCode::OK,
@@ -730,7 +762,11 @@ fn consent_page(mock: &MockWechat, link: &Link, who: &str) -> Response<Body> {
 /// `POST /connect/oauth2/wecom_consent`: the member's answer on the consent page.
 pub(super) async fn consent(mock: MockWechat, req: Request<Incoming>) -> Response<Body> {
     if req.method() != Method::POST {
-        return page(StatusCode::METHOD_NOT_ALLOWED, "405", "<h1>只接受 POST</h1><h2>POST only</h2>");
+        return page(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "405",
+            "<h1>只接受 POST</h1><h2>POST only</h2>",
+        );
     }
     let form = parse_query(&read_body(req).await.unwrap_or_default());
     let get = |n: &str| param(&form, n).unwrap_or_default().to_string();
@@ -758,7 +794,11 @@ pub(super) async fn consent(mock: MockWechat, req: Request<Incoming>) -> Respons
         return refusal_page(WecomPageRefusal::LinkInvalid);
     };
     let code = mock.issue_wecom_code(&who, &link.scope);
-    redirect(&callback_location(&link.redirect_uri, Some(&code), &link.state))
+    redirect(&callback_location(
+        &link.redirect_uri,
+        Some(&code),
+        &link.state,
+    ))
 }
 
 /// `GET /wwlogin/sso/login?login_type=CorpApp&...`: the QR code a computer shows.
@@ -843,7 +883,11 @@ pub(super) fn sso_status(mock: &MockWechat, req: &Request<Incoming>) -> Response
 /// as the chosen user and go straight on.
 pub(super) async fn sso_scan(mock: MockWechat, req: Request<Incoming>) -> Response<Body> {
     if req.method() != Method::POST {
-        return page(StatusCode::METHOD_NOT_ALLOWED, "405", "<h1>只接受 POST</h1><h2>POST only</h2>");
+        return page(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "405",
+            "<h1>只接受 POST</h1><h2>POST only</h2>",
+        );
     }
     let form = parse_query(&read_body(req).await.unwrap_or_default());
     let key = param(&form, "key").unwrap_or_default().to_string();
@@ -890,7 +934,10 @@ pub(super) fn control(mock: &MockWechat, req: &Request<Incoming>) -> Response<Bo
             if mock.wecom_scan(&q("key"), &q("user")) {
                 text(StatusCode::OK, "ok\n")
             } else {
-                text(StatusCode::NOT_FOUND, "no such login waiting, or no such user\n")
+                text(
+                    StatusCode::NOT_FOUND,
+                    "no such login waiting, or no such user\n",
+                )
             }
         }
         ("expire_tokens", true) => {
@@ -924,7 +971,9 @@ pub(super) fn control(mock: &MockWechat, req: &Request<Incoming>) -> Response<Bo
             );
             resp
         }
-        ("as" | "scan" | "expire_tokens", false) => text(StatusCode::METHOD_NOT_ALLOWED, "POST only\n"),
+        ("as" | "scan" | "expire_tokens", false) => {
+            text(StatusCode::METHOD_NOT_ALLOWED, "POST only\n")
+        }
         _ => text(StatusCode::NOT_FOUND, "unknown knob\n"),
     }
 }
@@ -939,7 +988,10 @@ pub(crate) fn every_page(mock: &MockWechat) -> Vec<(String, Response<Body>)> {
         state: "abc".into(),
     };
     let mut pages = vec![
-        ("wecom consent".to_string(), consent_page(mock, &link, "zhangsan")),
+        (
+            "wecom consent".to_string(),
+            consent_page(mock, &link, "zhangsan"),
+        ),
         ("wecom sso".to_string(), sso_page(mock, "KEY")),
     ];
     for r in [
@@ -1018,7 +1070,10 @@ mod tests {
             .unwrap()
             .to_string();
         let again = mock.wecom_gettoken(&c.corp_id, &c.secret).unwrap();
-        assert_eq!(again["access_token"], token, "the same token within its lifetime");
+        assert_eq!(
+            again["access_token"], token,
+            "the same token within its lifetime"
+        );
         assert_eq!(mock.wecom_gettoken(&c.corp_id, "wrong"), Err(40001));
         assert_eq!(mock.wecom_gettoken("wwother", &c.secret), Err(40013));
 
@@ -1033,7 +1088,10 @@ mod tests {
         assert_eq!(detail["mobile"], "13800000001");
         let got = mock.wecom_user_get(&token, "zhangsan").unwrap();
         assert_eq!(got["department"], json!([1, 2]));
-        assert!(got.get("mobile").is_none(), "no private details from user/get");
+        assert!(
+            got.get("mobile").is_none(),
+            "no private details from user/get"
+        );
         assert_eq!(mock.wecom_user_get(&token, "wangwu"), Err(60011));
         assert_eq!(mock.wecom_user_get(&token, "nobody"), Err(60111));
 
@@ -1041,7 +1099,10 @@ mod tests {
         let outsider = mock.wecom_getuserinfo(&token, &code).unwrap();
         assert!(outsider.get("userid").is_none());
         assert_eq!(outsider["openid"], mock.wecom_openid("guest"));
-        assert!(outsider["external_userid"].as_str().unwrap().starts_with("wm"));
+        assert!(outsider["external_userid"]
+            .as_str()
+            .unwrap()
+            .starts_with("wm"));
 
         mock.expire_wecom_tokens();
         assert_eq!(mock.wecom_user_get(&token, "zhangsan"), Err(42001));

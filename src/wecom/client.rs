@@ -213,7 +213,12 @@ impl WecomClient {
             }
             match result {
                 Err(e) if e.kind() == ErrorKind::Busy && attempt < BUSY_BACKOFF.len() => {
-                    tracing::debug!(endpoint, hint = e.hint(), attempt, "wecom busy (-1), retrying");
+                    tracing::debug!(
+                        endpoint,
+                        hint = e.hint(),
+                        attempt,
+                        "wecom busy (-1), retrying"
+                    );
                     tokio::time::sleep(BUSY_BACKOFF[attempt]).await;
                     attempt += 1;
                 }

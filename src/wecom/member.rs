@@ -124,7 +124,10 @@ impl WecomIdentity {
                 external_userid,
             } => {
                 put("openid", openid);
-                put("external_userid", external_userid.as_deref().unwrap_or_default());
+                put(
+                    "external_userid",
+                    external_userid.as_deref().unwrap_or_default(),
+                );
             }
         }
         if let Who::Member { department, .. } = &self.who {
@@ -279,7 +282,10 @@ mod tests {
         for (name, identity, want) in cases {
             assert_eq!(Value::Object(identity.claims()), want, "{name}");
             for k in identity.claims().keys() {
-                assert!(k == "sub" || CLAIMS.contains(&k.as_str()), "{name}: {k} unlisted");
+                assert!(
+                    k == "sub" || CLAIMS.contains(&k.as_str()),
+                    "{name}: {k} unlisted"
+                );
             }
         }
     }
@@ -288,9 +294,15 @@ mod tests {
     fn identities_round_trip_through_the_session() {
         for i in [member(&[1], Some("n"), Some(Private::default())), visitor()] {
             let text = serde_json::to_string(&i).unwrap();
-            assert_eq!(serde_json::from_str::<WecomIdentity>(&text).unwrap(), i, "{text}");
+            assert_eq!(
+                serde_json::from_str::<WecomIdentity>(&text).unwrap(),
+                i,
+                "{text}"
+            );
         }
     }
+
+    type Verdict = Result<(), WecomRefusal>;
 
     #[test]
     fn members_only_and_departments_decide_who_signs_in() {
@@ -302,22 +314,64 @@ mod tests {
             userid: "u".into(),
             user_ticket: None,
         };
-        let cases: &[(&str, &Visitor, bool, &[u64], Result<(), WecomRefusal>)] = &[
+        let cases: &[(&str, &Visitor, bool, &[u64], Verdict)] = &[
             ("member, defaults", &a_member, true, &[], Ok(())),
-            ("non-member, members only", &non_member, true, &[], Err(WecomRefusal::NotMember)),
+            (
+                "non-member, members only",
+                &non_member,
+                true,
+                &[],
+                Err(WecomRefusal::NotMember),
+            ),
             ("non-member, open", &non_member, false, &[], Ok(())),
-            ("non-member, departments listed", &non_member, false, &[3], Err(WecomRefusal::NotMember)),
-            ("member, departments checked later", &a_member, true, &[3], Ok(())),
+            (
+                "non-member, departments listed",
+                &non_member,
+                false,
+                &[3],
+                Err(WecomRefusal::NotMember),
+            ),
+            (
+                "member, departments checked later",
+                &a_member,
+                true,
+                &[3],
+                Ok(()),
+            ),
         ];
         for (name, v, members_only, allowed, want) in cases {
             assert_eq!(admit_visitor(v, *members_only, allowed), *want, "{name}");
         }
-        let cases: &[(&str, WecomIdentity, bool, &[u64], Result<(), WecomRefusal>)] = &[
-            ("in an allowed department", member(&[1, 7], None, None), true, &[7, 9], Ok(())),
-            ("outside every allowed one", member(&[1, 2], None, None), true, &[7], Err(WecomRefusal::DepartmentNotAllowed)),
-            ("in no department at all", member(&[], None, None), true, &[7], Err(WecomRefusal::DepartmentNotAllowed)),
+        let cases: &[(&str, WecomIdentity, bool, &[u64], Verdict)] = &[
+            (
+                "in an allowed department",
+                member(&[1, 7], None, None),
+                true,
+                &[7, 9],
+                Ok(()),
+            ),
+            (
+                "outside every allowed one",
+                member(&[1, 2], None, None),
+                true,
+                &[7],
+                Err(WecomRefusal::DepartmentNotAllowed),
+            ),
+            (
+                "in no department at all",
+                member(&[], None, None),
+                true,
+                &[7],
+                Err(WecomRefusal::DepartmentNotAllowed),
+            ),
             ("no list", member(&[], None, None), true, &[], Ok(())),
-            ("a visitor kept out later", visitor(), true, &[], Err(WecomRefusal::NotMember)),
+            (
+                "a visitor kept out later",
+                visitor(),
+                true,
+                &[],
+                Err(WecomRefusal::NotMember),
+            ),
             ("a visitor let in", visitor(), false, &[], Ok(())),
         ];
         for (name, identity, members_only, allowed, want) in cases {
@@ -340,6 +394,9 @@ mod tests {
         for (name, ids, deps, want) in cases {
             assert_eq!(route_allows(&m, ids, deps), *want, "{name}");
         }
-        assert!(!route_allows(&visitor(), &u(&["oVisitor"]), &[]), "a visitor is no userid");
+        assert!(
+            !route_allows(&visitor(), &u(&["oVisitor"]), &[]),
+            "a visitor is no userid"
+        );
     }
 }

@@ -60,7 +60,9 @@ pub struct Wecom {
 
 impl std::fmt::Debug for Wecom {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Wecom").field("cfg", &self.cfg).finish_non_exhaustive()
+        f.debug_struct("Wecom")
+            .field("cfg", &self.cfg)
+            .finish_non_exhaustive()
     }
 }
 

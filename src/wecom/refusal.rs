@@ -177,7 +177,11 @@ mod tests {
         for (code, want, status) in cases {
             let got = WecomRefusal::from_error(&api(*code));
             assert_eq!(got, *want, "{code}");
-            assert_eq!(got.response(false, None).status().as_u16(), *status, "{code}");
+            assert_eq!(
+                got.response(false, None).status().as_u16(),
+                *status,
+                "{code}"
+            );
         }
         let down = WecomError::Timeout {
             endpoint: "wecom_gettoken",

@@ -97,10 +97,7 @@ impl CorpTokenHolder {
         let token = self.get().await?;
         match call(token.clone()).await {
             Err(e) if e.token_rejected() => {
-                let fresh = self
-                    .holder
-                    .get(Want::Not(&token), |_| self.fetch())
-                    .await?;
+                let fresh = self.holder.get(Want::Not(&token), |_| self.fetch()).await?;
                 Ok(call(fresh.value).await?)
             }
             other => Ok(other?),
@@ -119,7 +116,11 @@ mod tests {
             .unwrap()
     }
 
-    fn holder(addr: std::net::SocketAddr, mock: &crate::mock::MockWechat, store: Arc<Store>) -> CorpTokenHolder {
+    fn holder(
+        addr: std::net::SocketAddr,
+        mock: &crate::mock::MockWechat,
+        store: Arc<Store>,
+    ) -> CorpTokenHolder {
         let w = &mock.config().wecom;
         let base = format!("http://{addr}");
         CorpTokenHolder::new(
@@ -176,6 +177,9 @@ mod tests {
             })
             .await
             .unwrap_err();
-        assert!(matches!(e, TokenError::Wecom(ref w) if w.token_rejected()), "{e}");
+        assert!(
+            matches!(e, TokenError::Wecom(ref w) if w.token_rejected()),
+            "{e}"
+        );
     }
 }

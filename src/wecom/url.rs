@@ -26,7 +26,13 @@ pub fn authorize_url(
 
 /// On a computer's browser: WeCom's web-login page with its QR code for the app
 /// (`login_type=CorpApp`); the member scans it with the WeCom app.
-pub fn sso_url(base: &str, corp_id: &str, agent_id: &str, redirect_uri: &str, state: &str) -> String {
+pub fn sso_url(
+    base: &str,
+    corp_id: &str,
+    agent_id: &str,
+    redirect_uri: &str,
+    state: &str,
+) -> String {
     format!(
         "{base}?login_type=CorpApp&appid={}&agentid={}&redirect_uri={}&state={}",
         encode_component(corp_id),
@@ -56,7 +62,14 @@ mod tests {
 &redirect_uri=https%3A%2F%2Fapp.example.com%2F_wxgate%2Fcallback&response_type=code\
 &scope=snsapi_base&state=S1&agentid=1000002#wechat_redirect"
         );
-        let private = authorize_url("https://a/b", "ww1", "7", "http://x/?a=1&b", WecomScope::PrivateInfo, "s");
+        let private = authorize_url(
+            "https://a/b",
+            "ww1",
+            "7",
+            "http://x/?a=1&b",
+            WecomScope::PrivateInfo,
+            "s",
+        );
         assert_eq!(
             private,
             "https://a/b?appid=ww1&redirect_uri=http%3A%2F%2Fx%2F%3Fa%3D1%26b&response_type=code\
