@@ -5,7 +5,7 @@ use http::{Response, StatusCode};
 
 use super::error::{ErrorKind, WecomError};
 use crate::body::Body;
-use crate::pages::{respond_with, Notice};
+use crate::pages::{respond_with, Notice, Reply};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum WecomRefusal {
@@ -72,7 +72,7 @@ impl WecomRefusal {
 
     /// The page (or JSON). `retry`: a same-origin URL that starts over, offered where
     /// trying again can help.
-    pub fn response(self, json: bool, retry: Option<String>) -> Response<Body> {
+    pub fn response(self, reply: Reply, retry: Option<String>) -> Response<Body> {
         use StatusCode as S;
         let (status, zh, en, detail_zh, detail, retryable): (S, &str, &str, &str, &str, bool) = match self {
             Self::NotMember => (S::FORBIDDEN, "仅限本企业成员", "For members of this organisation only",
@@ -121,7 +121,7 @@ impl WecomRefusal {
             detail: detail.into(),
             retry: if retryable { retry } else { None },
         };
-        let mut resp = respond_with(&n, json, None);
+        let mut resp = respond_with(&n, reply, None);
         if status == S::SERVICE_UNAVAILABLE {
             resp.headers_mut().insert(
                 http::header::RETRY_AFTER,
@@ -178,7 +178,7 @@ mod tests {
             let got = WecomRefusal::from_error(&api(*code));
             assert_eq!(got, *want, "{code}");
             assert_eq!(
-                got.response(false, None).status().as_u16(),
+                got.response(Reply::Page, None).status().as_u16(),
                 *status,
                 "{code}"
             );
@@ -193,7 +193,7 @@ mod tests {
     async fn only_refusals_that_may_pass_offer_to_try_again() {
         use http_body_util::BodyExt as _;
         for r in WecomRefusal::ALL {
-            let resp = r.response(false, Some("/_wxgate/start?rd=/x".into()));
+            let resp = r.response(Reply::Page, Some("/_wxgate/start?rd=/x".into()));
             let page = resp.into_body().collect().await.unwrap().to_bytes();
             let offered = String::from_utf8_lossy(&page).contains("/_wxgate/start?rd=/x");
             let may_pass = matches!(
