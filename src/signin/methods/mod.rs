@@ -7,6 +7,7 @@
 
 pub mod desktop;
 pub mod wechat_inapp;
+pub mod wecom;
 
 use http::Response;
 
@@ -17,7 +18,15 @@ use crate::config::Config;
 use crate::signin::Browser;
 
 /// The method that signs this browser in for this route.
-pub fn choose(browser: &Browser<'_>, _route: &RouteNeeds, _cfg: &Config) -> MethodId {
+pub fn choose(browser: &Browser<'_>, _route: &RouteNeeds, cfg: &Config) -> MethodId {
+    // `[wecom]` stands instead of `[wechat]`: WeCom signs everyone in.
+    if cfg.wecom.is_some() {
+        return if browser.in_wecom {
+            MethodId::WecomInApp
+        } else {
+            MethodId::WecomWebLogin
+        };
+    }
     if browser.in_wechat {
         MethodId::WechatInApp
     } else {
@@ -103,6 +112,8 @@ macro_rules! methods {
 methods! {
     WechatInApp => wechat_inapp: wechat_inapp::WechatInApp,
     Desktop => desktop: desktop::Desktop,
+    WecomInApp => wecom_inapp: wecom::WecomInApp,
+    WecomWebLogin => wecom_web: wecom::WecomWebLogin,
 }
 
 impl Methods {
