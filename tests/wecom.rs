@@ -109,7 +109,10 @@ async fn a_member_signs_in_inside_the_wecom_app_and_the_app_sees_userid_and_depa
     ] {
         assert_eq!(claims[claim], want, "{claim} in {claims}");
     }
-    assert!(claims.get("openid").is_none(), "{claims}");
+    // A userid or CorpID never passes for WeChat's openid or appid.
+    for absent in ["openid", "appid", "scope", "unionid"] {
+        assert!(claims.get(absent).is_none(), "{absent} in {claims}");
+    }
 
     // The session holds: the next page goes straight to the app, as the same member.
     let again = phone.get("/orders/8").await;
@@ -197,11 +200,7 @@ async fn a_member_outside_the_apps_visible_range_gets_a_page() {
     platform.mock.wecom_sign_in_as("wangwu");
     let mut phone = gate.browser(WECOM_UA);
     let a = phone.follow("/").await;
-    assert_page(
-        &a,
-        StatusCode::FORBIDDEN,
-        "You are outside this app",
-    );
+    assert_page(&a, StatusCode::FORBIDDEN, "You are outside this app");
 }
 
 #[tokio::test]

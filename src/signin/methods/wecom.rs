@@ -57,9 +57,13 @@ impl Method for WecomInApp {
         let Some(wecom) = &self.wecom else {
             return WecomRefusal::Misconfigured.response(begin.browser.reply, None);
         };
-        core.redirect_with_flow(begin.browser.headers, begin.rd, begin.tries, Self::NAME, |state| {
-            wecom.authorize_location(&core.redirect_uri, state)
-        })
+        core.redirect_with_flow(
+            begin.browser.headers,
+            begin.rd,
+            begin.tries,
+            Self::NAME,
+            |state| wecom.authorize_location(&core.redirect_uri, state),
+        )
     }
 
     async fn finish(&self, _core: &Core, callback: &Callback<'_>) -> Result<Verified, SignInError> {
@@ -92,9 +96,13 @@ impl Method for WecomWebLogin {
         if core.cfg().desktop.mode == DesktopMode::Off {
             return WecomRefusal::OpenInWecom.response(begin.browser.reply, None);
         }
-        core.redirect_with_flow(begin.browser.headers, begin.rd, begin.tries, Self::NAME, |state| {
-            wecom.sso_location(&core.redirect_uri, state)
-        })
+        core.redirect_with_flow(
+            begin.browser.headers,
+            begin.rd,
+            begin.tries,
+            Self::NAME,
+            |state| wecom.sso_location(&core.redirect_uri, state),
+        )
     }
 
     async fn finish(&self, _core: &Core, callback: &Callback<'_>) -> Result<Verified, SignInError> {
