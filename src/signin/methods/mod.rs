@@ -127,3 +127,79 @@ impl Methods {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::IpAddr;
+
+    fn browser_of(headers: &http::HeaderMap) -> Browser<'_> {
+        Browser::of(headers, IpAddr::from([127, 0, 0, 1]))
+    }
+
+    fn with_ua(ua: &'static str) -> http::HeaderMap {
+        let mut h = http::HeaderMap::new();
+        h.insert(http::header::USER_AGENT, http::HeaderValue::from_static(ua));
+        h
+    }
+
+    #[test]
+    fn wechat_signs_in_its_own_browser_and_the_desktop_method_every_other() {
+        let cfg = Config::default();
+        let route = RouteNeeds::of(&cfg);
+        let wechat = with_ua("Mozilla/5.0 (iPhone) MicroMessenger/8.0.47(0x18002f2f) NetType/WIFI");
+        let wecom = with_ua("Mozilla/5.0 (Windows) MicroMessenger/7.0 wxwork/4.1.0");
+        let chrome = with_ua("Mozilla/5.0 (Windows NT 10.0) Chrome/120.0.0.0 Safari/537.36");
+        assert_eq!(
+            choose(&browser_of(&wechat), &route, &cfg),
+            MethodId::WechatInApp
+        );
+        assert_eq!(choose(&browser_of(&wecom), &route, &cfg), MethodId::Desktop);
+        assert_eq!(
+            choose(&browser_of(&chrome), &route, &cfg),
+            MethodId::Desktop
+        );
+    }
+
+    #[test]
+    fn a_flow_names_the_method_that_finishes_it_even_from_before_methods_had_names() {
+        let flow = |m: &str, w: bool| FlowState {
+            rd: "/".into(),
+            t: 0,
+            r: 0,
+            d: false,
+            m: m.into(),
+            w,
+        };
+        assert_eq!(
+            Methods::of_flow(&flow("wechat", false)),
+            Some(MethodId::WechatInApp)
+        );
+        assert_eq!(
+            Methods::of_flow(&flow("desktop", false)),
+            Some(MethodId::Desktop)
+        );
+        assert_eq!(
+            Methods::of_flow(&flow("", false)),
+            Some(MethodId::WechatInApp)
+        );
+        assert_eq!(Methods::of_flow(&flow("", true)), Some(MethodId::Desktop));
+        assert_eq!(Methods::of_flow(&flow("nobody", false)), None);
+        // An old cookie's JSON (`w` for the website app) still reads.
+        let old: FlowState =
+            serde_json::from_str(r#"{"rd":"/a","t":5,"r":1,"d":false,"w":true}"#).unwrap();
+        assert_eq!(Methods::of_flow(&old), Some(MethodId::Desktop));
+        // And `w` is never written again.
+        assert!(!serde_json::to_string(&flow("desktop", true))
+            .unwrap()
+            .contains("\"w\""));
+    }
+
+    #[test]
+    fn a_methods_own_cookies_are_known_by_name() {
+        assert!(Methods::is_method_cookie("_wxgate", "_wxgate_qr"));
+        assert!(!Methods::is_method_cookie("_wxgate", "_wxgate"));
+        assert!(!Methods::is_method_cookie("_wxgate", "other_qr"));
+        assert!(!Methods::is_method_cookie("_wxgate", "_wxgate_app"));
+    }
+}
