@@ -162,6 +162,32 @@ mod tests {
     }
 
     #[test]
+    fn with_wecom_configured_wecoms_browser_gets_the_in_app_method_and_every_other_web_login() {
+        let cfg = Config {
+            wecom: Some(crate::config::WecomConfig::default()),
+            ..Config::default()
+        };
+        let route = RouteNeeds::of(&cfg);
+        let wecom_phone = with_ua("Mozilla/5.0 (iPhone) wxwork/4.1.0 MicroMessenger/7.0.1");
+        let wecom_desktop = with_ua("Mozilla/5.0 (Windows) MicroMessenger/7.0 wxwork/4.1.0");
+        let wechat = with_ua("Mozilla/5.0 (iPhone) MicroMessenger/8.0.47(0x18002f2f) NetType/WIFI");
+        let chrome = with_ua("Mozilla/5.0 (Windows NT 10.0) Chrome/120.0.0.0 Safari/537.36");
+        for (headers, want) in [
+            (&wecom_phone, MethodId::WecomInApp),
+            (&wecom_desktop, MethodId::WecomInApp),
+            (&wechat, MethodId::WecomWebLogin),
+            (&chrome, MethodId::WecomWebLogin),
+        ] {
+            assert_eq!(
+                choose(&browser_of(headers), &route, &cfg),
+                want,
+                "{headers:?}"
+            );
+        }
+        assert_eq!(Methods::by_name("wecom_web"), Some(MethodId::WecomWebLogin));
+    }
+
+    #[test]
     fn a_flow_names_the_method_that_finishes_it_even_from_before_methods_had_names() {
         let flow = |m: &str, w: bool| FlowState {
             rd: "/".into(),
