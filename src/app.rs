@@ -370,7 +370,7 @@ pub async fn handle(state: &State, req: Request<Incoming>, conn: ConnInfo) -> Re
         )
         .await;
     }
-    if path.starts_with("/MP_verify_") {
+    if path.starts_with("/MP_verify_") || path.starts_with("/WW_verify_") {
         if let Some(resp) = endpoints::verify_file(&auth, path) {
             return resp;
         }

@@ -78,7 +78,11 @@ pub async fn handle(
 /// `GET /MP_verify_xxx.txt`: WeChat's domain ownership check.
 pub fn verify_file(signin: &SignIn, path: &str) -> Option<Response<Body>> {
     let name = path.strip_prefix('/')?;
-    let content = signin.core.cfg.wechat.verify_files.get(name)?;
+    let cfg = &signin.core.cfg;
+    let content = match &cfg.wecom {
+        Some(w) => w.verify_files.get(name)?,
+        None => cfg.wechat.verify_files.get(name)?,
+    };
     let mut resp = Response::new(full(content.clone()));
     resp.headers_mut().insert(
         CONTENT_TYPE,
