@@ -391,3 +391,73 @@ async fn a_computers_browser_is_sent_to_wecoms_web_login_and_the_phones_scan_sig
     assert_eq!(claims["userid"], "lisi");
     assert_eq!(claims["department"], json!([3]));
 }
+
+#[tokio::test]
+async fn every_wecom_error_is_logged_with_wecoms_request_id() {
+    let platform = Platform::start(mock_config()).await;
+    let w = platform.mock.config().wecom.clone();
+    let mock = platform.mock_addr;
+    let dir = common::scratch_dir("wecom-log");
+    let path = dir.join("wecom.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+public_url = "http://127.0.0.1:1"
+[admin]
+listen = "127.0.0.1:0"
+[upstream]
+url = "http://{upstream}"
+[wecom]
+corp_id = "{corp}"
+agent_id = "{agent}"
+secret = "{secret}"
+authorize_url = "http://{mock}/connect/oauth2/authorize"
+sso_url = "http://{mock}/wwlogin/sso/login"
+api_base_url = "http://{mock}"
+[session]
+secret = "{}"
+"#,
+            common::wechat::SESSION_SECRET,
+            upstream = platform.upstream.addr,
+            corp = w.corp_id,
+            agent = w.agent_id,
+            secret = w.secret,
+        ),
+    )
+    .unwrap();
+    let wxgate = common::wechat::Wxgate::spawn(&["serve", "-c", path.to_str().unwrap()]);
+    let (public, _) = wxgate.listening().await;
+    // The browser knows the site by its public_url; its requests reach the listener.
+    let mut phone = Browser::new("http://127.0.0.1:1", WECOM_UA).via(&format!("http://{public}"));
+    let link = phone.get("/").await.header("location").unwrap().to_string();
+    let state = url_param(&link, "state").unwrap();
+
+    // This server is not on the app's trusted IP list.
+    platform.mock.inject("wecom_gettoken", 60020, 1);
+    let code = platform.mock.issue_wecom_code("zhangsan", "snsapi_base");
+    let a = phone
+        .get(&format!("/_wxgate/callback?code={code}&state={state}"))
+        .await;
+    assert_page(&a, StatusCode::INTERNAL_SERVER_ERROR, "trusted IP");
+    let (line, _) = wxgate
+        .wait_for(0, |l| l["fields"]["errcode"] == 60020)
+        .await;
+    assert_eq!(line["level"], "ERROR", "{line}");
+    let hint = line["fields"]["hint"].as_str().unwrap_or_default();
+    assert!(!hint.is_empty() && hint != "-", "no request id: {line}");
+    assert!(
+        line["fields"]["errmsg"].as_str().unwrap().contains(hint),
+        "{line}"
+    );
+    assert!(
+        line["fields"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("trusted IP"),
+        "{line}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
