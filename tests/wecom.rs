@@ -461,3 +461,24 @@ secret = "{}"
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn with_the_cookie_store_a_members_claims_travel_in_the_cookie() {
+    let platform = Platform::start(mock_config()).await;
+    let gate = platform
+        .gate(None, |c, mock| {
+            wecom_sign_in(c, mock);
+            c.session.store = wxgate::config::StoreKind::Cookie;
+        })
+        .await;
+    let mut phone = gate.browser(WECOM_UA);
+    signed_in(&gate, &mut phone, "/").await;
+    // A later request: the session comes back from the cookie alone.
+    let again = phone.get("/later").await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.text());
+    let claims = gate.verify(&identity_of(&again.json())).await;
+    assert_eq!(claims["idp"], "wecom");
+    assert_eq!(claims["userid"], "zhangsan");
+    assert_eq!(claims["department"], json!([1, 2]));
+    assert_eq!(claims["name"], "张三");
+}
