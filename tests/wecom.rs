@@ -5,6 +5,8 @@
 //! in `browser.rs` (headless Chromium).
 
 mod common;
+#[path = "support/redis_server.rs"]
+mod redis_server;
 
 use common::wechat::{assert_page, identity_of, url_param, Browser, Gate, Platform};
 use common::Answer;
@@ -481,4 +483,31 @@ async fn with_the_cookie_store_a_members_claims_travel_in_the_cookie() {
     assert_eq!(claims["userid"], "zhangsan");
     assert_eq!(claims["department"], json!([1, 2]));
     assert_eq!(claims["name"], "张三");
+}
+
+#[tokio::test]
+async fn replicas_sharing_redis_fetch_the_corp_token_once() {
+    let Some(redis) = redis_server::RedisServer::start() else {
+        return;
+    };
+    let platform = Platform::start(mock_config()).await;
+    let on_redis = |c: &mut Config, mock: &MockWechat| {
+        wecom_sign_in(c, mock);
+        c.session.store = wxgate::config::StoreKind::Redis;
+        c.session.redis_url = redis.url();
+    };
+    let a = platform.gate(None, on_redis).await;
+    let b = platform.gate(None, on_redis).await;
+    platform.mock.wecom_sign_in_as("lisi");
+    let (mut pa, mut pb) = (a.browser(WECOM_UA), b.browser(WECOM_UA));
+    let ((_, ca), (_, cb)) = tokio::join!(signed_in(&a, &mut pa, "/"), signed_in(&b, &mut pb, "/"));
+    assert_eq!(
+        (ca["userid"].clone(), cb["userid"].clone()),
+        (json!("lisi"), json!("lisi"))
+    );
+    assert_eq!(
+        platform.mock.calls("wecom_gettoken"),
+        1,
+        "one token for both replicas"
+    );
 }
