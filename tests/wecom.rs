@@ -511,3 +511,36 @@ async fn replicas_sharing_redis_fetch_the_corp_token_once() {
         "one token for both replicas"
     );
 }
+
+#[tokio::test]
+async fn a_session_from_before_the_departments_narrowed_gets_a_page_on_its_next_request() {
+    let platform = Platform::start(mock_config()).await;
+    let cookie_store = |c: &mut Config| c.session.store = wxgate::config::StoreKind::Cookie;
+    // Two generations of one site's config, sharing the session secret: before and
+    // after `allowed_departments` was set (as a reload would change it).
+    let before = platform
+        .gate(None, |c, mock| {
+            wecom_sign_in(c, mock);
+            cookie_store(c);
+        })
+        .await;
+    let after = platform
+        .gate(None, |c, mock| {
+            wecom_sign_in(c, mock);
+            cookie_store(c);
+            c.wecom.as_mut().unwrap().allowed_departments = vec![3];
+        })
+        .await;
+    let mut phone = before.browser(WECOM_UA);
+    signed_in(&before, &mut phone, "/").await;
+    let session = phone.cookie(common::wechat::SESSION_COOKIE).unwrap();
+
+    // zhangsan (departments 1 and 2) comes back with that session.
+    let mut same_phone = after.browser(WECOM_UA);
+    same_phone.set_cookie(common::wechat::SESSION_COOKIE, &session);
+    let a = same_phone.get("/orders").await;
+    assert_page(&a, StatusCode::FORBIDDEN, "Your department has no access");
+    let api = same_phone.get_json("/_wxgate/auth").await;
+    assert_eq!(api.status, StatusCode::FORBIDDEN, "{}", api.text());
+    assert_eq!(api.json()["error"], "department_not_allowed");
+}

@@ -257,7 +257,7 @@ async fn forward_auth(signin: &SignIn, headers: &HeaderMap, trusted: bool) -> Re
     }
     .unwrap_or_else(|| "/".to_string());
     match core.session_of(headers).await {
-        Ok(Some((s, _))) if core.is_allowed(&s.openid) => {
+        Ok(Some((s, _))) if core.admits(&s).is_ok() => {
             let mut resp = Response::new(crate::body::empty());
             *resp.status_mut() = StatusCode::ACCEPTED;
             if let Err(e) = core.attach_identity(resp.headers_mut(), &s).await {
@@ -268,7 +268,11 @@ async fn forward_auth(signin: &SignIn, headers: &HeaderMap, trusted: bool) -> Re
             }
             resp
         }
-        Ok(Some(_)) => SignInError::NotAllowed.response(reply, None),
+        Ok(Some((s, _))) => core
+            .admits(&s)
+            .err()
+            .unwrap_or(SignInError::NotAllowed)
+            .response(reply, None),
         Ok(None) if reply.is_json() => core.unauthorized_json(&rd),
         // Traefik and Caddy show the auth service's non-2xx answer to the browser as is:
         // a page that moves on to the sign-in by itself. nginx ignores this body and

@@ -500,6 +500,23 @@ impl Core {
         self.allowed.is_empty() || self.allowed.contains(openid)
     }
 
+    /// Whether a stored session may pass under the rules of now (a reload may have
+    /// changed them): `allowed_openids`, and `[wecom]`'s own for a WeCom session.
+    pub fn admits(&self, session: &Session) -> Result<(), SignInError> {
+        if !self.is_allowed(&session.openid) {
+            return Err(SignInError::NotAllowed);
+        }
+        if let (Idp::Wecom, Some(w)) = (session.idp, &self.cfg.wecom) {
+            crate::wecom::member::admit_claims(
+                &session.claims,
+                w.members_only,
+                &w.allowed_departments,
+            )
+            .map_err(SignInError::Wecom)?;
+        }
+        Ok(())
+    }
+
     /// The identity's claims from outside the session (the account's `subscribe`).
     pub async fn identity_extra(&self, session: &Session) -> crate::identity::Extra {
         match &self.account {

@@ -194,6 +194,28 @@ pub fn admit(
     }
 }
 
+/// The same rules for a session signed in earlier, from the claims it keeps (a reload
+/// may have changed the rules since).
+pub fn admit_claims(
+    claims: &std::collections::BTreeMap<String, Value>,
+    members_only: bool,
+    allowed_departments: &[u64],
+) -> Result<(), WecomRefusal> {
+    let member = claims.get("userid").and_then(Value::as_str).is_some();
+    let departments: Vec<u64> = claims
+        .get("department")
+        .and_then(Value::as_array)
+        .map(|ids| ids.iter().filter_map(Value::as_u64).collect())
+        .unwrap_or_default();
+    match member {
+        false if members_only || !allowed_departments.is_empty() => Err(WecomRefusal::NotMember),
+        true if !department_allowed(&departments, allowed_departments) => {
+            Err(WecomRefusal::DepartmentNotAllowed)
+        }
+        _ => Ok(()),
+    }
+}
+
 /// A route's own lists: `allowed_userids` and `allowed_departments`, each empty for
 /// "anyone"; a member on either list may in when both are set.
 pub fn route_allows(
@@ -377,6 +399,26 @@ mod tests {
         for (name, identity, members_only, allowed, want) in cases {
             assert_eq!(admit(identity, *members_only, allowed), *want, "{name}");
         }
+    }
+
+    #[test]
+    fn a_stored_session_is_held_to_the_rules_of_now() {
+        let kept = |i: &WecomIdentity| {
+            i.claims()
+                .into_iter()
+                .collect::<std::collections::BTreeMap<_, _>>()
+        };
+        let m = kept(&member(&[1, 7], Some("n"), None));
+        let v = kept(&visitor());
+        assert_eq!(admit_claims(&m, true, &[]), Ok(()));
+        assert_eq!(admit_claims(&m, true, &[7]), Ok(()));
+        assert_eq!(
+            admit_claims(&m, true, &[3]),
+            Err(WecomRefusal::DepartmentNotAllowed)
+        );
+        assert_eq!(admit_claims(&v, false, &[]), Ok(()));
+        assert_eq!(admit_claims(&v, true, &[]), Err(WecomRefusal::NotMember));
+        assert_eq!(admit_claims(&v, false, &[7]), Err(WecomRefusal::NotMember));
     }
 
     #[test]
