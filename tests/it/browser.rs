@@ -17,9 +17,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use crate::support::harness::Site;
-use crate::support::proxy;
 use crate::support::skip::program;
 use crate::support::wechat::verify;
+use crate::support::wechat::Platform;
+use crate::support::{proxy, Gate};
 use base64::Engine;
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use serde_json::{json, Value};
@@ -545,30 +546,12 @@ async fn js_sdk_story(
 // ---------------------------------------------------------------- WeCom's web login
 
 /// Mock WeChat with its WeCom organisation + echo upstream + wxgate with `[wecom]`.
-async fn start_wecom() -> (common::wechat::Platform, common::wechat::Gate) {
-    let platform = common::wechat::Platform::start(wxgate::mock::MockConfig {
-        wecom: wxgate::mock::WecomMockConfig {
-            trusted_domains: vec!["127.0.0.1".into()],
-            ..wxgate::mock::WecomMockConfig::default()
-        },
-        ..wxgate::mock::MockConfig::default()
-    })
-    .await;
-    let gate = platform
-        .gate(None, |c, mock| {
-            let m = &mock.config().wecom;
-            let base = c.wechat.api_base_url.clone();
-            c.wechat = Default::default();
-            c.wecom = Some(wxgate::config::WecomConfig {
-                corp_id: m.corp_id.clone(),
-                agent_id: m.agent_id.clone(),
-                secret: m.secret.clone(),
-                authorize_url: format!("{base}/connect/oauth2/authorize"),
-                sso_url: format!("{base}/wwlogin/sso/login"),
-                api_base_url: base,
-                ..Default::default()
-            });
-        })
+async fn start_wecom() -> (Platform, Gate) {
+    let platform = Platform::start(crate::wecom::mock_config()).await;
+    let gate = proxy()
+        .wechat(&platform)
+        .tweak(|c| crate::wecom::wecom_sign_in(c, &platform.mock))
+        .run()
         .await;
     (platform, gate)
 }
@@ -594,7 +577,7 @@ async fn a_desktop_browser_signs_in_with_wecoms_web_login_qr_scanned_by_the_phon
 }
 
 async fn wecom_story(
-    gate: &common::wechat::Gate,
+    gate: &Gate,
     mock: &wxgate::mock::MockWechat,
     cdp: &mut Cdp,
 ) -> Result<(), String> {
@@ -631,10 +614,12 @@ async fn wecom_story(
     if echo["uri"] != "/orders/42?tab=open" {
         return Err(format!("landed on {}", echo["uri"]));
     }
-    let jwt = common::seen(&echo, "x-wxgate-jwt-assertion")
+    let jwt = crate::support::seen(&echo, "x-wxgate-jwt-assertion")
         .pop()
         .ok_or("the app got no identity header")?;
-    let jwks = common::get(&gate.url("/_wxgate/jwks.json")).await.text();
+    let jwks = crate::support::get(&gate.url("/_wxgate/jwks.json"))
+        .await
+        .text();
     let claims = verify(&jwt, &jwks, &gate.issuer(), &gate.audience())?;
     if claims["idp"] != "wecom" || claims["userid"] != "lisi" || claims["department"] != json!([3])
     {

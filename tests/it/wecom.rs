@@ -4,12 +4,12 @@
 //! private details, WeCom's errcodes as pages. The desktop browser's web-login QR is
 //! in `browser.rs` (headless Chromium).
 
-mod common;
-#[path = "support/redis_server.rs"]
-mod redis_server;
-
-use common::wechat::{assert_page, identity_of, url_param, Browser, Gate, Platform};
-use common::Answer;
+use crate::support::process::Wxgate;
+use crate::support::redis_server::RedisServer;
+use crate::support::wechat::{
+    assert_page, identity_of, url_param, Browser, Platform, SESSION_COOKIE, SESSION_SECRET,
+};
+use crate::support::{proxy, scratch_dir, Answer, Gate};
 use http::StatusCode;
 use serde_json::{json, Value};
 use wxgate::config::{Config, WecomConfig, WecomScope};
@@ -22,7 +22,7 @@ pub const WECOM_DESKTOP_UA: &str = "Mozilla/5.0 (Windows NT 10.0; WOW64) AppleWe
 pub const CHROME_ON_WINDOWS: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
 
 /// The mock with WeCom callbacks to 127.0.0.1 only.
-fn mock_config() -> MockConfig {
+pub fn mock_config() -> MockConfig {
     MockConfig {
         wecom: WecomMockConfig {
             trusted_domains: vec!["127.0.0.1".into()],
@@ -50,11 +50,13 @@ pub fn wecom_sign_in(c: &mut Config, mock: &MockWechat) {
 
 async fn start(tweak: impl FnOnce(&mut WecomConfig)) -> (Platform, Gate) {
     let platform = Platform::start(mock_config()).await;
-    let gate = platform
-        .gate(None, |c, mock| {
-            wecom_sign_in(c, mock);
+    let gate = proxy()
+        .wechat(&platform)
+        .tweak(|c| {
+            wecom_sign_in(c, &platform.mock);
             tweak(c.wecom.as_mut().expect("wecom"));
         })
+        .run()
         .await;
     (platform, gate)
 }
@@ -399,7 +401,7 @@ async fn every_wecom_error_is_logged_with_wecoms_request_id() {
     let platform = Platform::start(mock_config()).await;
     let w = platform.mock.config().wecom.clone();
     let mock = platform.mock_addr;
-    let dir = common::scratch_dir("wecom-log");
+    let dir = scratch_dir("wecom-log");
     let path = dir.join("wecom.toml");
     std::fs::write(
         &path,
@@ -422,7 +424,7 @@ api_base_url = "http://{mock}"
 [session]
 secret = "{}"
 "#,
-            common::wechat::SESSION_SECRET,
+            SESSION_SECRET,
             upstream = platform.upstream.addr,
             corp = w.corp_id,
             agent = w.agent_id,
@@ -430,7 +432,7 @@ secret = "{}"
         ),
     )
     .unwrap();
-    let wxgate = common::wechat::Wxgate::spawn(&["serve", "-c", path.to_str().unwrap()]);
+    let wxgate = Wxgate::spawn(&["serve", "-c", path.to_str().unwrap()]);
     let (public, _) = wxgate.listening().await;
     // The browser knows the site by its public_url; its requests reach the listener.
     let mut phone = Browser::new("http://127.0.0.1:1", WECOM_UA).via(&format!("http://{public}"));
@@ -467,11 +469,13 @@ secret = "{}"
 #[tokio::test]
 async fn with_the_cookie_store_a_members_claims_travel_in_the_cookie() {
     let platform = Platform::start(mock_config()).await;
-    let gate = platform
-        .gate(None, |c, mock| {
-            wecom_sign_in(c, mock);
+    let gate = proxy()
+        .wechat(&platform)
+        .tweak(|c| {
+            wecom_sign_in(c, &platform.mock);
             c.session.store = wxgate::config::StoreKind::Cookie;
         })
+        .run()
         .await;
     let mut phone = gate.browser(WECOM_UA);
     signed_in(&gate, &mut phone, "/").await;
@@ -487,17 +491,17 @@ async fn with_the_cookie_store_a_members_claims_travel_in_the_cookie() {
 
 #[tokio::test]
 async fn replicas_sharing_redis_fetch_the_corp_token_once() {
-    let Some(redis) = redis_server::RedisServer::start() else {
+    let Some(redis) = RedisServer::start() else {
         return;
     };
     let platform = Platform::start(mock_config()).await;
-    let on_redis = |c: &mut Config, mock: &MockWechat| {
-        wecom_sign_in(c, mock);
+    let on_redis = |c: &mut Config| {
+        wecom_sign_in(c, &platform.mock);
         c.session.store = wxgate::config::StoreKind::Redis;
         c.session.redis_url = redis.url();
     };
-    let a = platform.gate(None, on_redis).await;
-    let b = platform.gate(None, on_redis).await;
+    let a = proxy().wechat(&platform).tweak(on_redis).run().await;
+    let b = proxy().wechat(&platform).tweak(on_redis).run().await;
     platform.mock.wecom_sign_in_as("lisi");
     let (mut pa, mut pb) = (a.browser(WECOM_UA), b.browser(WECOM_UA));
     let ((_, ca), (_, cb)) = tokio::join!(signed_in(&a, &mut pa, "/"), signed_in(&b, &mut pb, "/"));
@@ -518,26 +522,30 @@ async fn a_session_from_before_the_departments_narrowed_gets_a_page_on_its_next_
     let cookie_store = |c: &mut Config| c.session.store = wxgate::config::StoreKind::Cookie;
     // Two generations of one site's config, sharing the session secret: before and
     // after `allowed_departments` was set (as a reload would change it).
-    let before = platform
-        .gate(None, |c, mock| {
-            wecom_sign_in(c, mock);
+    let before = proxy()
+        .wechat(&platform)
+        .tweak(|c| {
+            wecom_sign_in(c, &platform.mock);
             cookie_store(c);
         })
+        .run()
         .await;
-    let after = platform
-        .gate(None, |c, mock| {
-            wecom_sign_in(c, mock);
+    let after = proxy()
+        .wechat(&platform)
+        .tweak(|c| {
+            wecom_sign_in(c, &platform.mock);
             cookie_store(c);
             c.wecom.as_mut().unwrap().allowed_departments = vec![3];
         })
+        .run()
         .await;
     let mut phone = before.browser(WECOM_UA);
     signed_in(&before, &mut phone, "/").await;
-    let session = phone.cookie(common::wechat::SESSION_COOKIE).unwrap();
+    let session = phone.cookie(SESSION_COOKIE).unwrap();
 
     // zhangsan (departments 1 and 2) comes back with that session.
     let mut same_phone = after.browser(WECOM_UA);
-    same_phone.set_cookie(common::wechat::SESSION_COOKIE, &session);
+    same_phone.set_cookie(SESSION_COOKIE, &session);
     let a = same_phone.get("/orders").await;
     assert_page(&a, StatusCode::FORBIDDEN, "Your department has no access");
     let api = same_phone.get_json("/_wxgate/auth").await;
