@@ -1,14 +1,14 @@
 //! `[wecom]`: signing an organisation's members in with WeCom (企业微信) instead of an
-//! official account. Parsed like every section; checked here so `config/mod.rs` only
-//! calls [`WecomConfig::check`].
+//! official account. The file's section is `file::WecomConfig`; its check and the
+//! checked [`WecomConfig`] live here.
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::{parse_http_url, push, resolve_secret, Dur, Env, Problem};
+use super::{file, parse_http_url, push, resolve_secret, DesktopMode, Dur, Env, Problem};
 
 /// What the app asks WeCom for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -36,18 +36,15 @@ impl fmt::Display for WecomScope {
     }
 }
 
-#[derive(Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
+/// `[wecom]`, checked: the secret resolved (environment, file or inline).
+#[derive(Clone)]
 pub struct WecomConfig {
     /// The organisation's CorpID ("ww..."), the `appid` of WeCom's links.
     pub corp_id: String,
-    /// The self-built app's AgentId. WeCom's console shows a number; a TOML integer
-    /// or string is taken alike.
-    #[serde(deserialize_with = "agent_id")]
+    /// The self-built app's AgentId (digits).
     pub agent_id: String,
-    /// The app's Secret; env WXGATE_WECOM_SECRET.
+    /// The app's Secret.
     pub secret: String,
-    pub secret_file: Option<PathBuf>,
     pub scope: WecomScope,
     /// Visitors WeCom does not know as members of this organisation (they come back
     /// with an openid instead of a userid) get a page rather than a session.
@@ -56,6 +53,7 @@ pub struct WecomConfig {
     pub allowed_departments: Vec<u64>,
     pub authorize_url: String,
     pub sso_url: String,
+    /// Without a trailing slash.
     pub api_base_url: String,
     /// Per-call timeout for WeCom's API.
     pub timeout: Dur,
@@ -65,19 +63,19 @@ pub struct WecomConfig {
 
 impl Default for WecomConfig {
     fn default() -> Self {
+        let raw = file::WecomConfig::default();
         Self {
-            corp_id: String::new(),
-            agent_id: String::new(),
-            secret: String::new(),
-            secret_file: None,
-            scope: WecomScope::Base,
-            members_only: true,
-            allowed_departments: vec![],
-            authorize_url: "https://open.weixin.qq.com/connect/oauth2/authorize".into(),
-            sso_url: "https://login.work.weixin.qq.com/wwlogin/sso/login".into(),
-            api_base_url: "https://qyapi.weixin.qq.com".into(),
-            timeout: Dur::secs(5),
-            verify_files: BTreeMap::new(),
+            corp_id: raw.corp_id,
+            agent_id: raw.agent_id,
+            secret: raw.secret,
+            scope: raw.scope,
+            members_only: raw.members_only,
+            allowed_departments: raw.allowed_departments,
+            authorize_url: raw.authorize_url,
+            sso_url: raw.sso_url,
+            api_base_url: raw.api_base_url,
+            timeout: raw.timeout,
+            verify_files: raw.verify_files,
         }
     }
 }
@@ -96,7 +94,6 @@ impl fmt::Debug for WecomConfig {
                     "<redacted>"
                 },
             )
-            .field("secret_file", &self.secret_file)
             .field("scope", &self.scope)
             .field("members_only", &self.members_only)
             .field("allowed_departments", &self.allowed_departments)
@@ -109,7 +106,8 @@ impl fmt::Debug for WecomConfig {
     }
 }
 
-fn agent_id<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+/// An AgentId as WeCom's console shows it: a TOML integer or string is taken alike.
+pub(super) fn agent_id<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Either {
@@ -134,76 +132,112 @@ fn corp_id_ok(s: &str) -> bool {
     (6..=32).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
-impl WecomConfig {
-    /// Checks every key, resolves the secret; adds each problem to `p`.
-    pub(super) fn check(&mut self, base: &Path, env: &dyn Env, p: &mut Vec<Problem>) {
-        if self.corp_id.is_empty() {
+/// `[wecom]`, checked, with the sections it stands instead of: every problem to `p`;
+/// the checked section when the secret could be had.
+pub(super) fn check(
+    raw: &file::WecomConfig,
+    whole: &file::Config,
+    base: &Path,
+    env: &dyn Env,
+    p: &mut Vec<Problem>,
+) -> Option<WecomConfig> {
+    if raw.corp_id.is_empty() {
+        push(
+            p,
+            "wecom.corp_id",
+            "is required (the organisation's CorpID, \"ww...\", under My Company in WeCom's admin console)",
+        );
+    } else if !corp_id_ok(&raw.corp_id) {
+        push(
+            p,
+            "wecom.corp_id",
+            format!("{:?} does not look like a CorpID", raw.corp_id),
+        );
+    }
+    if raw.agent_id.is_empty() {
+        push(
+            p,
+            "wecom.agent_id",
+            "is required (the self-built app's AgentId, e.g. \"1000002\")",
+        );
+    } else if raw.agent_id.len() > 10 || !raw.agent_id.bytes().all(|b| b.is_ascii_digit()) {
+        push(
+            p,
+            "wecom.agent_id",
+            format!(
+                "{:?}: an AgentId is a number like \"1000002\"",
+                raw.agent_id
+            ),
+        );
+    }
+    let secret = match resolve_secret(
+        &raw.secret,
+        raw.secret_file.as_deref(),
+        "WXGATE_WECOM_SECRET",
+        base,
+        env,
+    ) {
+        Ok(Some(s)) => Some(s),
+        Ok(None) => {
             push(
-                p,
-                "wecom.corp_id",
-                "is required (the organisation's CorpID, \"ww...\", under My Company in WeCom's admin console)",
-            );
-        } else if !corp_id_ok(&self.corp_id) {
-            push(
-                p,
-                "wecom.corp_id",
-                format!("{:?} does not look like a CorpID", self.corp_id),
-            );
-        }
-        if self.agent_id.is_empty() {
-            push(
-                p,
-                "wecom.agent_id",
-                "is required (the self-built app's AgentId, e.g. \"1000002\")",
-            );
-        } else if self.agent_id.len() > 10 || !self.agent_id.bytes().all(|b| b.is_ascii_digit()) {
-            push(
-                p,
-                "wecom.agent_id",
-                format!(
-                    "{:?}: an AgentId is a number like \"1000002\"",
-                    self.agent_id
-                ),
-            );
-        }
-        match resolve_secret(
-            &self.secret,
-            self.secret_file.as_deref(),
-            "WXGATE_WECOM_SECRET",
-            base,
-            env,
-        ) {
-            Ok(Some(s)) => self.secret = s,
-            Ok(None) => push(
                 p,
                 "wecom.secret",
                 "is required (or wecom.secret_file, or env WXGATE_WECOM_SECRET): the app's Secret",
-            ),
-            Err(m) => push(p, "wecom.secret_file", m),
+            );
+            None
         }
-        for (key, url) in [
-            ("wecom.authorize_url", &self.authorize_url),
-            ("wecom.sso_url", &self.sso_url),
-            ("wecom.api_base_url", &self.api_base_url),
-        ] {
-            if let Err(m) = parse_http_url(url) {
-                push(p, key, m);
-            }
+        Err(m) => {
+            push(p, "wecom.secret_file", m);
+            None
         }
-        self.api_base_url = self.api_base_url.trim_end_matches('/').to_string();
-        if self.timeout.get().is_zero() {
-            push(p, "wecom.timeout", "must be more than 0s");
-        }
-        for name in self.verify_files.keys() {
-            if !is_verify_file_name(name) {
-                push(
-                    p,
-                    "wecom.verify_files",
-                    format!("{name:?}: WeCom's file names look like \"WW_verify_abc123.txt\""),
-                );
-            }
+    };
+    for (key, url) in [
+        ("wecom.authorize_url", &raw.authorize_url),
+        ("wecom.sso_url", &raw.sso_url),
+        ("wecom.api_base_url", &raw.api_base_url),
+    ] {
+        if let Err(m) = parse_http_url(url) {
+            push(p, key, m);
         }
     }
+    if raw.timeout.get().is_zero() {
+        push(p, "wecom.timeout", "must be more than 0s");
+    }
+    for name in raw.verify_files.keys() {
+        if !is_verify_file_name(name) {
+            push(
+                p,
+                "wecom.verify_files",
+                format!("{name:?}: WeCom's file names look like \"WW_verify_abc123.txt\""),
+            );
+        }
+    }
+    if !whole.wechat.appid.is_empty() {
+        push(p, "wecom", "[wecom] stands instead of [wechat]: remove the [wechat] section (one wxgate signs in with one of them)");
+    }
+    if whole.account.is_some() {
+        push(
+            p,
+            "account",
+            "the account services are an official account's: they need [wechat], not [wecom]",
+        );
+    }
+    if whole.desktop.mode == DesktopMode::Qrconnect {
+        push(p, "desktop.mode", "\"qrconnect\" is WeChat's website login: with [wecom], computers get WeCom's web-login QR (\"qr\") or a page (\"off\")");
+    }
+    Some(WecomConfig {
+        corp_id: raw.corp_id.clone(),
+        agent_id: raw.agent_id.clone(),
+        secret: secret?,
+        scope: raw.scope,
+        members_only: raw.members_only,
+        allowed_departments: raw.allowed_departments.clone(),
+        authorize_url: raw.authorize_url.clone(),
+        sso_url: raw.sso_url.clone(),
+        api_base_url: raw.api_base_url.trim_end_matches('/').to_string(),
+        timeout: raw.timeout,
+        verify_files: raw.verify_files.clone(),
+    })
 }
 
 #[cfg(test)]

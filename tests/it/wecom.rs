@@ -12,7 +12,8 @@ use crate::support::wechat::{
 use crate::support::{proxy, scratch_dir, Answer, Gate};
 use http::StatusCode;
 use serde_json::{json, Value};
-use wxgate::config::{Config, WecomConfig, WecomScope};
+use wxgate::config::file::{Config, WecomConfig};
+use wxgate::config::WecomScope;
 use wxgate::mock::{MockConfig, MockWechat, WecomMockConfig};
 
 /// WeCom's in-app browser on an iPhone: `wxwork/` and `MicroMessenger/` both.
