@@ -50,6 +50,9 @@ enum Command {
         /// http://192.0.2.10:8080 (default: http://LISTEN).
         #[arg(long)]
         public_url: Option<String>,
+        /// Sign in with the mock's WeCom organisation instead of its official account.
+        #[arg(long)]
+        wecom: bool,
     },
     /// The built-in mock WeChat platform alone, for tests and local development.
     MockWechat {
@@ -120,8 +123,12 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             wxgate::cli::serve(cfg, config).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Demo { listen, public_url } => {
-            wxgate::cli::demo(listen, public_url).await?;
+        Command::Demo {
+            listen,
+            public_url,
+            wecom,
+        } => {
+            wxgate::cli::demo(listen, public_url, wecom).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::MockWechat { listen } => {

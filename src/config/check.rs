@@ -21,7 +21,15 @@ pub(super) fn check(
     let server = server(&raw.server, base, &mut p);
     let admin = admin(&raw.admin, listen_of(&raw.server), &mut p);
     let upstream = upstream(&raw.upstream, &mut p);
-    let wechat = wechat(&raw.wechat, base, env, &mut p);
+    // [wecom] stands instead of [wechat], whose keys are then not required.
+    let wechat = match &raw.wecom {
+        Some(_) => Some(WechatConfig::default()),
+        None => wechat(&raw.wechat, base, env, &mut p),
+    };
+    let wecom = match &raw.wecom {
+        Some(w) => super::wecom::check(w, raw, base, env, &mut p).map(Some),
+        None => Some(None),
+    };
     let session = session(&raw.session, base, env, &mut p);
     let upstream_uri = uri_of(&raw.upstream);
     let identity = identity(&raw.identity, upstream_uri.as_ref(), base, env, &mut p);
@@ -40,7 +48,7 @@ pub(super) fn check(
         None => Some(None),
     };
     match (
-        server, admin, upstream, wechat, session, identity, desktop, account,
+        server, admin, upstream, wechat, session, identity, desktop, account, wecom,
     ) {
         (
             Some(server),
@@ -51,6 +59,7 @@ pub(super) fn check(
             Some(identity),
             Some(desktop),
             Some(account),
+            Some(wecom),
         ) if p.is_empty() => Ok(Config {
             server,
             admin,
@@ -65,6 +74,7 @@ pub(super) fn check(
                 allowed_openids: raw.access.allowed_openids.clone(),
             },
             account,
+            wecom,
         }),
         _ => Err(p),
     }

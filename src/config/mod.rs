@@ -11,8 +11,10 @@ mod check;
 mod duration;
 pub mod file;
 mod parse;
+mod wecom;
 
 pub use duration::{format_duration, parse_duration, parse_size, Dur};
+pub use wecom::{WecomConfig, WecomScope};
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -36,6 +38,8 @@ pub struct Config {
     pub access: AccessConfig,
     /// The account's own services (absent: none of them).
     pub account: Option<AccountConfig>,
+    /// WeCom instead of an official account (absent: `[wechat]` signs users in).
+    pub wecom: Option<WecomConfig>,
 }
 
 /// `[server]`, checked.
@@ -618,11 +622,34 @@ impl Config {
             "upstream      {} (timeout {})",
             self.upstream.url, self.upstream.timeout
         );
-        let _ = writeln!(
-            s,
-            "wechat        appid {} scope {}",
-            self.wechat.appid, self.wechat.scope
-        );
+        match &self.wecom {
+            Some(w) => {
+                let _ = writeln!(
+                    s,
+                    "wecom         corp {} agent {} scope {}, {}{}",
+                    w.corp_id,
+                    w.agent_id,
+                    w.scope,
+                    if w.members_only {
+                        "members only"
+                    } else {
+                        "members and visitors"
+                    },
+                    if w.allowed_departments.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", departments {:?}", w.allowed_departments)
+                    }
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    s,
+                    "wechat        appid {} scope {}",
+                    self.wechat.appid, self.wechat.scope
+                );
+            }
+        }
         let _ = writeln!(
             s,
             "sessions      {} store, ttl {}",

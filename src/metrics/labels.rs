@@ -78,6 +78,16 @@ label! {
         SessionStoreUnavailable => "session_store_unavailable",
         SigninsBusy => "signins_busy",
         InternalError => "internal_error",
+        NotAMember => "not_a_member",
+        DepartmentNotAllowed => "department_not_allowed",
+        NotInVisibleRange => "not_in_visible_range",
+        RedirectUriNotTrusted => "redirect_uri_not_trusted",
+        IpNotTrusted => "ip_not_trusted",
+        WecomBusy => "wecom_busy",
+        WecomQuota => "wecom_quota",
+        WecomUnavailable => "wecom_unavailable",
+        WecomError => "wecom_error",
+        OpenInWecom => "open_in_wecom",
     }
 }
 

@@ -44,6 +44,9 @@ pub enum SignInError {
     SigninsBusy,
     #[error("internal error: {0}")]
     Internal(String),
+    /// A WeCom sign-in refused, in WeCom's words (its pages live with WeCom's client).
+    #[error("{0}")]
+    Wecom(crate::wecom::WecomRefusal),
 }
 
 impl SignInError {
@@ -67,6 +70,7 @@ impl SignInError {
             SignInError::StoreUnavailable => O::SessionStoreUnavailable,
             SignInError::SigninsBusy => O::SigninsBusy,
             SignInError::Internal(_) => O::InternalError,
+            SignInError::Wecom(r) => r.outcome(),
         }
     }
 
@@ -88,6 +92,7 @@ impl SignInError {
             SignInError::StoreUnavailable => "session_store_unavailable",
             SignInError::SigninsBusy => "signins_busy",
             SignInError::Internal(_) => "internal_error",
+            SignInError::Wecom(r) => r.code(),
         }
     }
 
@@ -132,6 +137,8 @@ impl SignInError {
             SignInError::SigninsBusy => (S::SERVICE_UNAVAILABLE, "登录人数过多", "Too many sign-ins in progress",
                 "现在从电脑登录的人太多了。请过一会儿重试。",
                 "Too many people are signing in from computers right now. Please retry in a moment.", true),
+            // WeCom's refusals have their pages with WeCom's client.
+            SignInError::Wecom(r) => return r.response(reply, retry),
             SignInError::Internal(_) => (S::INTERNAL_SERVER_ERROR, "内部错误", "Internal error",
                 "我们这边出了问题。",
                 "Something went wrong on our side.", true),
