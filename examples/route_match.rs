@@ -27,6 +27,8 @@ fn route(index: usize, host: Option<&str>, path: Option<&str>) -> Route {
         scope: None,
         allowed: None,
         audience: String::new(),
+        allowed_userids: vec![],
+        allowed_departments: vec![],
     }
 }
 

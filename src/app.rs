@@ -10,17 +10,17 @@ use hyper::body::Incoming;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
-use crate::admin::metrics::metrics;
 use crate::admin::{self, ReadyCheck};
 use crate::body::Body;
 use crate::config::Config;
+use crate::metrics::metrics;
 use crate::pages::Reply;
 use crate::proxy::{headers, ClientLimits, ForwardContext, Forwarder, ProxyError};
-use crate::routes::RouteTable;
+use crate::routes::{Route, RouteTable};
 use crate::server::{self, ConnInfo, ServerError, ServerSettings};
 use crate::session::Store;
 use crate::signin::gate::{Gate, SignIn};
-use crate::signin::{endpoints, paths};
+use crate::signin::{endpoints, paths, RouteNeeds};
 
 /// The sockets wxgate serves on, bound by the caller (so tests can bind 127.0.0.1:0).
 pub struct Listeners {
@@ -249,6 +249,7 @@ pub async fn run_with(
         None => None,
     };
     let upstream_url = config.upstream.url.clone();
+    server::access_log::set_mode(config.server.access_log);
     let settings_cfg = config.server.clone();
     let routes = build_routes(&config)?;
     let forwarders = upstreams.for_routes(&routes)?;
@@ -338,6 +339,8 @@ pub async fn run_with(
     if let Err(e) = admin.await {
         tracing::error!(error = %e, "admin listener task failed");
     }
+    // Every request is answered: its line is written before the process may exit.
+    server::access_log::flush();
     tracing::info!("stopped");
     Ok(())
 }
@@ -405,6 +408,7 @@ fn apply_reload(state: &State, mut new: Config) {
     });
     match built {
         Ok((mut signin, routes, forwarders)) => {
+            server::access_log::set_mode(signin.core.cfg().server.access_log);
             // A reload must not reset the count of QR pages shown (a way around it),
             // nor drop the account's tokens.
             signin.keep_from(current);
@@ -416,138 +420,279 @@ fn apply_reload(state: &State, mut new: Config) {
                 routes,
                 forwarders,
             }));
-            metrics().config_reloads.inc(&["applied"]);
+            metrics()
+                .config_reloads
+                .inc(crate::metrics::labels::Reload::Applied);
             tracing::info!(kid, routes = count, "reload: configuration applied");
         }
         Err(e) => {
-            metrics().config_reloads.inc(&["invalid"]);
+            metrics()
+                .config_reloads
+                .inc(crate::metrics::labels::Reload::Invalid);
             tracing::error!(error = %e, "reload refused; still serving the previous configuration");
         }
     }
 }
 
-/// One request on the public listener: classify → authenticate → rewrite → forward.
+/// What every phase of one request reads, computed once when it arrives.
+pub struct RequestContext {
+    /// The connection's peer and whether it came over TLS.
+    pub peer: std::net::SocketAddr,
+    pub client_tls: bool,
+    /// The peer is in `server.trusted_proxies`: its forwarded headers are believed.
+    pub trusted: bool,
+    /// The visitor's address: the peer, or what a trusted proxy says (shown to the user,
+    /// never used to decide access).
+    pub client: std::net::IpAddr,
+    /// Page or JSON for the answers wxgate writes itself.
+    pub reply: Reply,
+    /// The one host the request names, to send upstream (absolute-form or
+    /// `:authority` over `Host`); None: keep the request's own `Host`.
+    pub host: Option<http::HeaderValue>,
+    /// The path decoded and resolved for matching; None: it cannot be matched safely.
+    pub normalized: Option<String>,
+    /// The request's id (the server's wrapper gave it one).
+    pub request_id: Option<http::HeaderValue>,
+}
+
+impl RequestContext {
+    /// Reads the request once. A request naming no host, two hosts or an invalid one is
+    /// answered here.
+    fn of(
+        req: &Request<Incoming>,
+        conn: &ConnInfo,
+        trusted_proxies: &[ipnet::IpNet],
+    ) -> Result<RequestContext, Box<Response<Body>>> {
+        let reply = Reply::of(req.headers());
+        let trusted = headers::is_trusted(conn.peer.ip(), trusted_proxies);
+        // One host for wxgate and the app: an absolute-form target or `:authority` wins
+        // over `Host`, and a request naming two hosts is refused.
+        let host = match headers::request_host(req.version(), req.uri().authority(), req.headers())
+        {
+            Ok(host) => host,
+            Err(e) => {
+                metrics()
+                    .denied
+                    .inc(crate::metrics::labels::Denied::BadHost);
+                tracing::info!(peer = %conn.peer, error = %e, "request refused");
+                return Err(Box::new(bad_host(&e.to_string(), reply)));
+            }
+        };
+        Ok(RequestContext {
+            peer: conn.peer,
+            client_tls: conn.tls,
+            trusted,
+            client: client_ip(req.headers(), conn.peer.ip(), trusted),
+            reply,
+            host,
+            normalized: paths::normalize_path(req.uri().path()),
+            request_id: req
+                .extensions()
+                .get::<server::RequestId>()
+                .map(|id| id.0.clone()),
+        })
+    }
+
+    fn forward_context(&self) -> ForwardContext {
+        ForwardContext {
+            peer: self.peer,
+            client_tls: self.client_tls,
+            trusted: self.trusted,
+            request_id: self.request_id.clone(),
+            reply: self.reply,
+        }
+    }
+}
+
+/// The route a request takes, chosen once and read by the phases after it.
+pub struct RequestRoute<'a> {
+    /// The first of `[[routes]]` for the request's host and path; None: `[upstream]`.
+    pub route: Option<&'a Route>,
+    /// What the route asks of the visitor (access, scope, allowlist, audience).
+    pub needs: RouteNeeds<'a>,
+    /// The forwarder of the route's upstream (pooled per upstream URL).
+    pub forwarder: &'a Forwarder,
+}
+
+/// One request on the public listener, in phases (each may answer and end it):
+///
+/// ```text
+///  request ─► context: peer trust, client address, reply mode, host, path, id (once)
+///     │
+///  own URL? ── /_wxgate/*, MP_verify_*.txt ──► signin::endpoints ──────────► answer
+///     │ no    (forward-auth: the routes of the request it asks about apply)
+///  route ──── a path that cannot be matched safely ────────────────────────► 400
+///     │       else the first of [[routes]] for the host and path, or [upstream]:
+///     │       its upstream, access, scope, allowlist, audience, strip_prefix
+///  gate ───── no session: 401 JSON or a sign-in started by the chosen method ► answer
+///     │       a session the route does not admit (allowlist, WeCom rules) ──► 403
+///     │ forward (with the session, if any)
+///  rewrite ── hop-by-hop, host, identity headers, own cookies (proxy); the
+///     │       route's strip_prefix; identity for the route's audience
+///  forward ── to the route's upstream; a failure becomes 502/504/413 (proxy) ► answer
+///     │
+///  respond ── the upstream's answer, plus the re-issued session cookie
+/// ```
 pub async fn handle(state: &State, req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
     let live = state.live.load_full();
-    let auth = &live.signin;
-    let trusted = headers::is_trusted(conn.peer.ip(), &auth.core.cfg().server.trusted);
-    // One host for wxgate and the app: an absolute-form target or `:authority` wins
-    // over `Host`, and a request naming two hosts is refused.
-    let host = match headers::request_host(req.version(), req.uri().authority(), req.headers()) {
-        Ok(host) => host,
-        Err(e) => {
-            metrics().denied.inc(&["bad_host"]);
-            tracing::info!(peer = %conn.peer, error = %e, "request refused");
-            return bad_host(&e.to_string(), Reply::of(req.headers()));
-        }
+    let signin = &live.signin;
+    let ctx = match RequestContext::of(&req, &conn, &signin.core.cfg().server.trusted) {
+        Ok(ctx) => ctx,
+        Err(refused) => return *refused,
     };
-    let path = req.uri().path();
-
-    // wxgate's own URLs are never forwarded.
-    if path == "/_wxgate" || path.starts_with("/_wxgate/") {
-        let client = client_ip(req.headers(), conn.peer.ip(), trusted);
-        // Forward-auth asks about another request: the routes apply to that one, as
-        // its ingress reports it (believed from trusted proxies only).
-        let asked = (trusted && path == "/_wxgate/auth")
-            .then(|| endpoints::original_request(req.headers()))
-            .flatten()
-            .and_then(|(host, path)| live.routes.select(host.as_deref(), &path));
-        let needs = crate::routes::needs(asked, auth.core.cfg());
-        return endpoints::handle(
-            auth,
-            req.method(),
-            req.uri(),
-            req.headers(),
-            trusted,
-            client,
-            &needs,
-        )
-        .await;
+    if let Some(resp) = own_url(&live, &req, &ctx).await {
+        return resp;
     }
-    if path.starts_with("/MP_verify_") {
-        if let Some(resp) = endpoints::verify_file(auth, path) {
-            return resp;
-        }
-    }
-    let Some(normalized) = paths::normalize_path(path) else {
-        metrics().denied.inc(&["bad_path"]);
-        return bad_path(Reply::of(req.headers()));
+    let Some(normalized) = ctx.normalized.as_deref() else {
+        metrics()
+            .denied
+            .inc(crate::metrics::labels::Denied::BadPath);
+        return bad_path(ctx.reply);
     };
-    let path_and_query = req
-        .uri()
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/");
-    // route: the first of `[[routes]]` for this host and path, or `[upstream]`.
-    let route = live
-        .routes
-        .select(host.as_ref().and_then(|h| h.to_str().ok()), &normalized);
-    let needs = crate::routes::needs(route, auth.core.cfg());
-    let gate = auth
-        .gate(
-            req.method(),
-            path_and_query,
-            &normalized,
-            req.headers(),
-            client_ip(req.headers(), conn.peer.ip(), trusted),
-            &needs,
-        )
-        .await;
-    let (session, set_cookie) = match gate {
+    let route = route(state, &live, normalized, &ctx);
+    let (session, set_cookie) = match gate(signin, &req, normalized, &route, &ctx).await {
         Gate::Respond(resp) => return resp,
         Gate::Forward {
             session,
             set_cookie,
         } => (session, set_cookie),
     };
+    let (req, hop) = match rewrite(signin, req, normalized, session.as_ref(), &route, &ctx).await {
+        Ok(rewritten) => rewritten,
+        Err(resp) => return resp,
+    };
+    let resp = route
+        .forwarder
+        .forward(req, hop, &ctx.forward_context())
+        .await;
+    respond(resp, set_cookie)
+}
 
-    let forwarder = route
-        .and_then(|r| live.forwarders.get(r.index))
-        .unwrap_or(&state.forwarder);
+/// wxgate's own URLs, never forwarded.
+async fn own_url(
+    live: &Live,
+    req: &Request<Incoming>,
+    ctx: &RequestContext,
+) -> Option<Response<Body>> {
+    let signin = &live.signin;
+    let path = req.uri().path();
+    if path == "/_wxgate" || path.starts_with("/_wxgate/") {
+        // Forward-auth asks about another request: the routes apply to that one, as
+        // its ingress reports it (believed from trusted proxies only).
+        let asked = (ctx.trusted && path == "/_wxgate/auth")
+            .then(|| endpoints::original_request(req.headers()))
+            .flatten()
+            .and_then(|(host, path)| live.routes.select(host.as_deref(), &path));
+        let needs = crate::routes::needs(asked, signin.core.cfg());
+        return Some(
+            endpoints::handle(
+                signin,
+                req.method(),
+                req.uri(),
+                req.headers(),
+                ctx.trusted,
+                ctx.client,
+                &needs,
+            )
+            .await,
+        );
+    }
+    if path.starts_with("/MP_verify_") || path.starts_with("/WW_verify_") {
+        return endpoints::verify_file(signin, path);
+    }
+    None
+}
+
+/// Which app the request is for: the first of `[[routes]]` for its host and path, or
+/// `[upstream]` when none matches.
+fn route<'a>(
+    state: &'a State,
+    live: &'a Live,
+    normalized: &str,
+    ctx: &RequestContext,
+) -> RequestRoute<'a> {
+    let route = live
+        .routes
+        .select(ctx.host.as_ref().and_then(|h| h.to_str().ok()), normalized);
+    RequestRoute {
+        route,
+        needs: crate::routes::needs(route, live.signin.core.cfg()),
+        forwarder: route
+            .and_then(|r| live.forwarders.get(r.index))
+            .unwrap_or(&state.forwarder),
+    }
+}
+
+/// Who the request belongs to, and whether it may pass on its route.
+async fn gate(
+    signin: &SignIn,
+    req: &Request<Incoming>,
+    normalized: &str,
+    route: &RequestRoute<'_>,
+    ctx: &RequestContext,
+) -> Gate {
+    let path_and_query = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    signin
+        .gate(
+            req.method(),
+            path_and_query,
+            normalized,
+            req.headers(),
+            ctx.client,
+            &route.needs,
+        )
+        .await
+}
+
+/// The request as the upstream gets it: the proxy's rewriting, the route's
+/// strip_prefix, then the identity for the route's audience.
+async fn rewrite(
+    signin: &SignIn,
+    req: Request<Incoming>,
+    normalized: &str,
+    session: Option<&crate::session::Session>,
+    route: &RequestRoute<'_>,
+    ctx: &RequestContext,
+) -> Result<(Request<Incoming>, crate::proxy::ClientHop), Response<Body>> {
     let (mut parts, body) = req.into_parts();
-    // The client's connection headers go before wxgate adds anything: its
-    // `Connection` header can then only remove what it sent itself.
-    let hop = forwarder.take_hop_by_hop(&mut parts);
-    if let Some(stripped) = route.and_then(|r| r.upstream_path(&normalized)) {
+    let core = &signin.core;
+    let cookie_name = core.cfg().session.cookie_name.as_str();
+    let hop = route.forwarder.rewrite(
+        &mut parts,
+        ctx.host.clone(),
+        core.identity_header(),
+        ctx.trusted,
+        |name| SignIn::is_own_cookie(cookie_name, name),
+    );
+    if let Some(stripped) = route.route.and_then(|r| r.upstream_path(normalized)) {
         match strip_to(&parts.uri, &stripped) {
             Some(uri) => parts.uri = uri,
             None => {
-                metrics().denied.inc(&["bad_path"]);
-                return bad_path(Reply::of(&parts.headers));
+                metrics()
+                    .denied
+                    .inc(crate::metrics::labels::Denied::BadPath);
+                return Err(bad_path(ctx.reply));
             }
         }
     }
-    if let Some(host) = host {
-        parts.headers.insert(http::header::HOST, host);
-    }
-    headers::strip_identity_headers(&mut parts.headers, auth.core.identity_header(), trusted);
-    let cookie_name = auth.core.cfg().session.cookie_name.as_str();
-    headers::remove_cookies(&mut parts.headers, |name| {
-        SignIn::is_own_cookie(cookie_name, name)
-    });
-    if let Some(s) = &session {
-        let audience = needs.audience;
-        if let Err(e) = auth
-            .core
-            .attach_identity(&mut parts.headers, s, audience)
+    if let Some(s) = session {
+        if let Err(e) = core
+            .attach_identity(&mut parts.headers, s, route.needs.audience)
             .await
         {
             tracing::error!(error = %e, "cannot sign the identity header");
-            return e.response(Reply::of(&parts.headers), None);
+            return Err(e.response(ctx.reply, None));
         }
     }
-    let ctx = ForwardContext {
-        peer: conn.peer,
-        client_tls: conn.tls,
-        trusted,
-        request_id: parts
-            .extensions
-            .get::<server::RequestId>()
-            .map(|id| id.0.clone()),
-    };
-    let mut resp = forwarder
-        .forward(Request::from_parts(parts, body), hop, &ctx)
-        .await;
+    Ok((Request::from_parts(parts, body), hop))
+}
+
+/// The upstream's answer, with the session cookie re-issued when the gate slid it.
+fn respond(mut resp: Response<Body>, set_cookie: Option<http::HeaderValue>) -> Response<Body> {
     if let Some(c) = set_cookie {
         resp.headers_mut().append(SET_COOKIE, c);
     }

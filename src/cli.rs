@@ -97,9 +97,9 @@ fn spawn_reloader(path: PathBuf, tx: tokio::sync::mpsc::Sender<Config>) {
                     }
                 }
                 Err(e) => {
-                    crate::admin::metrics::metrics()
+                    crate::metrics::metrics()
                         .config_reloads
-                        .inc(&["invalid"]);
+                        .inc(crate::metrics::labels::Reload::Invalid);
                     error!(file = %path.display(), problems = %e.problems().join("; "), "SIGHUP: the new configuration is invalid; still serving the previous one");
                 }
             }
@@ -121,6 +121,12 @@ pub async fn mock_wechat(listen: SocketAddr) -> Result<(), CliError> {
     );
     println!("  authorize_url = \"http://{listen}/connect/oauth2/authorize\"");
     println!("  api_base_url  = \"http://{listen}\"");
+    let w = &cfg.wecom;
+    println!(
+        "mock WeCom: corp_id {}, agent_id {}, secret {}",
+        w.corp_id, w.agent_id, w.secret
+    );
+    println!("  sso_url       = \"http://{listen}/wwlogin/sso/login\"  (the others as above)");
     crate::mock::serve(listener, mock, shutdown_signal()).await;
     Ok(())
 }
@@ -128,7 +134,11 @@ pub async fn mock_wechat(listen: SocketAddr) -> Result<(), CliError> {
 /// `wxgate demo`: prints the URL to open, runs until Ctrl-C. Everything a browser
 /// touches (wxgate, the demo app, the mock's sign-in pages and simulated phone) is on
 /// `listen`; `public_url` is how other machines reach it (default: `http://LISTEN`).
-pub async fn demo(listen: SocketAddr, public_url: Option<String>) -> Result<(), CliError> {
+pub async fn demo(
+    listen: SocketAddr,
+    public_url: Option<String>,
+    wecom: bool,
+) -> Result<(), CliError> {
     if listen.ip().is_unspecified() && public_url.is_none() {
         return Err(CliError::Config(format!(
             "demo --listen {listen} listens on every address of this machine, so which one other machines use is unknown: add --public-url http://ADDRESS:{} (this machine's address or name as they reach it)",
@@ -159,7 +169,11 @@ pub async fn demo(listen: SocketAddr, public_url: Option<String>) -> Result<(), 
             ))
         })?;
     let mock_cfg = crate::mock::MockConfig {
-        authorized_hosts: vec![public_host],
+        authorized_hosts: vec![public_host.clone()],
+        wecom: crate::mock::WecomMockConfig {
+            trusted_domains: vec![public_host],
+            ..crate::mock::WecomMockConfig::default()
+        },
         ..crate::mock::MockConfig::default()
     };
     let mock = crate::mock::MockWechat::new(mock_cfg);
@@ -174,7 +188,18 @@ pub async fn demo(listen: SocketAddr, public_url: Option<String>) -> Result<(), 
         std::future::pending::<()>(),
     ));
 
-    let text = crate::demo::demo_config_toml(bound, &public_url, admin_addr, app_addr, &demo_mock);
+    let text = if wecom {
+        crate::demo::demo_wecom_config_toml(
+            bound,
+            &public_url,
+            admin_addr,
+            app_addr,
+            mock_addr,
+            &mock.config().wecom,
+        )
+    } else {
+        crate::demo::demo_config_toml(bound, &public_url, admin_addr, app_addr, &demo_mock)
+    };
     let cfg = config::from_toml(&text, std::path::Path::new("."), &config::ProcessEnv)
         .map_err(|e| CliError::Config(format!("--public-url: {}", e.problems().join("; "))))?;
     let issuer = format!("{}/_wxgate", cfg.public().origin);
@@ -200,9 +225,15 @@ pub async fn demo(listen: SocketAddr, public_url: Option<String>) -> Result<(), 
     println!();
     println!("      {public_url}/");
     println!();
-    println!("  One port serves it all: wxgate, the demo app behind it, and the mock WeChat's");
-    println!("  sign-in pages. A computer gets the scan-to-sign-in page; its \"simulate the");
-    println!("  phone\" link plays WeChat. Metrics: http://{admin_addr}/metrics");
+    if wecom {
+        println!("  One port serves it all: wxgate, the demo app behind it, and the mock WeCom's");
+        println!("  sign-in pages. A computer gets WeCom's web-login QR; its \"simulate a scan\"");
+        println!("  button plays the member's phone. Metrics: http://{admin_addr}/metrics");
+    } else {
+        println!("  One port serves it all: wxgate, the demo app behind it, and the mock WeChat's");
+        println!("  sign-in pages. A computer gets the scan-to-sign-in page; its \"simulate the");
+        println!("  phone\" link plays WeChat. Metrics: http://{admin_addr}/metrics");
+    }
     println!();
     let (_tx, rx) = tokio::sync::mpsc::channel(1);
     crate::app::run_with_reload(

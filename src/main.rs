@@ -50,6 +50,9 @@ enum Command {
         /// http://192.0.2.10:8080 (default: http://LISTEN).
         #[arg(long)]
         public_url: Option<String>,
+        /// Sign in with the mock's WeCom organisation instead of its official account.
+        #[arg(long)]
+        wecom: bool,
     },
     /// The built-in mock WeChat platform alone, for tests and local development.
     MockWechat {
@@ -98,7 +101,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(dispatch(cli.command)) {
+    let result = runtime.block_on(dispatch(cli.command));
+    // Buffered access lines of requests answered before an error or a stop.
+    wxgate::server::access_log::flush();
+    match result {
         Ok(code) => code,
         Err(e) => {
             // One clear line, no backtrace. Each error's own message already says its
@@ -117,8 +123,12 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             wxgate::cli::serve(cfg, config).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Demo { listen, public_url } => {
-            wxgate::cli::demo(listen, public_url).await?;
+        Command::Demo {
+            listen,
+            public_url,
+            wecom,
+        } => {
+            wxgate::cli::demo(listen, public_url, wecom).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::MockWechat { listen } => {

@@ -21,7 +21,15 @@ pub(super) fn check(
     let server = server(&raw.server, base, &mut p);
     let admin = admin(&raw.admin, listen_of(&raw.server), &mut p);
     let upstream = upstream(&raw.upstream, &mut p);
-    let wechat = wechat(&raw.wechat, base, env, &mut p);
+    // [wecom] stands instead of [wechat], whose keys are then not required.
+    let wechat = match &raw.wecom {
+        Some(_) => Some(WechatConfig::default()),
+        None => wechat(&raw.wechat, base, env, &mut p),
+    };
+    let wecom = match &raw.wecom {
+        Some(w) => super::wecom::check(w, raw, base, env, &mut p).map(Some),
+        None => Some(None),
+    };
     let session = session(&raw.session, base, env, &mut p);
     let upstream_uri = uri_of(&raw.upstream);
     let identity = identity(&raw.identity, upstream_uri.as_ref(), base, env, &mut p);
@@ -41,12 +49,29 @@ pub(super) fn check(
         &raw.server.extra_hosts,
         public.as_ref().map(|u| u.host.as_str()),
     ));
+    if raw.wecom.is_none() {
+        // WeCom's lists would let nobody in and nobody out: a WeChat session has no userid.
+        for (i, r) in raw.routes.iter().enumerate() {
+            for (key, set) in [
+                ("allowed_userids", !r.allowed_userids.is_empty()),
+                ("allowed_departments", !r.allowed_departments.is_empty()),
+            ] {
+                if set {
+                    push(
+                        &mut p,
+                        &format!("routes[{i}].{key}"),
+                        "is for WeCom members: it needs [wecom] (use allowed_openids for WeChat users)",
+                    );
+                }
+            }
+        }
+    }
     let account = match &raw.account {
         Some(a) => account(a, public.as_ref(), base, env, &mut p).map(Some),
         None => Some(None),
     };
     match (
-        server, admin, upstream, wechat, session, identity, desktop, account,
+        server, admin, upstream, wechat, session, identity, desktop, account, wecom,
     ) {
         (
             Some(server),
@@ -57,6 +82,7 @@ pub(super) fn check(
             Some(identity),
             Some(desktop),
             Some(account),
+            Some(wecom),
         ) if p.is_empty() => Ok(Config {
             server,
             admin,
@@ -72,6 +98,7 @@ pub(super) fn check(
             },
             account,
             routes: raw.routes.clone(),
+            wecom,
         }),
         _ => Err(p),
     }
@@ -191,6 +218,7 @@ fn server(raw: &file::ServerConfig, base: &Path, p: &mut Vec<Problem>) -> Option
         max_header_len,
         body_timeout: raw.body_timeout,
         extra_hosts: raw.extra_hosts.clone(),
+        access_log: raw.access_log,
     })
 }
 

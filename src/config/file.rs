@@ -1,5 +1,5 @@
 //! The configuration file as written: one serde struct per TOML table, every key with
-//! its default, nothing derived. [`Config::check`](super::check) turns it into the
+//! its default, nothing derived. [`Config::check`] turns it into the
 //! checked [`super::Config`] the running code reads.
 
 use std::collections::BTreeMap;
@@ -9,7 +9,9 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 pub use super::RouteConfig;
-use super::{Algorithm, DesktopMode, Dur, SameSite, Scope, StoreKind, Subject, TokenMode};
+use super::{
+    Algorithm, DesktopMode, Dur, SameSite, Scope, StoreKind, Subject, TokenMode, WecomScope,
+};
 
 /// The whole file.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -27,6 +29,8 @@ pub struct Config {
     pub account: Option<AccountConfig>,
     /// `[[routes]]`: apps chosen by host and path, first match wins; none: `[upstream]`.
     pub routes: Vec<RouteConfig>,
+    /// WeCom instead of an official account (absent: `[wechat]` signs users in).
+    pub wecom: Option<WecomConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -54,6 +58,8 @@ pub struct ServerConfig {
     pub body_timeout: Dur,
     /// Host names besides public_url's that routes may serve (exact or "*.example.com").
     pub extra_hosts: Vec<String>,
+    /// How request lines are written: batched (default), one write each, or not at all.
+    pub access_log: super::AccessLog,
 }
 
 impl Default for ServerConfig {
@@ -73,6 +79,7 @@ impl Default for ServerConfig {
             max_header_bytes: "64KB".into(),
             body_timeout: Dur::secs(60),
             extra_hosts: vec![],
+            access_log: super::AccessLog::Buffered,
         }
     }
 }
@@ -327,5 +334,70 @@ impl fmt::Debug for AccountConfig {
             .field("subscribe_claim", &self.subscribe_claim)
             .field("subscribe_ttl", &self.subscribe_ttl)
             .finish()
+    }
+}
+
+/// `[wecom]`: WeCom (企业微信) instead of `[wechat]`.
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WecomConfig {
+    /// The organisation's CorpID ("ww...").
+    pub corp_id: String,
+    /// The self-built app's AgentId; a TOML integer or string.
+    #[serde(deserialize_with = "super::wecom::agent_id")]
+    pub agent_id: String,
+    /// The app's Secret; env WXGATE_WECOM_SECRET.
+    pub secret: String,
+    pub secret_file: Option<PathBuf>,
+    pub scope: WecomScope,
+    pub members_only: bool,
+    pub allowed_departments: Vec<u64>,
+    pub authorize_url: String,
+    pub sso_url: String,
+    pub api_base_url: String,
+    /// Per-call timeout for WeCom's API.
+    pub timeout: Dur,
+    /// `WW_verify_*.txt` files served at the root for WeCom's trusted-domain check.
+    pub verify_files: BTreeMap<String, String>,
+}
+
+impl Default for WecomConfig {
+    fn default() -> Self {
+        Self {
+            corp_id: String::new(),
+            agent_id: String::new(),
+            secret: String::new(),
+            secret_file: None,
+            scope: WecomScope::Base,
+            members_only: true,
+            allowed_departments: vec![],
+            authorize_url: "https://open.weixin.qq.com/connect/oauth2/authorize".into(),
+            sso_url: "https://login.work.weixin.qq.com/wwlogin/sso/login".into(),
+            api_base_url: "https://qyapi.weixin.qq.com".into(),
+            timeout: Dur::secs(5),
+            verify_files: BTreeMap::new(),
+        }
+    }
+}
+
+// The secret is a credential: never printed, not even by `{:?}`.
+impl fmt::Debug for WecomConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WecomConfig")
+            .field("corp_id", &self.corp_id)
+            .field("agent_id", &self.agent_id)
+            .field(
+                "secret",
+                &if self.secret.is_empty() {
+                    ""
+                } else {
+                    "<redacted>"
+                },
+            )
+            .field("secret_file", &self.secret_file)
+            .field("scope", &self.scope)
+            .field("members_only", &self.members_only)
+            .field("allowed_departments", &self.allowed_departments)
+            .finish_non_exhaustive()
     }
 }

@@ -1,18 +1,20 @@
-//! The configuration in two layers: [`file`], the TOML file as written (serde structs,
+//! The configuration in two layers: [`file`](mod@file), the TOML file as written (serde structs,
 //! every key with its default), and [`Config`], the checked configuration the running
 //! code reads, whose derived values (parsed addresses and URLs, resolved secrets) are
 //! plain fields, never re-parsed and never missing.
 //!
 //! Parsing (TOML syntax, types, unknown keys) stops at the first error and reports its
-//! key and line; checking then goes section by section ([`check`]) and collects every
+//! key and line; checking then goes section by section (`check`) and collects every
 //! problem, so `wxgate check` can list them all at once.
 
 mod check;
 mod duration;
 pub mod file;
 mod parse;
+mod wecom;
 
 pub use duration::{format_duration, parse_duration, parse_size, Dur};
+pub use wecom::{WecomConfig, WecomScope};
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -38,6 +40,8 @@ pub struct Config {
     pub account: Option<AccountConfig>,
     /// `[[routes]]` as written and checked; `routes::RouteTable` is built from them.
     pub routes: Vec<RouteConfig>,
+    /// WeCom instead of an official account (absent: `[wechat]` signs users in).
+    pub wecom: Option<WecomConfig>,
 }
 
 /// `[server]`, checked.
@@ -71,6 +75,8 @@ pub struct ServerConfig {
     pub body_timeout: Dur,
     /// Host names besides public_url's that routes may serve (exact or "*.example.com").
     pub extra_hosts: Vec<String>,
+    /// How request lines are written: batched (default), one write each, or not at all.
+    pub access_log: AccessLog,
 }
 
 /// `server.tls_cert_file` and `server.tls_key_file`, as paths to open.
@@ -90,6 +96,20 @@ pub struct PublicUrl {
     pub host: String,
     /// A path prefix when wxgate is served under one (usually empty).
     pub path_prefix: String,
+}
+
+/// `server.access_log`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessLog {
+    /// Lines collected in memory and written by a background thread, at least every
+    /// half second and at every exit: far fewer write(2) calls under load.
+    #[default]
+    Buffered,
+    /// One write(2) per request, as it is answered.
+    Line,
+    /// No request lines.
+    Off,
 }
 
 /// More threads than this is a typo, not a machine.
@@ -236,6 +256,13 @@ pub struct RouteConfig {
     /// The identity token's `aud` here (empty: the route upstream's origin).
     #[serde(default)]
     pub audience: String,
+    /// With `[wecom]`: only these members (by userid) on this route; with
+    /// `allowed_departments`, a member on either list. Empty: every member `[wecom]` admits.
+    #[serde(default)]
+    pub allowed_userids: Vec<String>,
+    /// With `[wecom]`: only members directly in one of these departments (by id).
+    #[serde(default)]
+    pub allowed_departments: Vec<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -447,6 +474,7 @@ impl Default for ServerConfig {
             max_header_len: DEFAULT_MAX_HEADER_BYTES,
             body_timeout: raw.body_timeout,
             extra_hosts: raw.extra_hosts,
+            access_log: raw.access_log,
         }
     }
 }
@@ -669,11 +697,34 @@ impl Config {
             "upstream      {} (timeout {})",
             self.upstream.url, self.upstream.timeout
         );
-        let _ = writeln!(
-            s,
-            "wechat        appid {} scope {}",
-            self.wechat.appid, self.wechat.scope
-        );
+        match &self.wecom {
+            Some(w) => {
+                let _ = writeln!(
+                    s,
+                    "wecom         corp {} agent {} scope {}, {}{}",
+                    w.corp_id,
+                    w.agent_id,
+                    w.scope,
+                    if w.members_only {
+                        "members only"
+                    } else {
+                        "members and visitors"
+                    },
+                    if w.allowed_departments.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", departments {:?}", w.allowed_departments)
+                    }
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    s,
+                    "wechat        appid {} scope {}",
+                    self.wechat.appid, self.wechat.scope
+                );
+            }
+        }
         let _ = writeln!(
             s,
             "sessions      {} store, ttl {}",
@@ -716,7 +767,7 @@ impl Config {
         for (i, r) in self.routes.iter().enumerate() {
             let _ = writeln!(
                 s,
-                "routes[{i}]     host {} path {} -> {} ({}{}{})",
+                "routes[{i}]     host {} path {} -> {} ({}{}{}{}{})",
                 r.host.as_deref().unwrap_or("*"),
                 r.path.as_deref().unwrap_or("/*"),
                 r.upstream,
@@ -726,6 +777,16 @@ impl Config {
                     String::new()
                 } else {
                     format!(", {} allowed openids", r.allowed_openids.len())
+                },
+                if r.allowed_userids.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {} allowed userids", r.allowed_userids.len())
+                },
+                if r.allowed_departments.is_empty() {
+                    String::new()
+                } else {
+                    format!(", departments {:?}", r.allowed_departments)
                 }
             );
         }

@@ -174,6 +174,8 @@ fn every_key_filled() -> file::Config {
         scope: Some(Scope::Base),
         allowed_openids: vec![],
         audience: String::new(),
+        allowed_userids: vec![],
+        allowed_departments: vec![],
     }];
     c
 }

@@ -72,6 +72,9 @@ pub(crate) fn claims(s: &Session, st: &Stamp<'_>, extra: &Extra) -> Value {
     let present = |v: &Option<String>| v.as_deref().filter(|v| !v.is_empty()).map(str::to_owned);
     let unionid = present(&s.unionid);
     match (st.subject, &unionid) {
+        // A WeCom session's subject is its userid (a visitor's openid): WeCom has no
+        // unionid to offer, and a `sub_type` naming WeChat's ids would mislead.
+        _ if s.idp == crate::session::Idp::Wecom => put("sub", s.openid.as_str().into()),
         (Subject::Openid, _) => put("sub", s.openid.as_str().into()),
         // One user across the apps of an Open Platform account: the unionid when WeChat
         // gave one; `sub_type` tells an app which it got, so an openid is never taken
@@ -90,9 +93,13 @@ pub(crate) fn claims(s: &Session, st: &Stamp<'_>, extra: &Extra) -> Value {
     put("exp", (st.iat + st.ttl).into());
     put("jti", st.jti.into());
     put("sid", st.sid.into());
-    put("appid", s.appid.as_str().into());
-    put("openid", s.openid.as_str().into());
-    put("scope", s.scope.as_str().into());
+    // WeCom names its organisation `corpid` and its member `userid` (in its claims):
+    // an `openid` or `appid` would pass a userid or a CorpID off as WeChat's.
+    if s.idp != crate::session::Idp::Wecom {
+        put("appid", s.appid.as_str().into());
+        put("openid", s.openid.as_str().into());
+        put("scope", s.scope.as_str().into());
+    }
     if let Some(u) = unionid {
         put("unionid", u.into());
     }

@@ -24,8 +24,8 @@ use bytes::Bytes;
 use http::HeaderValue;
 use serde_json::{json, Value};
 
-use crate::admin::metrics::metrics;
 use crate::config::{Algorithm, IdentityConfig};
+use crate::metrics::metrics;
 use crate::session::{now_unix, Session};
 
 use cache::TokenCache;
@@ -197,7 +197,9 @@ impl Signer {
             variant,
         };
         if let Some(token) = inner.cache.get(&s.id, signed_for, now) {
-            metrics().identity_tokens.inc(&["cached"]);
+            metrics()
+                .identity_tokens
+                .inc(crate::metrics::labels::TokenSource::Cached);
             return Ok(token);
         }
         let aud = audience.map_or(inner.audience.as_str(), |a| a.name);
@@ -207,7 +209,9 @@ impl Signer {
         inner
             .cache
             .put(&s.id, signed_for, fresh_until, token.clone(), now);
-        metrics().identity_tokens.inc(&["signed"]);
+        metrics()
+            .identity_tokens
+            .inc(crate::metrics::labels::TokenSource::Signed);
         Ok(token)
     }
 

@@ -39,6 +39,10 @@ pub struct Route {
     pub allowed: Option<HashSet<String>>,
     /// The identity token's `aud` on this route.
     pub audience: String,
+    /// For WeCom sessions: these members, or members of these departments (both
+    /// empty: every member `[wecom]` admits).
+    pub allowed_userids: Vec<String>,
+    pub allowed_departments: Vec<u64>,
 }
 
 impl Route {
@@ -68,6 +72,8 @@ impl Route {
             scope: None,
             allowed: None,
             audience: String::new(),
+            allowed_userids: vec![],
+            allowed_departments: vec![],
         }
     }
 }
@@ -93,6 +99,8 @@ pub fn needs<'a>(route: Option<&'a Route>, cfg: &Config) -> RouteNeeds<'a> {
             slot: r.index as u32,
             name: &r.audience,
         }),
+        allowed_userids: &r.allowed_userids,
+        allowed_departments: &r.allowed_departments,
     }
 }
 
@@ -204,6 +212,15 @@ fn compile(
                 ok = false;
             }
         }
+        for (j, id) in rc.allowed_userids.iter().enumerate() {
+            if id.trim().is_empty() || id.trim() != id {
+                push(
+                    format!("routes[{i}].allowed_userids[{j}]"),
+                    format!("{id:?} is not a WeCom userid"),
+                );
+                ok = false;
+            }
+        }
         if !ok {
             continue;
         }
@@ -243,6 +260,8 @@ fn compile(
             allowed: (!rc.allowed_openids.is_empty())
                 .then(|| rc.allowed_openids.iter().cloned().collect()),
             audience,
+            allowed_userids: rc.allowed_userids.clone(),
+            allowed_departments: rc.allowed_departments.clone(),
         });
     }
     (routes, problems)

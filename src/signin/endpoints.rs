@@ -11,9 +11,9 @@ use tracing::{info, warn};
 use super::gate::SignIn;
 use super::methods::Methods;
 use super::{redirect, state, Browser, Callback, OwnRequest, RouteNeeds, SignInError};
-use crate::admin::metrics::metrics;
 use crate::body::{full, Body};
 use crate::config::{Access, Scope};
+use crate::metrics::metrics;
 use crate::pages::Reply;
 use crate::query::param as query_param;
 use crate::session::now_unix;
@@ -81,7 +81,11 @@ pub async fn handle(
 /// `GET /MP_verify_xxx.txt`: WeChat's domain ownership check.
 pub fn verify_file(signin: &SignIn, path: &str) -> Option<Response<Body>> {
     let name = path.strip_prefix('/')?;
-    let content = signin.core.cfg.wechat.verify_files.get(name)?;
+    let cfg = &signin.core.cfg;
+    let content = match &cfg.wecom {
+        Some(w) => w.verify_files.get(name)?,
+        None => cfg.wechat.verify_files.get(name)?,
+    };
     let mut resp = Response::new(full(content.clone()));
     resp.headers_mut().insert(
         CONTENT_TYPE,
@@ -139,7 +143,9 @@ async fn callback(signin: &SignIn, query: &str, browser: &Browser<'_>) -> Respon
     let core = &signin.core;
     let (headers, reply) = (browser.headers, browser.reply);
     let Some(state) = query_param(query, "state").filter(|s| state::is_valid_state(s)) else {
-        metrics().signins.inc(&["bad_request"]);
+        metrics()
+            .signins
+            .inc(crate::metrics::labels::Signin::BadRequest);
         return SignInError::BadRequest(
             "回调中没有有效的 state 参数。",
             "The callback has no valid state.",
@@ -156,17 +162,21 @@ async fn callback(signin: &SignIn, query: &str, browser: &Browser<'_>) -> Respon
         // after the completed flow was forgotten) goes home; the code is never redeemed,
         // so a planted callback cannot swap whose session this browser has.
         if let Ok(Some(_)) = core.session_of(headers).await {
-            metrics().signins.inc(&["repeat_callback"]);
+            metrics()
+                .signins
+                .inc(crate::metrics::labels::Signin::RepeatCallback);
             return core.land("/");
         }
-        metrics().signins.inc(&["state_mismatch"]);
+        metrics()
+            .signins
+            .inc(crate::metrics::labels::Signin::StateMismatch);
         warn!("callback with a state this browser did not start (or an expired one)");
         return SignInError::StateMismatch.response(reply, Some(core.start_url("/")));
     };
     let flow_cookie = state::cookie_name(&core.cfg.session.cookie_name, &state);
     let retry = Some(core.start_url(&flow.rd));
     let refused = |e: &SignInError| {
-        metrics().signins.inc(&[e.code()]);
+        metrics().signins.inc(e.outcome());
         let mut resp = e.response(reply, retry.clone());
         core.push_cookie(&mut resp, &core.clear_cookie_value(&flow_cookie));
         resp
@@ -176,7 +186,9 @@ async fn callback(signin: &SignIn, query: &str, browser: &Browser<'_>) -> Respon
         // A second callback for a completed flow: never redeem another code.
         return match core.session_of(headers).await {
             Ok(Some(_)) => {
-                metrics().signins.inc(&["repeat_callback"]);
+                metrics()
+                    .signins
+                    .inc(crate::metrics::labels::Signin::RepeatCallback);
                 core.land(&flow.rd)
             }
             Ok(None) => signin.begin(browser, &flow.rd, 1).await,
@@ -186,7 +198,9 @@ async fn callback(signin: &SignIn, query: &str, browser: &Browser<'_>) -> Respon
 
     let Some(code) = query_param(query, "code").filter(|c| !c.is_empty() && c.len() <= 512) else {
         // WeChat sends `?state=` without a code when the user refused.
-        metrics().signins.inc(&["refused"]);
+        metrics()
+            .signins
+            .inc(crate::metrics::labels::Signin::Refused);
         // Asked for the profile on top of a session: the session stays, and a page
         // says what is missing (its link asks again only if the user chooses to).
         let (refusal, retry) = match (flow.s, core.session_of(headers).await) {
@@ -213,7 +227,9 @@ async fn callback(signin: &SignIn, query: &str, browser: &Browser<'_>) -> Respon
             // A code a second callback already redeemed: this browser may be signed in.
             if matches!(e, SignInError::CodeUsed) {
                 if let Ok(Some(_)) = core.session_of(headers).await {
-                    metrics().signins.inc(&["repeat_callback"]);
+                    metrics()
+                        .signins
+                        .inc(crate::metrics::labels::Signin::RepeatCallback);
                     return core.land(&flow.rd);
                 }
             }
@@ -221,7 +237,9 @@ async fn callback(signin: &SignIn, query: &str, browser: &Browser<'_>) -> Respon
                 return refused(&SignInError::CodeRejected);
             }
             // One fresh start per flow, then a page: never a loop.
-            metrics().signins.inc(&["fresh_authorization"]);
+            metrics()
+                .signins
+                .inc(crate::metrics::labels::Signin::FreshAuthorization);
             let scope = flow.s.unwrap_or(core.cfg.wechat.scope);
             let mut resp = signin.start(id, browser, &flow.rd, flow.r + 1, scope).await;
             core.push_cookie(&mut resp, &core.clear_cookie_value(&flow_cookie));
@@ -232,7 +250,9 @@ async fn callback(signin: &SignIn, query: &str, browser: &Browser<'_>) -> Respon
     match core.establish(headers, verified).await {
         Ok((session, cookie)) => {
             info!(openid = %session.openid, scope = %session.scope, "signed in");
-            metrics().signins.inc(&["success"]);
+            metrics()
+                .signins
+                .inc(crate::metrics::labels::Signin::Success);
             let mut resp = core.land(&flow.rd);
             core.push_cookie(&mut resp, &cookie);
             let done = state::FlowState { d: true, ..flow };
@@ -262,7 +282,9 @@ async fn sign_out(signin: &SignIn, query: &str, headers: &HeaderMap) -> Response
                     warn!(error = %e, "sign-out could not reach the session store");
                     return SignInError::StoreUnavailable.response(reply, None);
                 }
-                metrics().sessions_ended.inc(&["sign_out"]);
+                metrics()
+                    .sessions_ended
+                    .inc(crate::metrics::labels::SessionEnded::SignOut);
                 ended = true;
             }
             Ok(None) => {}
@@ -310,19 +332,25 @@ async fn forward_auth(
     .unwrap_or_else(|| "/".to_string());
     let public = route.access == Access::Public;
     let session = match core.session_of(headers).await {
-        Ok(s) => s.filter(|(s, _)| !public || core.is_allowed_on(route, &s.openid)),
+        // The rules of now, on this route: a public route serves a session it does not
+        // admit anonymously.
+        Ok(s) => s
+            .map(|(s, _)| {
+                let admitted = core.admits(&s, route);
+                (s, admitted)
+            })
+            .filter(|(_, admitted)| !public || admitted.is_ok()),
         // A public route is served whatever the store says.
         Err(_) if public => None,
         Err(e) => return e.response(reply, None),
     };
     match session {
         // A route needing the profile, a WeChat session without it: as the gate does.
-        Some((s, _))
+        Some((s, Ok(())))
             if !public
                 && route.requires == Some(Scope::UserInfo)
                 && s.scope != Scope::UserInfo
-                && s.idp == crate::session::Idp::Wechat
-                && core.is_allowed_on(route, &s.openid) =>
+                && s.idp == crate::session::Idp::Wechat =>
         {
             if reply.is_json() {
                 core.scope_required_json(&rd, Scope::UserInfo)
@@ -330,7 +358,7 @@ async fn forward_auth(
                 sign_in_page(&core.start_url_scoped(&rd, Some(Scope::UserInfo)))
             }
         }
-        Some((s, _)) if core.is_allowed_on(route, &s.openid) => {
+        Some((s, Ok(()))) => {
             let mut resp = Response::new(crate::body::empty());
             *resp.status_mut() = StatusCode::ACCEPTED;
             if let Err(e) = core
@@ -344,7 +372,7 @@ async fn forward_auth(
             }
             resp
         }
-        Some(_) => SignInError::NotAllowed.response(reply, None),
+        Some((_, Err(refused))) => refused.response(reply, None),
         None if public => {
             let mut resp = Response::new(crate::body::empty());
             *resp.status_mut() = StatusCode::ACCEPTED;

@@ -48,9 +48,38 @@ pub enum SignInError {
     SigninsBusy,
     #[error("internal error: {0}")]
     Internal(String),
+    /// A WeCom sign-in refused, in WeCom's words (its pages live with WeCom's client).
+    #[error("{0}")]
+    Wecom(crate::wecom::WecomRefusal),
 }
 
 impl SignInError {
+    /// How `wxgate_signins_total` counts it (the same text as [`SignInError::code`]).
+    pub fn outcome(&self) -> crate::metrics::labels::Signin {
+        use crate::metrics::labels::Signin as O;
+        match self {
+            SignInError::StateMismatch => O::StateMismatch,
+            SignInError::BadRequest(..) => O::BadRequest,
+            SignInError::ConsentRefused => O::ConsentRefused,
+            SignInError::ProfileRefused => O::ProfileRefused,
+            SignInError::ProfileOnlyInWechat => O::ScopeRequired,
+            SignInError::SnapshotUser => O::SnapshotUser,
+            SignInError::NotAllowed => O::AccessDenied,
+            SignInError::CodeRejected | SignInError::CodeStale | SignInError::CodeUsed => {
+                O::CodeRejected
+            }
+            SignInError::WechatBusy => O::WechatBusy,
+            SignInError::WechatQuota => O::WechatQuota,
+            SignInError::WechatUnavailable => O::WechatUnavailable,
+            SignInError::Misconfigured => O::Misconfigured,
+            SignInError::WechatOther => O::WechatError,
+            SignInError::StoreUnavailable => O::SessionStoreUnavailable,
+            SignInError::SigninsBusy => O::SigninsBusy,
+            SignInError::Internal(_) => O::InternalError,
+            SignInError::Wecom(r) => r.outcome(),
+        }
+    }
+
     pub fn code(&self) -> &'static str {
         match self {
             SignInError::StateMismatch => "state_mismatch",
@@ -71,6 +100,7 @@ impl SignInError {
             SignInError::StoreUnavailable => "session_store_unavailable",
             SignInError::SigninsBusy => "signins_busy",
             SignInError::Internal(_) => "internal_error",
+            SignInError::Wecom(r) => r.code(),
         }
     }
 
@@ -121,6 +151,8 @@ impl SignInError {
             SignInError::SigninsBusy => (S::SERVICE_UNAVAILABLE, "登录人数过多", "Too many sign-ins in progress",
                 "现在从电脑登录的人太多了。请过一会儿重试。",
                 "Too many people are signing in from computers right now. Please retry in a moment.", true),
+            // WeCom's refusals have their pages with WeCom's client.
+            SignInError::Wecom(r) => return r.response(reply, retry),
             SignInError::Internal(_) => (S::INTERNAL_SERVER_ERROR, "内部错误", "Internal error",
                 "我们这边出了问题。",
                 "Something went wrong on our side.", true),
@@ -142,5 +174,34 @@ impl SignInError {
             );
         }
         resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_is_counted_under_its_own_code() {
+        for e in [
+            SignInError::StateMismatch,
+            SignInError::BadRequest("", ""),
+            SignInError::ConsentRefused,
+            SignInError::SnapshotUser,
+            SignInError::NotAllowed,
+            SignInError::CodeRejected,
+            SignInError::CodeStale,
+            SignInError::CodeUsed,
+            SignInError::WechatBusy,
+            SignInError::WechatQuota,
+            SignInError::WechatUnavailable,
+            SignInError::Misconfigured,
+            SignInError::WechatOther,
+            SignInError::StoreUnavailable,
+            SignInError::SigninsBusy,
+            SignInError::Internal("x".into()),
+        ] {
+            assert_eq!(e.outcome().as_str(), e.code(), "{e}");
+        }
     }
 }

@@ -11,9 +11,9 @@ use tracing::{info, warn};
 
 use super::methods::{choose, MethodId, Methods};
 use super::{classify, redirect, Begin, BuildError, Core, RouteNeeds, SignInError};
-use crate::admin::metrics::metrics;
 use crate::body::Body;
 use crate::config::{Access, Config, Scope};
+use crate::metrics::metrics;
 use crate::session::{now_unix, Idp, Session, Store};
 use crate::signin::Browser;
 
@@ -112,7 +112,9 @@ impl SignIn {
         if !browser.in_wechat {
             return SignInError::ProfileOnlyInWechat.response(browser.reply, None);
         }
-        metrics().denied.inc(&["scope_escalation"]);
+        metrics()
+            .denied
+            .inc(crate::metrics::labels::Denied::ScopeEscalation);
         self.start(MethodId::WechatInApp, browser, rd, 0, scope)
             .await
     }
@@ -125,7 +127,7 @@ impl SignIn {
         let core = &self.core;
         crate::session::cookie_values(headers, &core.cfg.session.cookie_name).next()?;
         match core.session_of(headers).await {
-            Ok(Some((session, _))) if core.is_allowed_on(route, &session.openid) => Some(session),
+            Ok(Some((session, _))) if core.admits(&session, route).is_ok() => Some(session),
             // session_of has logged the store's failure.
             Ok(_) | Err(_) => None,
         }
@@ -154,14 +156,18 @@ impl SignIn {
         let session = match core.session_of(headers).await {
             Ok(s) => s,
             Err(e) => {
-                metrics().denied.inc(&["store_unavailable"]);
+                metrics()
+                    .denied
+                    .inc(crate::metrics::labels::Denied::StoreUnavailable);
                 return Gate::Respond(e.response(reply, None));
             }
         };
         if let Some((mut session, ticket)) = session {
-            if !core.is_allowed_on(route, &session.openid) {
-                metrics().denied.inc(&["not_allowed"]);
-                return Gate::Respond(SignInError::NotAllowed.response(reply, None));
+            if let Err(e) = core.admits(&session, route) {
+                metrics()
+                    .denied
+                    .inc(crate::metrics::labels::Denied::NotAllowed);
+                return Gate::Respond(e.response(reply, None));
             }
             let mut ticket = ticket;
             let mut reissue = false;
@@ -190,7 +196,9 @@ impl SignIn {
                     let rd = redirect::safe_return_path(path_and_query)
                         .unwrap_or_else(|| "/".to_string());
                     if self.is_api(method, headers, normalized, route) {
-                        metrics().denied.inc(&["scope_required"]);
+                        metrics()
+                            .denied
+                            .inc(crate::metrics::labels::Denied::ScopeRequired);
                         return Gate::Respond(core.scope_required_json(&rd, needed));
                     }
                     let browser = Browser::of(headers, client);
@@ -234,7 +242,9 @@ impl SignIn {
     ) -> Gate {
         let rd = redirect::safe_return_path(path_and_query).unwrap_or_else(|| "/".to_string());
         if self.is_api(method, headers, normalized, route) {
-            metrics().denied.inc(&["unauthenticated_api"]);
+            metrics()
+                .denied
+                .inc(crate::metrics::labels::Denied::UnauthenticatedApi);
             return Gate::Respond(self.core.unauthorized_json(&rd));
         }
         let browser = Browser::of(headers, client);
@@ -252,7 +262,7 @@ impl SignIn {
         }
         let mut s = session.clone();
         s.expires_at = now + ttl;
-        match core.store.touch(ticket, &s).await {
+        match core.store.slide(ticket, &s).await {
             Ok(new_ticket) => {
                 let t = new_ticket.as_deref().unwrap_or(ticket);
                 HeaderValue::from_str(&core.session_cookie(t)).ok()
@@ -330,7 +340,9 @@ impl SignIn {
             Err(e) if e.kind() == crate::wechat::ErrorKind::RefreshEnded => {
                 info!(openid = %session.openid, "WeChat ended the grant; ending the session");
                 let _ = store.delete(ticket, session).await;
-                metrics().sessions_ended.inc(&["refresh_revoked"]);
+                metrics()
+                    .sessions_ended
+                    .inc(crate::metrics::labels::SessionEnded::RefreshRevoked);
                 Refreshed::Ended
             }
             Err(e) => {

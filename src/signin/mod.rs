@@ -35,10 +35,10 @@ use http::header::{HeaderName, HeaderValue, LOCATION, SET_COOKIE};
 use http::{HeaderMap, Response, StatusCode};
 use tracing::warn;
 
-use crate::admin::metrics::metrics;
 use crate::body::{empty, Body};
 use crate::config::{Access, Config, DesktopMode, SameSite, Scope};
 use crate::identity::{Audience, Signer};
+use crate::metrics::metrics;
 use crate::pages::Reply;
 use crate::session::codec::CookieCodec;
 use crate::session::{
@@ -94,6 +94,8 @@ pub struct Browser<'a> {
     pub user_agent: &'a str,
     /// WeChat's in-app browser, where WeChat's authorize URL works.
     pub in_wechat: bool,
+    /// WeCom's in-app browser (phone or desktop app), where WeCom's OAuth link works.
+    pub in_wecom: bool,
     /// A phone's or tablet's browser (it cannot scan its own screen).
     pub mobile: bool,
     pub reply: Reply,
@@ -111,6 +113,7 @@ impl<'a> Browser<'a> {
             headers,
             user_agent,
             in_wechat: classify::is_wechat_browser(user_agent),
+            in_wecom: classify::browser_of(user_agent) == classify::Browser::Wecom,
             mobile: classify::is_mobile_browser(user_agent),
             reply: Reply::of(headers),
             client,
@@ -132,6 +135,10 @@ pub struct RouteNeeds<'a> {
     pub allowed: Option<&'a HashSet<String>>,
     /// The identity token's `aud` here; `None`: `identity.audience`.
     pub audience: Option<Audience<'a>>,
+    /// For a WeCom session: the route's `allowed_userids` and `allowed_departments`
+    /// (both empty: every member `[wecom]` admits).
+    pub allowed_userids: &'a [String],
+    pub allowed_departments: &'a [u64],
 }
 
 impl RouteNeeds<'static> {
@@ -143,6 +150,8 @@ impl RouteNeeds<'static> {
             access: Access::SignedIn,
             allowed: None,
             audience: None,
+            allowed_userids: &[],
+            allowed_departments: &[],
         }
     }
 }
@@ -577,6 +586,33 @@ impl Core {
         self.is_allowed(openid) || self.allowed_on_routes.contains(openid)
     }
 
+    /// Whether a stored session may pass on a route under the rules of now (a reload
+    /// may have changed them): the route's allowlist or `access.allowed_openids`, and
+    /// for a WeCom session `[wecom]`'s own rules, then the route's `allowed_userids`
+    /// and `allowed_departments`.
+    pub fn admits(&self, session: &Session, route: &RouteNeeds<'_>) -> Result<(), SignInError> {
+        if !self.is_allowed_on(route, &session.openid) {
+            return Err(SignInError::NotAllowed);
+        }
+        if let (Idp::Wecom, Some(w)) = (session.idp, &self.cfg.wecom) {
+            crate::wecom::member::admit_claims(
+                &session.claims,
+                w.members_only,
+                &w.allowed_departments,
+            )
+            .map_err(SignInError::Wecom)?;
+            // Signed in to the organisation, but this app may be for some of it only.
+            if !crate::wecom::member::route_allows_claims(
+                &session.claims,
+                route.allowed_userids,
+                route.allowed_departments,
+            ) {
+                return Err(SignInError::NotAllowed);
+            }
+        }
+        Ok(())
+    }
+
     /// The identity's claims from outside the session (the account's `subscribe`).
     pub async fn identity_extra(&self, session: &Session) -> crate::identity::Extra {
         match &self.account {
@@ -622,7 +658,7 @@ impl Core {
         let ticket = self.store.save(&session).await?;
         metrics()
             .sessions_created
-            .inc(&[self.cfg.session.store.as_str()]);
+            .inc(crate::metrics::labels::SessionStore(self.cfg.session.store));
         Ok((session, self.session_cookie(&ticket)))
     }
 

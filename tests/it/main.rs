@@ -11,6 +11,7 @@
 
 mod support;
 
+mod access_log;
 mod account;
 mod browser;
 mod caddy;
@@ -39,3 +40,4 @@ mod signin;
 mod tls;
 mod verify_examples;
 mod wechat_mock;
+mod wecom;

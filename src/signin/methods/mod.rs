@@ -2,11 +2,12 @@
 //! one for a request.
 //!
 //! To add a method: write its module here (a type implementing
-//! [`Method`](crate::signin::Method)), add its line to the list in `methods!` below,
+//! [`crate::signin::Method`]), add its line to the list in `methods!` below,
 //! and, if the browser or the route should pick it, its line in [`choose`].
 
 pub mod desktop;
 pub mod wechat_inapp;
+pub mod wecom;
 
 use http::Response;
 
@@ -17,7 +18,15 @@ use crate::config::Config;
 use crate::signin::Browser;
 
 /// The method that signs this browser in for this route.
-pub fn choose(browser: &Browser<'_>, _route: &RouteNeeds, _cfg: &Config) -> MethodId {
+pub fn choose(browser: &Browser<'_>, _route: &RouteNeeds, cfg: &Config) -> MethodId {
+    // `[wecom]` stands instead of `[wechat]`: WeCom signs everyone in.
+    if cfg.wecom.is_some() {
+        return if browser.in_wecom {
+            MethodId::WecomInApp
+        } else {
+            MethodId::WecomWebLogin
+        };
+    }
     if browser.in_wechat {
         MethodId::WechatInApp
     } else {
@@ -103,6 +112,8 @@ macro_rules! methods {
 methods! {
     WechatInApp => wechat_inapp: wechat_inapp::WechatInApp,
     Desktop => desktop: desktop::Desktop,
+    WecomInApp => wecom_inapp: wecom::WecomInApp,
+    WecomWebLogin => wecom_web: wecom::WecomWebLogin,
 }
 
 impl Methods {
@@ -148,6 +159,32 @@ mod tests {
             choose(&browser_of(&chrome), &route, &cfg),
             MethodId::Desktop
         );
+    }
+
+    #[test]
+    fn with_wecom_configured_wecoms_browser_gets_the_in_app_method_and_every_other_web_login() {
+        let cfg = Config {
+            wecom: Some(crate::config::WecomConfig::default()),
+            ..Config::default()
+        };
+        let route = RouteNeeds::of(&cfg);
+        let wecom_phone = with_ua("Mozilla/5.0 (iPhone) wxwork/4.1.0 MicroMessenger/7.0.1");
+        let wecom_desktop = with_ua("Mozilla/5.0 (Windows) MicroMessenger/7.0 wxwork/4.1.0");
+        let wechat = with_ua("Mozilla/5.0 (iPhone) MicroMessenger/8.0.47(0x18002f2f) NetType/WIFI");
+        let chrome = with_ua("Mozilla/5.0 (Windows NT 10.0) Chrome/120.0.0.0 Safari/537.36");
+        for (headers, want) in [
+            (&wecom_phone, MethodId::WecomInApp),
+            (&wecom_desktop, MethodId::WecomInApp),
+            (&wechat, MethodId::WecomWebLogin),
+            (&chrome, MethodId::WecomWebLogin),
+        ] {
+            assert_eq!(
+                choose(&browser_of(headers), &route, &cfg),
+                want,
+                "{headers:?}"
+            );
+        }
+        assert_eq!(Methods::by_name("wecom_web"), Some(MethodId::WecomWebLogin));
     }
 
     #[test]
