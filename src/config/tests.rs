@@ -175,7 +175,8 @@ fn every_key_filled() -> file::Config {
         allowed_openids: vec![],
         audience: String::new(),
         allowed_userids: vec![],
-        allowed_departments: vec![],
+        // A number, so that the wrong-kind test knows this list holds numbers.
+        allowed_departments: vec![1],
     }];
     c
 }
@@ -257,7 +258,12 @@ fn wrong_values(like: &toml::Value) -> Vec<(toml::Value, String)> {
         .map(|v| (v, String::new()))
         .collect();
     match like {
-        // Every list in the config holds strings.
+        // A list of numbers (filled in `every_key_filled` to say so): a string in it.
+        V::Array(items) if items.first().is_some_and(V::is_integer) => out.push((
+            V::Array(vec![V::Integer(7), V::String("ok".into())]),
+            "[1]".into(),
+        )),
+        // Every other list in the config holds strings.
         V::Array(_) => out.push((
             V::Array(vec![V::String("ok".into()), V::Integer(7)]),
             "[1]".into(),

@@ -111,6 +111,23 @@ fn unknown_keys_and_bad_values_name_the_route() {
             "[[routes]]\nupstream = \"http://a:1\"\nallowed_openids = [\"\"]\n",
             "routes[0].allowed_openids[0]",
         ),
+        (
+            "[[routes]]\nupstream = \"http://a:1\"\nallowed_userid = [\"zhangsan\"]\n",
+            "routes[0].allowed_userid",
+        ),
+        (
+            "[[routes]]\nupstream = \"http://a:1\"\nallowed_departments = [\"hr\"]\n",
+            "routes[0].allowed_departments[0]",
+        ),
+        // WeCom's lists on a WeChat site would match nobody.
+        (
+            "[[routes]]\nupstream = \"http://a:1\"\nallowed_userids = [\"zhangsan\"]\n",
+            "routes[0].allowed_userids",
+        ),
+        (
+            "[[routes]]\nupstream = \"http://a:1\"\nallowed_departments = [3]\n",
+            "routes[0].allowed_departments",
+        ),
     ];
     for (text, key) in cases {
         let p = problems(text);
@@ -230,4 +247,42 @@ fn identity_subject_is_openid_or_unionid() {
     .unwrap()
     .problems();
     assert!(p[0].starts_with("identity.subject"), "{p:?}");
+}
+
+/// `BASE` signing in with WeCom instead of WeChat.
+fn load_wecom(routes: &str) -> Result<Config, Vec<String>> {
+    let base = BASE.replace(
+        "[wechat]\nappid = \"wx0000000000000000\"\nsecret = \"s3cret\"\n",
+        "[wecom]\ncorp_id = \"ww0000000000000000\"\nagent_id = \"1000002\"\nsecret = \"s3cret\"\n",
+    );
+    from_toml(&format!("{base}{routes}"), Path::new("."), &BTreeMap::new())
+        .map_err(|e| e.problems())
+}
+
+#[test]
+fn with_wecom_a_route_names_its_members_and_departments() {
+    let c = load_wecom(
+        r#"
+[[routes]]
+path = "/hr/*"
+upstream = "http://127.0.0.1:4000"
+allowed_userids = ["zhangsan"]
+allowed_departments = [3, 7]
+"#,
+    )
+    .unwrap();
+    let t = super::build(&c).unwrap();
+    let hr = &t.routes()[0];
+    assert_eq!(hr.allowed_userids, ["zhangsan"]);
+    assert_eq!(hr.allowed_departments, [3, 7]);
+    let needs = super::needs(Some(hr), &c);
+    assert_eq!(needs.allowed_userids, ["zhangsan"]);
+    assert_eq!(needs.allowed_departments, [3, 7]);
+
+    let p = load_wecom(
+        "[[routes]]\nupstream = \"http://a:1\"\nallowed_userids = [\"zhangsan\", \" lisi\"]\n",
+    )
+    .unwrap_err();
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(p[0].starts_with("routes[0].allowed_userids[1]:"), "{p:?}");
 }

@@ -553,3 +553,51 @@ async fn a_session_from_before_the_departments_narrowed_gets_a_page_on_its_next_
     assert_eq!(api.status, StatusCode::FORBIDDEN, "{}", api.text());
     assert_eq!(api.json()["error"], "department_not_allowed");
 }
+
+#[tokio::test]
+async fn a_member_outside_a_routes_departments_gets_a_page_there_and_goes_on_elsewhere() {
+    let platform = Platform::start(mock_config()).await;
+    // The HR app under /hr/* is for department 3 and for wangfang by name; the rest of
+    // the site is for every member.
+    let routes: Config = toml::from_str(&format!(
+        r#"
+[[routes]]
+path = "/hr/*"
+upstream = "http://{}"
+allowed_departments = [3]
+allowed_userids = ["wangfang"]
+"#,
+        platform.upstream.addr
+    ))
+    .expect("routes parse");
+    let gate = proxy()
+        .wechat(&platform)
+        .tweak(|c| {
+            wecom_sign_in(c, &platform.mock);
+            c.routes = routes.routes;
+        })
+        .run()
+        .await;
+
+    // zhangsan (departments 1 and 2) signs in on the main app...
+    let mut phone = gate.browser(WECOM_UA);
+    let (_, claims) = signed_in(&gate, &mut phone, "/").await;
+    assert_eq!(claims["department"], json!([1, 2]));
+    // ...is refused on the HR app with a page, signed in all the same...
+    let hr = phone.get("/hr/payroll").await;
+    assert_page(&hr, StatusCode::FORBIDDEN, "Access denied");
+    assert!(phone.has_session());
+    let api = phone.get_json("/hr/api/payroll").await;
+    assert_eq!(api.status, StatusCode::FORBIDDEN, "{}", api.text());
+    assert_eq!(api.json()["error"], "access_denied");
+    // ...and goes on elsewhere.
+    let elsewhere = phone.get("/orders/8").await;
+    assert_eq!(elsewhere.status, StatusCode::OK, "{}", elsewhere.text());
+
+    // lisi (department 3) is let into the HR app.
+    platform.mock.wecom_sign_in_as("lisi");
+    let mut other = gate.browser(WECOM_UA);
+    let (echo, claims) = signed_in(&gate, &mut other, "/hr/payroll").await;
+    assert_eq!(echo["uri"], "/hr/payroll");
+    assert_eq!(claims["userid"], "lisi");
+}
