@@ -526,6 +526,7 @@ pub struct RequestRoute<'a> {
 ///     │       its upstream, access, scope, allowlist, audience, strip_prefix
 ///  gate ───── no session: 401 JSON or a sign-in started by the chosen method ► answer
 ///     │       a session the route does not admit (allowlist, WeCom rules) ──► 403
+///     │       a base session where the route needs the profile: to WeChat ─► answer
 ///     │ forward (with the session, if any)
 ///  rewrite ── hop-by-hop, host, identity headers, own cookies (proxy); the
 ///     │       route's strip_prefix; identity for the route's audience
