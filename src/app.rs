@@ -358,6 +358,9 @@ pub async fn handle(state: &State, req: Request<Incoming>, conn: ConnInfo) -> Re
     // wxgate's own URLs are never forwarded.
     if path == "/_wxgate" || path.starts_with("/_wxgate/") {
         let client = client_ip(req.headers(), conn.peer.ip(), trusted);
+        if let (Some(hub), true) = (&auth.hub, path.starts_with("/_wxgate/oidc/")) {
+            return crate::hub::handle(&auth, hub, req, client).await;
+        }
         return endpoints::handle(
             &auth,
             req.method(),

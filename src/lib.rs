@@ -15,6 +15,7 @@ pub use app::{run, run_with_reload, Listeners};
 pub mod auth;
 pub mod config;
 pub mod desktop;
+pub mod hub;
 pub mod identity;
 pub mod mock;
 pub mod proxy;

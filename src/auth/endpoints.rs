@@ -37,7 +37,10 @@ pub async fn handle(
             cached_json(headers, doc.body.clone(), &doc.etag)
         }
         "/_wxgate/.well-known/openid-configuration" if get_like => {
-            let body = auth.signer.openid_configuration();
+            let body = match &auth.hub {
+                Some(hub) => hub.discovery(),
+                None => auth.signer.openid_configuration(),
+            };
             let etag = format!("\"{:x}\"", fxhash(&body));
             cached_json(headers, body, &etag)
         }

@@ -52,6 +52,8 @@ pub struct Auth {
     pub qr_budget: Arc<crate::desktop::TicketBudget>,
     /// The account's services (`[account]`), if on.
     pub account: Option<crate::account::Account>,
+    /// The OpenID Connect provider for other apps (`[hub]`), if on.
+    pub hub: Option<Arc<crate::hub::Hub>>,
 }
 
 /// What the gate decided for a request that is not one of wxgate's own URLs.
@@ -102,7 +104,12 @@ impl Auth {
             appid: cfg.desktop.website_appid.clone(),
             secret: cfg.desktop.website_secret.clone(),
         });
+        let hub = cfg
+            .hub
+            .as_ref()
+            .map(|h| Arc::new(crate::hub::Hub::new(h, &signer, cfg.identity.ttl.get())));
         Ok(Auth {
+            hub,
             public: PathMatcher::new(&cfg.access.public_paths)
                 .map_err(|e| BuildError::Other(format!("access.public_paths: {e}")))?,
             api: PathMatcher::new(&cfg.access.api_paths)
@@ -296,6 +303,21 @@ impl Auth {
         tries: u8,
         client: IpAddr,
     ) -> Response<Body> {
+        self.begin_scoped(headers, rd, tries, client, self.cfg.wechat.scope)
+            .await
+    }
+
+    /// As [`Auth::begin`], asking WeChat for `scope` inside WeChat's browser (the hub
+    /// asks for a profile when an app wants one). The desktop flows sign the phone in
+    /// as configured.
+    pub async fn begin_scoped(
+        &self,
+        headers: &HeaderMap,
+        rd: &str,
+        tries: u8,
+        client: IpAddr,
+        scope: crate::config::Scope,
+    ) -> Response<Body> {
         let ua = headers
             .get(http::header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
@@ -303,7 +325,7 @@ impl Auth {
         if !classify::is_wechat_browser(ua) {
             return crate::desktop::begin(self, headers, rd, client).await;
         }
-        self.authorize_redirect(headers, rd, tries, false)
+        self.authorize_redirect_scoped(headers, rd, tries, false, scope)
     }
 
     /// A 302 to WeChat's authorize (or qrconnect) URL with a fresh state bound to this browser.
@@ -313,6 +335,18 @@ impl Auth {
         rd: &str,
         tries: u8,
         website: bool,
+    ) -> Response<Body> {
+        self.authorize_redirect_scoped(headers, rd, tries, website, self.cfg.wechat.scope)
+    }
+
+    /// As [`Auth::authorize_redirect`], asking for `scope`.
+    pub fn authorize_redirect_scoped(
+        &self,
+        headers: &HeaderMap,
+        rd: &str,
+        tries: u8,
+        website: bool,
+        scope: crate::config::Scope,
     ) -> Response<Body> {
         let now = now_unix();
         let state = state::new_state();
@@ -342,7 +376,7 @@ impl Auth {
                 &self.cfg.wechat.authorize_url,
                 &self.cfg.wechat.appid,
                 &self.redirect_uri,
-                self.cfg.wechat.scope,
+                scope,
                 &state,
                 self.cfg.wechat.force_popup,
             )

@@ -7,9 +7,11 @@
 //! running code never re-parses anything.
 
 mod duration;
+mod hub;
 mod parse;
 
 pub use duration::{format_duration, parse_duration, parse_size, Dur};
+pub use hub::{check_redirect_uri, secret_env_name, HubClient, HubConfig, CODE_TTL};
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -33,6 +35,8 @@ pub struct Config {
     pub access: AccessConfig,
     /// The account's own services (absent: none of them).
     pub account: Option<AccountConfig>,
+    /// An OpenID Connect provider for other apps (absent: off).
+    pub hub: Option<HubConfig>,
     /// The directory of the config file: relative `*_file` paths are read from here.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -935,6 +939,12 @@ impl Config {
         }
 
         self.refuse_impossible_combinations(&mut p);
+
+        // [hub]
+        if let Some(h) = &mut self.hub {
+            let https = self.server.public.as_ref().is_some_and(|u| u.https);
+            hub::resolve(h, self.identity.algorithm, https, &base, env, &mut p);
+        }
 
         // [access]
         for (key, list) in [

@@ -1,0 +1,259 @@
+//! `[hub]`: this wxgate, at the domain WeChat authorized, signs users in for other
+//! apps as an OpenID Connect provider. Each `[[hub.clients]]` names an app, its secret,
+//! the exact URLs its codes may be sent to, and the most it may learn of a user.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use http::Uri;
+use serde::{Deserialize, Serialize};
+
+use super::{push, resolve_secret, Algorithm, Env, Problem, Scope};
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HubConfig {
+    pub clients: Vec<HubClient>,
+    /// How long a code may wait to be redeemed (60 s; tests shorten it after validation).
+    #[serde(skip)]
+    pub code_ttl: std::time::Duration,
+}
+
+/// One app allowed to sign its users in through the hub.
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HubClient {
+    pub client_id: String,
+    /// At least 32 bytes; or `client_secret_file`; env `WXGATE_HUB_SECRET_<CLIENT_ID>`.
+    pub client_secret: String,
+    pub client_secret_file: Option<PathBuf>,
+    /// Compared byte for byte with the `redirect_uri` of a request: no prefix, no
+    /// pattern, no normalisation, so nothing a browser reads differently can pass.
+    pub redirect_uris: Vec<String>,
+    /// The most this client may get: `snsapi_userinfo` lets it ask for `profile`.
+    pub scope: Scope,
+}
+
+impl Default for HubClient {
+    fn default() -> Self {
+        Self {
+            client_id: String::new(),
+            client_secret: String::new(),
+            client_secret_file: None,
+            redirect_uris: vec![],
+            scope: Scope::Base,
+        }
+    }
+}
+
+// The client secret is a credential: never printed, not even by `{:?}`.
+impl fmt::Debug for HubClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HubClient")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"<redacted>")
+            .field("client_secret_file", &self.client_secret_file)
+            .field("redirect_uris", &self.redirect_uris)
+            .field("scope", &self.scope)
+            .finish()
+    }
+}
+
+/// A code is redeemed by the app's server right after the browser brings it back.
+pub const CODE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The environment variable holding a client's secret: `WXGATE_HUB_SECRET_` and the
+/// client_id in capitals, every other character than a letter or digit as `_`.
+pub fn secret_env_name(client_id: &str) -> String {
+    let id: String = client_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("WXGATE_HUB_SECRET_{id}")
+}
+
+/// Validates `[hub]`, resolving each client's secret. `public_https`: whether the hub's
+/// own public_url is https (an http hub is a development setup, where http apps are fine).
+pub(super) fn resolve(
+    hub: &mut HubConfig,
+    algorithm: Algorithm,
+    public_https: bool,
+    base: &Path,
+    env: &dyn Env,
+    p: &mut Vec<Problem>,
+) {
+    hub.code_ttl = CODE_TTL;
+    if algorithm == Algorithm::HS256 {
+        push(p, "identity.algorithm", "HS256 cannot sign for [hub]: its apps verify id_tokens from the published JWKS, which a shared secret is never in (use ES256, EdDSA or RS256)");
+    }
+    if hub.clients.is_empty() {
+        push(
+            p,
+            "hub.clients",
+            "[hub] needs at least one [[hub.clients]] (client_id, client_secret, redirect_uris)",
+        );
+    }
+    let mut ids: Vec<(String, String)> = Vec::new();
+    for (i, c) in hub.clients.iter_mut().enumerate() {
+        let key = |k: &str| format!("hub.clients[{i}].{k}");
+        if !is_client_id(&c.client_id) {
+            push(
+                p,
+                &key("client_id"),
+                format!(
+                    "{:?} must be 1 to 64 letters, digits, '-', '_' or '.'",
+                    c.client_id
+                ),
+            );
+        }
+        let env_name = secret_env_name(&c.client_id);
+        if let Some((other, _)) = ids
+            .iter()
+            .find(|(id, e)| *id == c.client_id || *e == env_name)
+        {
+            push(
+                p,
+                &key("client_id"),
+                format!(
+                    "{:?} is already a client (or shares its secret's environment variable {env_name} with {other:?})",
+                    c.client_id
+                ),
+            );
+        }
+        ids.push((c.client_id.clone(), env_name.clone()));
+        match resolve_secret(
+            &c.client_secret,
+            c.client_secret_file.as_deref(),
+            &env_name,
+            base,
+            env,
+        ) {
+            Ok(Some(s)) if s.trim().len() >= 32 => c.client_secret = s.trim().to_string(),
+            Ok(Some(s)) => push(
+                p,
+                &key("client_secret"),
+                format!(
+                    "must be at least 32 characters (got {}); `wxgate keygen` prints one",
+                    s.trim().len()
+                ),
+            ),
+            Ok(None) => push(
+                p,
+                &key("client_secret"),
+                format!("is required (or client_secret_file, or env {env_name}); `wxgate keygen` prints one"),
+            ),
+            Err(m) => push(p, &key("client_secret_file"), m),
+        }
+        if c.redirect_uris.is_empty() {
+            push(
+                p,
+                &key("redirect_uris"),
+                "needs at least one URL, e.g. \"https://crm.example.com/_wxgate/callback\"",
+            );
+        }
+        for (j, uri) in c.redirect_uris.iter().enumerate() {
+            if let Err(m) = check_redirect_uri(uri, public_https) {
+                push(p, &format!("hub.clients[{i}].redirect_uris[{j}]"), m);
+            }
+        }
+    }
+}
+
+fn is_client_id(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
+/// A registered redirect URI: an absolute http(s) URL with a host, no user info, no
+/// fragment (RFC 6749 §3.1.2), nothing a browser would read two ways; http only for a
+/// loopback app or a hub that is itself on http.
+pub fn check_redirect_uri(s: &str, public_https: bool) -> Result<(), String> {
+    if s.bytes()
+        .any(|b| b.is_ascii_control() || b == b' ' || b == b'\\' || !b.is_ascii())
+    {
+        return Err(format!(
+            "{s:?} must be plain ASCII without spaces, controls or backslashes (write an IDN host in its xn-- form)"
+        ));
+    }
+    if s.contains('#') {
+        return Err(format!("{s:?} must not have a fragment"));
+    }
+    let u: Uri = s.parse().map_err(|_| format!("{s:?} is not a URL"))?;
+    let https = match u.scheme_str() {
+        Some("https") => true,
+        Some("http") => false,
+        _ => return Err(format!("{s:?} must start with https:// (or http:// for a loopback app)")),
+    };
+    let Some(auth) = u.authority() else {
+        return Err(format!("{s:?} has no host"));
+    };
+    if auth.as_str().contains('@') {
+        return Err(format!("{s:?} must not contain user info"));
+    }
+    let host = auth.host().trim_matches(['[', ']']);
+    if host.is_empty() {
+        return Err(format!("{s:?} has no host"));
+    }
+    let head = format!("{}://{}", u.scheme_str().unwrap_or(""), auth.as_str());
+    if !s.strip_prefix(&head).is_some_and(|rest| rest.starts_with('/')) {
+        return Err(format!("{s:?} must be written scheme://host[:port]/path"));
+    }
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if !https && !loopback && public_https {
+        return Err(format!(
+            "{s:?}: codes travel only over https (http is for loopback apps, or a hub on http)"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registered_redirect_uris_are_plain_absolute_urls() {
+        for ok in [
+            "https://crm.example.com/_wxgate/callback",
+            "https://crm.example.com:8443/oauth2/callback?x=1",
+            "http://127.0.0.1:4180/oauth2/callback",
+            "http://localhost/cb",
+            "http://[::1]:9000/cb",
+            "https://xn--fiqs8s.example/cb",
+        ] {
+            assert_eq!(check_redirect_uri(ok, true), Ok(()), "{ok}");
+        }
+        for bad in [
+            "crm.example.com/cb",
+            "/cb",
+            "ftp://crm.example.com/cb",
+            "https://crm.example.com/cb#frag",
+            "https://user@crm.example.com/cb",
+            "https://crm.example.com\\@evil.example/cb",
+            "https://中国.example/cb",
+            "https://crm.example.com/c b",
+            "http://crm.example.com/cb",
+            "https://crm.example.com",
+            "https:///cb",
+        ] {
+            assert!(check_redirect_uri(bad, true).is_err(), "{bad}");
+        }
+        assert_eq!(check_redirect_uri("http://crm.test/cb", false), Ok(()));
+    }
+
+    #[test]
+    fn each_client_secret_has_its_own_variable() {
+        assert_eq!(secret_env_name("crm"), "WXGATE_HUB_SECRET_CRM");
+        assert_eq!(secret_env_name("my-app.v2"), "WXGATE_HUB_SECRET_MY_APP_V2");
+    }
+}

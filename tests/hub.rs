@@ -1,0 +1,624 @@
+//! The hub: wxgate at the WeChat-authorized domain as an OpenID Connect provider for
+//! other apps. Each test is a story of PRODUCT.md's "Hub" section, told over real
+//! sockets against the mock WeChat: an app signing a user in with PKCE, a second app
+//! needing no second WeChat round trip, every misuse of a code refused, no
+//! redirect_uri but the registered one ever redirected to, and a real OIDC client
+//! (oauth2-proxy) signing a user in.
+
+mod common;
+
+use std::time::Duration;
+
+use common::wechat::{picking_mock, url_param, verify, Browser, Gate, Platform};
+use common::{http1_client, send, Answer};
+use http::header::{AUTHORIZATION, CONTENT_TYPE};
+use http::{Request, StatusCode};
+use serde_json::Value;
+use wxgate::config::{Config, HubClient, HubConfig, Scope};
+use wxgate::hub::pkce;
+
+const SECRET: &str = "hub-client-secret-0123456789abcdef-test";
+const OTHER_SECRET: &str = "hub-other-secret-0123456789abcdef-test!";
+const CRM_CB: &str = "https://crm.example.com/_wxgate/callback";
+const WIKI_CB: &str = "https://wiki.example.com/_wxgate/callback";
+const VERIFIER: &str = "a-verifier-of-forty-three-characters-or-more-0123";
+
+/// Registers an app with the hub.
+fn client(c: &mut Config, id: &str, secret: &str, redirect_uris: &[&str], scope: Scope) {
+    c.hub.get_or_insert_with(HubConfig::default).clients.push(HubClient {
+        client_id: id.into(),
+        client_secret: secret.into(),
+        redirect_uris: redirect_uris.iter().map(|s| s.to_string()).collect(),
+        scope,
+        ..HubClient::default()
+    });
+}
+
+/// The mock WeChat and a hub with two apps: `crm` (profile allowed) and `wiki` (base).
+struct Rig {
+    hub: Gate,
+    platform: Platform,
+}
+
+async fn rig() -> Rig {
+    rig_then(|_| {}).await
+}
+
+/// As [`rig`]; `test_only` changes the validated config (a code lifetime short
+/// enough to watch it expire).
+async fn rig_then(test_only: impl FnOnce(&mut Config)) -> Rig {
+    let platform = Platform::start(picking_mock()).await;
+    let hub = platform
+        .gate_then(
+            None,
+            |c, _| {
+                client(c, "crm", SECRET, &[CRM_CB], Scope::UserInfo);
+                client(c, "wiki", OTHER_SECRET, &[WIKI_CB], Scope::Base);
+            },
+            test_only,
+        )
+        .await;
+    Rig { hub, platform }
+}
+
+/// An authorization request as an app builds it.
+fn authorize_path(client_id: &str, redirect_uri: &str, scope: &str, extra: &str) -> String {
+    format!(
+        "/_wxgate/oidc/authorize?response_type=code&client_id={client_id}&redirect_uri={}&scope={}&state=st-{client_id}&nonce=n-{client_id}&code_challenge={}&code_challenge_method=S256{extra}",
+        enc(redirect_uri),
+        enc(scope),
+        pkce::s256(VERIFIER)
+    )
+}
+
+fn enc(s: &str) -> String {
+    wxgate::hub::params::form_encode(s)
+}
+
+fn location(a: &Answer) -> String {
+    assert_eq!(a.status, StatusCode::FOUND, "a redirect: {}", a.text());
+    a.header("location").expect("Location").to_string()
+}
+
+impl Rig {
+    /// The phone signs `user` in at the hub for an app: the hub's own WeChat sign-in
+    /// when it has no session yet, then the code at the app's redirect_uri. Returns
+    /// that redirect.
+    async fn code_redirect(&self, phone: &mut Browser, user: &str, authorize: &str) -> String {
+        let mut loc = location(&phone.get(authorize).await);
+        if loc.starts_with(&self.hub.mock_url("/connect/oauth2/authorize")) {
+            let callback = phone.consent(&loc, user, "allow").await;
+            let resume = location(&phone.get(&callback).await);
+            assert!(resume.starts_with("/_wxgate/oidc/authorize?resume="), "{resume}");
+            loc = location(&phone.get(&resume).await);
+        }
+        loc
+    }
+
+    /// As [`Rig::code_redirect`], the code taken out of it.
+    async fn code(&self, phone: &mut Browser, user: &str, authorize: &str) -> String {
+        let back = self.code_redirect(phone, user, authorize).await;
+        url_param(&back, "code").unwrap_or_else(|| panic!("no code in {back}"))
+    }
+
+    async fn token(&self, how: ClientAuth<'_>, fields: &[(&str, &str)]) -> Answer {
+        token_request(&self.hub, how, fields).await
+    }
+}
+
+enum ClientAuth<'a> {
+    Basic(&'a str, &'a str),
+    Post(&'a str, &'a str),
+}
+
+async fn token_request(hub: &Gate, how: ClientAuth<'_>, fields: &[(&str, &str)]) -> Answer {
+    let mut all: Vec<(&str, &str)> = fields.to_vec();
+    let mut req = Request::post(hub.url("/_wxgate/oidc/token"))
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded");
+    match how {
+        ClientAuth::Basic(id, secret) => {
+            use base64::Engine as _;
+            let pair = format!("{}:{}", enc(id), enc(secret));
+            let b64 = base64::engine::general_purpose::STANDARD.encode(pair);
+            req = req.header(AUTHORIZATION, format!("Basic {b64}"));
+        }
+        ClientAuth::Post(id, secret) => {
+            all.push(("client_id", id));
+            all.push(("client_secret", secret));
+        }
+    }
+    let body = all
+        .iter()
+        .map(|(k, v)| format!("{k}={}", enc(v)))
+        .collect::<Vec<_>>()
+        .join("&");
+    send(&http1_client(), req.body(common::body(body)).unwrap()).await
+}
+
+fn redeem_fields<'a>(code: &'a str, redirect_uri: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("redirect_uri", redirect_uri),
+        ("code_verifier", VERIFIER),
+    ]
+}
+
+async fn userinfo(hub: &Gate, access_token: &str) -> Answer {
+    let req = Request::get(hub.url("/_wxgate/oidc/userinfo"))
+        .header(AUTHORIZATION, format!("Bearer {access_token}"))
+        .body(wxgate::body::empty())
+        .unwrap();
+    send(&http1_client(), req).await
+}
+
+/// The id_token verified as an app does, from the hub's JWKS alone.
+async fn verified(hub: &Gate, id_token: &str, client_id: &str) -> Value {
+    let jwks = common::get(&hub.url("/_wxgate/jwks.json")).await;
+    verify(id_token, &jwks.text(), &hub.issuer(), client_id)
+        .unwrap_or_else(|e| panic!("the id_token does not verify: {e}"))
+}
+
+fn assert_oauth_error(a: &Answer, status: StatusCode, error: &str) {
+    assert_eq!(a.status, status, "{}", a.text());
+    assert_eq!(a.json()["error"], error, "{}", a.text());
+    assert!(a.json()["error_description"].is_string(), "{}", a.text());
+    assert_eq!(a.header("cache-control"), Some("no-store"));
+}
+
+// ---------------------------------------------------------------- stories
+
+#[tokio::test]
+async fn an_app_signs_a_user_in_through_the_hub_and_gets_the_identity_claims() {
+    let rig = rig().await;
+    let mut phone = rig.hub.phone();
+    let back = rig
+        .code_redirect(&mut phone, "alice", &authorize_path("crm", CRM_CB, "openid", ""))
+        .await;
+    // The app's own address, its state echoed, the hub named (RFC 9207).
+    assert!(back.starts_with(&format!("{CRM_CB}?code=")), "{back}");
+    assert_eq!(url_param(&back, "state").as_deref(), Some("st-crm"));
+    assert_eq!(url_param(&back, "iss"), Some(rig.hub.issuer()));
+    let code = url_param(&back, "code").unwrap();
+
+    let a = rig
+        .token(ClientAuth::Basic("crm", SECRET), &redeem_fields(&code, CRM_CB))
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    assert_eq!(a.header("cache-control"), Some("no-store"));
+    let t = a.json();
+    // Exactly the hub's own tokens: no WeChat token, no refresh token.
+    let mut keys: Vec<&str> = t.as_object().unwrap().keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["access_token", "expires_in", "id_token", "scope", "token_type"]);
+    assert_eq!(t["token_type"], "Bearer");
+    assert_eq!(t["scope"], "openid");
+
+    let claims = verified(&rig.hub, t["id_token"].as_str().unwrap(), "crm").await;
+    let openid = rig.platform.openid("alice");
+    assert_eq!(claims["sub"], openid.as_str());
+    assert_eq!(claims["openid"], openid.as_str());
+    assert_eq!(claims["aud"], "crm");
+    assert_eq!(claims["azp"], "crm");
+    assert_eq!(claims["nonce"], "n-crm");
+    assert_eq!(claims["scope"], "snsapi_base");
+    assert_eq!(claims["appid"], rig.hub.appid.as_str());
+    assert!(claims.get("nickname").is_none(), "{claims}");
+
+    let info = userinfo(&rig.hub, t["access_token"].as_str().unwrap()).await;
+    assert_eq!(info.status, StatusCode::OK, "{}", info.text());
+    assert_eq!(info.json()["sub"], openid.as_str());
+    assert!(info.json().get("aud").is_none(), "{}", info.text());
+    let wrong = userinfo(&rig.hub, "not-a-token").await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert!(wrong.header("www-authenticate").unwrap().contains("invalid_token"));
+}
+
+#[tokio::test]
+async fn client_secret_post_works_as_well_as_basic() {
+    let rig = rig().await;
+    let mut phone = rig.hub.phone();
+    let code = rig
+        .code(&mut phone, "alice", &authorize_path("wiki", WIKI_CB, "openid", ""))
+        .await;
+    let a = rig
+        .token(ClientAuth::Post("wiki", OTHER_SECRET), &redeem_fields(&code, WIKI_CB))
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    verified(&rig.hub, a.json()["id_token"].as_str().unwrap(), "wiki").await;
+}
+
+#[tokio::test]
+async fn a_second_app_signs_in_without_another_wechat_round_trip() {
+    let rig = rig().await;
+    let mut phone = rig.hub.phone();
+    rig.code(&mut phone, "alice", &authorize_path("crm", CRM_CB, "openid", ""))
+        .await;
+    assert_eq!(rig.platform.mock.calls("access_token"), 1);
+    // The hub remembers its user: the second app's request gets a code at once.
+    let back = location(
+        &phone
+            .get(&authorize_path("wiki", WIKI_CB, "openid", ""))
+            .await,
+    );
+    assert!(back.starts_with(&format!("{WIKI_CB}?code=")), "{back}");
+    assert_eq!(rig.platform.mock.calls("access_token"), 1, "no second WeChat code");
+    let code = url_param(&back, "code").unwrap();
+    let a = rig
+        .token(ClientAuth::Basic("wiki", OTHER_SECRET), &redeem_fields(&code, WIKI_CB))
+        .await;
+    let claims = verified(&rig.hub, a.json()["id_token"].as_str().unwrap(), "wiki").await;
+    assert_eq!(claims["sub"], rig.platform.openid("alice").as_str());
+}
+
+#[tokio::test]
+async fn profile_asks_wechat_for_snsapi_userinfo_only_for_a_client_allowed_it() {
+    let rig = rig().await;
+    let mut phone = rig.hub.phone();
+    // wiki may not have a profile: a base sign-in, no nickname.
+    let code = rig
+        .code(&mut phone, "bob", &authorize_path("wiki", WIKI_CB, "openid profile", ""))
+        .await;
+    let a = rig
+        .token(ClientAuth::Basic("wiki", OTHER_SECRET), &redeem_fields(&code, WIKI_CB))
+        .await;
+    assert_eq!(a.json()["scope"], "openid");
+    let claims = verified(&rig.hub, a.json()["id_token"].as_str().unwrap(), "wiki").await;
+    assert_eq!(claims["scope"], "snsapi_base");
+    assert!(claims.get("nickname").is_none());
+
+    // crm may: the base session is not enough, WeChat is asked for the profile.
+    let first = location(
+        &phone
+            .get(&authorize_path("crm", CRM_CB, "openid profile", ""))
+            .await,
+    );
+    assert!(first.contains("scope=snsapi_userinfo"), "{first}");
+    let callback = phone.consent(&first, "bob", "allow").await;
+    let resume = location(&phone.get(&callback).await);
+    let back = location(&phone.get(&resume).await);
+    let code = url_param(&back, "code").unwrap();
+    let a = rig
+        .token(ClientAuth::Basic("crm", SECRET), &redeem_fields(&code, CRM_CB))
+        .await;
+    assert_eq!(a.json()["scope"], "openid profile");
+    let claims = verified(&rig.hub, a.json()["id_token"].as_str().unwrap(), "crm").await;
+    assert_eq!(claims["scope"], "snsapi_userinfo");
+    assert_eq!(claims["nickname"], "王小明 🐼");
+    assert_eq!(claims["name"], "王小明 🐼");
+}
+
+#[tokio::test]
+async fn every_misuse_of_a_code_is_refused() {
+    let rig = rig_then(|c| c.hub.as_mut().unwrap().code_ttl = Duration::from_secs(1)).await;
+    let mut phone = rig.hub.phone();
+    let crm = authorize_path("crm", CRM_CB, "openid", "");
+    let basic = || ClientAuth::Basic("crm", SECRET);
+
+    // Code replay: the second redemption fails and revokes what the first one got.
+    let code = rig.code(&mut phone, "alice", &crm).await;
+    let first = rig.token(basic(), &redeem_fields(&code, CRM_CB)).await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text());
+    let access = first.json()["access_token"].as_str().unwrap().to_string();
+    assert_eq!(userinfo(&rig.hub, &access).await.status, StatusCode::OK);
+    let replay = rig.token(basic(), &redeem_fields(&code, CRM_CB)).await;
+    assert_oauth_error(&replay, StatusCode::BAD_REQUEST, "invalid_grant");
+    assert_eq!(
+        userinfo(&rig.hub, &access).await.status,
+        StatusCode::UNAUTHORIZED,
+        "the replay revoked the first access token"
+    );
+
+    // PKCE mismatch, and no verifier at all.
+    let code = rig.code(&mut phone, "alice", &crm).await;
+    let mut fields = redeem_fields(&code, CRM_CB);
+    fields[3].1 = "another-verifier-of-forty-three-characters-or-more";
+    assert_oauth_error(
+        &rig.token(basic(), &fields).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+    );
+    let code = rig.code(&mut phone, "alice", &crm).await;
+    let mut fields = redeem_fields(&code, CRM_CB);
+    fields.pop();
+    assert_oauth_error(
+        &rig.token(basic(), &fields).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+    );
+
+    // A wrong client secret, and an unknown client: 401 invalid_client.
+    let code = rig.code(&mut phone, "alice", &crm).await;
+    let wrong = rig
+        .token(
+            ClientAuth::Basic("crm", "not-the-secret-0123456789abcdef-0123"),
+            &redeem_fields(&code, CRM_CB),
+        )
+        .await;
+    assert_oauth_error(&wrong, StatusCode::UNAUTHORIZED, "invalid_client");
+    assert!(wrong.header("www-authenticate").is_some());
+    let wrong = rig
+        .token(ClientAuth::Post("crm", "nope"), &redeem_fields(&code, CRM_CB))
+        .await;
+    assert_oauth_error(&wrong, StatusCode::UNAUTHORIZED, "invalid_client");
+    // The right secret still redeems it: a failed authentication takes nothing.
+    let right = rig.token(basic(), &redeem_fields(&code, CRM_CB)).await;
+    assert_eq!(right.status, StatusCode::OK, "{}", right.text());
+
+    // Another client's code (with its own good credentials).
+    let code = rig.code(&mut phone, "alice", &crm).await;
+    let other = rig
+        .token(
+            ClientAuth::Basic("wiki", OTHER_SECRET),
+            &redeem_fields(&code, CRM_CB),
+        )
+        .await;
+    assert_oauth_error(&other, StatusCode::BAD_REQUEST, "invalid_grant");
+    // ...which is burnt for its own client too.
+    let own = rig.token(basic(), &redeem_fields(&code, CRM_CB)).await;
+    assert_oauth_error(&own, StatusCode::BAD_REQUEST, "invalid_grant");
+
+    // A redirect_uri other than the authorization request's.
+    let code = rig.code(&mut phone, "alice", &crm).await;
+    let moved = rig
+        .token(basic(), &redeem_fields(&code, "https://crm.example.com/other"))
+        .await;
+    assert_oauth_error(&moved, StatusCode::BAD_REQUEST, "invalid_grant");
+
+    // An expired code (this hub's codes live 1 s instead of 60).
+    let code = rig.code(&mut phone, "alice", &crm).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let late = rig.token(basic(), &redeem_fields(&code, CRM_CB)).await;
+    assert_oauth_error(&late, StatusCode::BAD_REQUEST, "invalid_grant");
+
+    // Not a code grant at all.
+    let code = rig.code(&mut phone, "alice", &crm).await;
+    let mut fields = redeem_fields(&code, CRM_CB);
+    fields[0].1 = "password";
+    assert_oauth_error(
+        &rig.token(basic(), &fields).await,
+        StatusCode::BAD_REQUEST,
+        "unsupported_grant_type",
+    );
+}
+
+/// redirect_uris that are not the registered one byte for byte, each a known way
+/// around a looser check.
+const REDIRECT_CORPUS: &[&str] = &[
+    // prefix and suffix
+    "https://crm.example.com/_wxgate/callbac",
+    "https://crm.example.com/_wxgate/callback/",
+    "https://crm.example.com/_wxgate/callbackevil",
+    "https://crm.example.com/_wxgate/callback?next=https://evil.example/",
+    "https://crm.example.com.evil.example/_wxgate/callback",
+    "https://evil.example/https://crm.example.com/_wxgate/callback",
+    // user info
+    "https://crm.example.com@evil.example/_wxgate/callback",
+    "https://evil.example@crm.example.com/_wxgate/callback",
+    // backslash
+    "https://crm.example.com\\@evil.example/_wxgate/callback",
+    "https:\\\\crm.example.com/_wxgate/callback",
+    // encoded
+    "https://crm.example.com/_wxgate%2Fcallback",
+    "https%3A%2F%2Fcrm.example.com%2F_wxgate%2Fcallback",
+    "https://crm.example.com%2F@evil.example/_wxgate/callback",
+    "https://crm.example.com/_wxgate/callback%0d%0aLocation:%20https://evil.example/",
+    // IDNA and look-alikes
+    "https://crm.exаmple.com/_wxgate/callback",
+    "https://crm.xn--exmple-4nf.com/_wxgate/callback",
+    "https://CRM.EXAMPLE.COM/_wxgate/callback",
+    "https://crm.example.com\u{FF0F}_wxgate/callback",
+    // port
+    "https://crm.example.com:443/_wxgate/callback",
+    "https://crm.example.com:8443/_wxgate/callback",
+    "http://crm.example.com/_wxgate/callback",
+    // path traversal
+    "https://crm.example.com/_wxgate/callback/../../evil",
+    "https://crm.example.com/other/../_wxgate/callback",
+    "https://crm.example.com//_wxgate/callback",
+    // fragment
+    "https://crm.example.com/_wxgate/callback#",
+    "https://crm.example.com/_wxgate/callback#@evil.example",
+    // scheme-relative and none
+    "//crm.example.com/_wxgate/callback",
+    "",
+];
+
+#[tokio::test]
+async fn a_redirect_uri_not_registered_exactly_gets_a_page_at_the_hub_never_a_redirect() {
+    let rig = rig().await;
+    let mut phone = rig.hub.phone();
+    // Signed in at the hub first: a session must not make any of them pass either.
+    rig.code(&mut phone, "alice", &authorize_path("crm", CRM_CB, "openid", ""))
+        .await;
+    for uri in REDIRECT_CORPUS {
+        let path = authorize_path("crm", uri, "openid", "");
+        for a in [phone.get(&path).await, rig.hub.phone().get(&path).await] {
+            assert_eq!(a.status, StatusCode::BAD_REQUEST, "{uri:?}: {}", a.text());
+            assert!(a.header("location").is_none(), "{uri:?} redirected");
+            assert!(a.text().contains("redirect_uri"), "{uri:?}: {}", a.text());
+        }
+    }
+    // Another client's registered URI is not this client's.
+    let a = phone.get(&authorize_path("crm", WIKI_CB, "openid", "")).await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert!(a.header("location").is_none());
+    // An unknown client: a page too.
+    let a = phone.get(&authorize_path("nobody", CRM_CB, "openid", "")).await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert!(a.header("location").is_none());
+}
+
+#[tokio::test]
+async fn once_the_app_is_known_its_mistakes_go_back_to_it_with_its_state() {
+    let rig = rig().await;
+    let mut phone = rig.hub.phone();
+    let no_pkce = authorize_path("crm", CRM_CB, "openid", "")
+        .replace("&code_challenge_method=S256", "&code_challenge_method=plain");
+    let back = location(&phone.get(&no_pkce).await);
+    assert!(back.starts_with(&format!("{CRM_CB}?error=invalid_request")), "{back}");
+    assert_eq!(url_param(&back, "state").as_deref(), Some("st-crm"));
+    // prompt=none without a hub session: login_required, no WeChat.
+    let back = location(
+        &phone
+            .get(&authorize_path("crm", CRM_CB, "openid", "&prompt=none"))
+            .await,
+    );
+    assert_eq!(url_param(&back, "error").as_deref(), Some("login_required"));
+    assert_eq!(rig.platform.mock.calls("access_token"), 0);
+}
+
+#[tokio::test]
+async fn discovery_names_the_hubs_endpoints_under_the_existing_issuer() {
+    let rig = rig().await;
+    let a = common::get(&rig.hub.url("/_wxgate/.well-known/openid-configuration")).await;
+    assert_eq!(a.status, StatusCode::OK);
+    let doc = a.json();
+    let iss = rig.hub.issuer();
+    assert_eq!(doc["issuer"], iss.as_str());
+    assert_eq!(doc["jwks_uri"], format!("{iss}/jwks.json"));
+    assert_eq!(doc["authorization_endpoint"], format!("{iss}/oidc/authorize"));
+    assert_eq!(doc["token_endpoint"], format!("{iss}/oidc/token"));
+    assert_eq!(doc["userinfo_endpoint"], format!("{iss}/oidc/userinfo"));
+    assert_eq!(doc["code_challenge_methods_supported"], serde_json::json!(["S256"]));
+    assert_eq!(
+        doc["token_endpoint_auth_methods_supported"],
+        serde_json::json!(["client_secret_basic", "client_secret_post"])
+    );
+}
+
+// ---------------------------------------------------------------- a real OIDC client
+
+/// oauth2-proxy, as `go install github.com/oauth2-proxy/oauth2-proxy/v7@v7.15.6` leaves
+/// it: on PATH, in $GOBIN, or in $GOPATH/bin (~/go/bin by default). A loud skip (a
+/// failure under CI) when it is nowhere.
+fn oauth2_proxy() -> Option<std::path::PathBuf> {
+    let mut dirs: Vec<std::path::PathBuf> =
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()).collect();
+    dirs.extend(std::env::var_os("GOBIN").map(Into::into));
+    if let Some(gopath) = std::env::var_os("GOPATH") {
+        dirs.extend(std::env::split_paths(&gopath).map(|p| p.join("bin")));
+    }
+    if let Some(home) = std::env::var_os("HOME") {
+        dirs.push(std::path::Path::new(&home).join("go/bin"));
+    }
+    let found = dirs
+        .into_iter()
+        .map(|d| d.join("oauth2-proxy"))
+        .find(|p| p.is_file());
+    if found.is_none() {
+        common::skip::skip(
+            "oauth2-proxy not found (go install github.com/oauth2-proxy/oauth2-proxy/v7@v7.15.6)",
+        );
+    }
+    found
+}
+
+/// A child process ended (by its pid, through the handle) when the test ends.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn free_port() -> u16 {
+    common::dead_address().await.port()
+}
+
+/// Waits until `url` answers 200 (a child server finished starting).
+async fn until_up(url: &str, child: &mut Child) {
+    let client = reqwest::Client::new();
+    for _ in 0..200 {
+        if let Ok(r) = client.get(url).send().await {
+            if r.status() == reqwest::StatusCode::OK {
+                return;
+            }
+        }
+        if let Ok(Some(status)) = child.0.try_wait() {
+            panic!("{url}: the server exited ({status})");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{url} did not come up");
+}
+
+#[tokio::test]
+async fn oauth2_proxy_signs_a_user_in_through_the_hub_and_its_upstream_sees_them() {
+    let Some(bin) = oauth2_proxy() else { return };
+    // The mock consents silently for its first user (snsapi_base inside WeChat).
+    let platform = Platform::start(wxgate::mock::MockConfig {
+        authorized_hosts: vec!["127.0.0.1".into()],
+        ..wxgate::mock::MockConfig::default()
+    })
+    .await;
+    // oauth2-proxy's address first: its callback is what the hub registers.
+    let port = free_port().await;
+    let o2p = format!("http://127.0.0.1:{port}");
+    let callback = format!("{o2p}/oauth2/callback");
+    let hub = platform
+        .gate(None, |c, _| client(c, "o2p", SECRET, &[&callback], Scope::Base))
+        .await;
+    let mut child = Child(
+        std::process::Command::new(bin)
+            .args([
+                "--provider=oidc",
+                &format!("--oidc-issuer-url={}", hub.issuer()),
+                "--client-id=o2p",
+                &format!("--client-secret={SECRET}"),
+                &format!("--redirect-url={callback}"),
+                &format!("--upstream=http://{}/", platform.upstream.addr),
+                &format!("--http-address=127.0.0.1:{port}"),
+                "--cookie-secret=0123456789abcdef0123456789abcdef",
+                "--cookie-secure=false",
+                "--email-domain=*",
+                // A WeChat user has no e-mail address: the openid names them.
+                "--oidc-email-claim=sub",
+                "--scope=openid",
+                "--code-challenge-method=S256",
+                "--insecure-oidc-skip-nonce=false",
+                "--skip-provider-button=true",
+                "--pass-authorization-header=true",
+            ])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("oauth2-proxy starts"),
+    );
+    until_up(&format!("{o2p}/ping"), &mut child).await;
+
+    let browser = common::wechat::WalkingBrowser::new();
+    let pages = browser.walk(&format!("{o2p}/orders/42?tab=items"), |_| false).await;
+    let hops: Vec<&str> = pages.iter().map(|p| p.url.as_str()).collect();
+    let last = pages.last().unwrap();
+    assert_eq!(last.status, 200, "hops {hops:#?}: {}", last.body);
+    let echo = last.json();
+    assert_eq!(echo["uri"], "/orders/42?tab=items");
+    let openid = platform.openid("alice");
+    assert_eq!(common::seen(&echo, "x-forwarded-user"), [openid.clone()], "{echo}");
+    // The id_token oauth2-proxy got and passes on verifies against the hub's keys.
+    let bearer = common::seen(&echo, "authorization");
+    let id_token = bearer[0].strip_prefix("Bearer ").expect("a bearer id_token");
+    let claims = verified(&hub, id_token, "o2p").await;
+    assert_eq!(claims["sub"], openid.as_str());
+    assert!(claims["nonce"].is_string(), "oauth2-proxy's nonce echoed: {claims}");
+
+    // WeChat's code went to the hub only; the app saw the hub's own code.
+    let wechat_callback = hops
+        .iter()
+        .find(|u| u.contains("/_wxgate/callback?"))
+        .expect("the hub's WeChat callback");
+    let wechat_code = url_param(wechat_callback, "code").unwrap();
+    let app_callback = hops
+        .iter()
+        .find(|u| u.starts_with(&callback))
+        .expect("oauth2-proxy's callback");
+    assert!(!app_callback.contains(&wechat_code), "{app_callback}");
+    assert!(hops.iter().all(|u| u.starts_with(&hub.origin)
+        || u.starts_with(&o2p)
+        || u.starts_with(&hub.mock_url("/"))), "{hops:#?}");
+    assert_eq!(platform.mock.calls("access_token"), 1);
+}
