@@ -25,13 +25,16 @@ const VERIFIER: &str = "a-verifier-of-forty-three-characters-or-more-0123";
 
 /// Registers an app with the hub.
 fn client(c: &mut Config, id: &str, secret: &str, redirect_uris: &[&str], scope: Scope) {
-    c.hub.get_or_insert_with(HubConfig::default).clients.push(HubClient {
-        client_id: id.into(),
-        client_secret: secret.into(),
-        redirect_uris: redirect_uris.iter().map(|s| s.to_string()).collect(),
-        scope,
-        ..HubClient::default()
-    });
+    c.hub
+        .get_or_insert_with(HubConfig::default)
+        .clients
+        .push(HubClient {
+            client_id: id.into(),
+            client_secret: secret.into(),
+            redirect_uris: redirect_uris.iter().map(|s| s.to_string()).collect(),
+            scope,
+            ..HubClient::default()
+        });
 }
 
 /// The mock WeChat and a hub with two apps: `crm` (profile allowed) and `wiki` (base).
@@ -89,7 +92,10 @@ impl Rig {
         if loc.starts_with(&self.hub.mock_url("/connect/oauth2/authorize")) {
             let callback = phone.consent(&loc, user, "allow").await;
             let resume = location(&phone.get(&callback).await);
-            assert!(resume.starts_with("/_wxgate/oidc/authorize?resume="), "{resume}");
+            assert!(
+                resume.starts_with("/_wxgate/oidc/authorize?resume="),
+                "{resume}"
+            );
             loc = location(&phone.get(&resume).await);
         }
         loc
@@ -173,7 +179,11 @@ async fn an_app_signs_a_user_in_through_the_hub_and_gets_the_identity_claims() {
     let rig = rig().await;
     let mut phone = rig.hub.phone();
     let back = rig
-        .code_redirect(&mut phone, "alice", &authorize_path("crm", CRM_CB, "openid", ""))
+        .code_redirect(
+            &mut phone,
+            "alice",
+            &authorize_path("crm", CRM_CB, "openid", ""),
+        )
         .await;
     // The app's own address, its state echoed, the hub named (RFC 9207).
     assert!(back.starts_with(&format!("{CRM_CB}?code=")), "{back}");
@@ -182,7 +192,10 @@ async fn an_app_signs_a_user_in_through_the_hub_and_gets_the_identity_claims() {
     let code = url_param(&back, "code").unwrap();
 
     let a = rig
-        .token(ClientAuth::Basic("crm", SECRET), &redeem_fields(&code, CRM_CB))
+        .token(
+            ClientAuth::Basic("crm", SECRET),
+            &redeem_fields(&code, CRM_CB),
+        )
         .await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.text());
     assert_eq!(a.header("cache-control"), Some("no-store"));
@@ -190,7 +203,16 @@ async fn an_app_signs_a_user_in_through_the_hub_and_gets_the_identity_claims() {
     // Exactly the hub's own tokens: no WeChat token, no refresh token.
     let mut keys: Vec<&str> = t.as_object().unwrap().keys().map(String::as_str).collect();
     keys.sort_unstable();
-    assert_eq!(keys, ["access_token", "expires_in", "id_token", "scope", "token_type"]);
+    assert_eq!(
+        keys,
+        [
+            "access_token",
+            "expires_in",
+            "id_token",
+            "scope",
+            "token_type"
+        ]
+    );
     assert_eq!(t["token_type"], "Bearer");
     assert_eq!(t["scope"], "openid");
 
@@ -211,7 +233,10 @@ async fn an_app_signs_a_user_in_through_the_hub_and_gets_the_identity_claims() {
     assert!(info.json().get("aud").is_none(), "{}", info.text());
     let wrong = userinfo(&rig.hub, "not-a-token").await;
     assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
-    assert!(wrong.header("www-authenticate").unwrap().contains("invalid_token"));
+    assert!(wrong
+        .header("www-authenticate")
+        .unwrap()
+        .contains("invalid_token"));
 }
 
 #[tokio::test]
@@ -219,10 +244,17 @@ async fn client_secret_post_works_as_well_as_basic() {
     let rig = rig().await;
     let mut phone = rig.hub.phone();
     let code = rig
-        .code(&mut phone, "alice", &authorize_path("wiki", WIKI_CB, "openid", ""))
+        .code(
+            &mut phone,
+            "alice",
+            &authorize_path("wiki", WIKI_CB, "openid", ""),
+        )
         .await;
     let a = rig
-        .token(ClientAuth::Post("wiki", OTHER_SECRET), &redeem_fields(&code, WIKI_CB))
+        .token(
+            ClientAuth::Post("wiki", OTHER_SECRET),
+            &redeem_fields(&code, WIKI_CB),
+        )
         .await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.text());
     verified(&rig.hub, a.json()["id_token"].as_str().unwrap(), "wiki").await;
@@ -232,8 +264,12 @@ async fn client_secret_post_works_as_well_as_basic() {
 async fn a_second_app_signs_in_without_another_wechat_round_trip() {
     let rig = rig().await;
     let mut phone = rig.hub.phone();
-    rig.code(&mut phone, "alice", &authorize_path("crm", CRM_CB, "openid", ""))
-        .await;
+    rig.code(
+        &mut phone,
+        "alice",
+        &authorize_path("crm", CRM_CB, "openid", ""),
+    )
+    .await;
     assert_eq!(rig.platform.mock.calls("access_token"), 1);
     // The hub remembers its user: the second app's request gets a code at once.
     let back = location(
@@ -242,10 +278,17 @@ async fn a_second_app_signs_in_without_another_wechat_round_trip() {
             .await,
     );
     assert!(back.starts_with(&format!("{WIKI_CB}?code=")), "{back}");
-    assert_eq!(rig.platform.mock.calls("access_token"), 1, "no second WeChat code");
+    assert_eq!(
+        rig.platform.mock.calls("access_token"),
+        1,
+        "no second WeChat code"
+    );
     let code = url_param(&back, "code").unwrap();
     let a = rig
-        .token(ClientAuth::Basic("wiki", OTHER_SECRET), &redeem_fields(&code, WIKI_CB))
+        .token(
+            ClientAuth::Basic("wiki", OTHER_SECRET),
+            &redeem_fields(&code, WIKI_CB),
+        )
         .await;
     let claims = verified(&rig.hub, a.json()["id_token"].as_str().unwrap(), "wiki").await;
     assert_eq!(claims["sub"], rig.platform.openid("alice").as_str());
@@ -257,10 +300,17 @@ async fn profile_asks_wechat_for_snsapi_userinfo_only_for_a_client_allowed_it() 
     let mut phone = rig.hub.phone();
     // wiki may not have a profile: a base sign-in, no nickname.
     let code = rig
-        .code(&mut phone, "bob", &authorize_path("wiki", WIKI_CB, "openid profile", ""))
+        .code(
+            &mut phone,
+            "bob",
+            &authorize_path("wiki", WIKI_CB, "openid profile", ""),
+        )
         .await;
     let a = rig
-        .token(ClientAuth::Basic("wiki", OTHER_SECRET), &redeem_fields(&code, WIKI_CB))
+        .token(
+            ClientAuth::Basic("wiki", OTHER_SECRET),
+            &redeem_fields(&code, WIKI_CB),
+        )
         .await;
     assert_eq!(a.json()["scope"], "openid");
     let claims = verified(&rig.hub, a.json()["id_token"].as_str().unwrap(), "wiki").await;
@@ -279,7 +329,10 @@ async fn profile_asks_wechat_for_snsapi_userinfo_only_for_a_client_allowed_it() 
     let back = location(&phone.get(&resume).await);
     let code = url_param(&back, "code").unwrap();
     let a = rig
-        .token(ClientAuth::Basic("crm", SECRET), &redeem_fields(&code, CRM_CB))
+        .token(
+            ClientAuth::Basic("crm", SECRET),
+            &redeem_fields(&code, CRM_CB),
+        )
         .await;
     assert_eq!(a.json()["scope"], "openid profile");
     let claims = verified(&rig.hub, a.json()["id_token"].as_str().unwrap(), "crm").await;
@@ -338,7 +391,10 @@ async fn every_misuse_of_a_code_is_refused() {
     assert_oauth_error(&wrong, StatusCode::UNAUTHORIZED, "invalid_client");
     assert!(wrong.header("www-authenticate").is_some());
     let wrong = rig
-        .token(ClientAuth::Post("crm", "nope"), &redeem_fields(&code, CRM_CB))
+        .token(
+            ClientAuth::Post("crm", "nope"),
+            &redeem_fields(&code, CRM_CB),
+        )
         .await;
     assert_oauth_error(&wrong, StatusCode::UNAUTHORIZED, "invalid_client");
     // The right secret still redeems it: a failed authentication takes nothing.
@@ -361,7 +417,10 @@ async fn every_misuse_of_a_code_is_refused() {
     // A redirect_uri other than the authorization request's.
     let code = rig.code(&mut phone, "alice", &crm).await;
     let moved = rig
-        .token(basic(), &redeem_fields(&code, "https://crm.example.com/other"))
+        .token(
+            basic(),
+            &redeem_fields(&code, "https://crm.example.com/other"),
+        )
         .await;
     assert_oauth_error(&moved, StatusCode::BAD_REQUEST, "invalid_grant");
 
@@ -429,8 +488,12 @@ async fn a_redirect_uri_not_registered_exactly_gets_a_page_at_the_hub_never_a_re
     let rig = rig().await;
     let mut phone = rig.hub.phone();
     // Signed in at the hub first: a session must not make any of them pass either.
-    rig.code(&mut phone, "alice", &authorize_path("crm", CRM_CB, "openid", ""))
-        .await;
+    rig.code(
+        &mut phone,
+        "alice",
+        &authorize_path("crm", CRM_CB, "openid", ""),
+    )
+    .await;
     for uri in REDIRECT_CORPUS {
         let path = authorize_path("crm", uri, "openid", "");
         for a in [phone.get(&path).await, rig.hub.phone().get(&path).await] {
@@ -440,11 +503,15 @@ async fn a_redirect_uri_not_registered_exactly_gets_a_page_at_the_hub_never_a_re
         }
     }
     // Another client's registered URI is not this client's.
-    let a = phone.get(&authorize_path("crm", WIKI_CB, "openid", "")).await;
+    let a = phone
+        .get(&authorize_path("crm", WIKI_CB, "openid", ""))
+        .await;
     assert_eq!(a.status, StatusCode::BAD_REQUEST);
     assert!(a.header("location").is_none());
     // An unknown client: a page too.
-    let a = phone.get(&authorize_path("nobody", CRM_CB, "openid", "")).await;
+    let a = phone
+        .get(&authorize_path("nobody", CRM_CB, "openid", ""))
+        .await;
     assert_eq!(a.status, StatusCode::BAD_REQUEST);
     assert!(a.header("location").is_none());
 }
@@ -453,10 +520,15 @@ async fn a_redirect_uri_not_registered_exactly_gets_a_page_at_the_hub_never_a_re
 async fn once_the_app_is_known_its_mistakes_go_back_to_it_with_its_state() {
     let rig = rig().await;
     let mut phone = rig.hub.phone();
-    let no_pkce = authorize_path("crm", CRM_CB, "openid", "")
-        .replace("&code_challenge_method=S256", "&code_challenge_method=plain");
+    let no_pkce = authorize_path("crm", CRM_CB, "openid", "").replace(
+        "&code_challenge_method=S256",
+        "&code_challenge_method=plain",
+    );
     let back = location(&phone.get(&no_pkce).await);
-    assert!(back.starts_with(&format!("{CRM_CB}?error=invalid_request")), "{back}");
+    assert!(
+        back.starts_with(&format!("{CRM_CB}?error=invalid_request")),
+        "{back}"
+    );
     assert_eq!(url_param(&back, "state").as_deref(), Some("st-crm"));
     // prompt=none without a hub session: login_required, no WeChat.
     let back = location(
@@ -477,10 +549,16 @@ async fn discovery_names_the_hubs_endpoints_under_the_existing_issuer() {
     let iss = rig.hub.issuer();
     assert_eq!(doc["issuer"], iss.as_str());
     assert_eq!(doc["jwks_uri"], format!("{iss}/jwks.json"));
-    assert_eq!(doc["authorization_endpoint"], format!("{iss}/oidc/authorize"));
+    assert_eq!(
+        doc["authorization_endpoint"],
+        format!("{iss}/oidc/authorize")
+    );
     assert_eq!(doc["token_endpoint"], format!("{iss}/oidc/token"));
     assert_eq!(doc["userinfo_endpoint"], format!("{iss}/oidc/userinfo"));
-    assert_eq!(doc["code_challenge_methods_supported"], serde_json::json!(["S256"]));
+    assert_eq!(
+        doc["code_challenge_methods_supported"],
+        serde_json::json!(["S256"])
+    );
     assert_eq!(
         doc["token_endpoint_auth_methods_supported"],
         serde_json::json!(["client_secret_basic", "client_secret_post"])
@@ -559,7 +637,9 @@ async fn oauth2_proxy_signs_a_user_in_through_the_hub_and_its_upstream_sees_them
     let o2p = format!("http://127.0.0.1:{port}");
     let callback = format!("{o2p}/oauth2/callback");
     let hub = platform
-        .gate(None, |c, _| client(c, "o2p", SECRET, &[&callback], Scope::Base))
+        .gate(None, |c, _| {
+            client(c, "o2p", SECRET, &[&callback], Scope::Base)
+        })
         .await;
     let mut child = Child(
         std::process::Command::new(bin)
@@ -591,20 +671,31 @@ async fn oauth2_proxy_signs_a_user_in_through_the_hub_and_its_upstream_sees_them
     until_up(&format!("{o2p}/ping"), &mut child).await;
 
     let browser = common::wechat::WalkingBrowser::new();
-    let pages = browser.walk(&format!("{o2p}/orders/42?tab=items"), |_| false).await;
+    let pages = browser
+        .walk(&format!("{o2p}/orders/42?tab=items"), |_| false)
+        .await;
     let hops: Vec<&str> = pages.iter().map(|p| p.url.as_str()).collect();
     let last = pages.last().unwrap();
     assert_eq!(last.status, 200, "hops {hops:#?}: {}", last.body);
     let echo = last.json();
     assert_eq!(echo["uri"], "/orders/42?tab=items");
     let openid = platform.openid("alice");
-    assert_eq!(common::seen(&echo, "x-forwarded-user"), [openid.clone()], "{echo}");
+    assert_eq!(
+        common::seen(&echo, "x-forwarded-user"),
+        std::slice::from_ref(&openid),
+        "{echo}"
+    );
     // The id_token oauth2-proxy got and passes on verifies against the hub's keys.
     let bearer = common::seen(&echo, "authorization");
-    let id_token = bearer[0].strip_prefix("Bearer ").expect("a bearer id_token");
+    let id_token = bearer[0]
+        .strip_prefix("Bearer ")
+        .expect("a bearer id_token");
     let claims = verified(&hub, id_token, "o2p").await;
     assert_eq!(claims["sub"], openid.as_str());
-    assert!(claims["nonce"].is_string(), "oauth2-proxy's nonce echoed: {claims}");
+    assert!(
+        claims["nonce"].is_string(),
+        "oauth2-proxy's nonce echoed: {claims}"
+    );
 
     // WeChat's code went to the hub only; the app saw the hub's own code.
     let wechat_callback = hops
@@ -617,8 +708,11 @@ async fn oauth2_proxy_signs_a_user_in_through_the_hub_and_its_upstream_sees_them
         .find(|u| u.starts_with(&callback))
         .expect("oauth2-proxy's callback");
     assert!(!app_callback.contains(&wechat_code), "{app_callback}");
-    assert!(hops.iter().all(|u| u.starts_with(&hub.origin)
-        || u.starts_with(&o2p)
-        || u.starts_with(&hub.mock_url("/"))), "{hops:#?}");
+    assert!(
+        hops.iter().all(|u| u.starts_with(&hub.origin)
+            || u.starts_with(&o2p)
+            || u.starts_with(&hub.mock_url("/"))),
+        "{hops:#?}"
+    );
     assert_eq!(platform.mock.calls("access_token"), 1);
 }

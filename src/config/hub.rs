@@ -189,7 +189,11 @@ pub fn check_redirect_uri(s: &str, public_https: bool) -> Result<(), String> {
     let https = match u.scheme_str() {
         Some("https") => true,
         Some("http") => false,
-        _ => return Err(format!("{s:?} must start with https:// (or http:// for a loopback app)")),
+        _ => {
+            return Err(format!(
+                "{s:?} must start with https:// (or http:// for a loopback app)"
+            ))
+        }
     };
     let Some(auth) = u.authority() else {
         return Err(format!("{s:?} has no host"));
@@ -202,7 +206,10 @@ pub fn check_redirect_uri(s: &str, public_https: bool) -> Result<(), String> {
         return Err(format!("{s:?} has no host"));
     }
     let head = format!("{}://{}", u.scheme_str().unwrap_or(""), auth.as_str());
-    if !s.strip_prefix(&head).is_some_and(|rest| rest.starts_with('/')) {
+    if !s
+        .strip_prefix(&head)
+        .is_some_and(|rest| rest.starts_with('/'))
+    {
         return Err(format!("{s:?} must be written scheme://host[:port]/path"));
     }
     let loopback = host.eq_ignore_ascii_case("localhost")

@@ -76,10 +76,16 @@ pub fn check(hub: &Hub, params: &Params) -> Result<Checked, Refusal> {
     };
     let (state, nonce) = (other("state")?, other("nonce")?);
     if state.is_some_and(|s| s.len() > MAX_ECHOED) || nonce.is_some_and(|n| n.len() > MAX_ECHOED) {
-        return Err(refuse("invalid_request", "state and nonce are limited to 1024 bytes"));
+        return Err(refuse(
+            "invalid_request",
+            "state and nonce are limited to 1024 bytes",
+        ));
     }
     if other("request")?.is_some() || other("request_uri")?.is_some() {
-        return Err(refuse("request_not_supported", "request objects are not supported"));
+        return Err(refuse(
+            "request_not_supported",
+            "request objects are not supported",
+        ));
     }
     match other("response_type")? {
         Some("code") => {}
@@ -92,7 +98,10 @@ pub fn check(hub: &Hub, params: &Params) -> Result<Checked, Refusal> {
         }
     }
     if other("response_mode")?.is_some_and(|m| m != "query") {
-        return Err(refuse("invalid_request", "only response_mode=query is supported"));
+        return Err(refuse(
+            "invalid_request",
+            "only response_mode=query is supported",
+        ));
     }
     let scopes: Vec<&str> = other("scope")?.unwrap_or("").split(' ').collect();
     if !scopes.contains(&"openid") {
@@ -106,13 +115,22 @@ pub fn check(hub: &Hub, params: &Params) -> Result<Checked, Refusal> {
         Scope::Base
     };
     let Some(challenge) = other("code_challenge")? else {
-        return Err(refuse("invalid_request", "PKCE is required: send code_challenge with code_challenge_method=S256"));
+        return Err(refuse(
+            "invalid_request",
+            "PKCE is required: send code_challenge with code_challenge_method=S256",
+        ));
     };
     if other("code_challenge_method")? != Some("S256") {
-        return Err(refuse("invalid_request", "code_challenge_method must be S256"));
+        return Err(refuse(
+            "invalid_request",
+            "code_challenge_method must be S256",
+        ));
     }
     if !super::pkce::is_challenge(challenge) {
-        return Err(refuse("invalid_request", "code_challenge is not a base64url SHA-256 digest"));
+        return Err(refuse(
+            "invalid_request",
+            "code_challenge is not a base64url SHA-256 digest",
+        ));
     }
     let prompt = other("prompt")?.unwrap_or("");
     Ok(Checked {
@@ -154,17 +172,26 @@ pub async fn authorize(
             state,
             error,
         }) => {
-            info!(error = error.error, detail = error.description, "hub: authorization request refused");
+            info!(
+                error = error.error,
+                detail = error.description,
+                "hub: authorization request refused"
+            );
             return error_redirect(hub, &redirect_uri, state.as_deref(), &error);
         }
     };
     let p = checked.pending;
     match auth.session_of(headers).await {
         Err(_) => PageError::StoreUnavailable.response(json),
-        Ok(Some((s, _))) if covers(s.scope, p.scope) => issue(auth, hub, &grants, &p, &s, json).await,
+        Ok(Some((s, _))) if covers(s.scope, p.scope) => {
+            issue(auth, hub, &grants, &p, &s, json).await
+        }
         Ok(session) if checked.prompt_none => {
             let error = if session.is_some() {
-                RedirectError::new("consent_required", "the profile needs the user's consent on WeChat")
+                RedirectError::new(
+                    "consent_required",
+                    "the profile needs the user's consent on WeChat",
+                )
             } else {
                 RedirectError::new("login_required", "the user is not signed in at the hub")
             };

@@ -123,9 +123,12 @@ fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, To
     let Some(value) = values.next() else {
         return Ok(None);
     };
-    let bad = || TokenError::InvalidClient("the Authorization header is not Basic client credentials");
+    let bad =
+        || TokenError::InvalidClient("the Authorization header is not Basic client credentials");
     if values.next().is_some() {
-        return Err(TokenError::InvalidRequest("more than one Authorization header"));
+        return Err(TokenError::InvalidRequest(
+            "more than one Authorization header",
+        ));
     }
     let value = value.to_str().map_err(|_| bad())?;
     let (scheme, b64) = value.trim().split_once(' ').ok_or_else(bad)?;
@@ -158,7 +161,10 @@ mod tests {
     fn basic(id: &str, secret: &str) -> HeaderMap {
         let enc = |s: &str| super::super::params::form_encode(s);
         let mut h = HeaderMap::new();
-        let v = format!("Basic {}", STANDARD.encode(format!("{}:{}", enc(id), enc(secret))));
+        let v = format!(
+            "Basic {}",
+            STANDARD.encode(format!("{}:{}", enc(id), enc(secret)))
+        );
         h.insert(AUTHORIZATION, HeaderValue::from_str(&v).unwrap());
         h
     }
@@ -167,12 +173,18 @@ mod tests {
     fn either_method_authenticates_and_both_at_once_is_refused() {
         let c = clients();
         let none = Params::parse("");
-        assert_eq!(c.authenticate(&basic("crm app", SECRET), &none).unwrap().id, "crm app");
+        assert_eq!(
+            c.authenticate(&basic("crm app", SECRET), &none).unwrap().id,
+            "crm app"
+        );
         let posted = Params::parse(&format!(
             "client_id=crm+app&client_secret={}",
             super::super::params::form_encode(SECRET)
         ));
-        assert_eq!(c.authenticate(&HeaderMap::new(), &posted).unwrap().id, "crm app");
+        assert_eq!(
+            c.authenticate(&HeaderMap::new(), &posted).unwrap().id,
+            "crm app"
+        );
         assert!(matches!(
             c.authenticate(&basic("crm app", SECRET), &posted),
             Err(TokenError::InvalidRequest(_))
@@ -196,10 +208,16 @@ mod tests {
             basic("nobody", SECRET),
             HeaderMap::new(),
         ] {
-            assert!(matches!(c.authenticate(&h, &none), Err(TokenError::InvalidClient(_))));
+            assert!(matches!(
+                c.authenticate(&h, &none),
+                Err(TokenError::InvalidClient(_))
+            ));
         }
         let mut bearer = HeaderMap::new();
         bearer.insert(AUTHORIZATION, HeaderValue::from_static("Bearer abc"));
-        assert!(matches!(c.authenticate(&bearer, &none), Err(TokenError::InvalidClient(_))));
+        assert!(matches!(
+            c.authenticate(&bearer, &none),
+            Err(TokenError::InvalidClient(_))
+        ));
     }
 }

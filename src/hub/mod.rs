@@ -73,9 +73,15 @@ fn discovery(issuer: &str, base: &[u8]) -> Bytes {
     claims.extend(["nonce", "azp", "auth_time"].map(Value::from));
     let set = [
         ("issuer", json!(issuer)),
-        ("authorization_endpoint", json!(format!("{issuer}/oidc/authorize"))),
+        (
+            "authorization_endpoint",
+            json!(format!("{issuer}/oidc/authorize")),
+        ),
         ("token_endpoint", json!(format!("{issuer}/oidc/token"))),
-        ("userinfo_endpoint", json!(format!("{issuer}/oidc/userinfo"))),
+        (
+            "userinfo_endpoint",
+            json!(format!("{issuer}/oidc/userinfo")),
+        ),
         ("response_types_supported", json!(["code"])),
         ("response_modes_supported", json!(["query"])),
         ("grant_types_supported", json!(["authorization_code"])),
@@ -86,7 +92,10 @@ fn discovery(issuer: &str, base: &[u8]) -> Bytes {
         ),
         ("scopes_supported", json!(["openid", "profile"])),
         ("claims_supported", Value::Array(claims)),
-        ("authorization_response_iss_parameter_supported", json!(true)),
+        (
+            "authorization_response_iss_parameter_supported",
+            json!(true),
+        ),
         ("request_parameter_supported", json!(false)),
         ("request_uri_parameter_supported", json!(false)),
     ];
@@ -114,7 +123,7 @@ pub fn narrower(a: Scope, b: Scope) -> Scope {
 pub async fn handle<B>(auth: &Auth, hub: &Hub, req: Request<B>, client: IpAddr) -> Response<Body>
 where
     B: http_body::Body<Data = Bytes>,
-    B::Error: std::fmt::Display,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let path = req.uri().path();
     let method = req.method();
@@ -144,7 +153,7 @@ where
 async fn read_form<B>(body: B) -> Result<Bytes, error::TokenError>
 where
     B: http_body::Body<Data = Bytes>,
-    B::Error: std::fmt::Display,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let limited = http_body_util::Limited::new(body, MAX_FORM_BYTES);
     match tokio::time::timeout(FORM_TIMEOUT, limited.collect()).await {

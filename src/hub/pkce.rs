@@ -12,8 +12,7 @@ pub fn is_challenge(s: &str) -> bool {
 /// A `code_verifier`: 43 to 128 unreserved characters (RFC 7636 §4.1).
 pub fn is_verifier(s: &str) -> bool {
     (43..=128).contains(&s.len())
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
 }
 
@@ -45,7 +44,10 @@ mod tests {
         assert_eq!(s256(verifier), challenge);
         assert!(is_challenge(challenge));
         assert!(verifies(verifier, challenge));
-        assert!(!verifies("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXK", challenge));
+        assert!(!verifies(
+            "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXK",
+            challenge
+        ));
         // A "plain" client would send the verifier itself as the challenge.
         assert!(!verifies(verifier, verifier));
     }

@@ -38,7 +38,10 @@ async fn redeem(
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
-        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
+        .is_some_and(|t| {
+            t.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
     if !form_type {
         return Err(TokenError::InvalidRequest(
             "the body must be application/x-www-form-urlencoded",
@@ -75,7 +78,11 @@ async fn redeem(
     };
     // Taken, not read: whatever follows, this code never works again.
     let Some(g) = grants.take_code(code).await.map_err(unavailable)? else {
-        if grants.revoke_redeemed(code, ttl).await.map_err(unavailable)? {
+        if grants
+            .revoke_redeemed(code, ttl)
+            .await
+            .map_err(unavailable)?
+        {
             warn!(client = %client.id, "hub: a code was redeemed twice; the access token it gave is revoked");
         }
         return Err(TokenError::InvalidGrant(

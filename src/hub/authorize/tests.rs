@@ -16,8 +16,12 @@ fn hub(max: Scope) -> Hub {
         code_ttl: crate::config::CODE_TTL,
     };
     let identity = crate::config::IdentityConfig::default();
-    let signer = Signer::from_config(&identity, &[7u8; 32], "https://auth.example.com/_wxgate".into())
-        .unwrap();
+    let signer = Signer::from_config(
+        &identity,
+        &[7u8; 32],
+        "https://auth.example.com/_wxgate".into(),
+    )
+    .unwrap();
     Hub::new(&cfg, &signer, std::time::Duration::from_secs(300))
 }
 
@@ -59,10 +63,16 @@ fn a_good_request_is_kept_with_its_state_nonce_and_scope() {
 #[test]
 fn profile_means_snsapi_userinfo_only_as_far_as_the_client_may_go() {
     let q = query(CB, "").replace("scope=openid", "scope=openid%20profile%20email");
-    assert_eq!(checked(&q, Scope::UserInfo).unwrap().pending.scope, Scope::UserInfo);
+    assert_eq!(
+        checked(&q, Scope::UserInfo).unwrap().pending.scope,
+        Scope::UserInfo
+    );
     assert_eq!(checked(&q, Scope::Base).unwrap().pending.scope, Scope::Base);
     assert_eq!(
-        checked(&query(CB, ""), Scope::UserInfo).unwrap().pending.scope,
+        checked(&query(CB, ""), Scope::UserInfo)
+            .unwrap()
+            .pending
+            .scope,
         Scope::Base
     );
 }
@@ -124,11 +134,18 @@ fn a_redirect_uri_that_is_not_exactly_registered_gets_a_page_never_a_redirect() 
     ];
     for uri in corpus {
         let got = checked(&query(uri, ""), Scope::Base);
-        assert_eq!(got, Err(Refusal::Page(PageError::BadRedirectUri)), "{uri:?}");
+        assert_eq!(
+            got,
+            Err(Refusal::Page(PageError::BadRedirectUri)),
+            "{uri:?}"
+        );
     }
     // Missing, or given twice (even once rightly).
     let q = query(CB, "").replace(&format!("redirect_uri={}&", enc(CB)), "");
-    assert_eq!(checked(&q, Scope::Base), Err(Refusal::Page(PageError::BadRedirectUri)));
+    assert_eq!(
+        checked(&q, Scope::Base),
+        Err(Refusal::Page(PageError::BadRedirectUri))
+    );
     let twice = query(CB, &format!("&redirect_uri={}", enc(CB)));
     assert_eq!(
         checked(&twice, Scope::Base),
@@ -143,26 +160,46 @@ fn an_unknown_client_gets_a_page_even_with_a_registered_uri() {
         query(CB, "").replace("client_id=crm", "client_id=CRM"),
         query(CB, "").replace("client_id=crm&", ""),
     ] {
-        assert_eq!(checked(&q, Scope::Base), Err(Refusal::Page(PageError::UnknownClient)), "{q}");
+        assert_eq!(
+            checked(&q, Scope::Base),
+            Err(Refusal::Page(PageError::UnknownClient)),
+            "{q}"
+        );
     }
 }
 
 #[test]
 fn other_mistakes_go_back_to_the_app_with_its_state() {
     let cases = [
-        ("response_type=code", "response_type=token", "unsupported_response_type"),
+        (
+            "response_type=code",
+            "response_type=token",
+            "unsupported_response_type",
+        ),
         ("response_type=code&", "", "invalid_request"),
         ("scope=openid", "scope=profile", "invalid_scope"),
-        ("code_challenge_method=S256", "code_challenge_method=plain", "invalid_request"),
+        (
+            "code_challenge_method=S256",
+            "code_challenge_method=plain",
+            "invalid_request",
+        ),
         ("&code_challenge_method=S256", "", "invalid_request"),
-        (&format!("code_challenge={CHALLENGE}&"), "", "invalid_request"),
+        (
+            &format!("code_challenge={CHALLENGE}&"),
+            "",
+            "invalid_request",
+        ),
         (CHALLENGE, "short", "invalid_request"),
         ("nonce=n-1", "nonce=n-1&nonce=n-2", "invalid_request"),
     ];
     for (from, to, error) in cases {
         let q = query(CB, "").replace(from, to);
         match checked(&q, Scope::Base) {
-            Err(Refusal::Redirect { redirect_uri, state, error: e }) => {
+            Err(Refusal::Redirect {
+                redirect_uri,
+                state,
+                error: e,
+            }) => {
                 assert_eq!(redirect_uri, CB, "{q}");
                 assert_eq!(state.as_deref(), Some("xyz"), "{q}");
                 assert_eq!(e.error, error, "{q}");
@@ -174,13 +211,20 @@ fn other_mistakes_go_back_to_the_app_with_its_state() {
 
 #[test]
 fn prompt_none_is_noted() {
-    assert!(checked(&query(CB, "&prompt=none"), Scope::Base).unwrap().prompt_none);
+    assert!(
+        checked(&query(CB, "&prompt=none"), Scope::Base)
+            .unwrap()
+            .prompt_none
+    );
 }
 
 #[test]
 fn the_return_path_after_the_hubs_sign_in_is_a_valid_rd() {
     let rd = format!("/_wxgate/oidc/authorize?resume={}", state::new_state());
-    assert_eq!(crate::auth::redirect::safe_return_path(&rd), Some(rd.clone()));
+    assert_eq!(
+        crate::auth::redirect::safe_return_path(&rd),
+        Some(rd.clone())
+    );
     assert_eq!(crate::auth::redirect::strip_code_and_state(&rd), rd);
 }
 
@@ -190,10 +234,19 @@ fn discovery_names_the_hubs_endpoints() {
     let iss = "https://auth.example.com/_wxgate";
     assert_eq!(doc["issuer"], iss);
     assert_eq!(doc["jwks_uri"], format!("{iss}/jwks.json"));
-    assert_eq!(doc["authorization_endpoint"], format!("{iss}/oidc/authorize"));
+    assert_eq!(
+        doc["authorization_endpoint"],
+        format!("{iss}/oidc/authorize")
+    );
     assert_eq!(doc["token_endpoint"], format!("{iss}/oidc/token"));
     assert_eq!(doc["userinfo_endpoint"], format!("{iss}/oidc/userinfo"));
-    assert_eq!(doc["code_challenge_methods_supported"], serde_json::json!(["S256"]));
+    assert_eq!(
+        doc["code_challenge_methods_supported"],
+        serde_json::json!(["S256"])
+    );
     assert_eq!(doc["response_types_supported"], serde_json::json!(["code"]));
-    assert_eq!(doc["id_token_signing_alg_values_supported"], serde_json::json!(["ES256"]));
+    assert_eq!(
+        doc["id_token_signing_alg_values_supported"],
+        serde_json::json!(["ES256"])
+    );
 }
