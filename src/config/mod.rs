@@ -1114,6 +1114,15 @@ impl Config {
                 }
             );
         }
+        if let Some(h) = &self.hub {
+            let ids: Vec<&str> = h.clients.iter().map(|c| c.client_id.as_str()).collect();
+            let _ = writeln!(
+                s,
+                "hub           OpenID Connect provider for {} app(s): {}",
+                ids.len(),
+                ids.join(", ")
+            );
+        }
         let _ = write!(
             s,
             "access        {} public, {} api path patterns; {}",

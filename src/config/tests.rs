@@ -648,3 +648,67 @@ fn request_limits_default_as_documented_and_bad_values_are_named() {
         assert!(p[0].starts_with(key), "{server} {upstream}: {p:?}");
     }
 }
+
+#[test]
+fn hub_problems_name_their_key() {
+    let text = format!(
+        r#"{MINIMAL}
+[[hub.clients]]
+client_id = "crm app"
+client_secret = "short"
+redirect_uris = ["https://crm.example.com/cb#x", "http://crm.example.com/cb", "https://crm.example.com/cb"]
+[[hub.clients]]
+client_id = "wiki"
+client_secret_file = "no-such-file"
+redirect_uris = []
+scope = "snsapi_userinfo"
+"#
+    );
+    let keys: Vec<String> = problems(&text)
+        .iter()
+        .map(|p| p.split(": ").next().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "hub.clients[0].client_id",
+            "hub.clients[0].client_secret",
+            "hub.clients[0].redirect_uris[0]",
+            "hub.clients[0].redirect_uris[1]",
+            "hub.clients[1].client_secret_file",
+            "hub.clients[1].redirect_uris",
+        ]
+    );
+    let p = only_problem(&format!("{MINIMAL}\n[hub]\n"));
+    assert_eq!(p.key, "hub.clients", "{p}");
+    let p = only_problem(&format!(
+        "{MINIMAL}\n[[hub.clients]]\nclient_id = \"crm\"\nclient_secret = \"{}\"\nredirect_uris = [\"https://crm.example.com/cb\"]\nscope = \"snsapi_login\"\n",
+        "s".repeat(32)
+    ));
+    assert_eq!(p.key, "hub.clients[0].scope", "{p}");
+}
+
+#[test]
+fn a_hub_signs_with_a_published_key_and_takes_client_secrets_from_env_first() {
+    let client = |secret: &str| {
+        format!(
+            "[[hub.clients]]\nclient_id = \"my-crm\"\nclient_secret = \"{secret}\"\nredirect_uris = [\"https://crm.example.com/cb\"]\n"
+        )
+    };
+    let hs256 = MINIMAL.replace("[wechat]", "[identity]\nalgorithm = \"HS256\"\nsigning_key = \"0123456789abcdef0123456789abcdef\"\n[wechat]");
+    let p = only_problem(&format!("{hs256}{}", client(&"s".repeat(32))));
+    assert_eq!(p.key, "identity.algorithm", "{p}");
+
+    let text = format!("{MINIMAL}{}", client("too-short"));
+    let from_env = "e".repeat(40);
+    let c = from_toml(
+        &text,
+        Path::new("."),
+        &env(&[("WXGATE_HUB_SECRET_MY_CRM", &from_env)]),
+    )
+    .unwrap();
+    let hub = c.hub.unwrap();
+    assert_eq!(hub.clients[0].client_secret, from_env);
+    assert_eq!(hub.code_ttl, CODE_TTL);
+    assert!(!format!("{:?}", hub.clients[0]).contains(&from_env), "never printed");
+}
