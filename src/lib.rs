@@ -16,6 +16,7 @@ pub mod auth;
 pub mod config;
 pub mod desktop;
 pub mod hub;
+pub mod hub_client;
 pub mod identity;
 pub mod mock;
 pub mod proxy;

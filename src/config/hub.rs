@@ -59,6 +59,121 @@ impl fmt::Debug for HubClient {
     }
 }
 
+/// `[hub_client]`: this wxgate signs its users in through a hub (another wxgate's
+/// `[hub]`) instead of WeChat; it needs no `[wechat]` of its own.
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HubClientConfig {
+    /// The hub's issuer: its public_url + "/_wxgate".
+    pub issuer: String,
+    pub client_id: String,
+    /// Or `client_secret_file`; env `WXGATE_HUB_CLIENT_SECRET`.
+    pub client_secret: String,
+    pub client_secret_file: Option<PathBuf>,
+    /// What to ask the hub for: `snsapi_base` (scope `openid`) or `snsapi_userinfo`
+    /// (`openid profile`; the hub caps it by what it registered for this client).
+    pub scope: Scope,
+}
+
+impl Default for HubClientConfig {
+    fn default() -> Self {
+        Self {
+            issuer: String::new(),
+            client_id: String::new(),
+            client_secret: String::new(),
+            client_secret_file: None,
+            scope: Scope::Base,
+        }
+    }
+}
+
+impl fmt::Debug for HubClientConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HubClientConfig")
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"<redacted>")
+            .field("client_secret_file", &self.client_secret_file)
+            .field("scope", &self.scope)
+            .finish()
+    }
+}
+
+/// Validates `[hub_client]`, resolving its secret.
+pub(super) fn resolve_client(
+    c: &mut HubClientConfig,
+    public_https: bool,
+    base: &Path,
+    env: &dyn Env,
+    p: &mut Vec<Problem>,
+) {
+    c.issuer = c.issuer.trim_end_matches('/').to_string();
+    if c.issuer.is_empty() {
+        push(
+            p,
+            "hub_client.issuer",
+            "is required: the hub's public_url + \"/_wxgate\", e.g. \"https://auth.example.com/_wxgate\"",
+        );
+    } else if let Err(m) = check_issuer(&c.issuer, public_https) {
+        push(p, "hub_client.issuer", m);
+    }
+    if !is_client_id(&c.client_id) {
+        push(
+            p,
+            "hub_client.client_id",
+            format!(
+                "{:?} must be 1 to 64 letters, digits, '-', '_' or '.' (as registered at the hub)",
+                c.client_id
+            ),
+        );
+    }
+    match resolve_secret(
+        &c.client_secret,
+        c.client_secret_file.as_deref(),
+        "WXGATE_HUB_CLIENT_SECRET",
+        base,
+        env,
+    ) {
+        Ok(Some(s)) if !s.trim().is_empty() => c.client_secret = s.trim().to_string(),
+        Ok(_) => push(
+            p,
+            "hub_client.client_secret",
+            "is required (or client_secret_file, or env WXGATE_HUB_CLIENT_SECRET)",
+        ),
+        Err(m) => push(p, "hub_client.client_secret_file", m),
+    }
+}
+
+/// The hub's issuer: an http(s) URL without query, fragment or user info; https unless
+/// the hub is on loopback or this wxgate is itself on http.
+fn check_issuer(s: &str, public_https: bool) -> Result<(), String> {
+    let u: Uri = s.parse().map_err(|_| format!("{s:?} is not a URL"))?;
+    let https = match u.scheme_str() {
+        Some("https") => true,
+        Some("http") => false,
+        _ => return Err(format!("{s:?} must start with https://")),
+    };
+    let Some(auth) = u.authority() else {
+        return Err(format!("{s:?} has no host"));
+    };
+    if auth.as_str().contains('@') || u.query().is_some() || s.contains('#') {
+        return Err(format!(
+            "{s:?} must be the hub's public_url + \"/_wxgate\" (no user info, query or fragment)"
+        ));
+    }
+    let host = auth.host().trim_matches(['[', ']']);
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if !https && !loopback && public_https {
+        return Err(format!(
+            "{s:?}: the hub must be reached over https (http only on loopback, or when this wxgate is on http too)"
+        ));
+    }
+    Ok(())
+}
+
 /// A code is redeemed by the app's server right after the browser brings it back.
 pub const CODE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 

@@ -11,7 +11,9 @@ mod hub;
 mod parse;
 
 pub use duration::{format_duration, parse_duration, parse_size, Dur};
-pub use hub::{check_redirect_uri, secret_env_name, HubClient, HubConfig, CODE_TTL};
+pub use hub::{
+    check_redirect_uri, secret_env_name, HubClient, HubClientConfig, HubConfig, CODE_TTL,
+};
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -37,6 +39,8 @@ pub struct Config {
     pub account: Option<AccountConfig>,
     /// An OpenID Connect provider for other apps (absent: off).
     pub hub: Option<HubConfig>,
+    /// Sign in through a hub instead of WeChat (absent: WeChat).
+    pub hub_client: Option<HubClientConfig>,
     /// The directory of the config file: relative `*_file` paths are read from here.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -739,12 +743,16 @@ impl Config {
                 && s.len() <= 32
                 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
         };
+        // A hub client signs in through its hub: WeChat's credentials stay there.
+        let needs_wechat = self.hub_client.is_none();
         if self.wechat.appid.is_empty() {
-            push(
-                &mut p,
-                "wechat.appid",
-                "is required (the official account's AppID, \"wx...\")",
-            );
+            if needs_wechat {
+                push(
+                    &mut p,
+                    "wechat.appid",
+                    "is required (the official account's AppID, \"wx...\")",
+                );
+            }
         } else if !appid_ok(&self.wechat.appid) {
             push(
                 &mut p,
@@ -760,6 +768,7 @@ impl Config {
             env,
         ) {
             Ok(Some(s)) => self.wechat.secret = s,
+            Ok(None) if !needs_wechat => {}
             Ok(None) => push(
                 &mut p,
                 "wechat.secret",
@@ -940,10 +949,23 @@ impl Config {
 
         self.refuse_impossible_combinations(&mut p);
 
-        // [hub]
+        // [hub], [hub_client]
+        let https = self.server.public.as_ref().is_some_and(|u| u.https);
         if let Some(h) = &mut self.hub {
-            let https = self.server.public.as_ref().is_some_and(|u| u.https);
             hub::resolve(h, self.identity.algorithm, https, &base, env, &mut p);
+        }
+        if let Some(c) = &mut self.hub_client {
+            hub::resolve_client(c, https, &base, env, &mut p);
+            if self.hub.is_some() {
+                push(
+                    &mut p,
+                    "hub_client",
+                    "and [hub] together: a hub signs its users in with WeChat itself (remove one)",
+                );
+            }
+            if self.account.is_some() {
+                push(&mut p, "account", "needs the official account's own credentials, which stay at the hub with [hub_client]: run [account] on the hub");
+            }
         }
 
         // [access]

@@ -710,5 +710,8 @@ fn a_hub_signs_with_a_published_key_and_takes_client_secrets_from_env_first() {
     let hub = c.hub.unwrap();
     assert_eq!(hub.clients[0].client_secret, from_env);
     assert_eq!(hub.code_ttl, CODE_TTL);
-    assert!(!format!("{:?}", hub.clients[0]).contains(&from_env), "never printed");
+    assert!(
+        !format!("{:?}", hub.clients[0]).contains(&from_env),
+        "never printed"
+    );
 }
