@@ -716,3 +716,154 @@ async fn oauth2_proxy_signs_a_user_in_through_the_hub_and_its_upstream_sees_them
     );
     assert_eq!(platform.mock.calls("access_token"), 1);
 }
+
+// ---------------------------------------------------------------- wxgates signing in through the hub
+
+/// A wxgate that signs in through `hub` as `client_id`, on an already bound listener:
+/// no `[wechat]` of its own, its own session cookie name (all of them share 127.0.0.1,
+/// where a browser's cookies do not tell ports apart).
+async fn start_app(
+    listener: tokio::net::TcpListener,
+    hub: &Gate,
+    upstream: std::net::SocketAddr,
+    client_id: &str,
+    cookie: &str,
+) -> tokio::sync::oneshot::Sender<()> {
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    let text = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+public_url = "{origin}"
+[admin]
+listen = "127.0.0.1:1"
+[upstream]
+url = "http://{upstream}"
+[session]
+secret = "{secret}"
+cookie_name = "{cookie}"
+[hub_client]
+issuer = "{issuer}"
+client_id = "{client_id}"
+client_secret = "{SECRET}"
+"#,
+        secret = common::wechat::SESSION_SECRET,
+        issuer = hub.issuer(),
+    );
+    let config = wxgate::config::from_toml(
+        &text,
+        std::path::Path::new("."),
+        &std::collections::BTreeMap::<String, String>::new(),
+    )
+    .expect("a hub client needs no [wechat]");
+    let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(wxgate::run(
+        config,
+        wxgate::Listeners {
+            public: listener,
+            admin,
+        },
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    stop
+}
+
+#[tokio::test]
+async fn two_wxgates_on_two_origins_sign_in_through_one_hub_with_one_wechat_authorization() {
+    // The mock consents silently for its first user (snsapi_base inside WeChat).
+    let platform = Platform::start(wxgate::mock::MockConfig {
+        authorized_hosts: vec!["127.0.0.1".into()],
+        ..wxgate::mock::MockConfig::default()
+    })
+    .await;
+    // The apps' addresses first: their callbacks are what the hub registers.
+    let a = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let b = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (a_origin, b_origin) = (
+        format!("http://{}", a.local_addr().unwrap()),
+        format!("http://{}", b.local_addr().unwrap()),
+    );
+    let (a_cb, b_cb) = (
+        format!("{a_origin}/_wxgate/callback"),
+        format!("{b_origin}/_wxgate/callback"),
+    );
+    let hub = platform
+        .gate(None, |c, _| {
+            client(c, "app-a", SECRET, &[&a_cb], Scope::Base);
+            client(c, "app-b", SECRET, &[&b_cb], Scope::Base);
+        })
+        .await;
+    let upstream = platform.upstream.addr;
+    let _a = start_app(a, &hub, upstream, "app-a", "_app_a").await;
+    let _b = start_app(b, &hub, upstream, "app-b", "_app_b").await;
+
+    let browser = common::wechat::WalkingBrowser::new();
+    let openid = platform.openid("alice");
+    for (origin, path) in [(&a_origin, "/orders/42"), (&b_origin, "/wiki/home")] {
+        let pages = browser.walk(&format!("{origin}{path}"), |_| false).await;
+        let hops: Vec<&str> = pages.iter().map(|p| p.url.as_str()).collect();
+        let last = pages.last().unwrap();
+        assert_eq!(last.status, 200, "hops {hops:#?}: {}", last.body);
+        let echo = last.json();
+        assert_eq!(echo["uri"], path);
+        // The app's own identity header: its issuer, its keys, the hub's user.
+        let token = common::wechat::identity_of(&echo);
+        let jwks = common::get(&format!("{origin}/_wxgate/jwks.json")).await;
+        let claims = verify(
+            &token,
+            &jwks.text(),
+            &format!("{origin}/_wxgate"),
+            &format!("http://{upstream}"),
+        )
+        .unwrap_or_else(|e| panic!("{origin}'s identity header: {e}"));
+        assert_eq!(claims["sub"], openid.as_str());
+        assert_eq!(claims["appid"], hub.appid.as_str());
+        // The way there went through the hub.
+        assert!(
+            hops.iter()
+                .any(|h| h.starts_with(&hub.url("/_wxgate/oidc/authorize"))),
+            "{hops:#?}"
+        );
+        // And the app's own endpoints work as ever.
+        let me = browser.get(&format!("{origin}/_wxgate/userinfo")).await;
+        assert_eq!(me.json()["sub"], openid.as_str());
+    }
+    assert_eq!(
+        platform.mock.calls("access_token"),
+        1,
+        "the second app needed no second WeChat authorization"
+    );
+}
+
+#[tokio::test]
+async fn a_computer_signing_in_at_a_hub_client_is_sent_to_the_hub_which_shows_the_qr_page() {
+    let platform = Platform::start(picking_mock()).await;
+    let a = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let a_origin = format!("http://{}", a.local_addr().unwrap());
+    let a_cb = format!("{a_origin}/_wxgate/callback");
+    let hub = platform
+        .gate(None, |c, _| {
+            client(c, "app-a", SECRET, &[&a_cb], Scope::Base)
+        })
+        .await;
+    let _a = start_app(a, &hub, platform.upstream.addr, "app-a", "_app_a").await;
+    let desktop = common::wechat::WalkingBrowser::new().with_user_agent(
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36",
+    );
+    let pages = desktop.walk(&format!("{a_origin}/orders"), |_| false).await;
+    let last = pages.last().unwrap();
+    assert!(
+        last.url.starts_with(&hub.url("/_wxgate/oidc/authorize")),
+        "{}",
+        last.url
+    );
+    assert_eq!(last.status, 200);
+    assert!(
+        last.body.contains("/_wxgate/scan/"),
+        "the hub's QR page: {}",
+        last.body
+    );
+}

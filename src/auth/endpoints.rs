@@ -136,6 +136,20 @@ async fn callback(auth: &Auth, query: &str, headers: &HeaderMap, client: IpAddr)
         return resp;
     };
 
+    if let Some(hub) = &auth.hub_client {
+        let result = match hub.finish(query, &code, &state).await {
+            Ok(session) => establish(auth, headers, session).await,
+            Err(e) => {
+                warn!(error = %e, "sign-in through the hub failed");
+                metrics().signins.inc(&[e.code()]);
+                let mut resp = e.response(json, retry);
+                auth.push_cookie(&mut resp, &auth.clear_cookie_value(&flow_cookie));
+                return resp;
+            }
+        };
+        return signed_in(auth, result, flow, &flow_cookie, json, retry);
+    }
+
     let app = if flow.w {
         auth.website.as_ref().unwrap_or(&auth.app)
     } else {
@@ -145,7 +159,20 @@ async fn callback(auth: &Auth, query: &str, headers: &HeaderMap, client: IpAddr)
         Ok(t) => t,
         Err(e) => return code_failed(auth, headers, &flow, &flow_cookie, e).await,
     };
-    match complete(auth, headers, &token, app.appid.clone()).await {
+    let result = complete(auth, headers, &token, app.appid.clone()).await;
+    signed_in(auth, result, flow, &flow_cookie, json, retry)
+}
+
+/// The end of a callback: the browser lands with its new session, or gets the page.
+fn signed_in(
+    auth: &Auth,
+    result: Result<(Session, String), AuthError>,
+    flow: state::FlowState,
+    flow_cookie: &str,
+    json: bool,
+    retry: Option<String>,
+) -> Response<Body> {
+    match result {
         Ok((session, cookie)) => {
             info!(openid = %session.openid, scope = %session.scope, "signed in");
             metrics().signins.inc(&["success"]);
@@ -154,14 +181,14 @@ async fn callback(auth: &Auth, query: &str, headers: &HeaderMap, client: IpAddr)
             let done = state::FlowState { d: true, ..flow };
             auth.push_cookie(
                 &mut resp,
-                &auth.flow_cookie(&flow_cookie, &done, state::DONE_TTL_SECS),
+                &auth.flow_cookie(flow_cookie, &done, state::DONE_TTL_SECS),
             );
             resp
         }
         Err(e) => {
             metrics().signins.inc(&[e.code()]);
             let mut resp = e.response(json, retry);
-            auth.push_cookie(&mut resp, &auth.clear_cookie_value(&flow_cookie));
+            auth.push_cookie(&mut resp, &auth.clear_cookie_value(flow_cookie));
             resp
         }
     }
@@ -257,6 +284,16 @@ async fn complete(
         session.access_token = Some(token.access_token.clone());
         session.refresh_token = Some(token.refresh_token.clone());
     }
+    establish(auth, headers, session).await
+}
+
+/// A verified user becomes a session: allowed_openids enforced, the browser's previous
+/// session ended, a new one stored.
+async fn establish(
+    auth: &Auth,
+    headers: &HeaderMap,
+    session: Session,
+) -> Result<(Session, String), AuthError> {
     if !auth.is_allowed(&session.openid) {
         warn!(openid = %session.openid, "sign-in refused: not in access.allowed_openids");
         return Err(AuthError::NotAllowed);

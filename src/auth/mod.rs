@@ -54,6 +54,8 @@ pub struct Auth {
     pub account: Option<crate::account::Account>,
     /// The OpenID Connect provider for other apps (`[hub]`), if on.
     pub hub: Option<Arc<crate::hub::Hub>>,
+    /// Signing in through a hub instead of WeChat (`[hub_client]`), if on.
+    pub hub_client: Option<Arc<crate::hub_client::HubClient>>,
 }
 
 /// What the gate decided for a request that is not one of wxgate's own URLs.
@@ -108,8 +110,21 @@ impl Auth {
             .hub
             .as_ref()
             .map(|h| Arc::new(crate::hub::Hub::new(h, &signer, cfg.identity.ttl.get())));
+        let redirect_uri = format!("{}/_wxgate/callback", public_url.origin);
+        let hub_client = match &cfg.hub_client {
+            Some(c) => Some(Arc::new(
+                crate::hub_client::HubClient::new(
+                    c,
+                    redirect_uri.clone(),
+                    &cfg.session.secret_bytes,
+                )
+                .map_err(|e| BuildError::Other(format!("hub_client: {e}")))?,
+            )),
+            None => None,
+        };
         Ok(Auth {
             hub,
+            hub_client,
             public: PathMatcher::new(&cfg.access.public_paths)
                 .map_err(|e| BuildError::Other(format!("access.public_paths: {e}")))?,
             api: PathMatcher::new(&cfg.access.api_paths)
@@ -120,7 +135,7 @@ impl Auth {
                 secret: cfg.wechat.secret.clone(),
             },
             website,
-            redirect_uri: format!("{}/_wxgate/callback", public_url.origin),
+            redirect_uri,
             cookie_secure: cfg.cookie_secure(),
             qr_budget: Arc::default(),
             account: crate::account::Account::from_config(&cfg, &wechat, store.clone()),
@@ -303,8 +318,11 @@ impl Auth {
         tries: u8,
         client: IpAddr,
     ) -> Response<Body> {
-        self.begin_scoped(headers, rd, tries, client, self.cfg.wechat.scope)
-            .await
+        let scope = match &self.hub_client {
+            Some(hub) => hub.scope(),
+            None => self.cfg.wechat.scope,
+        };
+        self.begin_scoped(headers, rd, tries, client, scope).await
     }
 
     /// As [`Auth::begin`], asking WeChat for `scope` inside WeChat's browser (the hub
@@ -318,6 +336,19 @@ impl Auth {
         client: IpAddr,
         scope: crate::config::Scope,
     ) -> Response<Body> {
+        // Every browser signs in at the hub, which handles computers itself.
+        if let Some(hub) = &self.hub_client {
+            return match hub.provider().await {
+                Ok(p) => self.flow_redirect(headers, rd, tries, false, |state| {
+                    hub.authorize_url(&p, state, scope)
+                }),
+                Err(e) => {
+                    warn!(error = %e, "cannot start a sign-in through the hub");
+                    metrics().signins.inc(&[e.code()]);
+                    e.response(classify::wants_json(headers), Some(self.start_url(rd)))
+                }
+            };
+        }
         let ua = headers
             .get(http::header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
@@ -348,9 +379,45 @@ impl Auth {
         website: bool,
         scope: crate::config::Scope,
     ) -> Response<Body> {
+        self.flow_redirect(headers, rd, tries, website, |state| {
+            if website {
+                let appid = self
+                    .website
+                    .as_ref()
+                    .map(|w| w.appid.as_str())
+                    .unwrap_or_default();
+                crate::wechat::qrconnect_url(
+                    &self.cfg.wechat.qrconnect_url,
+                    appid,
+                    &self.redirect_uri,
+                    state,
+                )
+            } else {
+                crate::wechat::authorize_url(
+                    &self.cfg.wechat.authorize_url,
+                    &self.cfg.wechat.appid,
+                    &self.redirect_uri,
+                    scope,
+                    state,
+                    self.cfg.wechat.force_popup,
+                )
+            }
+        })
+    }
+
+    /// A 302 to a provider's authorization URL (built by `location` from a fresh
+    /// state) with that state bound to this browser by a flow cookie.
+    fn flow_redirect(
+        &self,
+        headers: &HeaderMap,
+        rd: &str,
+        tries: u8,
+        website: bool,
+        location: impl FnOnce(&str) -> String,
+    ) -> Response<Body> {
         let now = now_unix();
         let state = state::new_state();
-        // WeChat's own code/state never travel on into the app.
+        // The provider's own code/state never travel on into the app.
         let rd = redirect::strip_code_and_state(rd);
         let flow = FlowState {
             rd,
@@ -359,29 +426,7 @@ impl Auth {
             d: false,
             w: website,
         };
-        let location = if website {
-            let appid = self
-                .website
-                .as_ref()
-                .map(|w| w.appid.as_str())
-                .unwrap_or_default();
-            crate::wechat::qrconnect_url(
-                &self.cfg.wechat.qrconnect_url,
-                appid,
-                &self.redirect_uri,
-                &state,
-            )
-        } else {
-            crate::wechat::authorize_url(
-                &self.cfg.wechat.authorize_url,
-                &self.cfg.wechat.appid,
-                &self.redirect_uri,
-                scope,
-                &state,
-                self.cfg.wechat.force_popup,
-            )
-        };
-        let mut resp = redirect(&location);
+        let mut resp = redirect(&location(&state));
         // Make room for this flow among the ones already in flight in other tabs.
         let existing: Vec<(String, Option<FlowState>)> = all_cookies(headers)
             .filter(|(n, _)| state::state_of_cookie(&self.cfg.session.cookie_name, n).is_some())

@@ -202,6 +202,27 @@ impl HubClient {
         )
     }
 
+    /// Finishes a sign-in at the callback: the answer must come from this hub (RFC 9207
+    /// `iss`, when given), its code redeems, its id_token verifies. Returns the user as
+    /// a session to create.
+    pub async fn finish(
+        &self,
+        query: &str,
+        code: &str,
+        state: &str,
+    ) -> Result<Session, HubClientError> {
+        let iss = crate::hub::params::Params::parse(query);
+        if let Ok(Some(iss)) = iss.one("iss") {
+            if iss.trim_end_matches('/') != self.issuer {
+                return Err(HubClientError::BadIdToken(format!(
+                    "the answer comes from {iss:?}, not this wxgate's hub"
+                )));
+            }
+        }
+        let claims = self.redeem(code, state).await?;
+        session_from_claims(&claims)
+    }
+
     /// Redeems the hub's code from the callback of the flow with this state; returns
     /// the verified id_token's claims.
     pub async fn redeem(&self, code: &str, state: &str) -> Result<Value, HubClientError> {
