@@ -59,6 +59,7 @@ fn session(i: usize, userinfo: bool) -> Session {
         created_at: 1_700_000_000,
         profile_at: 1_700_000_000,
         expires_at: u64::MAX / 2,
+        ..Session::new("", "", Scope::Base)
     }
 }
 

@@ -13,12 +13,12 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue};
 use http_body_util::BodyExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use wxgate::auth::paths::normalize_path;
-use wxgate::auth::redirect::safe_return_path;
-use wxgate::auth::{state, Auth};
 use wxgate::config::{from_toml, Config};
 use wxgate::proxy::fuzzing::{keeps_trailer, read_response_bytes, ReadResponse};
 use wxgate::session::{now_unix, CookieCodec, Store};
+use wxgate::signin::paths::normalize_path;
+use wxgate::signin::redirect::safe_return_path;
+use wxgate::signin::{state, Core as Auth};
 use wxgate::wechat::{parse_response, UserInfo};
 
 /// A validated `rd` is a same-origin path, free of controls, and a fixed point.
@@ -114,7 +114,7 @@ fn cookie_header(value: &[u8]) -> Option<HeaderMap> {
 /// authentic seal (the compact session parse), read the way every request is.
 pub fn session_cookie(data: &[u8]) {
     let auth = auth();
-    let name = auth.cfg.session.cookie_name.clone();
+    let name = auth.cfg().session.cookie_name.clone();
     if let Some(h) = cookie_header(data) {
         let got = poll_once(auth.session_of(&h)).expect("the cookie store never waits");
         if let Ok(Some((s, _))) = got {
@@ -144,7 +144,7 @@ pub fn state_cookie(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let (st, value) = text.split_once('\n').unwrap_or(("abc123", &text));
     let auth = auth();
-    let base = auth.cfg.session.cookie_name.clone();
+    let base = auth.cfg().session.cookie_name.clone();
 
     if let Some(found) = state::state_of_cookie(&base, st) {
         assert!(state::is_valid_state(found));

@@ -12,12 +12,14 @@ use tokio::sync::{mpsc, watch};
 
 use crate::admin::metrics::metrics;
 use crate::admin::{self, ReadyCheck};
-use crate::auth::{endpoints, paths, Auth, Gate};
 use crate::body::Body;
 use crate::config::Config;
+use crate::pages::Reply;
 use crate::proxy::{headers, ClientLimits, ForwardContext, Forwarder, ProxyError};
 use crate::server::{self, ConnInfo, ServerError, ServerSettings};
 use crate::session::Store;
+use crate::signin::gate::{Gate, SignIn};
+use crate::signin::{endpoints, paths};
 
 /// The sockets wxgate serves on, bound by the caller (so tests can bind 127.0.0.1:0).
 pub struct Listeners {
@@ -55,7 +57,7 @@ pub enum AppError {
     #[error("{0}")]
     Store(String),
     #[error("{0}")]
-    Auth(#[from] crate::auth::BuildError),
+    Auth(#[from] crate::signin::BuildError),
     #[error("server.workers: cannot start the worker threads: {0}")]
     Workers(std::io::Error),
 }
@@ -64,7 +66,9 @@ pub enum AppError {
 /// and the upstream connection pool outlive reloads.
 pub struct State {
     pub forwarder: Forwarder,
-    pub auth: ArcSwap<Auth>,
+    pub auth: ArcSwap<SignIn>,
+    /// The OpenID Connect provider for other apps (`[hub]`), built and swapped with `auth`.
+    pub hub: arc_swap::ArcSwapOption<crate::hub::Hub>,
     pub store: Arc<Store>,
 }
 
@@ -129,20 +133,21 @@ async fn open_store(config: &Config, workers: usize) -> Result<Arc<Store>, AppEr
         .map_err(|e| AppError::Store(crate::session::open_problem(&config.session, &e)))
 }
 
-fn build_auth(config: Config, store: Arc<Store>) -> Result<Auth, AppError> {
-    let auth = Auth::new(Arc::new(config), store)?;
-    match auth.signer.key_source() {
+fn build_auth(config: Config, store: Arc<Store>) -> Result<SignIn, AppError> {
+    let auth = SignIn::new(Arc::new(config), store)?;
+    let signer = auth.core.signer();
+    match signer.key_source() {
         crate::identity::KeySource::Configured => {}
         crate::identity::KeySource::Derived => tracing::warn!(
-            kid = auth.signer.kid(),
+            kid = signer.kid(),
             "no signing key configured: the identity key is derived from session.secret (rotating the secret rotates the key); for production set identity.signing_key_file to a key from `wxgate keygen`"
         ),
         crate::identity::KeySource::Generated => tracing::warn!(
-            kid = auth.signer.kid(),
+            kid = signer.kid(),
             "no signing key configured: a random one was generated, so it changes at every start and replicas do not agree; set identity.signing_key_file to a key from `wxgate keygen`"
         ),
     }
-    if auth.cfg.session.secret_generated {
+    if auth.core.cfg().session.secret_generated {
         tracing::warn!("session.secret is not set: a random one was generated (memory store only; sign-ins in flight at a restart start over)");
     }
     Ok(auth)
@@ -180,9 +185,12 @@ pub async fn run_with(
     };
     let upstream_url = config.upstream.url.clone();
     let settings_cfg = config.server.clone();
+    let auth = build_auth(config, store.clone())?;
+    let hub = crate::hub::Hub::of(&auth).map(Arc::new);
     let state = Arc::new(State {
         forwarder,
-        auth: ArcSwap::from_pointee(build_auth(config, store.clone())?),
+        auth: ArcSwap::from_pointee(auth),
+        hub: arc_swap::ArcSwapOption::new(hub),
         store,
     });
     let reload_state = state.clone();
@@ -229,7 +237,7 @@ pub async fn run_with(
     // The account's token for the apps' backends: only ever on the admin listener.
     let account_routes = admin::Extension::new("/account/", move |req| {
         let auth = account_state.auth.load_full();
-        async move { crate::account::admin::handle(auth.account.as_ref(), req).await }
+        async move { crate::account::admin::handle(auth.core.account(), req).await }
     });
     let admin = tokio::spawn(admin::serve(
         listeners.admin,
@@ -273,41 +281,42 @@ async fn signalled(mut rx: watch::Receiver<bool>) {
 /// values until a restart; the log says so.
 fn apply_reload(state: &State, mut new: Config) {
     let current = state.auth.load();
+    let current_cfg = current.core.cfg();
     // A generated secret must survive the reload, or every cookie (and the derived
     // signing key) would change under the users' feet.
-    if new.session.secret_generated && current.cfg.session.secret_generated {
-        new.session.secret_bytes = current.cfg.session.secret_bytes.clone();
+    if new.session.secret_generated && current_cfg.session.secret_generated {
+        new.session.secret_bytes = current_cfg.session.secret_bytes.clone();
     }
     let restart_only = [
         (
             "server.listen",
-            current.cfg.server.listen != new.server.listen,
+            current_cfg.server.listen != new.server.listen,
         ),
-        ("admin.listen", current.cfg.admin.listen != new.admin.listen),
-        ("upstream.url", current.cfg.upstream.url != new.upstream.url),
+        ("admin.listen", current_cfg.admin.listen != new.admin.listen),
+        ("upstream.url", current_cfg.upstream.url != new.upstream.url),
         (
             "upstream.upgrades",
-            current.cfg.upstream.upgrades != new.upstream.upgrades,
+            current_cfg.upstream.upgrades != new.upstream.upgrades,
         ),
         (
             "upstream.body_timeout",
-            current.cfg.upstream.body_timeout != new.upstream.body_timeout,
+            current_cfg.upstream.body_timeout != new.upstream.body_timeout,
         ),
         (
             "server.body_timeout",
-            current.cfg.server.body_timeout != new.server.body_timeout,
+            current_cfg.server.body_timeout != new.server.body_timeout,
         ),
         (
             "server.max_header_bytes",
-            current.cfg.server.max_header_len != new.server.max_header_len,
+            current_cfg.server.max_header_len != new.server.max_header_len,
         ),
         (
             "session.store",
-            current.cfg.session.store != new.session.store,
+            current_cfg.session.store != new.session.store,
         ),
         (
             "session.redis_url",
-            current.cfg.session.redis_url != new.session.redis_url,
+            current_cfg.session.redis_url != new.session.redis_url,
         ),
     ];
     for (key, changed) in restart_only {
@@ -320,15 +329,14 @@ fn apply_reload(state: &State, mut new: Config) {
     }
     match build_auth(new, state.store.clone()) {
         Ok(mut auth) => {
-            // A reload must not reset the count of QR pages shown (a way around it).
-            auth.qr_budget = current.qr_budget.clone();
-            if let (Some(new), Some(old)) = (auth.account.as_mut(), current.account.as_ref()) {
-                new.keep_from(old);
-            }
+            // A reload must not reset the count of QR pages shown (a way around it),
+            // nor drop the account's tokens.
+            auth.keep_from(&current);
+            state.hub.store(crate::hub::Hub::of(&auth).map(Arc::new));
             state.auth.store(Arc::new(auth));
             metrics().config_reloads.inc(&["applied"]);
             tracing::info!(
-                kid = state.auth.load().signer.kid(),
+                kid = state.auth.load().core.signer().kid(),
                 "reload: configuration applied"
             );
         }
@@ -342,7 +350,7 @@ fn apply_reload(state: &State, mut new: Config) {
 /// One request on the public listener: classify → authenticate → rewrite → forward.
 pub async fn handle(state: &State, req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
     let auth = state.auth.load_full();
-    let trusted = headers::is_trusted(conn.peer.ip(), &auth.cfg.server.trusted);
+    let trusted = headers::is_trusted(conn.peer.ip(), &auth.core.cfg().server.trusted);
     // One host for wxgate and the app: an absolute-form target or `:authority` wins
     // over `Host`, and a request naming two hosts is refused.
     let host = match headers::request_host(req.version(), req.uri().authority(), req.headers()) {
@@ -350,7 +358,7 @@ pub async fn handle(state: &State, req: Request<Incoming>, conn: ConnInfo) -> Re
         Err(e) => {
             metrics().denied.inc(&["bad_host"]);
             tracing::info!(peer = %conn.peer, error = %e, "request refused");
-            return bad_host(&e.to_string(), crate::pages::wants_json(req.headers()));
+            return bad_host(&e.to_string(), Reply::of(req.headers()));
         }
     };
     let path = req.uri().path();
@@ -358,8 +366,8 @@ pub async fn handle(state: &State, req: Request<Incoming>, conn: ConnInfo) -> Re
     // wxgate's own URLs are never forwarded.
     if path == "/_wxgate" || path.starts_with("/_wxgate/") {
         let client = client_ip(req.headers(), conn.peer.ip(), trusted);
-        if let (Some(hub), true) = (&auth.hub, path.starts_with("/_wxgate/oidc/")) {
-            return crate::hub::handle(&auth, hub, req, client).await;
+        if let Some(hub) = state.hub.load_full().filter(|_| crate::hub::serves(path)) {
+            return crate::hub::handle(&auth, &hub, req, client).await;
         }
         return endpoints::handle(
             &auth,
@@ -378,7 +386,7 @@ pub async fn handle(state: &State, req: Request<Incoming>, conn: ConnInfo) -> Re
     }
     let Some(normalized) = paths::normalize_path(path) else {
         metrics().denied.inc(&["bad_path"]);
-        return bad_path(crate::pages::wants_json(req.headers()));
+        return bad_path(Reply::of(req.headers()));
     };
     let path_and_query = req
         .uri()
@@ -409,15 +417,15 @@ pub async fn handle(state: &State, req: Request<Incoming>, conn: ConnInfo) -> Re
     if let Some(host) = host {
         parts.headers.insert(http::header::HOST, host);
     }
-    headers::strip_identity_headers(&mut parts.headers, &auth.identity_header, trusted);
-    let cookie_name = auth.cfg.session.cookie_name.as_str();
+    headers::strip_identity_headers(&mut parts.headers, auth.core.identity_header(), trusted);
+    let cookie_name = auth.core.cfg().session.cookie_name.as_str();
     headers::remove_cookies(&mut parts.headers, |name| {
-        crate::auth::is_own_cookie(cookie_name, name)
+        SignIn::is_own_cookie(cookie_name, name)
     });
     if let Some(s) = &session {
-        if let Err(e) = auth.attach_identity(&mut parts.headers, s).await {
+        if let Err(e) = auth.core.attach_identity(&mut parts.headers, s).await {
             tracing::error!(error = %e, "cannot sign the identity header");
-            return e.response(crate::pages::wants_json(&parts.headers), None);
+            return e.response(Reply::of(&parts.headers), None);
         }
     }
     let ctx = ForwardContext {
@@ -440,7 +448,7 @@ pub async fn handle(state: &State, req: Request<Incoming>, conn: ConnInfo) -> Re
 }
 
 /// The answer to a request naming no host, two hosts, or an invalid one.
-pub(crate) fn bad_host(why: &str, json: bool) -> Response<Body> {
+pub(crate) fn bad_host(why: &str, reply: Reply) -> Response<Body> {
     crate::pages::respond(
         &crate::pages::Notice {
             status: StatusCode::BAD_REQUEST,
@@ -451,12 +459,12 @@ pub(crate) fn bad_host(why: &str, json: bool) -> Response<Body> {
             detail: format!("The request has {why}."),
             retry: None,
         },
-        json,
+        reply,
     )
 }
 
 /// The answer to a path that cannot be matched safely.
-pub(crate) fn bad_path(json: bool) -> Response<Body> {
+pub(crate) fn bad_path(reply: Reply) -> Response<Body> {
     crate::pages::respond(
         &crate::pages::Notice {
             status: StatusCode::BAD_REQUEST,
@@ -469,7 +477,7 @@ pub(crate) fn bad_path(json: bool) -> Response<Body> {
                     .into(),
             retry: None,
         },
-        json,
+        reply,
     )
 }
 

@@ -23,6 +23,29 @@ pub struct Notice<'a> {
     pub retry: Option<String>,
 }
 
+/// How wxgate answers a client itself: a bilingual page for a browser, JSON for an API
+/// client. Decided once per request ([`Reply::of`]) and handed to whoever answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reply {
+    Page,
+    Json,
+}
+
+impl Reply {
+    /// The reply mode a request asks for (see [`wants_json`]).
+    pub fn of(headers: &HeaderMap) -> Reply {
+        if wants_json(headers) {
+            Reply::Json
+        } else {
+            Reply::Page
+        }
+    }
+
+    pub fn is_json(self) -> bool {
+        self == Reply::Json
+    }
+}
+
 /// Whether the client wants a JSON answer rather than a page: an XHR, or an `Accept`
 /// that lists JSON and not HTML. The one rule for every answer wxgate writes itself,
 /// sign-in refusals and proxy errors alike.
@@ -63,17 +86,17 @@ pub fn wants_json(headers: &HeaderMap) -> bool {
 }
 
 /// HTML for browsers, JSON for API clients.
-pub fn respond(n: &Notice<'_>, json: bool) -> Response<Body> {
-    respond_with(n, json, None)
+pub fn respond(n: &Notice<'_>, reply: Reply) -> Response<Body> {
+    respond_with(n, reply, None)
 }
 
 /// As [`respond`], with extra JSON fields (e.g. `login_url`) merged in.
 pub fn respond_with(
     n: &Notice<'_>,
-    json: bool,
+    reply: Reply,
     extra: Option<serde_json::Value>,
 ) -> Response<Body> {
-    let (body, ctype) = if json {
+    let (body, ctype) = if reply.is_json() {
         let mut v = serde_json::json!({
             "error": n.code,
             "message": n.title_en,
@@ -150,7 +173,7 @@ pub fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<
 }
 
 /// The 404 of wxgate's own URLs.
-pub fn not_found(json: bool) -> Response<Body> {
+pub fn not_found(reply: Reply) -> Response<Body> {
     respond(
         &Notice {
             status: StatusCode::NOT_FOUND,
@@ -161,7 +184,7 @@ pub fn not_found(json: bool) -> Response<Body> {
             detail: "wxgate has no such page.".into(),
             retry: None,
         },
-        json,
+        reply,
     )
 }
 
@@ -290,7 +313,7 @@ mod tests {
         let page = html(&n);
         assert!(page.contains("&lt;script&gt;") && !page.contains("<script>"));
         assert!(page.contains("href=\"/x?a=1&amp;b=2\""));
-        let resp = respond(&n, true);
+        let resp = respond(&n, Reply::Json);
         assert_eq!(resp.status(), 502);
         assert_eq!(resp.headers()[header::CONTENT_TYPE], "application/json");
     }

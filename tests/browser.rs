@@ -152,8 +152,7 @@ impl Cdp {
         let rest = ws_url.strip_prefix("ws://").expect("ws URL");
         let (authority, path) = rest.split_at(rest.find('/').unwrap());
         let mut stream = TcpStream::connect(authority).await.unwrap();
-        let key =
-            base64::engine::general_purpose::STANDARD.encode(wxgate::config::random_bytes(16));
+        let key = base64::engine::general_purpose::STANDARD.encode(wxgate::random::bytes(16));
         let req = format!(
             "GET {path} HTTP/1.1\r\nHost: {authority}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
 Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
@@ -184,7 +183,7 @@ Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
             frame.push(0x80 | 127);
             frame.extend_from_slice(&(len as u64).to_be_bytes());
         }
-        let mask = wxgate::config::random_bytes(4);
+        let mask = wxgate::random::bytes(4);
         frame.extend_from_slice(&mask);
         frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
         self.stream.write_all(&frame).await.unwrap();
@@ -341,7 +340,8 @@ async fn sign_in(env: &Site, cdp: &mut Cdp) -> Result<(), String> {
     }
     // The same URL through the same encoder gives the same modules: comparing the drawn
     // path with it proves the code on screen is the scan URL's.
-    let expected = wxgate::desktop::qr_svg(&scan_url).ok_or("scan URL does not fit a QR")?;
+    let expected =
+        wxgate::signin::methods::desktop::qr_svg(&scan_url).ok_or("scan URL does not fit a QR")?;
     let expected_d = expected
         .split(" d=\"")
         .nth(1)

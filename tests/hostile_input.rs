@@ -6,9 +6,9 @@
 mod common;
 
 use common::corpus::{header_names, unescape, Removed};
-use wxgate::auth::classify::percent_encode_header;
-use wxgate::auth::paths::{normalize_path, PathMatcher};
-use wxgate::auth::redirect::{safe_return_path, strip_code_and_state};
+use wxgate::signin::classify::percent_encode_header;
+use wxgate::signin::paths::{normalize_path, PathMatcher};
+use wxgate::signin::redirect::{safe_return_path, strip_code_and_state};
 
 fn corpus(name: &str) -> Vec<(usize, String)> {
     common::corpus::lines(name)

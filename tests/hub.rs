@@ -821,6 +821,7 @@ async fn two_wxgates_on_two_origins_sign_in_through_one_hub_with_one_wechat_auth
         .unwrap_or_else(|e| panic!("{origin}'s identity header: {e}"));
         assert_eq!(claims["sub"], openid.as_str());
         assert_eq!(claims["appid"], hub.appid.as_str());
+        assert_eq!(claims["idp"], "hub");
         // The way there went through the hub.
         assert!(
             hops.iter()

@@ -71,6 +71,7 @@ fn userinfo_session() -> Session {
         created_at: now,
         profile_at: now,
         expires_at: now + 3600,
+        ..Session::new("", "", Scope::UserInfo)
     }
 }
 

@@ -101,7 +101,7 @@ fn parse_refused(body: &[u8]) -> Option<String> {
             .as_str()?
             .to_string()
     } else {
-        crate::auth::endpoints::query_param(text, "access_token")?
+        crate::query::param(text, "access_token")?
     };
     let ok =
         !token.is_empty() && token.len() <= 1024 && token.bytes().all(|b| b.is_ascii_graphic());

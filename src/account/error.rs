@@ -4,7 +4,7 @@ use http::{header, HeaderValue, Response, StatusCode};
 use serde_json::json;
 
 use crate::body::Body;
-use crate::pages::{respond_with, Notice};
+use crate::pages::{respond_with, Notice, Reply};
 use crate::session::StoreError;
 use crate::wechat::WechatError;
 
@@ -133,7 +133,7 @@ impl AccountError {
             detail,
             retry: None,
         };
-        let mut resp = respond_with(&n, true, Some(extra));
+        let mut resp = respond_with(&n, Reply::Json, Some(extra));
         match status {
             S::SERVICE_UNAVAILABLE => {
                 resp.headers_mut()

@@ -76,7 +76,7 @@ pub fn host_allowed(host: &str, patterns: &[String]) -> bool {
 /// A nonce for one signature: 16 characters of `[A-Za-z0-9]`.
 fn nonce() -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    crate::config::random_bytes(16)
+    crate::random::bytes(16)
         .iter()
         .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
         .collect()
@@ -95,7 +95,7 @@ async fn make_config(
     query: &str,
 ) -> Result<serde_json::Value, AccountError> {
     let account = account.ok_or(AccountError::Off)?;
-    let raw = crate::auth::endpoints::query_param(query, "url").unwrap_or_default();
+    let raw = crate::query::param(query, "url").unwrap_or_default();
     let (url, host) = page_url(&raw).map_err(|m| AccountError::BadRequest(m.into()))?;
     if !host_allowed(&host, &account.jssdk_hosts) {
         return Err(AccountError::HostNotAllowed(host));

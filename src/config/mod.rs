@@ -842,7 +842,7 @@ impl Config {
                 if self.session.store == StoreKind::Memory {
                     // Memory sessions die with the process anyway; a random secret costs
                     // nothing but the state cookies of sign-ins in flight at a restart.
-                    self.session.secret_bytes = random_bytes(32);
+                    self.session.secret_bytes = crate::random::bytes(32);
                     self.session.secret_generated = true;
                 } else {
                     push(&mut p, "session.secret", format!(
@@ -1211,14 +1211,6 @@ pub fn decode_secret(s: &str) -> Result<Vec<u8>, String> {
         "must be at least 32 bytes (got {}); `wxgate keygen` prints one",
         t.len()
     ))
-}
-
-// Without a working system random source no secret can be made: stopping is right.
-#[allow(clippy::expect_used)]
-pub fn random_bytes(n: usize) -> Vec<u8> {
-    let mut b = vec![0u8; n];
-    aws_lc_rs::rand::fill(&mut b).expect("system random source");
-    b
 }
 
 fn parse_public_url(s: &str) -> Result<PublicUrl, String> {

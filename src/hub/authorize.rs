@@ -15,10 +15,12 @@ use super::error::{no_store, PageError, RedirectError};
 use super::grants::{for_app, CodeGrant, Grants, Pending};
 use super::params::{with_query, Params};
 use super::{covers, narrower, Hub};
-use crate::auth::{state, Auth};
 use crate::body::Body;
 use crate::config::Scope;
+use crate::pages::Reply;
 use crate::session::{now_unix, Session};
+use crate::signin::gate::SignIn;
+use crate::signin::{state, Browser, RouteNeeds};
 
 /// Longest `state` and `nonce` echoed: they travel in a Location header and a token.
 const MAX_ECHOED: usize = 1024;
@@ -147,18 +149,20 @@ pub fn check(hub: &Hub, params: &Params) -> Result<Checked, Refusal> {
 }
 
 pub async fn authorize(
-    auth: &Auth,
+    signin: &SignIn,
     hub: &Hub,
     query: &str,
     headers: &HeaderMap,
     client_ip: IpAddr,
 ) -> Response<Body> {
-    let json = crate::pages::wants_json(headers);
+    let json = Reply::of(headers);
     let params = Params::parse(query);
-    let grants = Grants { store: &auth.store };
+    let grants = Grants {
+        store: signin.core.store(),
+    };
     match params.one("resume") {
         Err(_) => return PageError::Repeated("resume").response(json),
-        Ok(Some(id)) => return resume(auth, hub, &grants, id, headers).await,
+        Ok(Some(id)) => return resume(signin, hub, &grants, id, headers).await,
         Ok(None) => {}
     }
     let checked = match check(hub, &params) {
@@ -181,10 +185,10 @@ pub async fn authorize(
         }
     };
     let p = checked.pending;
-    match auth.session_of(headers).await {
+    match signin.core.session_of(headers).await {
         Err(_) => PageError::StoreUnavailable.response(json),
         Ok(Some((s, _))) if covers(s.scope, p.scope) => {
-            issue(auth, hub, &grants, &p, &s, json).await
+            issue(signin, hub, &grants, &p, &s, json).await
         }
         Ok(session) if checked.prompt_none => {
             let error = if session.is_some() {
@@ -207,7 +211,9 @@ pub async fn authorize(
                 }
             };
             let rd = format!("/_wxgate/oidc/authorize?resume={id}");
-            auth.begin_scoped(headers, &rd, 0, client_ip, p.scope).await
+            let browser = Browser::of(headers, client_ip);
+            let route = RouteNeeds { scope: p.scope };
+            signin.begin_for(&browser, &rd, 0, route).await
         }
     }
 }
@@ -215,13 +221,13 @@ pub async fn authorize(
 /// Back from the hub's own sign-in: the user now has a hub session (whatever scope
 /// WeChat granted is what the app gets: no second round trip, no loop).
 async fn resume(
-    auth: &Auth,
+    signin: &SignIn,
     hub: &Hub,
     grants: &Grants<'_>,
     id: &str,
     headers: &HeaderMap,
 ) -> Response<Body> {
-    let json = crate::pages::wants_json(headers);
+    let json = Reply::of(headers);
     if !state::is_valid_state(id) {
         return PageError::ResumeExpired.response(json);
     }
@@ -238,8 +244,8 @@ async fn resume(
         }
         Some(_) => {}
     }
-    match auth.session_of(headers).await {
-        Ok(Some((s, _))) => issue(auth, hub, grants, &p, &s, json).await,
+    match signin.core.session_of(headers).await {
+        Ok(Some((s, _))) => issue(signin, hub, grants, &p, &s, json).await,
         Ok(None) => PageError::SignInIncomplete.response(json),
         Err(_) => PageError::StoreUnavailable.response(json),
     }
@@ -247,14 +253,14 @@ async fn resume(
 
 /// A code for the app, sent to its redirect_uri.
 async fn issue(
-    auth: &Auth,
+    signin: &SignIn,
     hub: &Hub,
     grants: &Grants<'_>,
     p: &Pending,
     s: &Session,
-    json: bool,
+    json: Reply,
 ) -> Response<Body> {
-    if !auth.is_allowed(&s.openid) {
+    if !signin.core.is_allowed(&s.openid) {
         let error = RedirectError::new("access_denied", "this WeChat user is not allowed");
         return error_redirect(hub, &p.redirect_uri, p.state.as_deref(), &error);
     }
@@ -280,7 +286,10 @@ async fn issue(
     }
     // RFC 9207: the app can tell which provider answered.
     params.push(("iss", hub.issuer.as_str()));
-    no_store(crate::auth::redirect(&with_query(&p.redirect_uri, &params)))
+    no_store(crate::signin::redirect(&with_query(
+        &p.redirect_uri,
+        &params,
+    )))
 }
 
 fn error_redirect(
@@ -294,7 +303,7 @@ fn error_redirect(
         params.push(("state", st));
     }
     params.push(("iss", hub.issuer.as_str()));
-    no_store(crate::auth::redirect(&with_query(redirect_uri, &params)))
+    no_store(crate::signin::redirect(&with_query(redirect_uri, &params)))
 }
 
 #[cfg(test)]

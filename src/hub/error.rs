@@ -12,7 +12,7 @@ use http::{Response, StatusCode};
 use serde_json::json;
 
 use crate::body::Body;
-use crate::pages::{respond, Notice};
+use crate::pages::{respond, Notice, Reply};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PageError {
@@ -42,7 +42,7 @@ impl PageError {
         }
     }
 
-    pub fn response(&self, json: bool) -> Response<Body> {
+    pub fn response(&self, reply: Reply) -> Response<Body> {
         use StatusCode as S;
         let (status, title_zh, title_en, detail_zh, detail) = match self {
             PageError::UnknownClient => (
@@ -102,7 +102,7 @@ impl PageError {
                 detail,
                 retry: None,
             },
-            json,
+            reply,
         ))
     }
 }

@@ -57,7 +57,7 @@ pub struct AccessGrant {
 
 /// A fresh bearer value: 32 random bytes, base64url.
 pub fn new_secret() -> String {
-    URL_SAFE_NO_PAD.encode(crate::config::random_bytes(32))
+    URL_SAFE_NO_PAD.encode(crate::random::bytes(32))
 }
 
 /// The key part for a bearer value.
@@ -100,7 +100,7 @@ impl Grants<'_> {
     /// Keeps a request while the hub signs its user in; returns the id to resume it by.
     pub async fn put_pending(&self, p: &Pending) -> Result<String, StoreError> {
         // The id is a state-like token: it travels in the sign-in's return path.
-        let id = crate::auth::state::new_state();
+        let id = crate::signin::state::new_state();
         self.put(&format!("hub:req:{id}"), p, PENDING_TTL).await?;
         Ok(id)
     }

@@ -24,10 +24,11 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt as _;
 use serde_json::{json, Value};
 
-use crate::auth::Auth;
 use crate::body::Body;
 use crate::config::{HubConfig, Scope};
 use crate::identity::Signer;
+use crate::pages::Reply;
+use crate::signin::gate::SignIn;
 
 /// The largest token request body read.
 const MAX_FORM_BYTES: usize = 16 * 1024;
@@ -55,6 +56,13 @@ impl Hub {
             code_ttl: cfg.code_ttl,
             token_ttl,
         }
+    }
+
+    /// The hub of a configuration, when it has `[hub]`.
+    pub fn of(signin: &SignIn) -> Option<Hub> {
+        let cfg = signin.core.cfg();
+        let hub = cfg.hub.as_ref()?;
+        Some(Hub::new(hub, signin.core.signer(), cfg.identity.ttl.get()))
     }
 
     /// The OpenID Provider metadata with the hub's endpoints.
@@ -119,8 +127,21 @@ pub fn narrower(a: Scope, b: Scope) -> Scope {
     }
 }
 
-/// `/_wxgate/oidc/*`.
-pub async fn handle<B>(auth: &Auth, hub: &Hub, req: Request<B>, client: IpAddr) -> Response<Body>
+/// Whether the hub answers `path` (its endpoints, and the discovery document that
+/// names them).
+pub fn serves(path: &str) -> bool {
+    path.starts_with("/_wxgate/oidc/") || path == DISCOVERY
+}
+
+const DISCOVERY: &str = "/_wxgate/.well-known/openid-configuration";
+
+/// `/_wxgate/oidc/*` and the discovery document.
+pub async fn handle<B>(
+    signin: &SignIn,
+    hub: &Hub,
+    req: Request<B>,
+    client: IpAddr,
+) -> Response<Body>
 where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -131,22 +152,23 @@ where
     match path {
         "/_wxgate/oidc/authorize" if get_like => {
             let query = req.uri().query().unwrap_or("");
-            authorize::authorize(auth, hub, query, req.headers(), client).await
+            authorize::authorize(signin, hub, query, req.headers(), client).await
         }
         "/_wxgate/oidc/token" if method == Method::POST => {
             let (parts, body) = req.into_parts();
             match read_form(body).await {
-                Ok(bytes) => token::token(auth, hub, &parts.headers, &bytes).await,
+                Ok(bytes) => token::token(&signin.core, hub, &parts.headers, &bytes).await,
                 Err(e) => e.response(),
             }
         }
         "/_wxgate/oidc/userinfo" if get_like || method == Method::POST => {
-            token::userinfo(auth, req.headers()).await
+            token::userinfo(&signin.core, req.headers()).await
         }
         "/_wxgate/oidc/authorize" => not_allowed("GET, HEAD"),
         "/_wxgate/oidc/token" => not_allowed("POST"),
         "/_wxgate/oidc/userinfo" => not_allowed("GET, HEAD, POST"),
-        _ => crate::pages::not_found(crate::pages::wants_json(req.headers())),
+        DISCOVERY if get_like => discovery_response(req.headers(), hub.discovery()),
+        _ => crate::pages::not_found(Reply::of(req.headers())),
     }
 }
 
@@ -165,6 +187,39 @@ where
             "the body did not arrive in time",
         )),
     }
+}
+
+/// The discovery document, cacheable like the identity's own (ETag, 5 minutes).
+fn discovery_response(headers: &http::HeaderMap, body: Bytes) -> Response<Body> {
+    use base64::Engine as _;
+    use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &body);
+    let mut tag = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.as_ref());
+    tag.truncate(22);
+    let etag = format!("\"{tag}\"");
+    let fresh = headers
+        .get(IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    let mut resp = if fresh {
+        let mut r = Response::new(crate::body::empty());
+        *r.status_mut() = StatusCode::NOT_MODIFIED;
+        r
+    } else {
+        let mut r = Response::new(crate::body::full(body));
+        r.headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        r
+    };
+    let h = resp.headers_mut();
+    h.insert(
+        CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        h.insert(ETAG, v);
+    }
+    resp
 }
 
 fn not_allowed(allow: &'static str) -> Response<Body> {

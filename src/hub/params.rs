@@ -58,7 +58,7 @@ pub fn form_decode(s: &str) -> Option<String> {
 
 /// Encodes one query component (like encodeURIComponent).
 pub fn form_encode(s: &str) -> String {
-    utf8_percent_encode(s, crate::auth::COMPONENT).to_string()
+    utf8_percent_encode(s, crate::signin::COMPONENT).to_string()
 }
 
 /// `uri` with `params` added to its query, encoded.

@@ -10,16 +10,16 @@ use super::error::{no_store, TokenError, UserinfoError};
 use super::grants::{new_secret, AccessGrant, Grants};
 use super::params::Params;
 use super::{pkce, Hub};
-use crate::auth::Auth;
 use crate::body::Body;
 use crate::config::Scope;
 use crate::session::now_unix;
+use crate::signin::Core;
 
 /// Claims of a token that say nothing about the user, left out of userinfo.
 const TOKEN_ONLY_CLAIMS: &[&str] = &["iss", "aud", "iat", "nbf", "exp", "jti"];
 
-pub async fn token(auth: &Auth, hub: &Hub, headers: &HeaderMap, body: &[u8]) -> Response<Body> {
-    match redeem(auth, hub, headers, body).await {
+pub async fn token(core: &Core, hub: &Hub, headers: &HeaderMap, body: &[u8]) -> Response<Body> {
+    match redeem(core, hub, headers, body).await {
         Ok(v) => no_store(crate::pages::json_response(StatusCode::OK, &v)),
         Err(e) => {
             info!(error = %e, "hub: token request refused");
@@ -29,7 +29,7 @@ pub async fn token(auth: &Auth, hub: &Hub, headers: &HeaderMap, body: &[u8]) -> 
 }
 
 async fn redeem(
-    auth: &Auth,
+    core: &Core,
     hub: &Hub,
     headers: &HeaderMap,
     body: &[u8],
@@ -70,7 +70,9 @@ async fn redeem(
         "PKCE is required: code_verifier is missing",
     )?;
 
-    let grants = Grants { store: &auth.store };
+    let grants = Grants {
+        store: core.store(),
+    };
     let ttl = hub.token_ttl;
     let unavailable = |e: crate::session::StoreError| {
         warn!(error = %e, "hub: session store unavailable at the token endpoint");
@@ -123,15 +125,15 @@ async fn redeem(
         .await
         .map_err(unavailable)?;
 
-    let extra = auth.identity_extra(&g.session).await;
-    let mut claims = auth.signer.claims_with(&g.session, &extra);
+    let extra = core.identity_extra(&g.session).await;
+    let mut claims = core.signer().claims_with(&g.session, &extra);
     claims["aud"] = json!(client.id);
     claims["azp"] = json!(client.id);
     claims["auth_time"] = json!(g.session.created_at);
     if let Some(nonce) = &g.nonce {
         claims["nonce"] = json!(nonce);
     }
-    let id_token = auth.signer.sign_claims(&claims).map_err(|e| {
+    let id_token = core.signer().sign_claims(&claims).map_err(|e| {
         warn!(error = %e, "hub: cannot sign an id_token");
         TokenError::Internal
     })?;
@@ -153,12 +155,14 @@ pub fn scope_string(s: Scope) -> &'static str {
     }
 }
 
-pub async fn userinfo(auth: &Auth, headers: &HeaderMap) -> Response<Body> {
+pub async fn userinfo(core: &Core, headers: &HeaderMap) -> Response<Body> {
     let token = match bearer(headers) {
         Some(t) => t,
         None => return UserinfoError::Missing.response(),
     };
-    let grants = Grants { store: &auth.store };
+    let grants = Grants {
+        store: core.store(),
+    };
     let grant = match grants.access(token).await {
         Ok(Some(g)) => g,
         Ok(None) => return UserinfoError::InvalidToken.response(),
@@ -167,8 +171,8 @@ pub async fn userinfo(auth: &Auth, headers: &HeaderMap) -> Response<Body> {
             return UserinfoError::Unavailable.response();
         }
     };
-    let extra = auth.identity_extra(&grant.session).await;
-    let mut claims = auth.signer.claims_with(&grant.session, &extra);
+    let extra = core.identity_extra(&grant.session).await;
+    let mut claims = core.signer().claims_with(&grant.session, &extra);
     if let Some(map) = claims.as_object_mut() {
         for k in TOKEN_ONLY_CLAIMS {
             map.remove(*k);

@@ -3,7 +3,7 @@
 use http::{Response, StatusCode};
 
 use crate::body::Body;
-use crate::pages::{respond, Notice};
+use crate::pages::{respond, Notice, Reply};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HubClientError {
@@ -42,7 +42,7 @@ impl HubClientError {
     }
 
     /// The page (or JSON); `retry` starts the sign-in over.
-    pub fn response(&self, json: bool, retry: Option<String>) -> Response<Body> {
+    pub fn response(&self, reply: Reply, retry: Option<String>) -> Response<Body> {
         use StatusCode as S;
         let (status, title_zh, title_en, detail_zh, detail, retryable) = match self {
             HubClientError::Unreachable(_) => (
@@ -88,7 +88,7 @@ impl HubClientError {
                 detail: detail.into(),
                 retry: retry.filter(|_| retryable),
             },
-            json,
+            reply,
         )
     }
 }

@@ -202,15 +202,25 @@ impl HubClient {
         )
     }
 
+    /// Whether `other` signs in at the same hub as the same client (a reload may keep
+    /// its cached discovery document and keys).
+    pub fn same_hub(&self, other: &HubClient) -> bool {
+        self.issuer == other.issuer
+            && self.client_id == other.client_id
+            && self.client_secret == other.client_secret
+            && self.scope == other.scope
+            && self.redirect_uri == other.redirect_uri
+    }
+
     /// Finishes a sign-in at the callback: the answer must come from this hub (RFC 9207
-    /// `iss`, when given), its code redeems, its id_token verifies. Returns the user as
-    /// a session to create.
+    /// `iss`, when given), its code redeems, its id_token verifies. Returns the
+    /// id_token's claims.
     pub async fn finish(
         &self,
         query: &str,
         code: &str,
         state: &str,
-    ) -> Result<Session, HubClientError> {
+    ) -> Result<Value, HubClientError> {
         let iss = crate::hub::params::Params::parse(query);
         if let Ok(Some(iss)) = iss.one("iss") {
             if iss.trim_end_matches('/') != self.issuer {
@@ -219,8 +229,7 @@ impl HubClient {
                 )));
             }
         }
-        let claims = self.redeem(code, state).await?;
-        session_from_claims(&claims)
+        self.redeem(code, state).await
     }
 
     /// Redeems the hub's code from the callback of the flow with this state; returns

@@ -94,6 +94,14 @@ pub(crate) fn claims(s: &Session, st: &Stamp<'_>, extra: &Extra) -> Value {
     if let Some(subscribed) = extra.subscribe {
         put("subscribe", u8::from(subscribed).into());
     }
+    // Another provider than WeChat says so, and adds what its sign-in method found;
+    // an extra claim never overrides one of the claims above.
+    if !s.idp.is_wechat() {
+        c.entry("idp").or_insert_with(|| s.idp.as_str().into());
+    }
+    for (name, value) in &s.claims {
+        c.entry(name.as_str()).or_insert_with(|| value.clone());
+    }
     Value::Object(c)
 }
 
@@ -121,6 +129,7 @@ mod tests {
             created_at: 1,
             profile_at: 2,
             expires_at: 3,
+            ..Session::new("", "", scope)
         }
     }
 

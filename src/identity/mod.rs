@@ -194,7 +194,7 @@ impl Signer {
     }
 
     fn claims_at(&self, s: &Session, extra: &Extra, now: u64) -> Value {
-        let jti = URL_SAFE_NO_PAD.encode(crate::config::random_bytes(16));
+        let jti = URL_SAFE_NO_PAD.encode(crate::random::bytes(16));
         let sid = self.sid(&s.id);
         claims(
             s,
@@ -289,7 +289,7 @@ fn discovery_doc(issuer: &str, alg: Algorithm) -> Bytes {
 // Without a working system random source no key can be made: stopping is right.
 #[allow(clippy::expect_used)]
 pub fn keygen() -> (String, String) {
-    let secret = STANDARD.encode(crate::config::random_bytes(32));
+    let secret = STANDARD.encode(crate::random::bytes(32));
     let pkcs8 = EcdsaKeyPair::generate_pkcs8(
         &ECDSA_P256_SHA256_FIXED_SIGNING,
         &aws_lc_rs::rand::SystemRandom::new(),

@@ -158,9 +158,10 @@ mod tests {
     use http::Response;
     use http_body_util::BodyExt as _;
 
-    use crate::auth::{endpoints, AuthError};
     use crate::body::Body;
+    use crate::pages::Reply;
     use crate::proxy::ProxyError;
+    use crate::signin::{endpoints, SignInError};
 
     async fn text(resp: Response<Body>) -> String {
         let bytes = resp.into_body().collect().await.map(|c| c.to_bytes());
@@ -168,7 +169,7 @@ mod tests {
     }
 
     /// A sign-in in front of the mock (on loopback, so the demo's links show too).
-    fn sign_in(same_site: &str) -> crate::auth::Auth {
+    fn sign_in(same_site: &str) -> crate::signin::Core {
         let toml = format!(
             "[server]\npublic_url = \"http://127.0.0.1:8080\"\n[upstream]\nurl = \"http://127.0.0.1:3000\"\n\
 [wechat]\nappid = \"wx0000000000000000\"\nsecret = \"s\"\n\
@@ -182,7 +183,7 @@ authorize_url = \"http://127.0.0.1:8081/connect/oauth2/authorize\"\n\
         )
         .unwrap();
         let store = crate::session::Store::Memory(crate::session::MemoryStore::new(100));
-        crate::auth::Auth::new(Arc::new(cfg), Arc::new(store)).unwrap()
+        crate::signin::Core::new(Arc::new(cfg), Arc::new(store)).unwrap()
     }
 
     /// Every page wxgate shows a browser and every page of its mock, by name.
@@ -190,16 +191,19 @@ authorize_url = \"http://127.0.0.1:8081/connect/oauth2/authorize\"\n\
         let auth = sign_in("lax");
         let strict = sign_in("strict");
         let mut pages: Vec<(String, Response<Body>)> = vec![
-            ("not found".into(), crate::pages::not_found(false)),
-            ("bad path".into(), crate::app::bad_path(false)),
+            ("not found".into(), crate::pages::not_found(Reply::Page)),
+            ("bad path".into(), crate::app::bad_path(Reply::Page)),
             (
                 "bad host".into(),
-                crate::app::bad_host("two Host headers", false),
+                crate::app::bad_host("two Host headers", Reply::Page),
             ),
-            ("signed out".into(), endpoints::signed_out_page(true, false)),
+            (
+                "signed out".into(),
+                endpoints::signed_out_page(true, Reply::Page),
+            ),
             (
                 "nothing to sign out".into(),
-                endpoints::signed_out_page(false, false),
+                endpoints::signed_out_page(false, Reply::Page),
             ),
             (
                 "sign-in required".into(),
@@ -208,28 +212,28 @@ authorize_url = \"http://127.0.0.1:8081/connect/oauth2/authorize\"\n\
             ("landing (strict)".into(), strict.land("/")),
         ];
         let errors = [
-            AuthError::StateMismatch,
-            AuthError::BadRequest(
+            SignInError::StateMismatch,
+            SignInError::BadRequest(
                 "回调中没有有效的 state 参数。",
                 "The callback has no valid state.",
             ),
-            AuthError::ConsentRefused,
-            AuthError::SnapshotUser,
-            AuthError::NotAllowed,
-            AuthError::CodeRejected,
-            AuthError::WechatBusy,
-            AuthError::WechatQuota,
-            AuthError::WechatUnavailable,
-            AuthError::Misconfigured,
-            AuthError::WechatOther,
-            AuthError::StoreUnavailable,
-            AuthError::SigninsBusy,
-            AuthError::Internal("x".into()),
+            SignInError::ConsentRefused,
+            SignInError::SnapshotUser,
+            SignInError::NotAllowed,
+            SignInError::CodeRejected,
+            SignInError::WechatBusy,
+            SignInError::WechatQuota,
+            SignInError::WechatUnavailable,
+            SignInError::Misconfigured,
+            SignInError::WechatOther,
+            SignInError::StoreUnavailable,
+            SignInError::SigninsBusy,
+            SignInError::Internal("x".into()),
         ];
         for e in errors {
             pages.push((
                 format!("sign-in {}", e.code()),
-                e.response(false, Some("/x".into())),
+                e.response(Reply::Page, Some("/x".into())),
             ));
         }
         for e in [
@@ -242,7 +246,7 @@ authorize_url = \"http://127.0.0.1:8081/connect/oauth2/authorize\"\n\
             ProxyError::Config("x".into()),
             ProxyError::Request("x".into()),
         ] {
-            pages.push((format!("proxy {}", e.kind()), e.to_response(false)));
+            pages.push((format!("proxy {}", e.kind()), e.to_response(Reply::Page)));
         }
         for r in [
             crate::server::head::Refusal::LineTooLong,
@@ -254,7 +258,7 @@ authorize_url = \"http://127.0.0.1:8081/connect/oauth2/authorize\"\n\
                 crate::server::refusal_page(r, 65536),
             ));
         }
-        pages.extend(crate::desktop::every_page(&auth).await);
+        pages.extend(crate::signin::methods::desktop::every_page(&auth).await);
         let mock = crate::mock::MockWechat::new(crate::mock::MockConfig::default());
         pages.extend(crate::mock::every_mock_page(&mock));
         pages.extend(

@@ -4,7 +4,7 @@
 use http::{Response, StatusCode};
 
 use crate::body::Body;
-use crate::pages::{respond, Notice};
+use crate::pages::{respond, Notice, Reply};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
@@ -57,7 +57,7 @@ impl ProxyError {
 
     /// The page (or JSON, for API clients) the visitor sees. Upstream details stay in
     /// the log: they would tell a visitor about the internal network.
-    pub fn to_response(&self, json: bool) -> Response<Body> {
+    pub fn to_response(&self, reply: Reply) -> Response<Body> {
         let (code, title_zh, title_en, detail_zh, detail) = match self {
             ProxyError::BodyTooLarge { limit } => (
                 "body_too_large",
@@ -111,7 +111,7 @@ impl ProxyError {
             detail,
             retry: None,
         };
-        respond(&notice, json)
+        respond(&notice, reply)
     }
 }
 
@@ -140,7 +140,7 @@ mod tests {
         for (e, status, kind) in table {
             assert_eq!(e.status().as_u16(), status, "{e}");
             assert_eq!(e.kind(), kind, "{e}");
-            assert_eq!(e.to_response(false).status().as_u16(), status);
+            assert_eq!(e.to_response(Reply::Page).status().as_u16(), status);
         }
     }
 }

@@ -290,7 +290,7 @@ impl Forwarder {
         hop: ClientHop,
         ctx: &ForwardContext,
     ) -> Response<Body> {
-        let json = crate::pages::wants_json(req.headers());
+        let reply = crate::pages::Reply::of(req.headers());
         match self.try_forward(req, hop, ctx).await {
             Ok(resp) => resp,
             Err(e) => {
@@ -310,7 +310,7 @@ impl Forwarder {
                         tracing::warn!(error = %e, kind = e.kind(), "upstream request failed");
                     }
                 }
-                e.to_response(json)
+                e.to_response(reply)
             }
         }
     }

@@ -472,7 +472,7 @@ pub(crate) fn refusal_page(refusal: Refusal, limit: usize) -> Response<Body> {
         detail,
         retry: None,
     };
-    crate::pages::respond(&notice, false)
+    crate::pages::respond(&notice, crate::pages::Reply::Page)
 }
 
 /// The answer to a refused request head: wxgate's page, and on HTTP/1 the connection
@@ -581,7 +581,7 @@ fn new_request_id() -> HeaderValue {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let prefix = *PREFIX.get_or_init(|| {
         let mut b = [0u8; 8];
-        b.copy_from_slice(&crate::config::random_bytes(8));
+        b.copy_from_slice(&crate::random::bytes(8));
         u64::from_le_bytes(b)
     });
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);

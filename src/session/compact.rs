@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::Session;
+use super::{ExtraClaims, Idp, Session};
 use crate::config::Scope;
 
 #[derive(Serialize, Deserialize)]
@@ -34,6 +34,11 @@ struct Compact {
     profile_at: u64,
     #[serde(rename = "e")]
     expires_at: u64,
+    /// Absent (WeChat) in sessions written before other providers existed.
+    #[serde(rename = "d", default, skip_serializing_if = "Idp::is_wechat")]
+    idp: Idp,
+    #[serde(rename = "x", default, skip_serializing_if = "ExtraClaims::is_empty")]
+    claims: ExtraClaims,
 }
 
 /// `with_id: false` leaves the id out, for stores that key entries by it anyway.
@@ -54,6 +59,8 @@ pub(crate) fn encode(s: &Session, with_id: bool) -> String {
         created_at: s.created_at,
         profile_at: s.profile_at,
         expires_at: s.expires_at,
+        idp: s.idp,
+        claims: s.claims.clone(),
     };
     // Serialising plain strings and integers cannot fail.
     serde_json::to_string(&c).unwrap_or_default()
@@ -79,6 +86,8 @@ pub(crate) fn decode(data: &str, id: Option<&str>) -> Option<Session> {
         created_at: c.created_at,
         profile_at: c.profile_at,
         expires_at: c.expires_at,
+        idp: c.idp,
+        claims: c.claims,
     })
 }
 
@@ -109,7 +118,40 @@ pub(crate) mod tests {
             created_at: 1_700_000_000,
             profile_at: 1_700_000_000,
             expires_at: 1_700_604_800,
+            idp: Idp::Wechat,
+            claims: ExtraClaims::new(),
         }
+    }
+
+    #[test]
+    fn a_session_stored_before_idp_and_claims_still_decodes() {
+        // Exactly what a store held before sessions named their provider.
+        let old = r#"{"i":"sid1","a":"wx1234567890abcdef","o":"oLVPpjqs9BhvzwPj5A-vTYAX3GLc","s":1,"n":"小明","c":1700000000,"p":1700000000,"e":1700604800}"#;
+        let s = decode(old, None).expect("an old session decodes");
+        assert_eq!(s.idp, Idp::Wechat);
+        assert!(s.claims.is_empty());
+        assert_eq!(s.id, "sid1");
+        assert_eq!(s.openid, "oLVPpjqs9BhvzwPj5A-vTYAX3GLc");
+        assert_eq!(s.scope, Scope::UserInfo);
+        assert_eq!(s.nickname.as_deref(), Some("小明"));
+        // And a WeChat session is still written the old way, byte for byte.
+        assert_eq!(encode(&s, true), old);
+        // The serde form (desktop tickets keep whole sessions) decodes too.
+        let full = r#"{"id":"x","appid":"wx1","openid":"o1","scope":"snsapi_base","created_at":1,"profile_at":1,"expires_at":2}"#;
+        let s: Session = serde_json::from_str(full).expect("an old ticket's session decodes");
+        assert_eq!(s.idp, Idp::Wechat);
+        assert!(s.claims.is_empty());
+    }
+
+    #[test]
+    fn a_session_from_another_provider_keeps_its_claims() {
+        let mut s = base_session();
+        s.idp = Idp::Wecom;
+        s.claims
+            .insert("corpid".into(), serde_json::Value::from("ww123"));
+        s.claims
+            .insert("department".into(), serde_json::json!([1, 2]));
+        assert_eq!(decode(&encode(&s, true), None), Some(s));
     }
 
     #[test]

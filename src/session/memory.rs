@@ -11,7 +11,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use super::compact::needs_write;
 use super::ephemeral::Ephemeral;
-use super::{now_unix, Session, StoreError};
+use super::{now_unix, ExtraClaims, Idp, Session, StoreError};
 use crate::config::Scope;
 
 /// Expired sessions are swept at most this often, on a write.
@@ -55,8 +55,12 @@ const ABSENT: u32 = u32::MAX;
 
 /// The session without its id: scope (1 byte), created/profile/expires (u64 LE), then
 /// appid, openid, unionid, nickname, headimgurl, access_token, refresh_token, each as a
-/// u32 LE length (or [`ABSENT`]) followed by its bytes.
+/// u32 LE length (or [`ABSENT`]) followed by its bytes. A session from another provider
+/// than WeChat, or with extra claims, then has the provider (1 byte) and the claims as
+/// JSON (a string as above); a WeChat session without extra claims stops before them.
 fn pack(s: &Session) -> Box<[u8]> {
+    let tail = (!s.idp.is_wechat() || !s.claims.is_empty())
+        .then(|| serde_json::to_string(&s.claims).unwrap_or_default());
     let strings: [Option<&str>; 7] = [
         Some(&s.appid),
         Some(&s.openid),
@@ -91,6 +95,15 @@ fn pack(s: &Session) -> Box<[u8]> {
             _ => out.extend_from_slice(&ABSENT.to_le_bytes()),
         }
     }
+    if let Some(claims) = tail {
+        out.push(match s.idp {
+            Idp::Wechat => 0,
+            Idp::Wecom => 1,
+            Idp::Hub => 2,
+        });
+        out.extend_from_slice(&(claims.len() as u32).to_le_bytes());
+        out.extend_from_slice(claims.as_bytes());
+    }
     out.into_boxed_slice()
 }
 
@@ -120,7 +133,7 @@ fn unpack(data: &[u8], id: &str) -> Option<Session> {
     };
     let (created_at, profile_at, expires_at) =
         (u64_of(&mut data)?, u64_of(&mut data)?, u64_of(&mut data)?);
-    Some(Session {
+    let mut session = Session {
         id: id.to_owned(),
         scope,
         created_at,
@@ -133,7 +146,19 @@ fn unpack(data: &[u8], id: &str) -> Option<Session> {
         headimgurl: string(&mut data)?,
         access_token: string(&mut data)?,
         refresh_token: string(&mut data)?,
-    })
+        idp: Idp::Wechat,
+        claims: ExtraClaims::new(),
+    };
+    if !data.is_empty() {
+        session.idp = match take(&mut data, 1)?[0] {
+            0 => Idp::Wechat,
+            1 => Idp::Wecom,
+            2 => Idp::Hub,
+            _ => return None,
+        };
+        session.claims = serde_json::from_str(&string(&mut data)??).ok()?;
+    }
+    Some(session)
 }
 
 impl Inner {
@@ -360,6 +385,17 @@ mod tests {
         let mut bad_scope = packed.to_vec();
         bad_scope[0] = 2;
         assert_eq!(unpack(&bad_scope, "id"), None);
+    }
+
+    #[test]
+    fn a_session_from_another_provider_survives_packing() {
+        let mut s = base_session();
+        s.idp = Idp::Hub;
+        s.claims
+            .insert("groups".into(), serde_json::json!(["a", "b"]));
+        let packed = pack(&s);
+        assert_eq!(unpack(&packed, &s.id), Some(s));
+        assert_eq!(unpack(&packed[..packed.len() - 1], "id"), None);
     }
 
     #[test]

@@ -26,7 +26,39 @@ pub use cookies::{all_cookies, clear_cookie, cookie_values, session_cookie};
 pub use memory::MemoryStore;
 pub use redis::RedisStore;
 
-/// A signed-in WeChat user, as the store keeps it.
+/// Who vouched for a session's user: the provider a sign-in method asked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Idp {
+    /// WeChat web authorization (in-app browser, QR scan, qrconnect).
+    #[default]
+    Wechat,
+    /// WeCom (enterprise WeChat).
+    Wecom,
+    /// Another wxgate, signing in on this one's behalf.
+    Hub,
+}
+
+impl Idp {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Idp::Wechat => "wechat",
+            Idp::Wecom => "wecom",
+            Idp::Hub => "hub",
+        }
+    }
+
+    pub fn is_wechat(&self) -> bool {
+        *self == Idp::Wechat
+    }
+}
+
+/// Claims a sign-in method adds to the identity beyond the common ones (WeCom's
+/// `corpid`, a hub's claims...), by name.
+pub type ExtraClaims = std::collections::BTreeMap<String, serde_json::Value>;
+
+/// A signed-in user, as the store keeps it. Sessions stored before `idp` and `claims`
+/// existed decode as WeChat sessions without extra claims.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Session {
     /// Random, unguessable; new at every sign-in (fixation defence). Never sent to the
@@ -54,6 +86,12 @@ pub struct Session {
     pub profile_at: u64,
     /// Unix seconds; sliding: moved forward as the session is used.
     pub expires_at: u64,
+    /// Who vouched for `openid` (the subject).
+    #[serde(default, skip_serializing_if = "Idp::is_wechat")]
+    pub idp: Idp,
+    /// What the sign-in method adds to the identity's claims.
+    #[serde(default, skip_serializing_if = "ExtraClaims::is_empty")]
+    pub claims: ExtraClaims,
 }
 
 impl Session {
@@ -73,6 +111,8 @@ impl Session {
             created_at: 0,
             profile_at: 0,
             expires_at: 0,
+            idp: Idp::Wechat,
+            claims: ExtraClaims::new(),
         }
     }
 }
@@ -87,7 +127,7 @@ pub fn now_unix() -> u64 {
 /// A fresh random session id (32 bytes, base64url).
 pub fn new_session_id() -> String {
     use base64::Engine as _;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(crate::config::random_bytes(32))
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(crate::random::bytes(32))
 }
 
 /// Why a store could not answer. Every variant means "no answer", never "no session":

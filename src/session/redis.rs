@@ -35,7 +35,8 @@ use tokio::sync::OnceCell;
 
 use super::compact::{decode, encode, needs_write};
 use super::{now_unix, Session, StoreError};
-use crate::config::{random_bytes, redact_url, SessionConfig};
+use crate::config::{redact_url, SessionConfig};
+use crate::random::bytes as random_bytes;
 
 const KEY_LEN: usize = 32;
 /// Session ids are 32 random bytes in base64url (43 characters); anything far from that

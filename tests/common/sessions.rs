@@ -20,5 +20,6 @@ pub fn session(openid: &str, unionid: Option<&str>, nickname: &str) -> Session {
         created_at: now,
         profile_at: now,
         expires_at: now + 3600,
+        ..Session::new("", "", Scope::UserInfo)
     }
 }

@@ -222,10 +222,10 @@ fn prompt_none_is_noted() {
 fn the_return_path_after_the_hubs_sign_in_is_a_valid_rd() {
     let rd = format!("/_wxgate/oidc/authorize?resume={}", state::new_state());
     assert_eq!(
-        crate::auth::redirect::safe_return_path(&rd),
+        crate::signin::redirect::safe_return_path(&rd),
         Some(rd.clone())
     );
-    assert_eq!(crate::auth::redirect::strip_code_and_state(&rd), rd);
+    assert_eq!(crate::signin::redirect::strip_code_and_state(&rd), rd);
 }
 
 #[test]

@@ -22,15 +22,20 @@ mod qr;
 
 pub use budget::TicketBudget;
 
+use std::sync::Arc;
+
 use http::{HeaderMap, Method, Response, StatusCode, Uri};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use crate::admin::metrics::metrics;
-use crate::auth::{classify, Auth};
 use crate::body::Body;
-use crate::config::{DesktopMode, SameSite};
+use crate::config::DesktopMode;
+use crate::pages::Reply;
 use crate::session::{now_unix, Session};
+use crate::signin::{
+    classify, Begin, Callback, Core, Method as SignInMethod, OwnRequest, SignInError, Verified,
+};
 
 /// Where a ticket stands. `Used` is kept until the ticket's expiry so a replayed
 /// completion or a late scan gets "already used" rather than "expired".
@@ -74,56 +79,99 @@ const CSRF_PURPOSE: &str = "wxgate-scan-csrf";
 /// Unambiguous characters for the typed code (no 0/O, 1/I/L).
 const CODE_ALPHABET: &[u8] = b"ABCDEFGHJKMNPQRSTUVWXYZ23456789";
 
-/// A navigation from a non-WeChat browser that needs a sign-in.
-pub async fn begin(
-    auth: &Auth,
-    headers: &HeaderMap,
-    rd: &str,
-    client: std::net::IpAddr,
-) -> Response<Body> {
-    match auth.cfg.desktop.mode {
-        DesktopMode::Qrconnect => {
-            metrics().desktop_signins.inc(&["qrconnect", "started"]);
-            auth.authorize_redirect(headers, rd, 0, true)
+/// The desktop sign-in method: every browser outside WeChat.
+pub struct Desktop {
+    /// QR pages shown lately; carried over by a reload (or a reload would reset it).
+    budget: Arc<TicketBudget>,
+}
+
+impl SignInMethod for Desktop {
+    const NAME: &'static str = "desktop";
+    const COOKIES: &'static [&'static str] = &[NONCE_COOKIE];
+
+    fn new(_core: &Core) -> Self {
+        Desktop {
+            budget: Arc::default(),
         }
-        DesktopMode::Off => {
-            metrics().desktop_signins.inc(&["off", "shown"]);
-            open_in_wechat(auth, headers, rd)
+    }
+
+    fn keep_from(&mut self, previous: &Self) {
+        self.budget = previous.budget.clone();
+    }
+
+    /// A navigation from a non-WeChat browser that needs a sign-in.
+    async fn start(&self, core: &Core, begin: &Begin<'_>) -> Response<Body> {
+        let (headers, rd) = (begin.browser.headers, begin.rd);
+        match core.cfg.desktop.mode {
+            DesktopMode::Qrconnect => {
+                metrics().desktop_signins.inc(&["qrconnect", "started"]);
+                qrconnect(core, headers, rd, begin.tries)
+            }
+            DesktopMode::Off => {
+                metrics().desktop_signins.inc(&["off", "shown"]);
+                open_in_wechat(core, headers, rd)
+            }
+            DesktopMode::Qr => qr_page(core, &self.budget, headers, rd, begin.browser.client).await,
         }
-        DesktopMode::Qr => qr_page(auth, headers, rd, client).await,
+    }
+
+    /// The qrconnect callback: a code of the website app.
+    async fn finish(&self, core: &Core, callback: &Callback<'_>) -> Result<Verified, SignInError> {
+        let app = core.website.as_ref().unwrap_or(&core.app);
+        super::wechat_inapp::redeem(core, app, callback.code).await
+    }
+
+    fn serves(&self, path: &str) -> bool {
+        path.starts_with("/_wxgate/scan/")
+    }
+
+    async fn serve(&self, core: &Core, req: &OwnRequest<'_>) -> Response<Body> {
+        handle(core, req.method, req.uri, req.browser.headers).await
     }
 }
 
+/// A 302 to WeChat's qrconnect page for the website app, finished by this method.
+fn qrconnect(core: &Core, headers: &HeaderMap, rd: &str, tries: u8) -> Response<Body> {
+    let appid = core
+        .website
+        .as_ref()
+        .map(|w| w.appid.as_str())
+        .unwrap_or_default();
+    core.redirect_with_flow(headers, rd, tries, Desktop::NAME, |state| {
+        crate::wechat::qrconnect_url(
+            &core.cfg.wechat.qrconnect_url,
+            appid,
+            &core.redirect_uri,
+            state,
+        )
+    })
+}
+
 /// `/_wxgate/scan/...`.
-pub async fn handle(
-    auth: &Auth,
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-) -> Response<Body> {
+async fn handle(core: &Core, method: &Method, uri: &Uri, headers: &HeaderMap) -> Response<Body> {
     let rest = uri.path().trim_start_matches("/_wxgate/scan/");
     let query = uri.query().unwrap_or("");
     let get_like = method == Method::GET || method == Method::HEAD;
     let (action, id) = rest.split_once('/').unwrap_or((rest, ""));
-    if auth.cfg.desktop.mode != DesktopMode::Qr {
+    if core.cfg.desktop.mode != DesktopMode::Qr {
         return not_found(headers);
     }
     if action != "c" && !valid_id(id) {
         return not_found(headers);
     }
     match action {
-        "s" if get_like => phone_scan(auth, headers, id).await,
-        "confirm" if method == Method::POST => phone_answer(auth, headers, id, query, true).await,
-        "cancel" if method == Method::POST => phone_answer(auth, headers, id, query, false).await,
-        "status" if get_like => status(auth, headers, id).await,
-        "done" if get_like => done(auth, headers, id).await,
-        "c" if get_like && id.is_empty() => typed_code(auth, query).await,
+        "s" if get_like => phone_scan(core, headers, id).await,
+        "confirm" if method == Method::POST => phone_answer(core, headers, id, query, true).await,
+        "cancel" if method == Method::POST => phone_answer(core, headers, id, query, false).await,
+        "status" if get_like => status(core, headers, id).await,
+        "done" if get_like => done(core, headers, id).await,
+        "c" if get_like && id.is_empty() => typed_code(core, query).await,
         _ => not_found(headers),
     }
 }
 
 fn valid_id(id: &str) -> bool {
-    crate::auth::state::is_valid_state(id)
+    crate::signin::state::is_valid_state(id)
 }
 
 fn key(id: &str) -> String {
@@ -134,21 +182,14 @@ fn code_key(code: &str) -> String {
     format!("scancode:{code}")
 }
 
-fn nonce_cookie_name(auth: &Auth) -> String {
-    format!("{}{NONCE_COOKIE}", auth.cfg.session.cookie_name)
-}
-
 /// This browser's nonce, if it carries a valid sealed one.
-fn browser_nonce(auth: &Auth, headers: &HeaderMap) -> Option<String> {
-    let name = nonce_cookie_name(auth);
-    let found = crate::session::cookie_values(headers, &name)
-        .find_map(|v| auth.codec.open(&name, v))
-        .filter(|n| valid_id(n));
-    found
+fn browser_nonce(core: &Core, headers: &HeaderMap) -> Option<String> {
+    core.browser_cookie_of(headers, NONCE_COOKIE)
+        .filter(|n| valid_id(n))
 }
 
-async fn load(auth: &Auth, id: &str) -> Result<Option<Ticket>, ()> {
-    match auth.store.get_ephemeral(&key(id)).await {
+async fn load(core: &Core, id: &str) -> Result<Option<Ticket>, ()> {
+    match core.store.get_ephemeral(&key(id)).await {
         Ok(Some(bytes)) => Ok(serde_json::from_slice(&bytes).ok()),
         Ok(None) => Ok(None),
         Err(e) => {
@@ -158,10 +199,10 @@ async fn load(auth: &Auth, id: &str) -> Result<Option<Ticket>, ()> {
     }
 }
 
-async fn save(auth: &Auth, id: &str, t: &Ticket) -> Result<(), ()> {
+async fn save(core: &Core, id: &str, t: &Ticket) -> Result<(), ()> {
     let left = t.exp.saturating_sub(now_unix()).max(1);
     let bytes = serde_json::to_vec(t).map_err(|_| ())?;
-    auth.store
+    core.store
         .put_ephemeral(&key(id), &bytes, std::time::Duration::from_secs(left))
         .await
         .map_err(|e| warn!(error = %e, "session store unavailable while saving a scan ticket"))
@@ -180,7 +221,7 @@ fn warn_busy_once() {
 }
 
 fn random_code() -> String {
-    let bytes = crate::config::random_bytes(8);
+    let bytes = crate::random::bytes(8);
     let mut s: String = bytes
         .iter()
         .map(|b| CODE_ALPHABET[*b as usize % CODE_ALPHABET.len()] as char)
@@ -192,38 +233,39 @@ fn random_code() -> String {
 // ---------------------------------------------------------------- the waiting browser
 
 async fn qr_page(
-    auth: &Auth,
+    core: &Core,
+    budget: &TicketBudget,
     headers: &HeaderMap,
     rd: &str,
     client: std::net::IpAddr,
 ) -> Response<Body> {
-    let json = classify::wants_json(headers);
+    let reply = Reply::of(headers);
     let now = now_unix();
-    let ttl = auth.cfg.desktop.ticket_ttl.get().as_secs().max(1);
-    if !auth.qr_budget.try_take(
+    let ttl = core.cfg.desktop.ticket_ttl.get().as_secs().max(1);
+    if !budget.try_take(
         std::time::Instant::now(),
-        auth.cfg.desktop.ticket_ttl.get(),
-        auth.cfg.desktop.max_tickets,
+        core.cfg.desktop.ticket_ttl.get(),
+        core.cfg.desktop.max_tickets,
     ) {
         metrics().desktop_signins.inc(&["qr", "busy"]);
         warn_busy_once();
-        let retry = auth.start_url(&crate::auth::redirect::strip_code_and_state(rd));
-        return crate::auth::AuthError::SigninsBusy.response(json, Some(retry));
+        let retry = core.start_url(&crate::signin::redirect::strip_code_and_state(rd));
+        return SignInError::SigninsBusy.response(reply, Some(retry));
     }
-    let existing = browser_nonce(auth, headers);
+    let existing = browser_nonce(core, headers);
     let nonce = existing
         .clone()
-        .unwrap_or_else(crate::auth::state::new_state);
+        .unwrap_or_else(crate::signin::state::new_state);
     let ua = headers
         .get(http::header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let (browser, os) = classify::describe_user_agent(ua);
-    let id = crate::auth::state::new_state();
+    let id = crate::signin::state::new_state();
     let code = random_code();
     let ticket = Ticket {
         b: nonce.clone(),
-        rd: crate::auth::redirect::strip_code_and_state(rd),
+        rd: crate::signin::redirect::strip_code_and_state(rd),
         browser,
         os,
         ip: client.to_string(),
@@ -232,8 +274,8 @@ async fn qr_page(
         code: code.clone(),
         st: Status::Pending,
     };
-    let stored = save(auth, &id, &ticket).await.is_ok()
-        && auth
+    let stored = save(core, &id, &ticket).await.is_ok()
+        && core
             .store
             .put_ephemeral(
                 &code_key(&code),
@@ -243,14 +285,14 @@ async fn qr_page(
             .await
             .is_ok();
     if !stored {
-        return crate::auth::AuthError::StoreUnavailable.response(json, None);
+        return SignInError::StoreUnavailable.response(reply, None);
     }
     metrics().desktop_signins.inc(&["qr", "shown"]);
 
-    let origin = &auth.cfg.public().origin;
+    let origin = &core.cfg.public().origin;
     let scan_url = format!("{origin}/_wxgate/scan/s/{id}");
     let e = crate::pages::escape;
-    let simulate = simulate_link(auth, &scan_url)
+    let simulate = simulate_link(core, &scan_url)
         .map(|href| {
             format!(
                 "<p><a id=\"wxgate-simulate\" class=\"btn secondary\" target=\"_blank\" rel=\"noopener\" \
@@ -259,7 +301,7 @@ href=\"{}\">模拟手机扫码 · Simulate the phone</a></p>",
             )
         })
         .unwrap_or_default();
-    let renew = auth.start_url(&ticket.rd);
+    let renew = core.start_url(&ticket.rd);
     let typed = format!(
         "<p id=\"wxgate-code\" data-scan-url=\"{scan}\" style=\"font-size:1.6rem;letter-spacing:.2rem;font-family:monospace\">{code}</p>",
         scan = e(&scan_url),
@@ -310,17 +352,10 @@ Or stay in this browser: open that address in WeChat, enter this code and confir
     };
     let mut resp = html(StatusCode::OK, title, &inner);
     if existing.is_none() {
-        let name = nonce_cookie_name(auth);
-        let sealed = auth.codec.seal(&name, &nonce);
         // The nonce outlives one ticket so several tabs share it; a day is plenty.
-        let cookie = crate::session::session_cookie(
-            &name,
-            &sealed,
-            auth.cookie_secure,
-            SameSite::Lax,
-            Some(std::time::Duration::from_secs(86400)),
-        );
-        auth.push_cookie(&mut resp, &cookie);
+        let cookie =
+            core.browser_cookie(NONCE_COOKIE, &nonce, std::time::Duration::from_secs(86400));
+        core.push_cookie(&mut resp, &cookie);
     }
     resp
 }
@@ -356,32 +391,32 @@ setTimeout(poll,1000);}})();"#
 /// The demo's "simulate the phone" link: only when WeChat's authorize URL is the mock
 /// platform's, on a loopback host or on this very site (`wxgate demo` serves it there),
 /// never in front of the real WeChat.
-fn simulate_link(auth: &Auth, scan_url: &str) -> Option<String> {
-    let u: Uri = auth.cfg.wechat.authorize_url.parse().ok()?;
+fn simulate_link(core: &Core, scan_url: &str) -> Option<String> {
+    let u: Uri = core.cfg.wechat.authorize_url.parse().ok()?;
     let host = u.host()?.trim_start_matches('[').trim_end_matches(']');
     let loopback = host == "localhost"
         || host
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback());
     let origin = format!("{}://{}", u.scheme_str()?, u.authority()?);
-    if !loopback && !origin.eq_ignore_ascii_case(&auth.cfg.public().origin) {
+    if !loopback && !origin.eq_ignore_ascii_case(&core.cfg.public().origin) {
         return None;
     }
     Some(format!(
         "{origin}/mock/phone?url={}",
-        percent_encoding::utf8_percent_encode(scan_url, crate::auth::COMPONENT)
+        percent_encoding::utf8_percent_encode(scan_url, crate::signin::COMPONENT)
     ))
 }
 
-async fn status(auth: &Auth, headers: &HeaderMap, id: &str) -> Response<Body> {
-    let ticket = match load(auth, id).await {
+async fn status(core: &Core, headers: &HeaderMap, id: &str) -> Response<Body> {
+    let ticket = match load(core, id).await {
         Ok(t) => t,
-        Err(()) => return crate::auth::AuthError::StoreUnavailable.response(true, None),
+        Err(()) => return SignInError::StoreUnavailable.response(Reply::Json, None),
     };
     let Some(t) = ticket else {
         return json(StatusCode::OK, serde_json::json!({ "status": "expired" }));
     };
-    if browser_nonce(auth, headers).as_deref() != Some(t.b.as_str()) {
+    if browser_nonce(core, headers).as_deref() != Some(t.b.as_str()) {
         return json(
             StatusCode::FORBIDDEN,
             serde_json::json!({ "status": "wrong_browser" }),
@@ -401,32 +436,32 @@ async fn status(auth: &Auth, headers: &HeaderMap, id: &str) -> Response<Body> {
 }
 
 /// The waiting browser collects a confirmed sign-in: its own new session, once.
-async fn done(auth: &Auth, headers: &HeaderMap, id: &str) -> Response<Body> {
-    let jsonp = classify::wants_json(headers);
-    let t = match load(auth, id).await {
+async fn done(core: &Core, headers: &HeaderMap, id: &str) -> Response<Body> {
+    let reply = Reply::of(headers);
+    let t = match load(core, id).await {
         Ok(Some(t)) => t,
-        Ok(None) => return outcome_page(auth, "expired", "/", jsonp),
-        Err(()) => return crate::auth::AuthError::StoreUnavailable.response(jsonp, None),
+        Ok(None) => return outcome_page(core, Waiting::Expired, "/", reply),
+        Err(()) => return SignInError::StoreUnavailable.response(reply, None),
     };
-    if browser_nonce(auth, headers).as_deref() != Some(t.b.as_str()) {
+    if browser_nonce(core, headers).as_deref() != Some(t.b.as_str()) {
         warn!("a scan sign-in was collected from a browser that did not show the code");
         metrics().desktop_signins.inc(&["qr", "wrong_browser"]);
-        return outcome_page(auth, "wrong_browser", "/", jsonp);
+        return outcome_page(core, Waiting::WrongBrowser, "/", reply);
     }
     match &t.st {
         Status::Confirmed { .. } => {}
-        Status::Cancelled => return outcome_page(auth, "cancelled", &t.rd, jsonp),
-        Status::Used => return outcome_page(auth, "used", &t.rd, jsonp),
+        Status::Cancelled => return outcome_page(core, Waiting::Cancelled, &t.rd, reply),
+        Status::Used => return outcome_page(core, Waiting::Used, &t.rd, reply),
         Status::Pending | Status::Scanned { .. } => {
-            return outcome_page(auth, "not_yet", &t.rd, jsonp)
+            return outcome_page(core, Waiting::NotYet, &t.rd, reply)
         }
     }
     // Single use: whoever takes the ticket completes it; a racing second request
     // finds it gone (or the `Used` marker written below).
-    let taken = match auth.store.take_ephemeral(&key(id)).await {
+    let taken = match core.store.take_ephemeral(&key(id)).await {
         Ok(Some(bytes)) => serde_json::from_slice::<Ticket>(&bytes).ok(),
         Ok(None) => None,
-        Err(_) => return crate::auth::AuthError::StoreUnavailable.response(jsonp, None),
+        Err(_) => return SignInError::StoreUnavailable.response(reply, None),
     };
     let Some(Ticket {
         st: Status::Confirmed { session },
@@ -434,10 +469,10 @@ async fn done(auth: &Auth, headers: &HeaderMap, id: &str) -> Response<Body> {
     }) = taken
     else {
         metrics().desktop_signins.inc(&["qr", "reused"]);
-        return outcome_page(auth, "used", &t.rd, jsonp);
+        return outcome_page(core, Waiting::Used, &t.rd, reply);
     };
     let _ = save(
-        auth,
+        core,
         id,
         &Ticket {
             st: Status::Used,
@@ -445,31 +480,26 @@ async fn done(auth: &Auth, headers: &HeaderMap, id: &str) -> Response<Body> {
         },
     )
     .await;
-    if !auth.is_allowed(&session.openid) {
-        return crate::auth::AuthError::NotAllowed.response(jsonp, None);
-    }
-    // Whatever session this browser had ends; the new one has a new id.
-    if let Ok(Some((old, ticket))) = auth.session_of(headers).await {
-        let _ = auth.store.delete(&ticket, &old).await;
-    }
-    match auth.create_session(*session).await {
+    // The browser's own new session (allowed_openids checked, whatever session it
+    // had ended).
+    match core
+        .establish(headers, Verified::from_session(*session))
+        .await
+    {
         Ok((s, cookie)) => {
             info!(openid = %s.openid, "signed in a browser by QR scan");
             metrics().desktop_signins.inc(&["qr", "success"]);
-            let mut resp = crate::auth::redirect(&t.rd);
-            auth.push_cookie(&mut resp, &cookie);
+            let mut resp = crate::signin::redirect(&t.rd);
+            core.push_cookie(&mut resp, &cookie);
             resp
         }
-        Err(e) => {
-            warn!(error = %e, "could not store a new session");
-            crate::auth::AuthError::StoreUnavailable.response(jsonp, None)
-        }
+        Err(e) => e.response(reply, None),
     }
 }
 
 // ---------------------------------------------------------------- the phone
 
-async fn phone_scan(auth: &Auth, headers: &HeaderMap, id: &str) -> Response<Body> {
+async fn phone_scan(core: &Core, headers: &HeaderMap, id: &str) -> Response<Body> {
     let ua = headers
         .get(http::header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
@@ -483,18 +513,23 @@ async fn phone_scan(auth: &Auth, headers: &HeaderMap, id: &str) -> Response<Body
             "This code signs a computer in: scan it with WeChat's Scan.",
         );
     }
-    let t = match load(auth, id).await {
+    let t = match load(core, id).await {
         Ok(Some(t)) => t,
-        Ok(None) => return phone_outcome("expired"),
-        Err(()) => return crate::auth::AuthError::StoreUnavailable.response(false, None),
+        Ok(None) => return phone_outcome(Phone::Expired),
+        Err(()) => return SignInError::StoreUnavailable.response(Reply::Page, None),
     };
-    let session = match auth.session_of(headers).await {
+    let session = match core.session_of(headers).await {
         Ok(Some((s, _))) => s,
         Ok(None) => {
             // Sign the phone in through the normal WeChat authorization, then come back.
-            return auth.authorize_redirect(headers, &format!("/_wxgate/scan/s/{id}"), 0, false);
+            return super::wechat_inapp::authorize(
+                core,
+                headers,
+                &format!("/_wxgate/scan/s/{id}"),
+                0,
+            );
         }
-        Err(e) => return e.response(false, None),
+        Err(e) => return e.response(Reply::Page, None),
     };
     match &t.st {
         Status::Pending => {
@@ -504,25 +539,25 @@ async fn phone_scan(auth: &Auth, headers: &HeaderMap, id: &str) -> Response<Body
                 },
                 ..t.clone()
             };
-            if save(auth, id, &scanned).await.is_err() {
-                return crate::auth::AuthError::StoreUnavailable.response(false, None);
+            if save(core, id, &scanned).await.is_err() {
+                return SignInError::StoreUnavailable.response(Reply::Page, None);
             }
         }
         Status::Scanned { sid } if *sid == session.id => {}
-        Status::Scanned { .. } => return phone_outcome("scanned_elsewhere"),
-        Status::Confirmed { .. } | Status::Used => return phone_outcome("used"),
-        Status::Cancelled => return phone_outcome("cancelled"),
+        Status::Scanned { .. } => return phone_outcome(Phone::ScannedElsewhere),
+        Status::Confirmed { .. } | Status::Used => return phone_outcome(Phone::Used),
+        Status::Cancelled => return phone_outcome(Phone::Cancelled),
     }
-    confirm_page(auth, &t, id, &session)
+    confirm_page(core, &t, id, &session)
 }
 
-fn confirm_page(auth: &Auth, t: &Ticket, id: &str, session: &Session) -> Response<Body> {
+fn confirm_page(core: &Core, t: &Ticket, id: &str, session: &Session) -> Response<Body> {
     let e = crate::pages::escape;
-    let csrf = auth
+    let csrf = core
         .codec
         .seal(CSRF_PURPOSE, &format!("{}|{id}", session.id));
-    let csrf = percent_encoding::utf8_percent_encode(&csrf, crate::auth::COMPONENT).to_string();
-    let app = auth
+    let csrf = percent_encoding::utf8_percent_encode(&csrf, crate::signin::COMPONENT).to_string();
+    let app = core
         .cfg
         .public()
         .origin
@@ -558,34 +593,34 @@ fn confirm_page(auth: &Auth, t: &Ticket, id: &str, session: &Session) -> Respons
 }
 
 async fn phone_answer(
-    auth: &Auth,
+    core: &Core,
     headers: &HeaderMap,
     id: &str,
     query: &str,
     confirm: bool,
 ) -> Response<Body> {
-    let session = match auth.session_of(headers).await {
+    let session = match core.session_of(headers).await {
         Ok(Some((s, _))) => s,
-        Ok(None) => return phone_outcome("forbidden"),
-        Err(e) => return e.response(false, None),
+        Ok(None) => return phone_outcome(Phone::Forbidden),
+        Err(e) => return e.response(Reply::Page, None),
     };
-    let token_ok = crate::auth::endpoints::query_param(query, "csrf")
-        .and_then(|c| auth.codec.open(CSRF_PURPOSE, &c))
+    let token_ok = crate::query::param(query, "csrf")
+        .and_then(|c| core.codec.open(CSRF_PURPOSE, &c))
         .is_some_and(|v| v == format!("{}|{id}", session.id));
     if !token_ok {
         warn!("a scan confirmation without a valid token");
-        return phone_outcome("forbidden");
+        return phone_outcome(Phone::Forbidden);
     }
-    let t = match load(auth, id).await {
+    let t = match load(core, id).await {
         Ok(Some(t)) => t,
-        Ok(None) => return phone_outcome("expired"),
-        Err(()) => return crate::auth::AuthError::StoreUnavailable.response(false, None),
+        Ok(None) => return phone_outcome(Phone::Expired),
+        Err(()) => return SignInError::StoreUnavailable.response(Reply::Page, None),
     };
     match &t.st {
         Status::Scanned { sid } if *sid == session.id => {}
-        Status::Pending | Status::Scanned { .. } => return phone_outcome("scanned_elsewhere"),
-        Status::Confirmed { .. } | Status::Used => return phone_outcome("used"),
-        Status::Cancelled => return phone_outcome("cancelled"),
+        Status::Pending | Status::Scanned { .. } => return phone_outcome(Phone::ScannedElsewhere),
+        Status::Confirmed { .. } | Status::Used => return phone_outcome(Phone::Used),
+        Status::Cancelled => return phone_outcome(Phone::Cancelled),
     }
     let st = if confirm {
         // The browser's session is its own: same WeChat user, new id, no WeChat tokens
@@ -601,20 +636,20 @@ async fn phone_answer(
         metrics().desktop_signins.inc(&["qr", "cancelled"]);
         Status::Cancelled
     };
-    if save(auth, id, &Ticket { st, ..t }).await.is_err() {
-        return crate::auth::AuthError::StoreUnavailable.response(false, None);
+    if save(core, id, &Ticket { st, ..t }).await.is_err() {
+        return SignInError::StoreUnavailable.response(Reply::Page, None);
     }
     if confirm {
         info!(openid = %session.openid, "a QR sign-in was confirmed on the phone");
-        phone_outcome("confirmed")
+        phone_outcome(Phone::Confirmed)
     } else {
-        phone_outcome("cancelled_now")
+        phone_outcome(Phone::CancelledNow)
     }
 }
 
 /// `/_wxgate/scan/c?code=ABCD-2345`: the typed short code, for people who cannot scan.
-async fn typed_code(auth: &Auth, query: &str) -> Response<Body> {
-    let typed = crate::auth::endpoints::query_param(query, "code").unwrap_or_default();
+async fn typed_code(core: &Core, query: &str) -> Response<Body> {
+    let typed = crate::query::param(query, "code").unwrap_or_default();
     let norm: String = typed
         .chars()
         .filter(|c| c.is_ascii_alphanumeric())
@@ -622,10 +657,10 @@ async fn typed_code(auth: &Auth, query: &str) -> Response<Body> {
         .collect();
     if norm.len() == 8 {
         let code = format!("{}-{}", &norm[..4], &norm[4..]);
-        if let Ok(Some(id)) = auth.store.get_ephemeral(&code_key(&code)).await {
+        if let Ok(Some(id)) = core.store.get_ephemeral(&code_key(&code)).await {
             if let Ok(id) = String::from_utf8(id) {
                 if valid_id(&id) {
-                    return crate::auth::redirect(&format!("/_wxgate/scan/s/{id}"));
+                    return crate::signin::redirect(&format!("/_wxgate/scan/s/{id}"));
                 }
             }
         }
@@ -646,51 +681,110 @@ placeholder=\"ABCD-2345\" style=\"font-size:1.4rem;font-family:monospace;width:1
 
 // ---------------------------------------------------------------- pages
 
-fn phone_outcome(what: &str) -> Response<Body> {
+/// What the phone is told after scanning or answering. The name is also sent in the
+/// `x-wxgate-scan` header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phone {
+    Confirmed,
+    CancelledNow,
+    Cancelled,
+    Used,
+    ScannedElsewhere,
+    Forbidden,
+    Expired,
+}
+
+impl Phone {
+    #[cfg(test)]
+    const ALL: [Phone; 7] = [
+        Phone::Confirmed,
+        Phone::CancelledNow,
+        Phone::Cancelled,
+        Phone::Used,
+        Phone::ScannedElsewhere,
+        Phone::Forbidden,
+        Phone::Expired,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Phone::Confirmed => "confirmed",
+            Phone::CancelledNow => "cancelled_now",
+            Phone::Cancelled => "cancelled",
+            Phone::Used => "used",
+            Phone::ScannedElsewhere => "scanned_elsewhere",
+            Phone::Forbidden => "forbidden",
+            Phone::Expired => "expired",
+        }
+    }
+}
+
+/// Why the waiting browser's sign-in cannot complete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Waiting {
+    WrongBrowser,
+    Cancelled,
+    Used,
+    NotYet,
+    Expired,
+}
+
+impl Waiting {
+    #[cfg(test)]
+    const ALL: [Waiting; 5] = [
+        Waiting::WrongBrowser,
+        Waiting::Cancelled,
+        Waiting::Used,
+        Waiting::NotYet,
+        Waiting::Expired,
+    ];
+}
+
+fn phone_outcome(what: Phone) -> Response<Body> {
     let (status, zh, en, detail_zh, detail) = match what {
-        "confirmed" => (
+        Phone::Confirmed => (
             StatusCode::OK,
             "已确认",
             "Confirmed",
             "电脑正在登录。可以关闭此页面了。",
             "The computer is now signing in. You can close this page.",
         ),
-        "cancelled_now" => (
+        Phone::CancelledNow => (
             StatusCode::OK,
             "已取消",
             "Cancelled",
             "没有登录任何人。可以关闭此页面了。",
             "Nobody was signed in. You can close this page.",
         ),
-        "cancelled" => (
+        Phone::Cancelled => (
             StatusCode::GONE,
             "已取消",
             "This sign-in was cancelled",
             "请在电脑上重新开始，获取新的二维码。",
             "Start again on the computer to get a new code.",
         ),
-        "used" => (
+        Phone::Used => (
             StatusCode::GONE,
             "二维码已使用",
             "This code has already been used",
             "每个二维码只能登录一次。请在电脑上重新开始，获取新的二维码。",
             "Each code signs in once. Start again on the computer to get a new code.",
         ),
-        "scanned_elsewhere" => (
+        Phone::ScannedElsewhere => (
             StatusCode::CONFLICT,
             "二维码已被扫描",
             "This code was scanned on another phone",
             "只有最先扫码的手机可以确认。",
             "Only the phone that scanned it first can answer.",
         ),
-        "forbidden" => (
+        Phone::Forbidden => (
             StatusCode::FORBIDDEN,
             "无法确认",
             "This confirmation is not valid",
             "请重新打开扫码后的页面，在那里确认。",
             "Open the scanned page again and answer there.",
         ),
-        _ => (
+        Phone::Expired => (
             StatusCode::GONE,
             "二维码已过期",
             "This code has expired",
@@ -699,9 +793,10 @@ fn phone_outcome(what: &str) -> Response<Body> {
         ),
     };
     let mut resp = phone_page(status, zh, en, detail_zh, detail);
-    if let Ok(v) = http::HeaderValue::from_str(what) {
-        resp.headers_mut().insert("x-wxgate-scan", v);
-    }
+    resp.headers_mut().insert(
+        "x-wxgate-scan",
+        http::HeaderValue::from_static(what.as_str()),
+    );
     resp
 }
 
@@ -725,9 +820,9 @@ fn phone_page(
 
 /// The waiting browser's answer when the sign-in cannot complete: what happened and a
 /// one-click way to start over.
-fn outcome_page(auth: &Auth, what: &str, rd: &str, json: bool) -> Response<Body> {
+fn outcome_page(core: &Core, what: Waiting, rd: &str, reply: Reply) -> Response<Body> {
     let (status, code, zh, en, detail_zh, detail) = match what {
-        "wrong_browser" => (
+        Waiting::WrongBrowser => (
             StatusCode::FORBIDDEN,
             "scan_wrong_browser",
             "请在显示二维码的浏览器中完成登录",
@@ -735,7 +830,7 @@ fn outcome_page(auth: &Auth, what: &str, rd: &str, json: bool) -> Response<Body>
             "这次登录是在另一个浏览器中开始的。",
             "This sign-in was started in another browser.",
         ),
-        "cancelled" => (
+        Waiting::Cancelled => (
             StatusCode::GONE,
             "scan_cancelled",
             "已在手机上取消",
@@ -743,7 +838,7 @@ fn outcome_page(auth: &Auth, what: &str, rd: &str, json: bool) -> Response<Body>
             "没有登录任何人。",
             "Nobody was signed in.",
         ),
-        "used" => (
+        Waiting::Used => (
             StatusCode::GONE,
             "scan_used",
             "二维码已使用",
@@ -751,7 +846,7 @@ fn outcome_page(auth: &Auth, what: &str, rd: &str, json: bool) -> Response<Body>
             "每个二维码只能登录一次。",
             "Each code signs in once.",
         ),
-        "not_yet" => (
+        Waiting::NotYet => (
             StatusCode::CONFLICT,
             "scan_pending",
             "尚未在手机上确认",
@@ -759,7 +854,7 @@ fn outcome_page(auth: &Auth, what: &str, rd: &str, json: bool) -> Response<Body>
             "请先用微信扫码，并在手机上确认。",
             "Scan the code with WeChat and confirm on the phone first.",
         ),
-        _ => (
+        Waiting::Expired => (
             StatusCode::GONE,
             "scan_expired",
             "二维码已过期",
@@ -768,7 +863,7 @@ fn outcome_page(auth: &Auth, what: &str, rd: &str, json: bool) -> Response<Body>
             "Get a new code and scan it again.",
         ),
     };
-    if code == "scan_expired" {
+    if what == Waiting::Expired {
         metrics().desktop_signins.inc(&["qr", "expired"]);
     }
     crate::pages::respond(
@@ -779,14 +874,14 @@ fn outcome_page(auth: &Auth, what: &str, rd: &str, json: bool) -> Response<Body>
             title_en: en,
             detail_zh: detail_zh.into(),
             detail: detail.into(),
-            retry: Some(auth.start_url(rd)),
+            retry: Some(core.start_url(rd)),
         },
-        json,
+        reply,
     )
 }
 
 fn not_found(headers: &HeaderMap) -> Response<Body> {
-    crate::pages::not_found(classify::wants_json(headers))
+    crate::pages::not_found(Reply::of(headers))
 }
 
 fn html(status: StatusCode, title: &str, inner: &str) -> Response<Body> {
@@ -825,8 +920,8 @@ fn format_utc(secs: u64) -> String {
 
 /// "Open this page in WeChat": a computer gets a QR code of the page to scan, a phone
 /// (which cannot scan its own screen) a button copying the link to paste into WeChat.
-pub fn open_in_wechat(auth: &Auth, headers: &HeaderMap, rd: &str) -> Response<Body> {
-    let url = format!("{}{}", auth.cfg.public().origin, rd);
+pub fn open_in_wechat(core: &Core, headers: &HeaderMap, rd: &str) -> Response<Body> {
+    let url = format!("{}{}", core.cfg.public().origin, rd);
     let u = crate::pages::escape(&url);
     let ua = headers
         .get(http::header::USER_AGENT)
@@ -858,7 +953,7 @@ pub fn qr_svg(data: &str) -> Option<String> {
 
 /// Every page of the desktop sign-in, for the test that reads them all.
 #[cfg(test)]
-pub(crate) async fn every_page(auth: &Auth) -> Vec<(String, Response<Body>)> {
+pub(crate) async fn every_page(core: &Core) -> Vec<(String, Response<Body>)> {
     let with_ua = |ua: &'static str| {
         let mut h = HeaderMap::new();
         h.insert(http::header::USER_AGENT, http::HeaderValue::from_static(ua));
@@ -884,49 +979,45 @@ pub(crate) async fn every_page(auth: &Auth) -> Vec<(String, Response<Body>)> {
         code: "ABCD-2345".into(),
         st: Status::Pending,
     };
+    let budget = TicketBudget::default();
     let mut pages = vec![
-        ("qr".to_string(), qr_page(auth, &computer, "/x", ip).await),
+        (
+            "qr".to_string(),
+            qr_page(core, &budget, &computer, "/x", ip).await,
+        ),
         (
             "qr on a phone".into(),
-            qr_page(auth, &phone, "/x", ip).await,
+            qr_page(core, &budget, &phone, "/x", ip).await,
         ),
         (
             "open in wechat".into(),
-            open_in_wechat(auth, &computer, "/x"),
+            open_in_wechat(core, &computer, "/x"),
         ),
         (
             "open in wechat on a phone".into(),
-            open_in_wechat(auth, &phone, "/x"),
+            open_in_wechat(core, &phone, "/x"),
         ),
         (
             "scanned outside wechat".into(),
-            phone_scan(auth, &phone, "abc").await,
+            phone_scan(core, &phone, "abc").await,
         ),
-        ("typed code".into(), typed_code(auth, "").await),
+        ("typed code".into(), typed_code(core, "").await),
         (
             "typed code unknown".into(),
-            typed_code(auth, "code=ZZZZZZZZ").await,
+            typed_code(core, "code=ZZZZZZZZ").await,
         ),
         (
             "confirm".into(),
-            confirm_page(auth, &ticket, "abc", &session),
+            confirm_page(core, &ticket, "abc", &session),
         ),
     ];
-    for what in [
-        "confirmed",
-        "cancelled_now",
-        "cancelled",
-        "used",
-        "scanned_elsewhere",
-        "forbidden",
-        "expired",
-    ] {
-        pages.push((format!("phone {what}"), phone_outcome(what)));
+    for what in Phone::ALL {
+        pages.push((format!("phone {}", what.as_str()), phone_outcome(what)));
     }
-    for what in ["wrong_browser", "cancelled", "used", "not_yet", "expired"] {
+    for what in Waiting::ALL {
         pages.push((
-            format!("computer {what}"),
-            outcome_page(auth, what, "/x", false),
+            format!("computer {what:?}"),
+            outcome_page(core, what, "/x", Reply::Page),
         ));
     }
     pages

@@ -3,10 +3,10 @@
 use http::{Response, StatusCode};
 
 use crate::body::Body;
-use crate::pages::{respond_with, Notice};
+use crate::pages::{respond_with, Notice, Reply};
 
 #[derive(Debug, thiserror::Error)]
-pub enum AuthError {
+pub enum SignInError {
     #[error("the state of this sign-in does not match this browser")]
     StateMismatch,
     /// Why, in Chinese and in English.
@@ -20,6 +20,14 @@ pub enum AuthError {
     NotAllowed,
     #[error("the authorization code could not be used twice over")]
     CodeRejected,
+    /// A method's finish: the provider no longer takes this code (invalid or expired).
+    /// One fresh start per flow may help; after that it is [`SignInError::CodeRejected`].
+    #[error("the authorization code is invalid or expired")]
+    CodeStale,
+    /// A method's finish: the code was already redeemed (a double callback). A browser
+    /// already signed in lands; otherwise as [`SignInError::CodeStale`].
+    #[error("the authorization code was already used")]
+    CodeUsed,
     #[error("WeChat is busy")]
     WechatBusy,
     #[error("WeChat quota reached")]
@@ -36,70 +44,79 @@ pub enum AuthError {
     SigninsBusy,
     #[error("internal error: {0}")]
     Internal(String),
+    /// Signing in through a hub failed (it has its own pages).
+    #[error("{0}")]
+    Hub(crate::hub_client::HubClientError),
 }
 
-impl AuthError {
+impl SignInError {
     pub fn code(&self) -> &'static str {
         match self {
-            AuthError::StateMismatch => "state_mismatch",
-            AuthError::BadRequest(..) => "bad_request",
-            AuthError::ConsentRefused => "consent_refused",
-            AuthError::SnapshotUser => "snapshot_user",
-            AuthError::NotAllowed => "access_denied",
-            AuthError::CodeRejected => "code_rejected",
-            AuthError::WechatBusy => "wechat_busy",
-            AuthError::WechatQuota => "wechat_quota",
-            AuthError::WechatUnavailable => "wechat_unavailable",
-            AuthError::Misconfigured => "misconfigured",
-            AuthError::WechatOther => "wechat_error",
-            AuthError::StoreUnavailable => "session_store_unavailable",
-            AuthError::SigninsBusy => "signins_busy",
-            AuthError::Internal(_) => "internal_error",
+            SignInError::StateMismatch => "state_mismatch",
+            SignInError::BadRequest(..) => "bad_request",
+            SignInError::ConsentRefused => "consent_refused",
+            SignInError::SnapshotUser => "snapshot_user",
+            SignInError::NotAllowed => "access_denied",
+            SignInError::CodeRejected | SignInError::CodeStale | SignInError::CodeUsed => {
+                "code_rejected"
+            }
+            SignInError::WechatBusy => "wechat_busy",
+            SignInError::WechatQuota => "wechat_quota",
+            SignInError::WechatUnavailable => "wechat_unavailable",
+            SignInError::Misconfigured => "misconfigured",
+            SignInError::WechatOther => "wechat_error",
+            SignInError::StoreUnavailable => "session_store_unavailable",
+            SignInError::SigninsBusy => "signins_busy",
+            SignInError::Internal(_) => "internal_error",
+            SignInError::Hub(e) => e.code(),
         }
     }
 
     /// The page (or JSON) for this refusal. `retry` is a same-origin URL that starts over.
-    pub fn response(&self, json: bool, retry: Option<String>) -> Response<Body> {
+    pub fn response(&self, reply: Reply, retry: Option<String>) -> Response<Body> {
+        if let SignInError::Hub(e) = self {
+            return e.response(reply, retry);
+        }
         use StatusCode as S;
         let (status, zh, en, detail_zh, detail, retryable): (S, &str, &str, &str, &str, bool) = match self {
-            AuthError::StateMismatch => (S::BAD_REQUEST, "登录已失效", "This sign-in link is no longer valid",
+            SignInError::StateMismatch => (S::BAD_REQUEST, "登录已失效", "This sign-in link is no longer valid",
                 "这次登录是在另一个浏览器中开始的，或者已经过期。请重新开始。",
                 "The sign-in was started in another browser or has expired. Please start again.", true),
-            AuthError::BadRequest(zh_why, why) => (S::BAD_REQUEST, "请求无效", "Invalid request", zh_why, why, true),
-            AuthError::ConsentRefused => (S::FORBIDDEN, "您已取消授权", "You declined to sign in with WeChat",
+            SignInError::BadRequest(zh_why, why) => (S::BAD_REQUEST, "请求无效", "Invalid request", zh_why, why, true),
+            SignInError::ConsentRefused => (S::FORBIDDEN, "您已取消授权", "You declined to sign in with WeChat",
                 "此应用需要您的微信授权才能让您进入。",
                 "This application needs your WeChat authorization to let you in.", true),
-            AuthError::SnapshotUser => (S::FORBIDDEN, "请使用完整服务", "Please open the full page",
+            SignInError::SnapshotUser => (S::FORBIDDEN, "请使用完整服务", "Please open the full page",
                 "您正在浏览微信的快照页。请点击底部的\u{201c}使用完整服务\u{201d}，然后重新登录。",
                 "You are viewing a WeChat snapshot page. Tap \u{201c}使用完整服务\u{201d} (use full service) at the bottom, then sign in again.", true),
-            AuthError::NotAllowed => (S::FORBIDDEN, "无权访问", "Access denied",
+            SignInError::NotAllowed => (S::FORBIDDEN, "无权访问", "Access denied",
                 "您的微信账号无权使用此应用。请向它的管理员申请。",
                 "Your WeChat account is not allowed to use this application. Ask its administrator for access.", false),
-            AuthError::CodeRejected => (S::BAD_REQUEST, "授权已过期", "The WeChat authorization has expired",
+            SignInError::CodeRejected | SignInError::CodeStale | SignInError::CodeUsed => (S::BAD_REQUEST, "授权已过期", "The WeChat authorization has expired",
                 "微信连续两次没有接受登录码。请重试。",
                 "WeChat did not accept the sign-in code twice in a row. Please try again.", true),
-            AuthError::WechatBusy => (S::SERVICE_UNAVAILABLE, "微信繁忙", "WeChat is busy",
+            SignInError::WechatBusy => (S::SERVICE_UNAVAILABLE, "微信繁忙", "WeChat is busy",
                 "微信要求稍后再试。请过一会儿重试。",
                 "WeChat asked us to try again later. Please retry in a moment.", true),
-            AuthError::WechatQuota => (S::SERVICE_UNAVAILABLE, "登录服务繁忙", "Sign-in is temporarily unavailable",
+            SignInError::WechatQuota => (S::SERVICE_UNAVAILABLE, "登录服务繁忙", "Sign-in is temporarily unavailable",
                 "此应用的微信登录次数暂时用完了。请稍后重试。",
                 "The WeChat sign-in quota of this application is used up for now. Please retry later.", true),
-            AuthError::WechatUnavailable => (S::SERVICE_UNAVAILABLE, "无法连接微信", "WeChat cannot be reached",
+            SignInError::WechatUnavailable => (S::SERVICE_UNAVAILABLE, "无法连接微信", "WeChat cannot be reached",
                 "暂时无法连接微信完成登录。请过一会儿重试。",
                 "We could not reach WeChat to complete your sign-in. Please retry in a moment.", true),
-            AuthError::Misconfigured => (S::INTERNAL_SERVER_ERROR, "服务配置错误", "Sign-in is misconfigured",
+            SignInError::Misconfigured => (S::INTERNAL_SERVER_ERROR, "服务配置错误", "Sign-in is misconfigured",
                 "微信拒绝了此应用的凭据。原因已记录在日志中，供管理员查看。",
                 "WeChat refused this application's credentials. The administrator has been notified in the logs.", false),
-            AuthError::WechatOther => (S::BAD_GATEWAY, "微信返回错误", "WeChat returned an error",
+            SignInError::WechatOther => (S::BAD_GATEWAY, "微信返回错误", "WeChat returned an error",
                 "微信未能完成登录。请重试。",
                 "WeChat could not complete the sign-in. Please try again.", true),
-            AuthError::StoreUnavailable => (S::SERVICE_UNAVAILABLE, "登录服务暂时不可用", "Sign-in service temporarily unavailable",
+            SignInError::StoreUnavailable => (S::SERVICE_UNAVAILABLE, "登录服务暂时不可用", "Sign-in service temporarily unavailable",
                 "暂时无法验证您的登录状态。请过一会儿重试，不需要重新登录。",
                 "Your session cannot be checked right now. Please retry in a moment; you will not need to sign in again.", false),
-            AuthError::SigninsBusy => (S::SERVICE_UNAVAILABLE, "登录人数过多", "Too many sign-ins in progress",
+            SignInError::SigninsBusy => (S::SERVICE_UNAVAILABLE, "登录人数过多", "Too many sign-ins in progress",
                 "现在从电脑登录的人太多了。请过一会儿重试。",
                 "Too many people are signing in from computers right now. Please retry in a moment.", true),
-            AuthError::Internal(_) => (S::INTERNAL_SERVER_ERROR, "内部错误", "Internal error",
+            SignInError::Internal(_) | SignInError::Hub(_) => (S::INTERNAL_SERVER_ERROR, "内部错误", "Internal error",
                 "我们这边出了问题。",
                 "Something went wrong on our side.", true),
         };
@@ -112,7 +129,7 @@ impl AuthError {
             detail: detail.into(),
             retry: if retryable { retry } else { None },
         };
-        let mut resp = respond_with(&n, json, None);
+        let mut resp = respond_with(&n, reply, None);
         if status == S::SERVICE_UNAVAILABLE {
             resp.headers_mut().insert(
                 http::header::RETRY_AFTER,

@@ -29,8 +29,12 @@ pub struct FlowState {
     /// The callback completed and a session was created.
     #[serde(default)]
     pub d: bool,
-    /// The flow was started for the website app (qrconnect), not the official account.
-    #[serde(default)]
+    /// The name of the sign-in method that started the flow, which finishes it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub m: String,
+    /// Flows started before methods were named: started for the website app
+    /// (qrconnect) rather than the official account. Read, never written.
+    #[serde(default, skip_serializing)]
     pub w: bool,
 }
 
@@ -43,7 +47,7 @@ impl FlowState {
 /// 32 random characters of `[A-Za-z0-9]` (WeChat allows at most 128).
 pub fn new_state() -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    let bytes = crate::config::random_bytes(32);
+    let bytes = crate::random::bytes(32);
     // 256 % 62 != 0: the slight bias is irrelevant for a 190-bit unguessable token.
     bytes
         .iter()
@@ -130,6 +134,7 @@ mod tests {
                 t,
                 r: 0,
                 d: false,
+                m: String::new(),
                 w: false,
             })
         };

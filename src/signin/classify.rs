@@ -18,8 +18,6 @@ pub fn is_wechat_browser(user_agent: &str) -> bool {
     ua.contains("micromessenger/") && !ua.contains("wxwork/")
 }
 
-pub use crate::pages::wants_json;
-
 /// Whether the User-Agent is a phone's or tablet's browser: one that cannot scan a QR
 /// code on its own screen. (iPadOS Safari says "Macintosh" and counts as a computer.)
 pub fn is_mobile_browser(user_agent: &str) -> bool {
@@ -45,7 +43,7 @@ pub fn is_api_request(
 ) -> bool {
     (method != Method::GET && method != Method::HEAD)
         || api.matches(normalized_path)
-        || wants_json(headers)
+        || crate::pages::wants_json(headers)
 }
 
 /// A short `(browser, os)` description such as `("Chrome 120", "Windows 10")`.
