@@ -50,6 +50,10 @@ enum Command {
         /// http://192.0.2.10:8080 (default: http://LISTEN).
         #[arg(long)]
         public_url: Option<String>,
+        /// Also two apps on two more origins, signing in through this wxgate as their
+        /// hub (an OpenID Connect provider) instead of WeChat.
+        #[arg(long)]
+        hub: bool,
     },
     /// The built-in mock WeChat platform alone, for tests and local development.
     MockWechat {
@@ -117,8 +121,12 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             wxgate::cli::serve(cfg, config).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Demo { listen, public_url } => {
-            wxgate::cli::demo(listen, public_url).await?;
+        Command::Demo {
+            listen,
+            public_url,
+            hub,
+        } => {
+            wxgate::cli::demo(listen, public_url, hub).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::MockWechat { listen } => {

@@ -868,3 +868,84 @@ async fn a_computer_signing_in_at_a_hub_client_is_sent_to_the_hub_which_shows_th
         last.body
     );
 }
+
+// ---------------------------------------------------------------- wxgate demo --hub
+
+/// The value of `attr="..."` after the first `marker` in `html`, unescaped.
+fn attr_after(html: &str, marker: &str, attr: &str) -> Option<String> {
+    let at = html.find(marker)?;
+    let rest = &html[at..];
+    let start = rest.find(&format!("{attr}=\""))? + attr.len() + 2;
+    let end = rest[start..].find('"')? + start;
+    Some(rest[start..end].replace("&amp;", "&"))
+}
+
+#[tokio::test]
+async fn the_hub_demo_signs_a_phone_in_at_two_apps_with_one_wechat_consent() {
+    let demo = common::wechat::Wxgate::spawn(&["demo", "--hub", "--listen", "127.0.0.1:0"]);
+    let (line, _) = demo
+        .wait_for(0, |v| v["fields"]["message"] == "wxgate demo --hub")
+        .await;
+    let url = |k: &str| line["fields"][k].as_str().unwrap().to_string();
+    let (hub, crm, wiki) = (url("hub"), url("crm"), url("wiki"));
+    assert!(crm != hub && wiki != hub && crm != wiki, "{line}");
+
+    // At the first app, the phone goes through the hub to WeChat's consent page.
+    let phone = common::wechat::WalkingBrowser::new();
+    let pages = phone
+        .walk(&format!("{crm}/"), |u| {
+            u.contains("/connect/oauth2/authorize")
+        })
+        .await;
+    let authorize = pages
+        .last()
+        .unwrap()
+        .header("location")
+        .unwrap()
+        .to_string();
+    assert!(
+        authorize.starts_with(&format!("{hub}/connect/oauth2/authorize?")),
+        "{authorize}"
+    );
+    let consent = phone.get(authorize.split('#').next().unwrap()).await;
+    let field =
+        |name: &str| attr_after(&consent.body, &format!("name=\"{name}\""), "value").unwrap();
+    let back = phone
+        .post_form(
+            &format!("{hub}/connect/oauth2/consent"),
+            &[
+                ("appid", &field("appid")),
+                ("redirect_uri", &field("redirect_uri")),
+                ("scope", &field("scope")),
+                ("state", &field("state")),
+                ("user", "bob"),
+                ("action", "allow"),
+            ],
+        )
+        .await;
+    let callback = back
+        .header("location")
+        .expect("back to the hub")
+        .to_string();
+    assert!(
+        callback.starts_with(&format!("{hub}/_wxgate/callback?")),
+        "{callback}"
+    );
+    for (start, origin) in [(callback, &crm), (format!("{wiki}/"), &wiki)] {
+        // The second app: straight through the hub, no consent page.
+        let pages = phone.walk(&start, |_| false).await;
+        let app = pages.last().unwrap();
+        assert!(
+            app.url.starts_with(origin.as_str()),
+            "{} is not {origin}",
+            app.url
+        );
+        assert_eq!(app.status, 200, "{}", app.body);
+        assert!(app.body.contains("王小明"), "{}", app.body);
+        assert!(
+            app.body.contains("The identity header was verified"),
+            "{}",
+            app.body
+        );
+    }
+}
