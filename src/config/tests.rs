@@ -168,6 +168,10 @@ fn every_key_filled() -> Config {
         token_endpoint_secret_file: Some("f".into()),
         ..AccountConfig::default()
     });
+    c.hub_client = Some(HubClientConfig {
+        client_secret_file: Some("f".into()),
+        ..HubClientConfig::default()
+    });
     c
 }
 
@@ -714,4 +718,51 @@ fn a_hub_signs_with_a_published_key_and_takes_client_secrets_from_env_first() {
         !format!("{:?}", hub.clients[0]).contains(&from_env),
         "never printed"
     );
+}
+
+#[test]
+fn a_hub_client_needs_no_wechat_section_and_names_its_own_problems() {
+    let head = "[server]\npublic_url = \"https://crm.example.com\"\n[upstream]\nurl = \"http://127.0.0.1:3000\"\n";
+    let ok = format!(
+        "{head}[hub_client]\nissuer = \"https://auth.example.com/_wxgate/\"\nclient_id = \"crm\"\nclient_secret = \"s3cret\"\n"
+    );
+    let c = from_toml(&ok, Path::new("."), &env(&[])).unwrap();
+    let hc = c.hub_client.unwrap();
+    assert_eq!(hc.issuer, "https://auth.example.com/_wxgate", "trailing / dropped");
+    assert_eq!(hc.scope, Scope::Base);
+    assert!(!format!("{hc:?}").contains("s3cret"));
+
+    let from_env = from_toml(
+        &ok.replace("client_secret = \"s3cret\"\n", ""),
+        Path::new("."),
+        &env(&[("WXGATE_HUB_CLIENT_SECRET", "from-env")]),
+    )
+    .unwrap();
+    assert_eq!(from_env.hub_client.unwrap().client_secret, "from-env");
+
+    let bad = format!(
+        "{head}[hub_client]\nissuer = \"http://auth.example.com/_wxgate?x=1\"\nclient_id = \"c r m\"\n"
+    );
+    let keys: Vec<String> = problems(&bad)
+        .iter()
+        .map(|p| p.split(": ").next().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "hub_client.issuer",
+            "hub_client.client_id",
+            "hub_client.client_secret"
+        ]
+    );
+    // Without [hub_client], [wechat] is as required as ever.
+    let p = problems(head);
+    assert!(p.iter().any(|p| p.starts_with("wechat.appid")), "{p:?}");
+    // A hub that is a hub client, or a hub client holding the account's token: no.
+    let both = format!(
+        "{ok}[[hub.clients]]\nclient_id = \"x\"\nclient_secret = \"{}\"\nredirect_uris = [\"https://x.example.com/cb\"]\n",
+        "s".repeat(32)
+    );
+    assert_eq!(only_problem(&both).key, "hub_client");
+    assert_eq!(only_problem(&format!("{ok}[account]\n")).key, "account");
 }
