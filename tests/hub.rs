@@ -719,12 +719,12 @@ async fn oauth2_proxy_signs_a_user_in_through_the_hub_and_its_upstream_sees_them
 
 // ---------------------------------------------------------------- wxgates signing in through the hub
 
-/// A wxgate that signs in through `hub` as `client_id`, on an already bound listener:
+/// A wxgate that signs in through the hub at `issuer` as `client_id`, on an already bound listener:
 /// no `[wechat]` of its own, its own session cookie name (all of them share 127.0.0.1,
 /// where a browser's cookies do not tell ports apart).
 async fn start_app(
     listener: tokio::net::TcpListener,
-    hub: &Gate,
+    issuer: &str,
     upstream: std::net::SocketAddr,
     client_id: &str,
     cookie: &str,
@@ -748,7 +748,6 @@ client_id = "{client_id}"
 client_secret = "{SECRET}"
 "#,
         secret = common::wechat::SESSION_SECRET,
-        issuer = hub.issuer(),
     );
     let config = wxgate::config::from_toml(
         &text,
@@ -797,8 +796,8 @@ async fn two_wxgates_on_two_origins_sign_in_through_one_hub_with_one_wechat_auth
         })
         .await;
     let upstream = platform.upstream.addr;
-    let _a = start_app(a, &hub, upstream, "app-a", "_app_a").await;
-    let _b = start_app(b, &hub, upstream, "app-b", "_app_b").await;
+    let _a = start_app(a, &hub.issuer(), upstream, "app-a", "_app_a").await;
+    let _b = start_app(b, &hub.issuer(), upstream, "app-b", "_app_b").await;
 
     let browser = common::wechat::WalkingBrowser::new();
     let openid = platform.openid("alice");
@@ -850,7 +849,7 @@ async fn a_computer_signing_in_at_a_hub_client_is_sent_to_the_hub_which_shows_th
             client(c, "app-a", SECRET, &[&a_cb], Scope::Base)
         })
         .await;
-    let _a = start_app(a, &hub, platform.upstream.addr, "app-a", "_app_a").await;
+    let _a = start_app(a, &hub.issuer(), platform.upstream.addr, "app-a", "_app_a").await;
     let desktop = common::wechat::WalkingBrowser::new().with_user_agent(
         "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36",
     );
@@ -948,4 +947,21 @@ async fn the_hub_demo_signs_a_phone_in_at_two_apps_with_one_wechat_consent() {
             app.body
         );
     }
+}
+
+#[tokio::test]
+async fn a_hub_that_cannot_be_reached_gets_a_clear_page_at_the_app_not_a_redirect() {
+    let platform = Platform::start(picking_mock()).await;
+    // A hub that is not there: its address, nothing listening.
+    let gone = common::dead_address().await;
+    let issuer = format!("http://{gone}/_wxgate");
+    let a = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", a.local_addr().unwrap());
+    let _a = start_app(a, &issuer, platform.upstream.addr, "app-a", "_app_a").await;
+    let page = common::wechat::WalkingBrowser::new()
+        .get(&format!("{origin}/orders"))
+        .await;
+    assert_eq!(page.status, 503, "{}", page.body);
+    assert!(page.header("location").is_none());
+    assert!(page.body.contains("hub"), "{}", page.body);
 }

@@ -728,7 +728,10 @@ fn a_hub_client_needs_no_wechat_section_and_names_its_own_problems() {
     );
     let c = from_toml(&ok, Path::new("."), &env(&[])).unwrap();
     let hc = c.hub_client.unwrap();
-    assert_eq!(hc.issuer, "https://auth.example.com/_wxgate", "trailing / dropped");
+    assert_eq!(
+        hc.issuer, "https://auth.example.com/_wxgate",
+        "trailing / dropped"
+    );
     assert_eq!(hc.scope, Scope::Base);
     assert!(!format!("{hc:?}").contains("s3cret"));
 

@@ -284,11 +284,10 @@ impl HubClient {
         let nonce = self.nonce(state);
         match verify_id_token(&id_token, &p.jwks, &self.issuer, &self.client_id, &nonce) {
             Err(IdTokenError::UnknownKey) => {
-                // The hub rotated its key: fetch its keys again (not more than once
-                // per REFETCH_GAP, whatever tokens arrive).
-                let fresh = self
-                    .provider_fresher_than(REFETCH_GAP.min(p.fetched.elapsed()))
-                    .await?;
+                // The hub rotated its key: fetch its keys again, unless they were
+                // fetched in the last REFETCH_GAP (whatever tokens arrive, the hub is
+                // asked at most that often).
+                let fresh = self.provider_fresher_than(REFETCH_GAP).await?;
                 verify_id_token(
                     &id_token,
                     &fresh.jwks,
