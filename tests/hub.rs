@@ -7,6 +7,9 @@
 
 mod common;
 
+#[path = "support/redis_server.rs"]
+mod redis_server;
+
 use std::time::Duration;
 
 use common::wechat::{picking_mock, url_param, verify, Browser, Gate, Platform};
@@ -964,4 +967,54 @@ async fn a_hub_that_cannot_be_reached_gets_a_clear_page_at_the_app_not_a_redirec
     assert_eq!(page.status, 503, "{}", page.body);
     assert!(page.header("location").is_none());
     assert!(page.body.contains("hub"), "{}", page.body);
+}
+
+// ---------------------------------------------------------------- replicas on Redis
+
+#[tokio::test]
+async fn on_redis_a_code_from_one_hub_replica_redeems_at_another_and_a_replay_there_revokes_it() {
+    let Some(redis) = redis_server::RedisServer::start() else {
+        return;
+    };
+    let platform = Platform::start(picking_mock()).await;
+    let (session_secret, signing_key) = wxgate::identity::keygen();
+    let configure = |c: &mut Config| {
+        c.session.store = wxgate::config::StoreKind::Redis;
+        c.session.redis_url = redis.url();
+        c.session.secret = session_secret.clone();
+        c.identity.signing_key = signing_key.clone();
+        client(c, "crm", SECRET, &[CRM_CB], Scope::UserInfo);
+    };
+    let a = platform.gate(None, |c, _| configure(c)).await;
+    // B answers for A's public name, as behind a load balancer.
+    let b = platform.gate(Some(&a.origin), |c, _| configure(c)).await;
+    let rig = Rig { hub: a, platform };
+    let mut phone = rig.hub.phone();
+    let code = rig
+        .code(
+            &mut phone,
+            "alice",
+            &authorize_path("crm", CRM_CB, "openid", ""),
+        )
+        .await;
+
+    let at_b = token_request(
+        &b,
+        ClientAuth::Basic("crm", SECRET),
+        &redeem_fields(&code, CRM_CB),
+    )
+    .await;
+    assert_eq!(at_b.status, StatusCode::OK, "{}", at_b.text());
+    let access = at_b.json()["access_token"].as_str().unwrap().to_string();
+    verified(&b, at_b.json()["id_token"].as_str().unwrap(), "crm").await;
+    assert_eq!(userinfo(&rig.hub, &access).await.status, StatusCode::OK);
+
+    let replay = rig
+        .token(
+            ClientAuth::Basic("crm", SECRET),
+            &redeem_fields(&code, CRM_CB),
+        )
+        .await;
+    assert_oauth_error(&replay, StatusCode::BAD_REQUEST, "invalid_grant");
+    assert_eq!(userinfo(&b, &access).await.status, StatusCode::UNAUTHORIZED);
 }
