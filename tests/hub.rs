@@ -442,6 +442,13 @@ async fn every_misuse_of_a_code_is_refused() {
         StatusCode::BAD_REQUEST,
         "unsupported_grant_type",
     );
+
+    // Operators see the replay.
+    let metrics = common::get(&rig.hub.admin_url("/metrics")).await.text();
+    assert!(
+        metrics.contains(r#"wxgate_hub_requests_total{endpoint="token",outcome="replay_revoked"}"#),
+        "{metrics}"
+    );
 }
 
 /// redirect_uris that are not the registered one byte for byte, each a known way

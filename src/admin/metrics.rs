@@ -376,6 +376,7 @@ pub struct Metrics {
     pub store_errors: CounterVec,
     pub store_duration: HistogramVec,
     pub desktop_signins: CounterVec,
+    pub hub: CounterVec,
     pub config_reloads: CounterVec,
     pub denied: CounterVec,
     pub body_timeouts: CounterVec,
@@ -455,6 +456,11 @@ impl Metrics {
                 "Sign-ins from browsers outside WeChat, by mode and outcome.",
                 &["mode", "outcome"],
             ),
+            hub: CounterVec::new(
+                "wxgate_hub_requests_total",
+                "Requests to the hub's OpenID Connect endpoints, by endpoint and outcome.",
+                &["endpoint", "outcome"],
+            ),
             config_reloads: CounterVec::new(
                 "wxgate_config_reloads_total",
                 "Configuration reloads by result.",
@@ -510,6 +516,7 @@ impl Metrics {
         self.store_errors.render(&mut out);
         self.store_duration.render(&mut out);
         self.desktop_signins.render(&mut out);
+        self.hub.render(&mut out);
         self.config_reloads.render(&mut out);
         self.denied.render(&mut out);
         self.body_timeouts.render(&mut out);

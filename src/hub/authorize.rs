@@ -15,6 +15,7 @@ use super::error::{no_store, PageError, RedirectError};
 use super::grants::{for_app, CodeGrant, Grants, Pending};
 use super::params::{with_query, Params};
 use super::{covers, narrower, Hub};
+use crate::admin::metrics::metrics;
 use crate::body::Body;
 use crate::config::Scope;
 use crate::pages::Reply;
@@ -169,6 +170,7 @@ pub async fn authorize(
         Ok(c) => c,
         Err(Refusal::Page(e)) => {
             warn!(error = %e, "hub: authorization request refused with a page");
+            metrics().hub.inc(&["authorize", e.code()]);
             return e.response(json);
         }
         Err(Refusal::Redirect {
@@ -181,6 +183,7 @@ pub async fn authorize(
                 detail = error.description,
                 "hub: authorization request refused"
             );
+            metrics().hub.inc(&["authorize", error.error]);
             return error_redirect(hub, &redirect_uri, state.as_deref(), &error);
         }
     };
@@ -211,6 +214,7 @@ pub async fn authorize(
                 }
             };
             let rd = format!("/_wxgate/oidc/authorize?resume={id}");
+            metrics().hub.inc(&["authorize", "sign_in"]);
             let browser = Browser::of(headers, client_ip);
             let route = RouteNeeds { scope: p.scope };
             signin.begin_for(&browser, &rd, 0, route).await
@@ -280,6 +284,7 @@ async fn issue(
         }
     };
     info!(client = %p.client_id, openid = %s.openid, scope = %grant.session.scope, "hub: code issued");
+    metrics().hub.inc(&["authorize", "code_issued"]);
     let mut params = vec![("code", code.as_str())];
     if let Some(st) = &p.state {
         params.push(("state", st));

@@ -10,6 +10,7 @@ use super::error::{no_store, TokenError, UserinfoError};
 use super::grants::{new_secret, AccessGrant, Grants};
 use super::params::Params;
 use super::{pkce, Hub};
+use crate::admin::metrics::metrics;
 use crate::body::Body;
 use crate::config::Scope;
 use crate::session::now_unix;
@@ -20,9 +21,13 @@ const TOKEN_ONLY_CLAIMS: &[&str] = &["iss", "aud", "iat", "nbf", "exp", "jti"];
 
 pub async fn token(core: &Core, hub: &Hub, headers: &HeaderMap, body: &[u8]) -> Response<Body> {
     match redeem(core, hub, headers, body).await {
-        Ok(v) => no_store(crate::pages::json_response(StatusCode::OK, &v)),
+        Ok(v) => {
+            metrics().hub.inc(&["token", "issued"]);
+            no_store(crate::pages::json_response(StatusCode::OK, &v))
+        }
         Err(e) => {
             info!(error = %e, "hub: token request refused");
+            metrics().hub.inc(&["token", e.code()]);
             e.response()
         }
     }
@@ -86,6 +91,7 @@ async fn redeem(
             .map_err(unavailable)?
         {
             warn!(client = %client.id, "hub: a code was redeemed twice; the access token it gave is revoked");
+            metrics().hub.inc(&["token", "replay_revoked"]);
         }
         return Err(TokenError::InvalidGrant(
             "the code is unknown, expired or already used",
@@ -165,7 +171,10 @@ pub async fn userinfo(core: &Core, headers: &HeaderMap) -> Response<Body> {
     };
     let grant = match grants.access(token).await {
         Ok(Some(g)) => g,
-        Ok(None) => return UserinfoError::InvalidToken.response(),
+        Ok(None) => {
+            metrics().hub.inc(&["userinfo", "invalid_token"]);
+            return UserinfoError::InvalidToken.response();
+        }
         Err(e) => {
             warn!(error = %e, "hub: session store unavailable at userinfo");
             return UserinfoError::Unavailable.response();
@@ -178,6 +187,7 @@ pub async fn userinfo(core: &Core, headers: &HeaderMap) -> Response<Body> {
             map.remove(*k);
         }
     }
+    metrics().hub.inc(&["userinfo", "ok"]);
     no_store(crate::pages::json_response(StatusCode::OK, &claims))
 }
 
