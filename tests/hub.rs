@@ -320,6 +320,27 @@ async fn profile_asks_wechat_for_snsapi_userinfo_only_for_a_client_allowed_it() 
     assert_eq!(claims["scope"], "snsapi_base");
     assert!(claims.get("nickname").is_none());
 
+    // A computer holding that base session gets a base code for crm at once: outside
+    // WeChat's browser there is no asking WeChat for more (and no loop trying).
+    let mut computer = rig.hub.browser(
+        "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36",
+    );
+    let cookie = phone.cookie(common::wechat::SESSION_COOKIE).unwrap();
+    computer.set_cookie(common::wechat::SESSION_COOKIE, &cookie);
+    let back = location(
+        &computer
+            .get(&authorize_path("crm", CRM_CB, "openid profile", ""))
+            .await,
+    );
+    let code = url_param(&back, "code").expect("a code at once");
+    let a = rig
+        .token(
+            ClientAuth::Basic("crm", SECRET),
+            &redeem_fields(&code, CRM_CB),
+        )
+        .await;
+    assert_eq!(a.json()["scope"], "openid");
+
     // crm may: the base session is not enough, WeChat is asked for the profile.
     let first = location(
         &phone

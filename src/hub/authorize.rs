@@ -188,9 +188,12 @@ pub async fn authorize(
         }
     };
     let p = checked.pending;
+    let browser = Browser::of(headers, client_ip);
     match signin.core.session_of(headers).await {
         Err(_) => PageError::StoreUnavailable.response(json),
-        Ok(Some((s, _))) if covers(s.scope, p.scope) => {
+        // Outside WeChat's browser a sign-in cannot ask WeChat for more (the phone that
+        // scans signs in as configured): the session is what the app gets.
+        Ok(Some((s, _))) if covers(s.scope, p.scope) || !browser.in_wechat => {
             issue(signin, hub, &grants, &p, &s, json).await
         }
         Ok(session) if checked.prompt_none => {
@@ -215,7 +218,6 @@ pub async fn authorize(
             };
             let rd = format!("/_wxgate/oidc/authorize?resume={id}");
             metrics().hub.inc(&["authorize", "sign_in"]);
-            let browser = Browser::of(headers, client_ip);
             let route = RouteNeeds { scope: p.scope };
             signin.begin_for(&browser, &rd, 0, route).await
         }
