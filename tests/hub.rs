@@ -1046,3 +1046,60 @@ async fn on_redis_a_code_from_one_hub_replica_redeems_at_another_and_a_replay_th
     assert_oauth_error(&replay, StatusCode::BAD_REQUEST, "invalid_grant");
     assert_eq!(userinfo(&b, &access).await.status, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn a_hub_client_refuses_a_callback_naming_another_issuer_and_a_code_it_cannot_redeem() {
+    let platform = Platform::start(wxgate::mock::MockConfig {
+        authorized_hosts: vec!["127.0.0.1".into()],
+        ..wxgate::mock::MockConfig::default()
+    })
+    .await;
+    let a = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", a.local_addr().unwrap());
+    let cb = format!("{origin}/_wxgate/callback");
+    let hub = platform
+        .gate(None, |c, _| client(c, "app-a", SECRET, &[&cb], Scope::Base))
+        .await;
+    let _a = start_app(a, &hub.issuer(), platform.upstream.addr, "app-a", "_app_a").await;
+    let browser = common::wechat::WalkingBrowser::new();
+    let callback = |pages: Vec<common::wechat::Page>| {
+        let last = pages.last().unwrap();
+        let loc = last
+            .header("location")
+            .expect("the hub's redirect")
+            .to_string();
+        assert!(loc.starts_with(&cb), "{loc}");
+        loc
+    };
+    // The mix-up defence (RFC 9207): an answer that names another provider.
+    let pages = browser
+        .walk(&format!("{origin}/orders"), |u| u.starts_with(&cb))
+        .await;
+    let back = callback(pages);
+    let iss = format!("&iss={}", enc(&hub.issuer()));
+    assert!(back.contains(&iss), "{back}");
+    let forged = back.replace(&iss, &format!("&iss={}", enc("http://127.0.0.1:1/_wxgate")));
+    let page = browser.get(&forged).await;
+    assert_eq!(page.status, 502, "{}", page.body);
+    assert!(page.header("location").is_none());
+    // A code the hub does not know: one fresh start at the hub, not a loop.
+    let pages = browser
+        .walk(&format!("{origin}/orders"), |u| u.starts_with(&cb))
+        .await;
+    let back = callback(pages);
+    let code = url_param(&back, "code").unwrap();
+    let bogus = back.replace(&code, "not-a-code-the-hub-issued");
+    let again = browser.get(&bogus).await;
+    assert_eq!(again.status, 302, "{}", again.body);
+    assert!(
+        again
+            .header("location")
+            .unwrap()
+            .starts_with(&hub.url("/_wxgate/oidc/authorize")),
+        "{:?}",
+        again.header("location")
+    );
+    // Nobody was signed in at the app by either.
+    let me = browser.get(&format!("{origin}/_wxgate/userinfo")).await;
+    assert_eq!(me.status, 401, "{}", me.body);
+}
