@@ -1092,11 +1092,22 @@ impl Config {
             "upstream      {} (timeout {})",
             self.upstream.url, self.upstream.timeout
         );
-        let _ = writeln!(
-            s,
-            "wechat        appid {} scope {}",
-            self.wechat.appid, self.wechat.scope
-        );
+        match &self.hub_client {
+            Some(h) => {
+                let _ = writeln!(
+                    s,
+                    "sign-in       through the hub {} as {} (scope {})",
+                    h.issuer, h.client_id, h.scope
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    s,
+                    "wechat        appid {} scope {}",
+                    self.wechat.appid, self.wechat.scope
+                );
+            }
+        }
         let _ = writeln!(
             s,
             "sessions      {} store, ttl {}",
@@ -1117,7 +1128,11 @@ impl Config {
             self.identity.algorithm.as_str(),
             self.identity.audience
         );
-        let _ = writeln!(s, "desktop       {}", self.desktop.mode.as_str());
+        let desktop = match self.hub_client {
+            Some(_) => "at the hub",
+            None => self.desktop.mode.as_str(),
+        };
+        let _ = writeln!(s, "desktop       {desktop}");
         if let Some(a) = &self.account {
             let _ = writeln!(
                 s,
