@@ -1103,3 +1103,64 @@ async fn a_hub_client_refuses_a_callback_naming_another_issuer_and_a_code_it_can
     let me = browser.get(&format!("{origin}/_wxgate/userinfo")).await;
     assert_eq!(me.status, 401, "{}", me.body);
 }
+
+#[tokio::test]
+async fn a_computer_signs_in_at_the_hub_by_scanning_its_qr_code_and_the_app_gets_its_code() {
+    let rig = rig().await;
+    let mut computer = rig.hub.browser(
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36",
+    );
+    let page = computer
+        .get(&authorize_path("crm", CRM_CB, "openid", ""))
+        .await;
+    assert_eq!(
+        page.status,
+        StatusCode::OK,
+        "the hub's QR page: {}",
+        page.text()
+    );
+    let scan_url =
+        attr_after(&page.text(), "id=\"wxgate-qr\"", "data-scan-url").expect("a scan URL");
+    let ticket = scan_url.rsplit('/').next().unwrap().to_string();
+
+    // The phone scans, signs in at the hub through WeChat, and confirms.
+    let mut phone = rig.hub.phone();
+    let authorize = location(&phone.get(&scan_url).await);
+    let callback = phone.consent(&authorize, "carol", "allow").await;
+    let confirm = phone.follow(&callback).await;
+    assert_eq!(confirm.status, StatusCode::OK, "{}", confirm.text());
+    let body = confirm.text();
+    let at = body
+        .find("/_wxgate/scan/confirm/")
+        .expect("the confirm form");
+    let end = body[at..].find('"').unwrap() + at;
+    let answer = phone.post(&body[at..end].replace("&amp;", "&")).await;
+    assert_eq!(
+        answer.header("x-wxgate-scan"),
+        Some("confirmed"),
+        "{}",
+        answer.text()
+    );
+
+    // The waiting computer collects its session and lands back on the app's request.
+    let status = computer
+        .get_json(&format!("/_wxgate/scan/status/{ticket}"))
+        .await
+        .json();
+    let resume = location(&computer.get(status["next"].as_str().unwrap()).await);
+    assert!(
+        resume.starts_with("/_wxgate/oidc/authorize?resume="),
+        "{resume}"
+    );
+    let back = location(&computer.get(&resume).await);
+    assert!(back.starts_with(&format!("{CRM_CB}?code=")), "{back}");
+    let code = url_param(&back, "code").unwrap();
+    let a = rig
+        .token(
+            ClientAuth::Basic("crm", SECRET),
+            &redeem_fields(&code, CRM_CB),
+        )
+        .await;
+    let claims = verified(&rig.hub, a.json()["id_token"].as_str().unwrap(), "crm").await;
+    assert_eq!(claims["sub"], rig.platform.openid("carol").as_str());
+}
