@@ -8,6 +8,9 @@
 //!       starts `WXGATE serve -c CONFIG`, prints the time until `/readyz` on
 //!       ADMIN_ADDR answers 200 and the idle RSS once it does, then stops it
 
+// A measuring tool run by hand: a failed step stops it with the reason.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};

@@ -1,5 +1,5 @@
 //! The fuzz targets' bodies, shared by the cargo-fuzz binaries (`fuzz_targets/*.rs`,
-//! nightly) and the stable smoke test (`tests/fuzz_smoke.rs`). Each takes arbitrary
+//! nightly) and the stable smoke test (`tests/it/fuzz_smoke.rs`). Each takes arbitrary
 //! bytes, must never panic, and asserts the invariants of what it exercises.
 #![allow(dead_code)]
 
