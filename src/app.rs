@@ -176,12 +176,9 @@ pub async fn run_with(
         workers.len(),
     )?;
     let tunnels = forwarder.tunnels();
-    let tls = match (&config.server.tls_cert_file, &config.server.tls_key_file) {
-        (Some(cert), Some(key)) => Some(server::load_tls(
-            &config.base_dir.join(cert),
-            &config.base_dir.join(key),
-        )?),
-        _ => None,
+    let tls = match &config.server.tls {
+        Some(files) => Some(server::load_tls(&files.cert, &files.key)?),
+        None => None,
     };
     let upstream_url = config.upstream.url.clone();
     let settings_cfg = config.server.clone();

@@ -43,20 +43,8 @@ pub fn keygen_text() -> String {
 
 /// `wxgate serve`: SIGTERM/SIGINT drain and exit, SIGHUP reloads the file.
 pub async fn serve(cfg: Config, path: PathBuf) -> Result<(), CliError> {
-    let public = bind(
-        "server.listen",
-        cfg.server
-            .listen_addr
-            .ok_or_else(|| CliError::Config("server.listen".into()))?,
-    )
-    .await?;
-    let admin = bind(
-        "admin.listen",
-        cfg.admin
-            .listen_addr
-            .ok_or_else(|| CliError::Config("admin.listen".into()))?,
-    )
-    .await?;
+    let public = bind("server.listen", cfg.server.listen_addr).await?;
+    let admin = bind("admin.listen", cfg.admin.listen_addr).await?;
     let (reload_tx, reload_rx) = tokio::sync::mpsc::channel::<Config>(1);
     spawn_reloader(path, reload_tx);
     crate::app::run_with_reload(

@@ -1,12 +1,15 @@
-//! The configuration: plain typed structs read from one TOML file, validated as a
-//! whole so `wxgate check` can list every problem at once.
+//! The configuration in two layers: [`file`], the TOML file as written (serde structs,
+//! every key with its default), and [`Config`], the checked configuration the running
+//! code reads, whose derived values (parsed addresses and URLs, resolved secrets) are
+//! plain fields, never re-parsed and never missing.
 //!
 //! Parsing (TOML syntax, types, unknown keys) stops at the first error and reports its
-//! key and line; validation then collects every semantic problem. Values derived during
-//! validation (parsed URLs, resolved secrets) live in `#[serde(skip)]` fields so the
-//! running code never re-parses anything.
+//! key and line; checking then goes section by section ([`check`]) and collects every
+//! problem, so `wxgate check` can list them all at once.
 
+mod check;
 mod duration;
+pub mod file;
 mod hub;
 mod parse;
 
@@ -24,8 +27,8 @@ use http::Uri;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
+/// The checked configuration.
+#[derive(Debug, Clone, Default)]
 pub struct Config {
     pub server: ServerConfig,
     pub admin: AdminConfig,
@@ -41,49 +44,48 @@ pub struct Config {
     pub hub: Option<HubConfig>,
     /// Sign in through a hub instead of WeChat (absent: WeChat).
     pub hub_client: Option<HubClientConfig>,
-    /// The directory of the config file: relative `*_file` paths are read from here.
-    #[serde(skip)]
-    pub base_dir: PathBuf,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
+/// `[server]`, checked.
+#[derive(Debug, Clone)]
 pub struct ServerConfig {
+    /// As written (shown by `wxgate check`, compared on reload).
     pub listen: String,
+    pub listen_addr: SocketAddr,
+    /// As written.
     pub public_url: String,
-    pub trusted_proxies: Vec<String>,
-    pub max_body_size: Option<String>,
+    pub public: PublicUrl,
+    /// `trusted_proxies`, parsed.
+    pub trusted: Vec<IpNet>,
+    /// `max_body_size` in bytes; None: no limit.
+    pub max_body_bytes: Option<u64>,
     pub max_connections: Option<usize>,
     /// Threads serving client connections, each with its own event loop and upstream
     /// connection pool (nginx's worker model). None: one per CPU core.
     pub workers: Option<usize>,
-    pub tls_cert_file: Option<PathBuf>,
-    pub tls_key_file: Option<PathBuf>,
+    /// The certificate and key files, from the config file's directory.
+    pub tls: Option<TlsFiles>,
     /// Time allowed for a client to send a complete request head (slowloris guard).
     pub header_read_timeout: Dur,
     /// How long in-flight requests may run after SIGTERM before the process exits.
     pub shutdown_timeout: Dur,
     /// Idle keep-alive connections are closed after this long.
     pub idle_timeout: Dur,
-    /// The largest request head (request line and headers) accepted; beyond it 431.
-    pub max_header_bytes: String,
+    /// `max_header_bytes` in bytes: the largest request head accepted; beyond it 431.
+    pub max_header_len: usize,
     /// Idle time allowed between two reads of a client's request body.
     pub body_timeout: Dur,
+}
 
-    #[serde(skip)]
-    pub listen_addr: Option<SocketAddr>,
-    #[serde(skip)]
-    pub public: Option<PublicUrl>,
-    #[serde(skip)]
-    pub trusted: Vec<IpNet>,
-    #[serde(skip)]
-    pub max_body_bytes: Option<u64>,
-    #[serde(skip)]
-    pub max_header_len: usize,
+/// `server.tls_cert_file` and `server.tls_key_file`, as paths to open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// `server.public_url`, split once: every redirect_uri and absolute URL is built from it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PublicUrl {
     /// "https://app.example.com" (no trailing slash, no path).
     pub origin: String,
@@ -112,81 +114,6 @@ impl ServerConfig {
     }
 }
 
-impl Default for ServerConfig {
-    fn default() -> Self {
-        Self {
-            listen: "0.0.0.0:8080".into(),
-            public_url: String::new(),
-            trusted_proxies: vec![],
-            max_body_size: None,
-            max_connections: None,
-            workers: None,
-            tls_cert_file: None,
-            tls_key_file: None,
-            header_read_timeout: Dur::secs(10),
-            shutdown_timeout: Dur::secs(30),
-            idle_timeout: Dur::secs(90),
-            max_header_bytes: "64KB".into(),
-            body_timeout: Dur::secs(60),
-            listen_addr: None,
-            public: None,
-            trusted: vec![],
-            max_body_bytes: None,
-            max_header_len: DEFAULT_MAX_HEADER_BYTES,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AdminConfig {
-    pub listen: String,
-    #[serde(skip)]
-    pub listen_addr: Option<SocketAddr>,
-}
-
-impl Default for AdminConfig {
-    fn default() -> Self {
-        Self {
-            listen: "127.0.0.1:9090".into(),
-            listen_addr: None,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct UpstreamConfig {
-    pub url: String,
-    /// Time to the upstream's response headers; beyond it the client gets 504.
-    pub timeout: Dur,
-    pub connect_timeout: Dur,
-    pub preserve_host: bool,
-    /// Idle pooled connections to the upstream are closed after this long.
-    pub pool_idle_timeout: Dur,
-    /// Idle time allowed between two reads of the upstream's response body.
-    pub body_timeout: Dur,
-    /// The only `Upgrade` protocols forwarded (compared without case); never h2c.
-    pub upgrades: Vec<String>,
-    #[serde(skip)]
-    pub uri: Option<Uri>,
-}
-
-impl Default for UpstreamConfig {
-    fn default() -> Self {
-        Self {
-            url: String::new(),
-            timeout: Dur::secs(30),
-            connect_timeout: Dur::secs(5),
-            preserve_host: true,
-            pool_idle_timeout: Dur::secs(90),
-            body_timeout: Dur::secs(60),
-            upgrades: vec!["websocket".into()],
-            uri: None,
-        }
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 pub enum Scope {
     #[serde(rename = "snsapi_base")]
@@ -207,42 +134,6 @@ impl Scope {
 impl fmt::Display for Scope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
-    }
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct WechatConfig {
-    pub appid: String,
-    pub secret: String,
-    pub secret_file: Option<PathBuf>,
-    pub scope: Scope,
-    pub lang: String,
-    pub authorize_url: String,
-    pub qrconnect_url: String,
-    pub api_base_url: String,
-    pub verify_files: BTreeMap<String, String>,
-    /// Per-call timeout for the WeChat API.
-    pub timeout: Dur,
-    /// Add `forcePopup=true` to the authorize URL (always show the consent popup).
-    pub force_popup: bool,
-}
-
-impl Default for WechatConfig {
-    fn default() -> Self {
-        Self {
-            appid: String::new(),
-            secret: String::new(),
-            secret_file: None,
-            scope: Scope::Base,
-            lang: "zh_CN".into(),
-            authorize_url: "https://open.weixin.qq.com/connect/oauth2/authorize".into(),
-            qrconnect_url: "https://open.weixin.qq.com/connect/qrconnect".into(),
-            api_base_url: "https://api.weixin.qq.com".into(),
-            verify_files: BTreeMap::new(),
-            timeout: Dur::secs(5),
-            force_popup: false,
-        }
     }
 }
 
@@ -272,70 +163,6 @@ pub enum SameSite {
     None,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SessionConfig {
-    pub store: StoreKind,
-    pub cookie_name: String,
-    pub secret: String,
-    pub secret_file: Option<PathBuf>,
-    /// Older secrets still accepted when reading cookies (rotation); new cookies use `secret`.
-    pub previous_secrets: Vec<String>,
-    pub ttl: Dur,
-    pub same_site: SameSite,
-    pub secure: Option<bool>,
-    /// snsapi_userinfo profiles older than this are refreshed with the refresh_token.
-    pub refresh_interval: Dur,
-    /// memory store: the most sessions kept; the oldest are dropped beyond it.
-    pub max_sessions: usize,
-    pub redis_url: String,
-    /// Redis Cluster: the node URLs (when set, `redis_url` is ignored).
-    pub redis_cluster_urls: Vec<String>,
-    pub redis_prefix: String,
-    pub redis_connect_timeout: Dur,
-    pub redis_timeout: Dur,
-    /// false: start even when Redis is unreachable, reporting not ready until it answers.
-    pub redis_required_at_start: bool,
-    /// Keep Redis sessions in process memory this long (0s = off). Revocation on another
-    /// replica then takes up to this long to be seen here.
-    pub cache_ttl: Dur,
-
-    #[serde(skip)]
-    pub secret_bytes: Vec<u8>,
-    #[serde(skip)]
-    pub previous_secret_bytes: Vec<Vec<u8>>,
-    /// True when no secret was configured and a random one was generated (memory store).
-    #[serde(skip)]
-    pub secret_generated: bool,
-}
-
-impl Default for SessionConfig {
-    fn default() -> Self {
-        Self {
-            store: StoreKind::Memory,
-            cookie_name: "_wxgate".into(),
-            secret: String::new(),
-            secret_file: None,
-            previous_secrets: vec![],
-            ttl: Dur::secs(7 * 86400),
-            same_site: SameSite::Lax,
-            secure: None,
-            refresh_interval: Dur::secs(86400),
-            max_sessions: 1_000_000,
-            redis_url: "redis://127.0.0.1:6379/0".into(),
-            redis_cluster_urls: vec![],
-            redis_prefix: "wxgate:".into(),
-            redis_connect_timeout: Dur::secs(2),
-            redis_timeout: Dur(std::time::Duration::from_millis(500)),
-            redis_required_at_start: true,
-            cache_ttl: Dur::secs(0),
-            secret_bytes: vec![],
-            previous_secret_bytes: vec![],
-            secret_generated: false,
-        }
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 pub enum Algorithm {
     ES256,
@@ -351,36 +178,6 @@ impl Algorithm {
             Algorithm::EdDSA => "EdDSA",
             Algorithm::RS256 => "RS256",
             Algorithm::HS256 => "HS256",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct IdentityConfig {
-    pub header: String,
-    pub algorithm: Algorithm,
-    pub signing_key_file: String,
-    /// Inline PEM (or the HS256 secret); env WXGATE_SIGNING_KEY.
-    pub signing_key: String,
-    pub audience: String,
-    pub ttl: Dur,
-    pub plain_headers: bool,
-    #[serde(skip)]
-    pub signing_key_pem: Option<String>,
-}
-
-impl Default for IdentityConfig {
-    fn default() -> Self {
-        Self {
-            header: "X-Wxgate-Jwt-Assertion".into(),
-            algorithm: Algorithm::ES256,
-            signing_key_file: String::new(),
-            signing_key: String::new(),
-            audience: String::new(),
-            ttl: Dur::secs(300),
-            plain_headers: false,
-            signing_key_pem: None,
         }
     }
 }
@@ -404,40 +201,6 @@ impl DesktopMode {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DesktopConfig {
-    pub mode: DesktopMode,
-    pub website_appid: String,
-    pub website_secret: String,
-    pub website_secret_file: Option<PathBuf>,
-    pub ticket_ttl: Dur,
-    /// QR pages each process shows per `ticket_ttl` window (up to twice that in a
-    /// `ticket_ttl` straddling two windows).
-    pub max_tickets: usize,
-}
-
-impl Default for DesktopConfig {
-    fn default() -> Self {
-        Self {
-            mode: DesktopMode::Qr,
-            website_appid: String::new(),
-            website_secret: String::new(),
-            website_secret_file: None,
-            ticket_ttl: Dur::secs(120),
-            max_tickets: 50_000,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AccessConfig {
-    pub public_paths: Vec<String>,
-    pub api_paths: Vec<String>,
-    pub allowed_openids: Vec<String>,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TokenMode {
@@ -458,35 +221,127 @@ impl TokenMode {
     }
 }
 
-/// `[account]`: the official account's global access_token held for every app behind
-/// wxgate, JS-SDK signatures, and the `subscribe` claim.
-#[derive(Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
+/// `[admin]`, checked.
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    pub listen: String,
+    pub listen_addr: SocketAddr,
+}
+
+/// `[upstream]`, checked.
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    /// As written.
+    pub url: String,
+    pub uri: Uri,
+    /// Time to the upstream's response headers; beyond it the client gets 504.
+    pub timeout: Dur,
+    pub connect_timeout: Dur,
+    pub preserve_host: bool,
+    /// Idle pooled connections to the upstream are closed after this long.
+    pub pool_idle_timeout: Dur,
+    /// Idle time allowed between two reads of the upstream's response body.
+    pub body_timeout: Dur,
+    /// The only `Upgrade` protocols forwarded (compared without case); never h2c.
+    pub upgrades: Vec<String>,
+}
+
+/// `[wechat]`, checked: the secret resolved (environment, file or inline).
+#[derive(Debug, Clone)]
+pub struct WechatConfig {
+    pub appid: String,
+    pub secret: String,
+    pub scope: Scope,
+    pub lang: String,
+    pub authorize_url: String,
+    pub qrconnect_url: String,
+    /// Without a trailing slash.
+    pub api_base_url: String,
+    pub verify_files: BTreeMap<String, String>,
+    /// Per-call timeout for the WeChat API.
+    pub timeout: Dur,
+    /// Add `forcePopup=true` to the authorize URL (always show the consent popup).
+    pub force_popup: bool,
+}
+
+/// `[session]`, checked: the secrets decoded.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    pub store: StoreKind,
+    pub cookie_name: String,
+    pub ttl: Dur,
+    pub same_site: SameSite,
+    pub secure: Option<bool>,
+    /// snsapi_userinfo profiles older than this are refreshed with the refresh_token.
+    pub refresh_interval: Dur,
+    /// memory store: the most sessions kept; the oldest are dropped beyond it.
+    pub max_sessions: usize,
+    pub redis_url: String,
+    /// Redis Cluster: the node URLs (when set, `redis_url` is ignored).
+    pub redis_cluster_urls: Vec<String>,
+    pub redis_prefix: String,
+    pub redis_connect_timeout: Dur,
+    pub redis_timeout: Dur,
+    /// false: start even when Redis is unreachable, reporting not ready until it answers.
+    pub redis_required_at_start: bool,
+    /// Keep Redis sessions in process memory this long (0s = off). Revocation on another
+    /// replica then takes up to this long to be seen here.
+    pub cache_ttl: Dur,
+    /// `secret`, decoded.
+    pub secret_bytes: Vec<u8>,
+    /// `previous_secrets`, decoded: still accepted when reading cookies (rotation).
+    pub previous_secret_bytes: Vec<Vec<u8>>,
+    /// True when no secret was configured and a random one was generated (memory store).
+    pub secret_generated: bool,
+}
+
+/// `[identity]`, checked: the signing key read, the audience defaulted.
+#[derive(Debug, Clone)]
+pub struct IdentityConfig {
+    pub header: String,
+    pub algorithm: Algorithm,
+    /// The configured key (PEM, or the HS256 secret); None: derived or generated.
+    pub signing_key_pem: Option<String>,
+    /// As written, or the upstream's origin.
+    pub audience: String,
+    pub ttl: Dur,
+    pub plain_headers: bool,
+}
+
+/// `[desktop]`, checked: the website secret resolved (qrconnect).
+#[derive(Debug, Clone)]
+pub struct DesktopConfig {
+    pub mode: DesktopMode,
+    pub website_appid: String,
+    pub website_secret: String,
+    pub ticket_ttl: Dur,
+    /// QR pages each process shows per `ticket_ttl` window (up to twice that in a
+    /// `ticket_ttl` straddling two windows).
+    pub max_tickets: usize,
+}
+
+/// `[access]`, checked.
+#[derive(Debug, Clone, Default)]
+pub struct AccessConfig {
+    pub public_paths: Vec<String>,
+    pub api_paths: Vec<String>,
+    pub allowed_openids: Vec<String>,
+}
+
+/// `[account]`, checked: the official account's global access_token held for every
+/// app behind wxgate, JS-SDK signatures, and the `subscribe` claim.
+#[derive(Clone)]
 pub struct AccountConfig {
     pub token: TokenMode,
-    /// Bearer for the admin listener's `/account/token`; env WXGATE_TOKEN_ENDPOINT_SECRET.
+    /// Bearer for the admin listener's `/account/token` (resolved; empty: off).
     pub token_endpoint_secret: String,
-    pub token_endpoint_secret_file: Option<PathBuf>,
     /// The token (and the jsapi_ticket) is renewed this long before it expires.
     pub refresh_ahead: Dur,
-    /// Hosts (exact, or "*.example.com") a JS-SDK signature may be made for.
+    /// Hosts (exact, or "*.example.com") a JS-SDK signature may be made for; by
+    /// default `public_url`'s host.
     pub jssdk_hosts: Vec<String>,
     pub subscribe_claim: bool,
     pub subscribe_ttl: Dur,
-}
-
-impl Default for AccountConfig {
-    fn default() -> Self {
-        Self {
-            token: TokenMode::Stable,
-            token_endpoint_secret: String::new(),
-            token_endpoint_secret_file: None,
-            refresh_ahead: Dur::secs(300),
-            jssdk_hosts: vec![],
-            subscribe_claim: false,
-            subscribe_ttl: Dur::secs(600),
-        }
-    }
 }
 
 // The endpoint secret is a credential: never printed, not even by `{:?}`.
@@ -502,15 +357,137 @@ impl fmt::Debug for AccountConfig {
                     "<redacted>"
                 },
             )
-            .field(
-                "token_endpoint_secret_file",
-                &self.token_endpoint_secret_file,
-            )
             .field("refresh_ahead", &self.refresh_ahead)
             .field("jssdk_hosts", &self.jssdk_hosts)
             .field("subscribe_claim", &self.subscribe_claim)
             .field("subscribe_ttl", &self.subscribe_ttl)
             .finish()
+    }
+}
+
+/// The checked sections' defaults are the file's, checked: what tests and tools start
+/// from when they build a part of a configuration by hand.
+impl Default for ServerConfig {
+    fn default() -> Self {
+        let raw = file::ServerConfig::default();
+        ServerConfig {
+            listen_addr: raw
+                .listen
+                .parse()
+                .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 8080))),
+            listen: raw.listen,
+            public_url: raw.public_url,
+            public: PublicUrl::default(),
+            trusted: vec![],
+            max_body_bytes: None,
+            max_connections: raw.max_connections,
+            workers: raw.workers,
+            tls: None,
+            header_read_timeout: raw.header_read_timeout,
+            shutdown_timeout: raw.shutdown_timeout,
+            idle_timeout: raw.idle_timeout,
+            max_header_len: DEFAULT_MAX_HEADER_BYTES,
+            body_timeout: raw.body_timeout,
+        }
+    }
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        let raw = file::AdminConfig::default();
+        AdminConfig {
+            listen_addr: raw
+                .listen
+                .parse()
+                .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 9090))),
+            listen: raw.listen,
+        }
+    }
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        let raw = file::UpstreamConfig::default();
+        UpstreamConfig {
+            url: raw.url,
+            uri: Uri::default(),
+            timeout: raw.timeout,
+            connect_timeout: raw.connect_timeout,
+            preserve_host: raw.preserve_host,
+            pool_idle_timeout: raw.pool_idle_timeout,
+            body_timeout: raw.body_timeout,
+            upgrades: raw.upgrades,
+        }
+    }
+}
+
+impl Default for WechatConfig {
+    fn default() -> Self {
+        let raw = file::WechatConfig::default();
+        WechatConfig {
+            appid: raw.appid,
+            secret: raw.secret,
+            scope: raw.scope,
+            lang: raw.lang,
+            authorize_url: raw.authorize_url,
+            qrconnect_url: raw.qrconnect_url,
+            api_base_url: raw.api_base_url,
+            verify_files: raw.verify_files,
+            timeout: raw.timeout,
+            force_popup: raw.force_popup,
+        }
+    }
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        let raw = file::SessionConfig::default();
+        SessionConfig {
+            store: raw.store,
+            cookie_name: raw.cookie_name,
+            ttl: raw.ttl,
+            same_site: raw.same_site,
+            secure: raw.secure,
+            refresh_interval: raw.refresh_interval,
+            max_sessions: raw.max_sessions,
+            redis_url: raw.redis_url,
+            redis_cluster_urls: raw.redis_cluster_urls,
+            redis_prefix: raw.redis_prefix,
+            redis_connect_timeout: raw.redis_connect_timeout,
+            redis_timeout: raw.redis_timeout,
+            redis_required_at_start: raw.redis_required_at_start,
+            cache_ttl: raw.cache_ttl,
+            secret_bytes: vec![],
+            previous_secret_bytes: vec![],
+            secret_generated: false,
+        }
+    }
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        let raw = file::IdentityConfig::default();
+        IdentityConfig {
+            header: raw.header,
+            algorithm: raw.algorithm,
+            signing_key_pem: None,
+            audience: raw.audience,
+            ttl: raw.ttl,
+            plain_headers: raw.plain_headers,
+        }
+    }
+}
+
+impl Default for DesktopConfig {
+    fn default() -> Self {
+        let raw = file::DesktopConfig::default();
+        DesktopConfig {
+            mode: raw.mode,
+            website_appid: raw.website_appid,
+            website_secret: raw.website_secret,
+            ticket_ttl: raw.ticket_ttl,
+            max_tickets: raw.max_tickets,
+        }
     }
 }
 
@@ -588,13 +565,14 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 
 /// Parses and validates TOML text; relative file paths are taken from `base_dir`.
 pub fn from_toml(text: &str, base_dir: &Path, env: &dyn Env) -> Result<Config, ConfigError> {
-    let mut config: Config = parse::from_str(text).map_err(|p| ConfigError::Invalid(vec![p]))?;
-    config.base_dir = base_dir.to_path_buf();
-    let problems = config.resolve(env);
-    if problems.is_empty() {
-        Ok(config)
-    } else {
-        Err(ConfigError::Invalid(problems))
+    let raw: file::Config = parse::from_str(text).map_err(|p| ConfigError::Invalid(vec![p]))?;
+    raw.check(base_dir, env)
+}
+
+impl file::Config {
+    /// Checks the file as written; relative file paths are taken from `base_dir`.
+    pub fn check(&self, base_dir: &Path, env: &dyn Env) -> Result<Config, ConfigError> {
+        check::check(self, base_dir, env).map_err(ConfigError::Invalid)
     }
 }
 
@@ -606,475 +584,14 @@ fn push(problems: &mut Vec<Problem>, key: &str, message: impl Into<String>) {
 }
 
 impl Config {
-    /// Validates every key and fills the derived fields. Returns every problem found.
-    pub fn resolve(&mut self, env: &dyn Env) -> Vec<Problem> {
-        let mut p = Vec::new();
-        let base = self.base_dir.clone();
-
-        // [server]
-        match self.server.listen.parse::<SocketAddr>() {
-            Ok(a) => self.server.listen_addr = Some(a),
-            Err(_) => push(
-                &mut p,
-                "server.listen",
-                format!(
-                    "{:?} is not an address like \"0.0.0.0:8080\"",
-                    self.server.listen
-                ),
-            ),
-        }
-        if self.server.public_url.is_empty() {
-            push(
-                &mut p,
-                "server.public_url",
-                "is required: the origin users see, e.g. \"https://app.example.com\"",
-            );
-        } else {
-            match parse_public_url(&self.server.public_url) {
-                Ok(u) => self.server.public = Some(u),
-                Err(m) => push(&mut p, "server.public_url", m),
-            }
-        }
-        self.server.trusted.clear();
-        for (i, cidr) in self.server.trusted_proxies.iter().enumerate() {
-            match parse_cidr(cidr) {
-                Ok(n) => self.server.trusted.push(n),
-                Err(m) => push(&mut p, &format!("server.trusted_proxies[{i}]"), m),
-            }
-        }
-        if let Some(size) = &self.server.max_body_size {
-            match parse_size(size) {
-                Ok(n) => self.server.max_body_bytes = Some(n),
-                Err(m) => push(&mut p, "server.max_body_size", m),
-            }
-        }
-        match parse_size(&self.server.max_header_bytes) {
-            Ok(n) if MAX_HEADER_BYTES_RANGE.contains(&n) => self.server.max_header_len = n as usize,
-            Ok(_) => push(
-                &mut p,
-                "server.max_header_bytes",
-                "must be between 1KB and 1MB",
-            ),
-            Err(m) => push(&mut p, "server.max_header_bytes", m),
-        }
-        if self.server.body_timeout.get().is_zero() {
-            push(&mut p, "server.body_timeout", "must be more than 0s");
-        }
-        if self.server.max_connections == Some(0) {
-            push(&mut p, "server.max_connections", "must be at least 1");
-        }
-        if let Some(n) = self.server.workers {
-            if !(1..=MAX_WORKERS).contains(&n) {
-                push(
-                    &mut p,
-                    "server.workers",
-                    format!("must be between 1 and {MAX_WORKERS}"),
-                );
-            }
-        }
-        match (&self.server.tls_cert_file, &self.server.tls_key_file) {
-            (Some(c), Some(k)) => {
-                for (key, f) in [("server.tls_cert_file", c), ("server.tls_key_file", k)] {
-                    if !base.join(f).is_file() {
-                        push(&mut p, key, format!("cannot read {}", f.display()));
-                    }
-                }
-            }
-            (Some(_), None) => push(
-                &mut p,
-                "server.tls_key_file",
-                "is required with server.tls_cert_file",
-            ),
-            (None, Some(_)) => push(
-                &mut p,
-                "server.tls_cert_file",
-                "is required with server.tls_key_file",
-            ),
-            (None, None) => {}
-        }
-
-        // [admin]
-        match self.admin.listen.parse::<SocketAddr>() {
-            Ok(a) => {
-                self.admin.listen_addr = Some(a);
-                // Port 0 asks the system for a free port: two of those never collide.
-                if a.port() != 0 && Some(a) == self.server.listen_addr {
-                    push(&mut p, "admin.listen", "must differ from server.listen (admin endpoints never share the public port)");
-                }
-            }
-            Err(_) => push(
-                &mut p,
-                "admin.listen",
-                format!(
-                    "{:?} is not an address like \"127.0.0.1:9090\"",
-                    self.admin.listen
-                ),
-            ),
-        }
-
-        // [upstream]
-        if self.upstream.url.is_empty() {
-            push(
-                &mut p,
-                "upstream.url",
-                "is required, e.g. \"http://127.0.0.1:3000\"",
-            );
-        } else {
-            match parse_http_url(&self.upstream.url) {
-                Ok(u) => self.upstream.uri = Some(u),
-                Err(m) => push(&mut p, "upstream.url", m),
-            }
-        }
-        if self.upstream.timeout.get().is_zero() {
-            push(&mut p, "upstream.timeout", "must be more than 0s");
-        }
-        if self.upstream.body_timeout.get().is_zero() {
-            push(&mut p, "upstream.body_timeout", "must be more than 0s");
-        }
-        for (i, proto) in self.upstream.upgrades.iter().enumerate() {
-            if let Err(m) = check_upgrade(proto) {
-                push(&mut p, &format!("upstream.upgrades[{i}]"), m);
-            }
-        }
-
-        // [wechat]
-        let appid_ok = |s: &str| {
-            s.len() >= 6
-                && s.len() <= 32
-                && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-        };
-        // A hub client signs in through its hub: WeChat's credentials stay there.
-        let needs_wechat = self.hub_client.is_none();
-        if self.wechat.appid.is_empty() {
-            if needs_wechat {
-                push(
-                    &mut p,
-                    "wechat.appid",
-                    "is required (the official account's AppID, \"wx...\")",
-                );
-            }
-        } else if !appid_ok(&self.wechat.appid) {
-            push(
-                &mut p,
-                "wechat.appid",
-                format!("{:?} does not look like an AppID", self.wechat.appid),
-            );
-        }
-        match resolve_secret(
-            &self.wechat.secret,
-            self.wechat.secret_file.as_deref(),
-            "WXGATE_WECHAT_SECRET",
-            &base,
-            env,
-        ) {
-            Ok(Some(s)) => self.wechat.secret = s,
-            Ok(None) if !needs_wechat => {}
-            Ok(None) => push(
-                &mut p,
-                "wechat.secret",
-                "is required (or wechat.secret_file, or env WXGATE_WECHAT_SECRET)",
-            ),
-            Err(m) => push(&mut p, "wechat.secret_file", m),
-        }
-        for (key, url) in [
-            ("wechat.authorize_url", &self.wechat.authorize_url),
-            ("wechat.qrconnect_url", &self.wechat.qrconnect_url),
-            ("wechat.api_base_url", &self.wechat.api_base_url),
-        ] {
-            if let Err(m) = parse_http_url(url) {
-                push(&mut p, key, m);
-            }
-        }
-        self.wechat.api_base_url = self.wechat.api_base_url.trim_end_matches('/').to_string();
-        if !matches!(self.wechat.lang.as_str(), "zh_CN" | "zh_TW" | "en") {
-            push(
-                &mut p,
-                "wechat.lang",
-                format!("{:?}: WeChat accepts zh_CN, zh_TW or en", self.wechat.lang),
-            );
-        }
-        for name in self.wechat.verify_files.keys() {
-            if !is_verify_file_name(name) {
-                push(
-                    &mut p,
-                    "wechat.verify_files",
-                    format!("{name:?}: WeChat's file names look like \"MP_verify_abc123.txt\""),
-                );
-            }
-        }
-
-        // [session]
-        if !is_token(&self.session.cookie_name) {
-            push(
-                &mut p,
-                "session.cookie_name",
-                format!("{:?} is not a valid cookie name", self.session.cookie_name),
-            );
-        }
-        match resolve_secret(
-            &self.session.secret,
-            self.session.secret_file.as_deref(),
-            "WXGATE_SESSION_SECRET",
-            &base,
-            env,
-        ) {
-            Ok(Some(s)) => match decode_secret(&s) {
-                Ok(b) => self.session.secret_bytes = b,
-                // Name where the bad value is, so the right place gets fixed.
-                Err(m) => match (
-                    env.var("WXGATE_SESSION_SECRET").is_some(),
-                    &self.session.secret_file,
-                ) {
-                    (true, _) => push(
-                        &mut p,
-                        "WXGATE_SESSION_SECRET",
-                        format!("(the environment variable, which overrides session.secret) {m}"),
-                    ),
-                    (false, Some(f)) => push(
-                        &mut p,
-                        "session.secret_file",
-                        format!("{}: {m}", f.display()),
-                    ),
-                    (false, None) => push(&mut p, "session.secret", m),
-                },
-            },
-            Ok(None) => {
-                if self.session.store == StoreKind::Memory {
-                    // Memory sessions die with the process anyway; a random secret costs
-                    // nothing but the state cookies of sign-ins in flight at a restart.
-                    self.session.secret_bytes = crate::random::bytes(32);
-                    self.session.secret_generated = true;
-                } else {
-                    push(&mut p, "session.secret", format!(
-                        "is required with store = \"{}\" (>= 32 bytes, the same on every replica; `wxgate keygen` prints one)",
-                        self.session.store.as_str()));
-                }
-            }
-            Err(m) => push(&mut p, "session.secret_file", m),
-        }
-        self.session.previous_secret_bytes.clear();
-        for (i, s) in self.session.previous_secrets.iter().enumerate() {
-            match decode_secret(s) {
-                Ok(b) => self.session.previous_secret_bytes.push(b),
-                Err(m) => push(&mut p, &format!("session.previous_secrets[{i}]"), m),
-            }
-        }
-        if self.session.ttl.get().as_secs() < 60 {
-            push(&mut p, "session.ttl", "must be at least 1m");
-        }
-        if self.session.max_sessions == 0 {
-            push(&mut p, "session.max_sessions", "must be at least 1");
-        }
-        if self.session.store == StoreKind::Redis {
-            let urls: Vec<&String> = if self.session.redis_cluster_urls.is_empty() {
-                vec![&self.session.redis_url]
-            } else {
-                self.session.redis_cluster_urls.iter().collect()
-            };
-            for u in urls {
-                if !(u.starts_with("redis://") || u.starts_with("rediss://")) {
-                    push(
-                        &mut p,
-                        "session.redis_url",
-                        format!("{u:?} must start with redis:// or rediss://"),
-                    );
-                }
-            }
-            if self.session.redis_timeout.get().is_zero() {
-                push(&mut p, "session.redis_timeout", "must be more than 0s");
-            }
-        }
-        if self.session.redis_prefix.is_empty() {
-            push(&mut p, "session.redis_prefix", "must not be empty");
-        }
-
-        // [identity]
-        if http::HeaderName::from_bytes(self.identity.header.as_bytes()).is_err() {
-            push(
-                &mut p,
-                "identity.header",
-                format!("{:?} is not a valid header name", self.identity.header),
-            );
-        }
-        match resolve_secret(
-            &self.identity.signing_key,
-            non_empty_path(&self.identity.signing_key_file).as_deref(),
-            "WXGATE_SIGNING_KEY",
-            &base,
-            env,
-        ) {
-            Ok(k) => self.identity.signing_key_pem = k,
-            Err(m) => push(&mut p, "identity.signing_key_file", m),
-        }
-        if self.identity.ttl.get().as_secs() < 10 {
-            push(&mut p, "identity.ttl", "must be at least 10s");
-        }
-        if self.identity.audience.is_empty() {
-            if let Some(u) = &self.upstream.uri {
-                self.identity.audience = origin_of(u);
-            }
-        }
-
-        // [desktop]
-        if self.desktop.mode == DesktopMode::Qrconnect {
-            if self.desktop.website_appid.is_empty() {
-                push(
-                    &mut p,
-                    "desktop.website_appid",
-                    "is required with mode = \"qrconnect\"",
-                );
-            }
-            match resolve_secret(
-                &self.desktop.website_secret,
-                self.desktop.website_secret_file.as_deref(),
-                "WXGATE_WEBSITE_SECRET",
-                &base,
-                env,
-            ) {
-                Ok(Some(s)) => self.desktop.website_secret = s,
-                Ok(None) => push(
-                    &mut p,
-                    "desktop.website_secret",
-                    "is required with mode = \"qrconnect\"",
-                ),
-                Err(m) => push(&mut p, "desktop.website_secret_file", m),
-            }
-        }
-        if self.desktop.ticket_ttl.get().as_secs() < 10 {
-            push(&mut p, "desktop.ticket_ttl", "must be at least 10s");
-        }
-        if self.desktop.max_tickets == 0 {
-            push(&mut p, "desktop.max_tickets", "must be at least 1");
-        }
-
-        self.refuse_impossible_combinations(&mut p);
-
-        // [hub], [hub_client]
-        let https = self.server.public.as_ref().is_some_and(|u| u.https);
-        if let Some(h) = &mut self.hub {
-            hub::resolve(h, self.identity.algorithm, https, &base, env, &mut p);
-        }
-        if let Some(c) = &mut self.hub_client {
-            hub::resolve_client(c, https, &base, env, &mut p);
-            if self.hub.is_some() {
-                push(
-                    &mut p,
-                    "hub_client",
-                    "and [hub] together: a hub signs its users in with WeChat itself (remove one)",
-                );
-            }
-            if self.account.is_some() {
-                push(&mut p, "account", "needs the official account's own credentials, which stay at the hub with [hub_client]: run [account] on the hub");
-            }
-        }
-
-        // [access]
-        for (key, list) in [
-            ("access.public_paths", &self.access.public_paths),
-            ("access.api_paths", &self.access.api_paths),
-        ] {
-            for (i, pat) in list.iter().enumerate() {
-                if let Err(m) = check_path_pattern(pat) {
-                    push(&mut p, &format!("{key}[{i}]"), m);
-                }
-            }
-        }
-
-        // [account]
-        if let Some(account) = &mut self.account {
-            match resolve_secret(
-                &account.token_endpoint_secret,
-                account.token_endpoint_secret_file.as_deref(),
-                "WXGATE_TOKEN_ENDPOINT_SECRET",
-                &base,
-                env,
-            ) {
-                Ok(Some(s)) if s.trim().len() < 32 => push(
-                    &mut p,
-                    "account.token_endpoint_secret",
-                    format!(
-                        "must be at least 32 characters (got {}); `wxgate keygen` prints one",
-                        s.trim().len()
-                    ),
-                ),
-                Ok(s) => account.token_endpoint_secret = s.unwrap_or_default(),
-                Err(m) => push(&mut p, "account.token_endpoint_secret_file", m),
-            }
-            let ahead = account.refresh_ahead.get();
-            if ahead < std::time::Duration::from_secs(1) || ahead > MAX_REFRESH_AHEAD {
-                push(
-                    &mut p,
-                    "account.refresh_ahead",
-                    "must be between 1s and 5m (WeChat renews a stable token only in its last 5 minutes)",
-                );
-            }
-            for (i, host) in account.jssdk_hosts.iter_mut().enumerate() {
-                match check_host_pattern(host) {
-                    Ok(h) => *host = h,
-                    Err(m) => push(&mut p, &format!("account.jssdk_hosts[{i}]"), m),
-                }
-            }
-            if account.jssdk_hosts.is_empty() {
-                if let Some(public) = &self.server.public {
-                    account.jssdk_hosts.push(public.host.clone());
-                }
-            }
-            if account.subscribe_claim && account.token == TokenMode::Off {
-                push(
-                    &mut p,
-                    "account.subscribe_claim",
-                    "needs the account's access_token: account.token must be \"stable\" or \"classic\"",
-                );
-            }
-            if account.subscribe_ttl.get() < std::time::Duration::from_secs(1) {
-                push(&mut p, "account.subscribe_ttl", "must be at least 1s");
-            }
-        }
-        p
-    }
-
-    /// Settings each valid alone that together can never sign anyone in. Each problem
-    /// names both keys, so the fix is clear whichever one is wrong.
-    fn refuse_impossible_combinations(&self, p: &mut Vec<Problem>) {
-        let Some(public) = &self.server.public else {
-            return;
-        };
-        let secure = self.cookie_secure();
-        if self.session.secure == Some(true) && !public.https {
-            push(p, "session.secure", "true needs an https server.public_url: browsers never send Secure cookies over http, so every sign-in would end on \"started in another browser\" (use https, or remove session.secure)");
-        }
-        if self.session.same_site == SameSite::None && !secure {
-            push(p, "session.same_site", "\"none\" needs Secure cookies, which need an https server.public_url (and session.secure not false): browsers drop SameSite=None cookies without Secure");
-        }
-        let name = &self.session.cookie_name;
-        if (name.starts_with("__Secure-") || name.starts_with("__Host-")) && !secure {
-            push(p, "session.cookie_name", format!("{name:?}: browsers keep __Secure- and __Host- cookies only when Secure, which needs an https server.public_url (and session.secure not false)"));
-        }
-        if public.host == "0.0.0.0" || public.host == "[::]" {
-            push(p, "server.public_url", format!("{:?} is an address to listen on (server.listen), not one a browser or WeChat can open: use the host name users type", public.origin));
-        }
-        if let (Some(listen), Some(upstream)) = (self.server.listen_addr, &self.upstream.uri) {
-            if points_at(upstream, listen) {
-                push(p, "upstream.url", format!("{:?} is wxgate's own server.listen: every request would be forwarded back to wxgate; point it at the app", self.upstream.url));
-            }
-        }
-    }
-
     /// Whether cookies carry `Secure`.
     pub fn cookie_secure(&self) -> bool {
-        self.session
-            .secure
-            .unwrap_or_else(|| self.server.public.as_ref().is_some_and(|u| u.https))
+        cookie_secure(self.session.secure, &self.server.public)
     }
 
-    /// `public_url`'s parts. Only call on a resolved config.
-    // Invariant, not input: `resolve` refuses a config without a public_url.
-    #[allow(clippy::expect_used)]
+    /// `public_url`'s parts.
     pub fn public(&self) -> &PublicUrl {
-        self.server
-            .public
-            .as_ref()
-            .expect("resolved config has public_url")
+        &self.server.public
     }
 
     /// A short human summary, printed by `wxgate check`.
@@ -1175,8 +692,9 @@ impl Config {
     }
 }
 
-fn non_empty_path(s: &str) -> Option<PathBuf> {
-    (!s.is_empty()).then(|| PathBuf::from(s))
+/// `session.secure`, or whether `public_url` is https.
+fn cookie_secure(secure: Option<bool>, public: &PublicUrl) -> bool {
+    secure.unwrap_or(public.https)
 }
 
 /// Secret precedence: environment variable, then `*_file`, then the inline value.

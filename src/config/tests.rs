@@ -146,15 +146,12 @@ fn verify_file_names_follow_wechats_pattern() {
 fn the_example_file_passes_check() {
     let text = include_str!("../../proxy.example.toml");
     let c = from_toml(text, Path::new("."), &env(&[])).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(
-        c.server.public.as_ref().unwrap().origin,
-        "https://app.example.com"
-    );
+    assert_eq!(c.server.public.origin, "https://app.example.com");
 }
 
 /// The defaults with every optional key filled: serialised, every key of every section.
-fn every_key_filled() -> Config {
-    let mut c = Config::default();
+fn every_key_filled() -> file::Config {
+    let mut c = file::Config::default();
     c.server.max_body_size = Some("1MB".into());
     c.server.max_connections = Some(1);
     c.server.workers = Some(2);
@@ -164,13 +161,13 @@ fn every_key_filled() -> Config {
     c.session.secret_file = Some("f".into());
     c.session.secure = Some(true);
     c.desktop.website_secret_file = Some("f".into());
-    c.account = Some(AccountConfig {
+    c.account = Some(file::AccountConfig {
         token_endpoint_secret_file: Some("f".into()),
-        ..AccountConfig::default()
+        ..file::AccountConfig::default()
     });
-    c.hub_client = Some(HubClientConfig {
+    c.hub_client = Some(file::HubClientConfig {
         client_secret_file: Some("f".into()),
-        ..HubClientConfig::default()
+        ..file::HubClientConfig::default()
     });
     c
 }

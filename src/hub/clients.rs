@@ -154,7 +154,7 @@ mod tests {
             client_id: "crm app".into(),
             client_secret: SECRET.into(),
             redirect_uris: vec!["https://crm.example.com/cb".into()],
-            ..HubClient::default()
+            scope: Scope::Base,
         }])
     }
 

@@ -9,7 +9,7 @@ fn client() -> HubClient {
         issuer: ISS.into(),
         client_id: "crm".into(),
         client_secret: "s".repeat(32),
-        ..HubClientConfig::default()
+        scope: Scope::Base,
     };
     HubClient::new(
         &cfg,

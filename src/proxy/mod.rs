@@ -185,13 +185,7 @@ impl Forwarder {
         client: &ClientLimits,
         workers: usize,
     ) -> Result<Self, ProxyError> {
-        let uri: Uri = match &upstream.uri {
-            Some(u) => u.clone(),
-            None => upstream
-                .url
-                .parse()
-                .map_err(|e| ProxyError::Config(format!("{:?}: {e}", upstream.url)))?,
-        };
+        let uri: Uri = upstream.uri.clone();
         let scheme = uri
             .scheme()
             .cloned()

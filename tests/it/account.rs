@@ -17,7 +17,8 @@ use http::StatusCode;
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
-use wxgate::config::{AccountConfig, Config, Dur, StoreKind, TokenMode};
+use wxgate::config::file::{self, AccountConfig};
+use wxgate::config::{Config, Dur, StoreKind, TokenMode};
 use wxgate::mock::{Broken, MockConfig, MockWechat};
 
 /// The bearer the apps' backends present.
@@ -682,20 +683,22 @@ impl Reloadable {
 
 /// A resolved config for the mock at `mock_addr`, `public_url` http://127.0.0.1, with
 /// `[account]` (stable tokens) and then `tweak`.
-fn config(mock_addr: SocketAddr, mock: &MockWechat, tweak: impl FnOnce(&mut Config)) -> Config {
+fn config(
+    mock_addr: SocketAddr,
+    mock: &MockWechat,
+    tweak: impl FnOnce(&mut file::Config),
+) -> Config {
     let text = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\npublic_url = \"http://127.0.0.1\"\n\
          [admin]\nlisten = \"127.0.0.1:0\"\n[upstream]\nurl = \"http://127.0.0.1:9\"\n{}\
          [session]\nsecret = \"account-tests-0123456789abcdef0123456789\"\n",
         crate::support::wechat::wechat_toml(mock_addr, mock)
     );
-    let mut c: Config = toml::from_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let mut c: file::Config = toml::from_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     c.account = Some(account(TokenMode::Stable));
     tweak(&mut c);
-    c.base_dir = Path::new(".").to_path_buf();
-    let problems = c.resolve(&BTreeMap::<String, String>::new());
-    assert!(problems.is_empty(), "{problems:?}");
-    c
+    c.check(Path::new("."), &BTreeMap::<String, String>::new())
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[tokio::test]

@@ -452,7 +452,7 @@ async fn a_real_page_gets_wx_configured_and_wechats_check_accepts_the_signature(
         .tweak(move |c| {
             c.upstream.url = format!("http://{app}");
             c.access.public_paths = vec!["/shop/*".into()];
-            c.account = Some(wxgate::config::AccountConfig::default());
+            c.account = Some(wxgate::config::file::AccountConfig::default());
         })
         .run()
         .await;

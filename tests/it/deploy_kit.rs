@@ -255,7 +255,9 @@ fn the_kubernetes_sidecar_probes_the_admin_port_and_its_configmap_loads() {
     );
 
     let mounted = format!("{:?}", wxgate["volumeMounts"]);
-    let key_dir = Path::new(&k8s_config.identity.signing_key_file)
+    // Where the file says the key is (the checked config holds the key itself).
+    let k8s_file: wxgate::config::file::Config = toml::from_str(toml).expect("wxgate.toml parses");
+    let key_dir = Path::new(&k8s_file.identity.signing_key_file)
         .parent()
         .and_then(Path::to_str)
         .expect("signing_key_file has a directory")

@@ -14,7 +14,7 @@ use http_body_util::BodyExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use wxgate::admin::metrics::metrics;
-use wxgate::config::Config;
+use wxgate::config::file::Config;
 use wxgate::mock::Broken;
 
 /// `wxgate_wechat_api_calls_total{endpoint}` over the labels a failed call can carry.

@@ -12,7 +12,8 @@ use crate::support::{http1_client, proxy, send, Answer, Gate};
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::{Request, StatusCode};
 use serde_json::Value;
-use wxgate::config::{Config, HubClient, HubConfig, Scope};
+use wxgate::config::file::{self, HubClient, HubConfig};
+use wxgate::config::{Config, Scope};
 use wxgate::hub::pkce;
 
 const SECRET: &str = "hub-client-secret-0123456789abcdef-test";
@@ -22,7 +23,7 @@ const WIKI_CB: &str = "https://wiki.example.com/_wxgate/callback";
 const VERIFIER: &str = "a-verifier-of-forty-three-characters-or-more-0123";
 
 /// Registers an app with the hub.
-fn client(c: &mut Config, id: &str, secret: &str, redirect_uris: &[&str], scope: Scope) {
+fn client(c: &mut file::Config, id: &str, secret: &str, redirect_uris: &[&str], scope: Scope) {
     c.hub
         .get_or_insert_with(HubConfig::default)
         .clients
@@ -1011,7 +1012,7 @@ async fn on_redis_a_code_from_one_hub_replica_redeems_at_another_and_a_replay_th
     };
     let platform = Platform::start(picking_mock()).await;
     let (session_secret, signing_key) = wxgate::identity::keygen();
-    let configure = |c: &mut Config| {
+    let configure = |c: &mut file::Config| {
         c.session.store = wxgate::config::StoreKind::Redis;
         c.session.redis_url = redis.url();
         c.session.secret = session_secret.clone();

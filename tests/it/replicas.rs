@@ -11,7 +11,8 @@ use crate::support::redis_server::{free_port, RedisServer};
 use crate::support::wechat::{identity_of, picking_mock, Browser, Platform, SESSION_COOKIE};
 use crate::support::{proxy, Gate};
 use http::{Method, StatusCode};
-use wxgate::config::{Config, Dur, Scope, StoreKind};
+use wxgate::config::file::Config;
+use wxgate::config::{Dur, Scope, StoreKind};
 
 /// The secrets every replica (and the `sessions` command) shares.
 struct Secrets {

@@ -13,7 +13,8 @@ use http::header::{ACCEPT, CONTENT_TYPE, LOCATION};
 use http::{Method, Request, StatusCode};
 use percent_encoding::{percent_decode_str, utf8_percent_encode, NON_ALPHANUMERIC};
 use serde_json::Value;
-use wxgate::config::{Config, Dur, Scope, StoreKind};
+use wxgate::config::file::Config;
+use wxgate::config::{Dur, Scope, StoreKind};
 use wxgate::mock::MockWechat;
 
 // ---------------------------------------------------------------- the rig

@@ -11,7 +11,6 @@ fn hub(max: Scope) -> Hub {
             client_secret: "x".repeat(32),
             redirect_uris: vec![CB.into(), "http://127.0.0.1:4180/oauth2/callback".into()],
             scope: max,
-            ..HubClient::default()
         }],
         code_ttl: crate::config::CODE_TTL,
     };

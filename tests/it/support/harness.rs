@@ -29,13 +29,16 @@ use http::StatusCode;
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
-use wxgate::config::{Config, DesktopMode};
+use wxgate::config::file::Config;
+use wxgate::config::DesktopMode;
 use wxgate::mock::{MockConfig, MockWechat};
 
 use super::wechat::{desktop_sign_in, verify, Browser, Platform, PHONE_UA, SESSION_SECRET};
 use super::{base_config, start_upstream, Upstream};
 
 type Change<'a> = Box<dyn FnOnce(&mut Config) + 'a>;
+/// A change to the checked configuration.
+type CheckedChange<'a> = Box<dyn FnOnce(&mut wxgate::config::Config) + 'a>;
 
 /// A wxgate to start. Without [`Builder::wechat`]: in front of an echo upstream of
 /// its own, every path public (`access.public_paths = ["/*"]`), so no test needs to
@@ -59,7 +62,7 @@ pub struct Builder<'a> {
     fragments: Vec<String>,
     desktop: Option<DesktopMode>,
     tweaks: Vec<Change<'a>>,
-    test_only: Vec<Change<'a>>,
+    test_only: Vec<CheckedChange<'a>>,
 }
 
 impl<'a> Builder<'a> {
@@ -97,7 +100,7 @@ impl<'a> Builder<'a> {
 
     /// Changes the validated config: for a value `wxgate check` refuses but a test
     /// needs (a ticket lifetime short enough to watch it expire).
-    pub fn test_only(mut self, change: impl FnOnce(&mut Config) + 'a) -> Self {
+    pub fn test_only(mut self, change: impl FnOnce(&mut wxgate::config::Config) + 'a) -> Self {
         self.test_only.push(Box::new(change));
         self
     }
@@ -142,9 +145,9 @@ impl<'a> Builder<'a> {
         for tweak in self.tweaks {
             tweak(&mut config);
         }
-        config.base_dir = Path::new(".").to_path_buf();
-        let problems = config.resolve(&BTreeMap::<String, String>::new());
-        assert!(problems.is_empty(), "test config: {problems:?}");
+        let mut config = config
+            .check(Path::new("."), &BTreeMap::<String, String>::new())
+            .unwrap_or_else(|e| panic!("test config: {e}"));
         for change in self.test_only {
             change(&mut config);
         }

@@ -15,7 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use wxgate::body::full;
-use wxgate::config::Config;
+use wxgate::config::file::Config;
 
 use super::{proxy, serve_http1, Gate};
 

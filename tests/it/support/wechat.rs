@@ -15,7 +15,8 @@ use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{decode, decode_header, DecodingKey, Validation};
 use percent_encoding::{percent_decode_str, utf8_percent_encode, NON_ALPHANUMERIC};
 use serde_json::Value;
-use wxgate::config::{Config, DesktopMode, Scope};
+use wxgate::config::file::Config;
+use wxgate::config::{DesktopMode, Scope};
 use wxgate::mock::{MockConfig, MockWechat};
 
 use super::{seen, send, start_upstream, Answer, Gate, TestClient, Upstream};
