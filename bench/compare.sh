@@ -9,6 +9,9 @@
 #   WXGATE_ENV="RUST_LOG=warn" bench/compare.sh   # extra environment for wxgate (experiments)
 #   WXGATE=/path/to/wxgate bench/compare.sh --no-build   # another build
 #   BEFORE=/path/to/old/wxgate bench/compare.sh   # adds "before": that build, memory store
+#   BEFORE_STORE=redis BEFORE=... bench/compare.sh --only redis   # that build on Redis
+#   BEFORE_SERVER='access_log = "line"' BEFORE=target/release/wxgate ...   # [server]
+#       lines for the before instance: one build against itself with a setting changed
 #
 # Scenarios, each at 16 and 128 keep-alive connections, one after another in every
 # round (so drift on a shared machine hits them all alike), each round starting one
@@ -29,6 +32,18 @@
 #   jssdk      wxgate with [account]: GET /_wxgate/jssdk/config?url=... answered with
 #              a JS-SDK signature (the shared jsapi_ticket, a nonce, SHA-1; its own
 #              instance, memory store; never reaches the upstream)
+#   oauth2-proxy  oauth2-proxy v7.15.6 (built with `go install` when missing), signed
+#              in through examples/bench_oidc (a minimal OIDC provider of the bench's
+#              own), cookie session store, its request log on (stdout, to a file):
+#              another authenticating proxy doing the same job, side by side
+#
+#   --p99      the tail view: 16 connections only, 7 rounds unless --rounds says
+#              otherwise, rows nginx,memory,public unless --only says otherwise; prints
+#              p50 / p99 / p99.9 of every round and their medians, and p99 over nginx's
+#
+# Each row is a pair of functions below: setup_NAME starts what the row needs (or
+# fails, and the row is dropped) and cell_NAME CONNS measures one cell with run_cell.
+# A new row is those two functions and its name in ROWS.
 #
 # The upstream is nginx answering every request with the same 1 KB body. Sessions are
 # real: the script signs in against `wxgate mock-wechat` with curl (authorize page,
@@ -36,24 +51,28 @@
 #
 # Fairness: nginx logs every request to a file (`access_log` with the default
 # `combined` format, unbuffered: one write per request); wxgate runs with its default
-# logging (info, one JSON line per request on stderr) redirected to a file. Both
-# proxies get one worker thread/process per core (wxgate's server.workers default).
+# logging (info, one JSON line per request on stderr, written in batches: the default
+# server.access_log = "buffered") redirected to a file; oauth2-proxy writes its
+# request log (on by default) to a file too. The proxies get one worker
+# thread/process per core (wxgate's server.workers default; GOMAXPROCS).
 # The upstream has `access_log off`.
 #
-# Columns: requests/s; p50/p99 latency from wrk; proxy CPU µs per request (user+sys
-# of the proxy's processes from /proc/PID/stat, before/after, over requests served);
+# Columns: requests/s; p50/p99 latency from wrk (p99.9 too, in --p99); proxy CPU µs
+# per request (user+sys of the proxy's processes from /proc/PID/stat, before/after, over requests served);
 # "upconn": new TCP connections the upstream accepted during the cell (connection
 # reuse: should stay at the pool size, not grow with requests); peak RSS (VmHWM,
 # reset before each cell, summed over the proxy's processes). For redis the
 # redis-server's CPU per request is shown too.
 set -euo pipefail
 
-ROUNDS=3
+ROWS="direct,nginx,memory,cookie,redis,public,302,qr,jssdk,oauth2-proxy"
+ROUNDS=""
 DURATION=5
 BUILD=1
 MEMORY=1
-ONLY="direct,nginx,memory,cookie,redis,public,302,qr,jssdk"
+ONLY=""
 CONNS="16 128"
+P99=0
 while [ $# -gt 0 ]; do
     case "$1" in
     --long) ROUNDS=5; DURATION=20 ;;
@@ -63,11 +82,21 @@ while [ $# -gt 0 ]; do
     --no-memory) MEMORY=0 ;;
     --only) ONLY="$2"; shift ;;
     --conns) CONNS="$2"; shift ;;
+    --p99) P99=1 ;;
     -h | --help) sed -n '2,/^set -e/p' "$0" | sed 's/^# \{0,1\}//;$d'; exit 0 ;;
     *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
 done
+
+if [ "$P99" = 1 ]; then
+    CONNS=16
+    MEMORY=0
+    ONLY="${ONLY:-nginx,memory,public}"
+    ROUNDS="${ROUNDS:-7}"
+fi
+ONLY="${ONLY:-$ROWS}"
+ROUNDS="${ROUNDS:-3}"
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 CORES="$(nproc)"
@@ -102,10 +131,14 @@ NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
 
 if [ "$BUILD" = 1 ]; then
     log "building wxgate (release)"
-    (cd "$ROOT" && cargo build --release --quiet --bin wxgate --example sessions_memory)
+    (cd "$ROOT" && cargo build --release --quiet --bin wxgate --example sessions_memory --example bench_oidc)
 fi
 WXGATE="${WXGATE:-$ROOT/target/release/wxgate}"
 [ -x "$WXGATE" ] || { echo "no $WXGATE (run without --no-build)" >&2; exit 1; }
+BENCH_OIDC="$ROOT/target/release/examples/bench_oidc"
+
+O2P_VERSION="v7.15.6"
+OAUTH2_PROXY="${OAUTH2_PROXY:-$(command -v oauth2-proxy || echo "$(go env GOPATH 2>/dev/null || echo "$HOME/go")/bin/oauth2-proxy")}"
 
 # ------------------------------------------------------------------ helpers
 
@@ -221,12 +254,6 @@ http {
 }
 EOF
 NGX_PID=""
-if [[ ",$ONLY," == *,nginx,* ]]; then
-    setsid "$NGINX" -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" &
-    NGX_PID=$!
-    PIDS+=("$NGX_PID")
-    wait_http "http://127.0.0.1:$NGX_PORT/"
-fi
 
 # ------------------------------------------------------------------ mock WeChat + wxgate
 
@@ -248,10 +275,13 @@ start_wxgate() { # start_wxgate KEY STORE [extra session toml lines] [binary]
     admin="$(free_port)"
     dir="$WORK/wxgate-$key"
     mkdir -p "$dir"
+    local server_extra=""
+    [ "$key" = before ] && server_extra="${BEFORE_SERVER:-}"
     cat >"$dir/wxgate.toml" <<EOF
 [server]
 listen = "127.0.0.1:$port"
 public_url = "http://127.0.0.1:$port"
+$server_extra
 [admin]
 listen = "127.0.0.1:$admin"
 [upstream]
@@ -310,14 +340,14 @@ sign_in() {
 run_cell() {
     local name="$1" conns="$2" url="$3" pids_csv="$4"
     shift 4
-    local pids=() aux=() out t0 t1 a0 a1 r0 r1 reqs rps p50 p99 cpu auxcpu hwm
+    local pids=() aux=() out t0 t1 a0 a1 r0 r1 reqs rps p50 p99 p999 cpu auxcpu hwm
     [ -n "$pids_csv" ] && IFS=, read -r -a pids <<<"$pids_csv"
-    [ "$name" = redis ] && aux=("$REDIS_PID")
+    if [ "$name" = redis ] || [ "$name/${BEFORE_STORE:-}" = before/redis ]; then aux=("$REDIS_PID"); fi
     reset_hwm "${pids[@]}"
     a0="$(upstream_accepts)"
     t0="$(cpu_ticks "${pids[@]}")"
     r0="$(cpu_ticks "${aux[@]}")"
-    out="$(wrk -t "$CORES" -c "$conns" -d "${DURATION}s" --latency "$@" "$url")"
+    out="$(wrk -t "$CORES" -c "$conns" -d "${DURATION}s" --latency -s "$WORK/tail.lua" "$@" "$url")"
     t1="$(cpu_ticks "${pids[@]}")"
     r1="$(cpu_ticks "${aux[@]}")"
     a1="$(upstream_accepts)"
@@ -329,59 +359,183 @@ run_cell() {
     fi
     p50="$(awk '$1 == "50%" {print $2}' <<<"$out" | to_ms)"
     p99="$(awk '$1 == "99%" {print $2}' <<<"$out" | to_ms)"
+    p999="$(awk '$1 == "p99.9_us" {printf "%.3f", $2 / 1000}' <<<"$out")"
     cpu="$(awk -v d=$((t1 - t0)) -v n="$reqs" -v tick="$TICK" 'BEGIN {printf "%.1f", (n > 0 ? d * 1e6 / tick / n : 0)}')"
     auxcpu="$(awk -v d=$((r1 - r0)) -v n="$reqs" -v tick="$TICK" 'BEGIN {printf "%.1f", (n > 0 ? d * 1e6 / tick / n : 0)}')"
-    echo "$name $conns $rps $p50 $p99 $cpu $((a1 - a0 - 1)) $hwm $auxcpu" >>"$WORK/results"
-    log "$(printf '%-7s c=%-4s %10s req/s  p50 %7s ms  p99 %7s ms  cpu %6s us/req  upconn %s' "$name" "$conns" "$rps" "$p50" "$p99" "$cpu" "$((a1 - a0 - 1))")"
+    echo "$name $conns $rps $p50 $p99 $cpu $((a1 - a0 - 1)) $hwm $auxcpu ${p999:-0} $round" >>"$WORK/results"
+    log "$(printf '%-7s c=%-4s %10s req/s  p50 %7s ms  p99 %7s ms  p99.9 %7s ms  cpu %6s us/req  upconn %s' "$name" "$conns" "$rps" "$p50" "$p99" "${p999:-?}" "$cpu" "$((a1 - a0 - 1))")"
 }
+
+# wrk prints p50..p99; the tail view wants p99.9 too (microseconds).
+cat >"$WORK/tail.lua" <<'EOF'
+done = function(summary, latency, requests)
+    io.write(string.format("p99.9_us %d\n", latency:percentile(99.9)))
+end
+EOF
 
 to_ms() { # wrk's "1.23ms" / "456.00us" / "1.02s" -> milliseconds
     awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v*=1000} printf "%.3f", v}'
 }
 
-# ------------------------------------------------------------------ start everything
+# ------------------------------------------------------------------ rows
 
-drop() { # drop SCENARIO...: removes scenarios from ONLY
+drop() { # drop ROW...: removes rows from ONLY
     for d in "$@"; do ONLY="$(echo ",$ONLY," | sed "s/,$d,/,/; s/^,//; s/,\$//")"; done
 }
 
-REDIS_PID=""
-for s in memory cookie redis; do
-    # The memory instance also serves the public and 302 rows.
-    [[ ",$ONLY," == *,$s,* || ( $s == memory && ",$ONLY," =~ ,(302|public), ) ]] || continue
-    extra=""
-    if [ "$s" = redis ]; then
-        RPORT="$(free_port)"
-        redis-server --port "$RPORT" --bind 127.0.0.1 --save "" --appendonly no \
-            --dir "$WORK" --logfile "$WORK/redis.log" &
-        REDIS_PID=$!
-        PIDS+=("$REDIS_PID")
-        for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$RPORT") 2>/dev/null && break; sleep 0.05; done
-        extra="redis_url = \"redis://127.0.0.1:$RPORT/0\""
-    fi
-    if start_wxgate "$s" "$s" "$extra"; then
-        log "wxgate ($s store) on :${WX_PORT[$s]}, signed in"
-    elif [ "$s" = memory ]; then
-        drop memory public 302
+# One wxgate instance per key, started on first use (the memory instance serves the
+# memory, public and 302 rows).
+ensure_wxgate() { # ensure_wxgate KEY STORE [extra toml] [binary]
+    [ -n "${WX_PID[$1]:-}" ] && return 0
+    [ -n "${WX_FAILED[$1]:-}" ] && return 1
+    if start_wxgate "$@"; then
+        log "wxgate $1 ($2 store) on :${WX_PORT[$1]}, signed in"
     else
-        drop "$s"
+        WX_FAILED[$1]=1
+        return 1
     fi
+}
+declare -A WX_FAILED
+
+REDIS_PID=""
+
+setup_direct() { :; }
+cell_direct() { run_cell direct "$1" "http://127.0.0.1:$UP_PORT/bench" ""; }
+
+setup_nginx() {
+    setsid "$NGINX" -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" &
+    NGX_PID=$!
+    PIDS+=("$NGX_PID")
+    wait_http "http://127.0.0.1:$NGX_PORT/"
+}
+cell_nginx() { run_cell nginx "$1" "http://127.0.0.1:$NGX_PORT/bench" "$(group_pids "$NGX_PID" | paste -sd,)"; }
+
+signed_in_cell() { # signed_in_cell KEY CONNS: a signed-in GET through that instance
+    run_cell "$1" "$2" "http://127.0.0.1:${WX_PORT[$1]}/bench" "${WX_PID[$1]}" -H "Cookie: ${COOKIE[$1]}"
+}
+
+setup_memory() { ensure_wxgate memory memory; }
+cell_memory() { signed_in_cell memory "$1"; }
+
+setup_cookie() { ensure_wxgate cookie cookie; }
+cell_cookie() { signed_in_cell cookie "$1"; }
+
+setup_redis() {
+    RPORT="$(free_port)"
+    redis-server --port "$RPORT" --bind 127.0.0.1 --save "" --appendonly no \
+        --dir "$WORK" --logfile "$WORK/redis.log" &
+    REDIS_PID=$!
+    PIDS+=("$REDIS_PID")
+    for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$RPORT") 2>/dev/null && break; sleep 0.05; done
+    ensure_wxgate redis redis "redis_url = \"redis://127.0.0.1:$RPORT/0\""
+}
+cell_redis() { signed_in_cell redis "$1"; }
+
+setup_public() { ensure_wxgate memory memory; }
+cell_public() { run_cell public "$1" "http://127.0.0.1:${WX_PORT[memory]}/public/bench" "${WX_PID[memory]}"; }
+
+setup_302() { ensure_wxgate memory memory; }
+cell_302() {
+    run_cell 302 "$1" "http://127.0.0.1:${WX_PORT[memory]}/bench" "${WX_PID[memory]}" \
+        -H "User-Agent: $UA_WECHAT" -H "Accept: text/html"
+}
+
+setup_qr() { ensure_wxgate qr memory $'[desktop]\nticket_ttl = "10s"\nmax_tickets = 10000000'; }
+cell_qr() {
+    run_cell qr "$1" "http://127.0.0.1:${WX_PORT[qr]}/bench" "${WX_PID[qr]}" \
+        -H "User-Agent: $UA_DESKTOP" -H "Accept: text/html"
+}
+
+setup_jssdk() { ensure_wxgate jssdk memory $'[account]'; }
+cell_jssdk() {
+    run_cell jssdk "$1" \
+        "http://127.0.0.1:${WX_PORT[jssdk]}/_wxgate/jssdk/config?url=http%3A%2F%2F127.0.0.1%3A${WX_PORT[jssdk]}%2Fshop%3Fid%3D7" \
+        "${WX_PID[jssdk]}"
+}
+
+# Another build (BEFORE=), in the same rounds: before/after figures that share the
+# machine's conditions. Memory store, or Redis with BEFORE_STORE=redis (with the redis
+# row, whose redis-server it shares).
+setup_before() {
+    if [ "${BEFORE_STORE:-memory}" = redis ]; then
+        [ -n "$REDIS_PID" ] || { log "SKIPPED: before (BEFORE_STORE=redis needs the redis row)"; return 1; }
+        ensure_wxgate before redis "redis_url = \"redis://127.0.0.1:$RPORT/0\"" "$BEFORE"
+    else
+        ensure_wxgate before memory "" "$BEFORE"
+    fi
+}
+cell_before() { signed_in_cell before "$1"; }
+
+# oauth2-proxy in front of the same upstream, signed in through bench_oidc.
+O2P_PID=""
+O2P_PORT=""
+O2P_COOKIE=""
+setup_oauth2_proxy() {
+    if [ ! -x "$OAUTH2_PROXY" ]; then
+        if command -v go >/dev/null 2>&1; then
+            log "oauth2-proxy not found: go install github.com/oauth2-proxy/oauth2-proxy/v7@$O2P_VERSION (a few minutes)"
+            go install "github.com/oauth2-proxy/oauth2-proxy/v7@$O2P_VERSION" >&2 || true
+            OAUTH2_PROXY="$(go env GOPATH)/bin/oauth2-proxy"
+        fi
+        [ -x "$OAUTH2_PROXY" ] || { log "SKIPPED: oauth2-proxy (no binary, no go)"; return 1; }
+    fi
+    if [ ! -x "$BENCH_OIDC" ]; then
+        (cd "$ROOT" && cargo build --release --quiet --example bench_oidc)
+    fi
+    local oidc_port dir jar code
+    oidc_port="$(free_port)"
+    O2P_PORT="$(free_port)"
+    dir="$WORK/oauth2-proxy"
+    mkdir -p "$dir"
+    "$BENCH_OIDC" "127.0.0.1:$oidc_port" >"$dir/oidc.log" 2>&1 &
+    PIDS+=($!)
+    wait_http "http://127.0.0.1:$oidc_port/.well-known/openid-configuration"
+    # Its defaults otherwise (cookie session store, request, auth and standard logs on
+    # stdout, kept in a file as wxgate's are); GOMAXPROCS is the core count.
+    setsid "$OAUTH2_PROXY" \
+        --http-address "127.0.0.1:$O2P_PORT" \
+        --upstream "http://127.0.0.1:$UP_PORT/" \
+        --provider oidc \
+        --oidc-issuer-url "http://127.0.0.1:$oidc_port" \
+        --oidc-enabled-signing-alg ES256 \
+        --client-id bench --client-secret bench-secret \
+        --redirect-url "http://127.0.0.1:$O2P_PORT/oauth2/callback" \
+        --cookie-secret "0123456789abcdef0123456789abcdef" \
+        --cookie-secure=false \
+        --email-domain '*' \
+        --skip-provider-button >"$dir/oauth2-proxy.log" 2>&1 &
+    O2P_PID=$!
+    PIDS+=("$O2P_PID")
+    try_http "http://127.0.0.1:$O2P_PORT/ping" "$O2P_PID" || {
+        log "SKIPPED: oauth2-proxy did not start; its log:"
+        tail -3 "$dir/oauth2-proxy.log" >&2
+        return 1
+    }
+    # The browser's walk: 302 to the provider, its 302 back, the callback.
+    jar="$WORK/oauth2-proxy/jar"
+    curl -s -o /dev/null -L -c "$jar" -b "$jar" "http://127.0.0.1:$O2P_PORT/bench"
+    O2P_COOKIE="$(awk '$6 ~ /^_oauth2_proxy/ {printf "%s%s=%s", sep, $6, $7; sep="; "}' "$jar")"
+    code="$(curl -s -o /dev/null -w '%{http_code}:%{size_download}' -H "Cookie: $O2P_COOKIE" "http://127.0.0.1:$O2P_PORT/bench")"
+    if [ "$code" != "200:1024" ]; then
+        log "SKIPPED: oauth2-proxy did not sign in ($code); its log:"
+        tail -3 "$dir/oauth2-proxy.log" >&2
+        return 1
+    fi
+    log "oauth2-proxy $O2P_VERSION on :$O2P_PORT, signed in"
+}
+cell_oauth2_proxy() { run_cell oauth2-proxy "$1" "http://127.0.0.1:$O2P_PORT/bench" "$O2P_PID" -H "Cookie: $O2P_COOKIE"; }
+
+# Rows added by later features go here, each as setup_NAME / cell_NAME and NAME in
+# ROWS above:
+#   routes   wxgate with 50 [[routes]] entries, a signed-in request matching the last
+#   hub      the hub's token and authorize endpoints
+
+# ------------------------------------------------------------------ start everything
+
+[ -n "${BEFORE:-}" ] && ONLY="$ONLY,before"
+for row in ${ONLY//,/ }; do
+    "setup_${row//-/_}" || drop "$row"
 done
-
-if [[ ",$ONLY," == *,qr,* ]]; then
-    start_wxgate qr memory $'[desktop]\nticket_ttl = "10s"\nmax_tickets = 10000000' || drop qr
-fi
-
-if [[ ",$ONLY," == *,jssdk,* ]]; then
-    start_wxgate jssdk memory $'[account]' || drop jssdk
-fi
-
-if [ -n "${BEFORE:-}" ]; then
-    # Another build, memory store, measured in the same rounds: before/after figures
-    # that share the machine's conditions.
-    start_wxgate before memory "" "$BEFORE"
-    ONLY="$ONLY,before"
-fi
 
 # ------------------------------------------------------------------ rounds
 
@@ -396,25 +550,7 @@ for round in $(seq 1 "$ROUNDS"); do
     order=("${SCENARIOS[@]:shift_by}" "${SCENARIOS[@]:0:shift_by}")
     for c in $CONNS; do
         for sc in "${order[@]}"; do
-            case "$sc" in
-            direct) run_cell direct "$c" "http://127.0.0.1:$UP_PORT/bench" "" ;;
-            nginx) run_cell nginx "$c" "http://127.0.0.1:$NGX_PORT/bench" "$(group_pids "$NGX_PID" | paste -sd,)" ;;
-            memory | cookie | redis | before)
-                run_cell "$sc" "$c" "http://127.0.0.1:${WX_PORT[$sc]}/bench" "${WX_PID[$sc]}" \
-                    -H "Cookie: ${COOKIE[$sc]}" ;;
-            public)
-                run_cell public "$c" "http://127.0.0.1:${WX_PORT[memory]}/public/bench" "${WX_PID[memory]}" ;;
-            302)
-                run_cell 302 "$c" "http://127.0.0.1:${WX_PORT[memory]}/bench" "${WX_PID[memory]}" \
-                    -H "User-Agent: $UA_WECHAT" -H "Accept: text/html" ;;
-            qr)
-                run_cell qr "$c" "http://127.0.0.1:${WX_PORT[qr]}/bench" "${WX_PID[qr]}" \
-                    -H "User-Agent: $UA_DESKTOP" -H "Accept: text/html" ;;
-            jssdk)
-                run_cell jssdk "$c" \
-                    "http://127.0.0.1:${WX_PORT[jssdk]}/_wxgate/jssdk/config?url=http%3A%2F%2F127.0.0.1%3A${WX_PORT[jssdk]}%2Fshop%3Fid%3D7" \
-                    "${WX_PID[jssdk]}" ;;
-            esac
+            "cell_${sc//-/_}" "$c"
         done
     done
 done
@@ -433,12 +569,12 @@ function median(key,    n, i, j, t, a) {
 }
 {
     k = $1 SUBSEP $2
-    for (f = 3; f <= 9; f++) vals[k, f] = vals[k, f] " " $f
+    for (f = 3; f <= 10; f++) vals[k, f] = vals[k, f] " " $f
 }
 END {
     nc = split(conns, cs, " "); ns = split(only, ss, ",")
-    printf "| %-8s | %5s | %9s | %8s | %8s | %12s | %6s | %8s | %9s | %9s |\n", "target", "conns", "req/s", "p50 ms", "p99 ms", "CPU us/req", "upconn", "peak RSS", "rps/nginx", "cpu/nginx"
-    printf "|----------|------:|----------:|---------:|---------:|-------------:|-------:|---------:|----------:|----------:|\n"
+    printf "| %-12s | %5s | %9s | %8s | %8s | %12s | %6s | %8s | %9s | %9s |\n", "target", "conns", "req/s", "p50 ms", "p99 ms", "CPU us/req", "upconn", "peak RSS", "rps/nginx", "cpu/nginx"
+    printf "|--------------|------:|----------:|---------:|---------:|-------------:|-------:|---------:|----------:|----------:|\n"
     for (i = 1; i <= nc; i++) {
         c = cs[i]
         nr = median(("nginx" SUBSEP c) SUBSEP 3); ncpu = median(("nginx" SUBSEP c) SUBSEP 6)
@@ -448,11 +584,11 @@ END {
             if (!((k SUBSEP 3) in vals)) continue
             rps = median(k SUBSEP 3); cpu = median(k SUBSEP 6); aux = median(k SUBSEP 9)
             cpus = s == "direct" ? "-" : sprintf("%.1f", cpu)
-            if (s == "redis") cpus = sprintf("%.1f+%.1f", cpu, aux)
+            if (aux > 0) cpus = sprintf("%.1f+%.1f", cpu, aux)
             rr = (nr > 0 && s != "direct") ? sprintf("%.2f", rps / nr) : "-"
             cr = (ncpu > 0 && s != "direct") ? sprintf("%.2f", cpu / ncpu) : "-"
             hw = s == "direct" ? "-" : sprintf("%.1f MB", median(k SUBSEP 8) / 1024)
-            printf "| %-8s | %5s | %9.0f | %8.3f | %8.3f | %12s | %6d | %8s | %9s | %9s |\n", s, c, rps, median(k SUBSEP 4), median(k SUBSEP 5), cpus, median(k SUBSEP 7), hw, rr, cr
+            printf "| %-12s | %5s | %9.0f | %8.3f | %8.3f | %12s | %6d | %8s | %9s | %9s |\n", s, c, rps, median(k SUBSEP 4), median(k SUBSEP 5), cpus, median(k SUBSEP 7), hw, rr, cr
             if (dr > 0 && s != "direct") wd[s, c] = sprintf("%.2f", rps / dr)
         }
     }
@@ -462,6 +598,36 @@ END {
 }' "$WORK/results"
 echo
 echo "CPU for redis is wxgate+redis-server. upconn: TCP connections the upstream accepted during a cell."
+
+if [ "$P99" = 1 ]; then
+    echo
+    echo "Tail at 16 connections: p50 / p99 / p99.9 (ms) in each round, then medians; p99 over nginx's median p99"
+    echo
+    awk -v only="$ONLY" -v rounds="$ROUNDS" '
+    function median(list,    n, i, j, t, a) {
+        n = split(list, a, " ")
+        for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
+        return n == 0 ? 0 : (n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2)
+    }
+    $2 == 16 { cell[$1, $11] = sprintf("%.2f/%.2f/%.2f", $4, $5, $10); p50[$1] = p50[$1] " " $4; p99[$1] = p99[$1] " " $5; p999[$1] = p999[$1] " " $10 }
+    END {
+        ns = split(only, ss, ",")
+        printf "| %-12s |", "target"
+        for (r = 1; r <= rounds; r++) printf " round %d |", r
+        printf " median p50 | median p99 | median p99.9 | p99 - nginx |\n|---|"
+        for (r = 1; r <= rounds + 4; r++) printf "--:|"
+        printf "\n"
+        base = median(p99["nginx"])
+        for (j = 1; j <= ns; j++) {
+            s = ss[j]
+            if (!(s in p99)) continue
+            printf "| %-12s |", s
+            for (r = 1; r <= rounds; r++) printf " %s |", ((s, r) in cell) ? cell[s, r] : "-"
+            d = s == "nginx" || s == "direct" ? "-" : sprintf("%+.2f", median(p99[s]) - base)
+            printf " %.3f | %.3f | %.3f | %s |\n", median(p50[s]), median(p99[s]), median(p999[s]), d
+        }
+    }' "$WORK/results"
+fi
 
 # ------------------------------------------------------------------ memory and start-up
 

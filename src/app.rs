@@ -10,10 +10,10 @@ use hyper::body::Incoming;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
-use crate::admin::metrics::metrics;
 use crate::admin::{self, ReadyCheck};
 use crate::body::Body;
 use crate::config::Config;
+use crate::metrics::metrics;
 use crate::pages::Reply;
 use crate::proxy::{headers, ClientLimits, ForwardContext, Forwarder, ProxyError};
 use crate::server::{self, ConnInfo, ServerError, ServerSettings};
@@ -181,6 +181,7 @@ pub async fn run_with(
         None => None,
     };
     let upstream_url = config.upstream.url.clone();
+    server::access_log::set_mode(config.server.access_log);
     let settings_cfg = config.server.clone();
     let auth = build_auth(config, store.clone())?;
     let hub = crate::hub::Hub::of(&auth).map(Arc::new);
@@ -265,6 +266,8 @@ pub async fn run_with(
     if let Err(e) = admin.await {
         tracing::error!(error = %e, "admin listener task failed");
     }
+    // Every request is answered: its line is written before the process may exit.
+    server::access_log::flush();
     tracing::info!("stopped");
     Ok(())
 }
@@ -326,118 +329,236 @@ fn apply_reload(state: &State, mut new: Config) {
     }
     match build_auth(new, state.store.clone()) {
         Ok(mut auth) => {
+            server::access_log::set_mode(auth.core.cfg().server.access_log);
             // A reload must not reset the count of QR pages shown (a way around it),
             // nor drop the account's tokens.
             auth.keep_from(&current);
             state.hub.store(crate::hub::Hub::of(&auth).map(Arc::new));
             state.auth.store(Arc::new(auth));
-            metrics().config_reloads.inc(&["applied"]);
+            metrics()
+                .config_reloads
+                .inc(crate::metrics::labels::Reload::Applied);
             tracing::info!(
                 kid = state.auth.load().core.signer().kid(),
                 "reload: configuration applied"
             );
         }
         Err(e) => {
-            metrics().config_reloads.inc(&["invalid"]);
+            metrics()
+                .config_reloads
+                .inc(crate::metrics::labels::Reload::Invalid);
             tracing::error!(error = %e, "reload refused; still serving the previous configuration");
         }
     }
 }
 
-/// One request on the public listener: classify → authenticate → rewrite → forward.
-pub async fn handle(state: &State, req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
-    let auth = state.auth.load_full();
-    let trusted = headers::is_trusted(conn.peer.ip(), &auth.core.cfg().server.trusted);
-    // One host for wxgate and the app: an absolute-form target or `:authority` wins
-    // over `Host`, and a request naming two hosts is refused.
-    let host = match headers::request_host(req.version(), req.uri().authority(), req.headers()) {
-        Ok(host) => host,
-        Err(e) => {
-            metrics().denied.inc(&["bad_host"]);
-            tracing::info!(peer = %conn.peer, error = %e, "request refused");
-            return bad_host(&e.to_string(), Reply::of(req.headers()));
-        }
-    };
-    let path = req.uri().path();
+/// What every phase of one request reads, computed once when it arrives.
+pub struct RequestContext {
+    /// The connection's peer and whether it came over TLS.
+    pub peer: std::net::SocketAddr,
+    pub client_tls: bool,
+    /// The peer is in `server.trusted_proxies`: its forwarded headers are believed.
+    pub trusted: bool,
+    /// The visitor's address: the peer, or what a trusted proxy says (shown to the user,
+    /// never used to decide access).
+    pub client: std::net::IpAddr,
+    /// Page or JSON for the answers wxgate writes itself.
+    pub reply: Reply,
+    /// The one host the request names, to send upstream (absolute-form or
+    /// `:authority` over `Host`); None: keep the request's own `Host`.
+    pub host: Option<http::HeaderValue>,
+    /// The path decoded and resolved for matching; None: it cannot be matched safely.
+    pub normalized: Option<String>,
+    /// The request's id (the server's wrapper gave it one).
+    pub request_id: Option<http::HeaderValue>,
+}
 
-    // wxgate's own URLs are never forwarded.
-    if path == "/_wxgate" || path.starts_with("/_wxgate/") {
-        let client = client_ip(req.headers(), conn.peer.ip(), trusted);
-        if let Some(hub) = state.hub.load_full().filter(|_| crate::hub::serves(path)) {
-            return crate::hub::handle(&auth, &hub, req, client).await;
-        }
-        return endpoints::handle(
-            &auth,
-            req.method(),
-            req.uri(),
-            req.headers(),
+impl RequestContext {
+    /// Reads the request once. A request naming no host, two hosts or an invalid one is
+    /// answered here.
+    fn of(
+        req: &Request<Incoming>,
+        conn: &ConnInfo,
+        trusted_proxies: &[ipnet::IpNet],
+    ) -> Result<RequestContext, Box<Response<Body>>> {
+        let reply = Reply::of(req.headers());
+        let trusted = headers::is_trusted(conn.peer.ip(), trusted_proxies);
+        // One host for wxgate and the app: an absolute-form target or `:authority` wins
+        // over `Host`, and a request naming two hosts is refused.
+        let host = match headers::request_host(req.version(), req.uri().authority(), req.headers())
+        {
+            Ok(host) => host,
+            Err(e) => {
+                metrics()
+                    .denied
+                    .inc(crate::metrics::labels::Denied::BadHost);
+                tracing::info!(peer = %conn.peer, error = %e, "request refused");
+                return Err(Box::new(bad_host(&e.to_string(), reply)));
+            }
+        };
+        Ok(RequestContext {
+            peer: conn.peer,
+            client_tls: conn.tls,
             trusted,
-            client,
-        )
-        .await;
+            client: client_ip(req.headers(), conn.peer.ip(), trusted),
+            reply,
+            host,
+            normalized: paths::normalize_path(req.uri().path()),
+            request_id: req
+                .extensions()
+                .get::<server::RequestId>()
+                .map(|id| id.0.clone()),
+        })
     }
-    if path.starts_with("/MP_verify_") {
-        if let Some(resp) = endpoints::verify_file(&auth, path) {
-            return resp;
+
+    fn forward_context(&self) -> ForwardContext {
+        ForwardContext {
+            peer: self.peer,
+            client_tls: self.client_tls,
+            trusted: self.trusted,
+            request_id: self.request_id.clone(),
+            reply: self.reply,
         }
     }
-    let Some(normalized) = paths::normalize_path(path) else {
-        metrics().denied.inc(&["bad_path"]);
-        return bad_path(Reply::of(req.headers()));
+}
+
+/// One request on the public listener, in phases (each may answer and end it):
+///
+/// ```text
+///  request ─► context: peer trust, client address, reply mode, host, path, id (once)
+///     │
+///  own URL? ── /_wxgate/*, MP_verify_*.txt ──► signin::endpoints ──────────► answer
+///     │ no
+///  route ──── a path that cannot be matched safely ────────────────────────► 400
+///     │
+///  gate ───── no session: 401 JSON or a sign-in started by the chosen method ► answer
+///     │ forward (with the session, if any)
+///  rewrite ── hop-by-hop, host, identity headers, own cookies (proxy); identity
+///     │
+///  forward ── to the upstream; a failure becomes 502/504/413 (proxy) ──────► answer
+///     │
+///  respond ── the upstream's answer, plus the re-issued session cookie
+/// ```
+pub async fn handle(state: &State, req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
+    let signin = state.auth.load_full();
+    let ctx = match RequestContext::of(&req, &conn, &signin.core.cfg().server.trusted) {
+        Ok(ctx) => ctx,
+        Err(refused) => return *refused,
     };
-    let path_and_query = req
-        .uri()
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/");
-    let gate = auth
-        .gate(
-            req.method(),
-            path_and_query,
-            &normalized,
-            req.headers(),
-            client_ip(req.headers(), conn.peer.ip(), trusted),
-        )
-        .await;
-    let (session, set_cookie) = match gate {
+    // The hub's endpoints (`[hub]`) are own URLs that read the body: they take the
+    // request whole.
+    if let Some(hub) = state
+        .hub
+        .load_full()
+        .filter(|_| crate::hub::serves(req.uri().path()))
+    {
+        return crate::hub::handle(&signin, &hub, req, ctx.client).await;
+    }
+    if let Some(resp) = own_url(&signin, &req, &ctx).await {
+        return resp;
+    }
+    let Some(normalized) = ctx.normalized.as_deref() else {
+        metrics()
+            .denied
+            .inc(crate::metrics::labels::Denied::BadPath);
+        return bad_path(ctx.reply);
+    };
+    let (session, set_cookie) = match gate(&signin, &req, normalized, &ctx).await {
         Gate::Respond(resp) => return resp,
         Gate::Forward {
             session,
             set_cookie,
         } => (session, set_cookie),
     };
+    let (req, hop) = match rewrite(state, &signin, req, session.as_ref(), &ctx).await {
+        Ok(rewritten) => rewritten,
+        Err(resp) => return resp,
+    };
+    let resp = state
+        .forwarder
+        .forward(req, hop, &ctx.forward_context())
+        .await;
+    respond(resp, set_cookie)
+}
 
-    let (mut parts, body) = req.into_parts();
-    // The client's connection headers go before wxgate adds anything: its
-    // `Connection` header can then only remove what it sent itself.
-    let hop = state.forwarder.take_hop_by_hop(&mut parts);
-    if let Some(host) = host {
-        parts.headers.insert(http::header::HOST, host);
+/// wxgate's own URLs, never forwarded.
+async fn own_url(
+    signin: &SignIn,
+    req: &Request<Incoming>,
+    ctx: &RequestContext,
+) -> Option<Response<Body>> {
+    let path = req.uri().path();
+    if path == "/_wxgate" || path.starts_with("/_wxgate/") {
+        return Some(
+            endpoints::handle(
+                signin,
+                req.method(),
+                req.uri(),
+                req.headers(),
+                ctx.trusted,
+                ctx.client,
+            )
+            .await,
+        );
     }
-    headers::strip_identity_headers(&mut parts.headers, auth.core.identity_header(), trusted);
-    let cookie_name = auth.core.cfg().session.cookie_name.as_str();
-    headers::remove_cookies(&mut parts.headers, |name| {
-        SignIn::is_own_cookie(cookie_name, name)
-    });
-    if let Some(s) = &session {
-        if let Err(e) = auth.core.attach_identity(&mut parts.headers, s).await {
+    if path.starts_with("/MP_verify_") {
+        return endpoints::verify_file(signin, path);
+    }
+    None
+}
+
+/// Who the request belongs to, and whether it may pass.
+async fn gate(
+    signin: &SignIn,
+    req: &Request<Incoming>,
+    normalized: &str,
+    ctx: &RequestContext,
+) -> Gate {
+    let path_and_query = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    signin
+        .gate(
+            req.method(),
+            path_and_query,
+            normalized,
+            req.headers(),
+            ctx.client,
+        )
+        .await
+}
+
+/// The request as the upstream gets it: the proxy's rewriting, then the identity.
+async fn rewrite(
+    state: &State,
+    signin: &SignIn,
+    req: Request<Incoming>,
+    session: Option<&crate::session::Session>,
+    ctx: &RequestContext,
+) -> Result<(Request<Incoming>, crate::proxy::ClientHop), Response<Body>> {
+    let (mut parts, body) = req.into_parts();
+    let core = &signin.core;
+    let cookie_name = core.cfg().session.cookie_name.as_str();
+    let hop = state.forwarder.rewrite(
+        &mut parts,
+        ctx.host.clone(),
+        core.identity_header(),
+        ctx.trusted,
+        |name| SignIn::is_own_cookie(cookie_name, name),
+    );
+    if let Some(s) = session {
+        if let Err(e) = core.attach_identity(&mut parts.headers, s).await {
             tracing::error!(error = %e, "cannot sign the identity header");
-            return e.response(Reply::of(&parts.headers), None);
+            return Err(e.response(ctx.reply, None));
         }
     }
-    let ctx = ForwardContext {
-        peer: conn.peer,
-        client_tls: conn.tls,
-        trusted,
-        request_id: parts
-            .extensions
-            .get::<server::RequestId>()
-            .map(|id| id.0.clone()),
-    };
-    let mut resp = state
-        .forwarder
-        .forward(Request::from_parts(parts, body), hop, &ctx)
-        .await;
+    Ok((Request::from_parts(parts, body), hop))
+}
+
+/// The upstream's answer, with the session cookie re-issued when the gate slid it.
+fn respond(mut resp: Response<Body>, set_cookie: Option<http::HeaderValue>) -> Response<Body> {
     if let Some(c) = set_cookie {
         resp.headers_mut().append(SET_COOKIE, c);
     }

@@ -97,9 +97,9 @@ fn spawn_reloader(path: PathBuf, tx: tokio::sync::mpsc::Sender<Config>) {
                     }
                 }
                 Err(e) => {
-                    crate::admin::metrics::metrics()
+                    crate::metrics::metrics()
                         .config_reloads
-                        .inc(&["invalid"]);
+                        .inc(crate::metrics::labels::Reload::Invalid);
                     error!(file = %path.display(), problems = %e.problems().join("; "), "SIGHUP: the new configuration is invalid; still serving the previous one");
                 }
             }

@@ -102,7 +102,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(dispatch(cli.command)) {
+    let result = runtime.block_on(dispatch(cli.command));
+    // Buffered access lines of requests answered before an error or a stop.
+    wxgate::server::access_log::flush();
+    match result {
         Ok(code) => code,
         Err(e) => {
             // One clear line, no backtrace. Each error's own message already says its

@@ -4,7 +4,8 @@
 //! plus a shutting-down flag, so a load balancer stops sending traffic before the
 //! public listener closes.
 
-pub mod metrics;
+/// The process-wide metrics this listener renders at `/metrics`.
+pub use crate::metrics;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -209,6 +209,7 @@ fn server(raw: &file::ServerConfig, base: &Path, p: &mut Vec<Problem>) -> Option
         idle_timeout: raw.idle_timeout,
         max_header_len,
         body_timeout: raw.body_timeout,
+        access_log: raw.access_log,
     })
 }
 

@@ -1,5 +1,5 @@
 //! The configuration file as written: one serde struct per TOML table, every key with
-//! its default, nothing derived. [`Config::check`](super::check) turns it into the
+//! its default, nothing derived. [`Config::check`] turns it into the
 //! checked [`super::Config`] the running code reads.
 
 use std::collections::BTreeMap;
@@ -54,6 +54,8 @@ pub struct ServerConfig {
     pub max_header_bytes: String,
     /// Idle time allowed between two reads of a client's request body.
     pub body_timeout: Dur,
+    /// How request lines are written: batched (default), one write each, or not at all.
+    pub access_log: super::AccessLog,
 }
 
 impl Default for ServerConfig {
@@ -72,6 +74,7 @@ impl Default for ServerConfig {
             idle_timeout: Dur::secs(90),
             max_header_bytes: "64KB".into(),
             body_timeout: Dur::secs(60),
+            access_log: super::AccessLog::Buffered,
         }
     }
 }

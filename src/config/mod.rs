@@ -1,10 +1,10 @@
-//! The configuration in two layers: [`file`], the TOML file as written (serde structs,
+//! The configuration in two layers: [`file`](mod@file), the TOML file as written (serde structs,
 //! every key with its default), and [`Config`], the checked configuration the running
 //! code reads, whose derived values (parsed addresses and URLs, resolved secrets) are
 //! plain fields, never re-parsed and never missing.
 //!
 //! Parsing (TOML syntax, types, unknown keys) stops at the first error and reports its
-//! key and line; checking then goes section by section ([`check`]) and collects every
+//! key and line; checking then goes section by section (`check`) and collects every
 //! problem, so `wxgate check` can list them all at once.
 
 mod check;
@@ -75,6 +75,8 @@ pub struct ServerConfig {
     pub max_header_len: usize,
     /// Idle time allowed between two reads of a client's request body.
     pub body_timeout: Dur,
+    /// How request lines are written: batched (default), one write each, or not at all.
+    pub access_log: AccessLog,
 }
 
 /// `server.tls_cert_file` and `server.tls_key_file`, as paths to open.
@@ -94,6 +96,20 @@ pub struct PublicUrl {
     pub host: String,
     /// A path prefix when wxgate is served under one (usually empty).
     pub path_prefix: String,
+}
+
+/// `server.access_log`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessLog {
+    /// Lines collected in memory and written by a background thread, at least every
+    /// half second and at every exit: far fewer write(2) calls under load.
+    #[default]
+    Buffered,
+    /// One write(2) per request, as it is answered.
+    Line,
+    /// No request lines.
+    Off,
 }
 
 /// More threads than this is a typo, not a machine.
@@ -388,6 +404,7 @@ impl Default for ServerConfig {
             idle_timeout: raw.idle_timeout,
             max_header_len: DEFAULT_MAX_HEADER_BYTES,
             body_timeout: raw.body_timeout,
+            access_log: raw.access_log,
         }
     }
 }

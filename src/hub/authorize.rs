@@ -15,9 +15,10 @@ use super::error::{no_store, PageError, RedirectError};
 use super::grants::{for_app, CodeGrant, Grants, Pending};
 use super::params::{with_query, Params};
 use super::{covers, narrower, Hub};
-use crate::admin::metrics::metrics;
 use crate::body::Body;
 use crate::config::Scope;
+use crate::metrics::labels::{HubEndpoint, HubRequest};
+use crate::metrics::metrics;
 use crate::pages::Reply;
 use crate::session::{now_unix, Session};
 use crate::signin::gate::SignIn;
@@ -170,7 +171,9 @@ pub async fn authorize(
         Ok(c) => c,
         Err(Refusal::Page(e)) => {
             warn!(error = %e, "hub: authorization request refused with a page");
-            metrics().hub.inc(&["authorize", e.code()]);
+            metrics()
+                .hub
+                .inc(HubRequest(HubEndpoint::Authorize, e.code()));
             return e.response(json);
         }
         Err(Refusal::Redirect {
@@ -183,7 +186,9 @@ pub async fn authorize(
                 detail = error.description,
                 "hub: authorization request refused"
             );
-            metrics().hub.inc(&["authorize", error.error]);
+            metrics()
+                .hub
+                .inc(HubRequest(HubEndpoint::Authorize, error.error));
             return error_redirect(hub, &redirect_uri, state.as_deref(), &error);
         }
     };
@@ -217,7 +222,9 @@ pub async fn authorize(
                 }
             };
             let rd = format!("/_wxgate/oidc/authorize?resume={id}");
-            metrics().hub.inc(&["authorize", "sign_in"]);
+            metrics()
+                .hub
+                .inc(HubRequest(HubEndpoint::Authorize, "sign_in"));
             let route = RouteNeeds { scope: p.scope };
             signin.begin_for(&browser, &rd, 0, route).await
         }
@@ -286,7 +293,9 @@ async fn issue(
         }
     };
     info!(client = %p.client_id, openid = %s.openid, scope = %grant.session.scope, "hub: code issued");
-    metrics().hub.inc(&["authorize", "code_issued"]);
+    metrics()
+        .hub
+        .inc(HubRequest(HubEndpoint::Authorize, "code_issued"));
     let mut params = vec![("code", code.as_str())];
     if let Some(st) = &p.state {
         params.push(("state", st));

@@ -10,9 +10,10 @@ use super::error::{no_store, TokenError, UserinfoError};
 use super::grants::{new_secret, AccessGrant, Grants};
 use super::params::Params;
 use super::{pkce, Hub};
-use crate::admin::metrics::metrics;
 use crate::body::Body;
 use crate::config::Scope;
+use crate::metrics::labels::{HubEndpoint, HubRequest};
+use crate::metrics::metrics;
 use crate::session::now_unix;
 use crate::signin::Core;
 
@@ -22,12 +23,12 @@ const TOKEN_ONLY_CLAIMS: &[&str] = &["iss", "aud", "iat", "nbf", "exp", "jti"];
 pub async fn token(core: &Core, hub: &Hub, headers: &HeaderMap, body: &[u8]) -> Response<Body> {
     match redeem(core, hub, headers, body).await {
         Ok(v) => {
-            metrics().hub.inc(&["token", "issued"]);
+            metrics().hub.inc(HubRequest(HubEndpoint::Token, "issued"));
             no_store(crate::pages::json_response(StatusCode::OK, &v))
         }
         Err(e) => {
             info!(error = %e, "hub: token request refused");
-            metrics().hub.inc(&["token", e.code()]);
+            metrics().hub.inc(HubRequest(HubEndpoint::Token, e.code()));
             e.response()
         }
     }
@@ -91,7 +92,9 @@ async fn redeem(
             .map_err(unavailable)?
         {
             warn!(client = %client.id, "hub: a code was redeemed twice; the access token it gave is revoked");
-            metrics().hub.inc(&["token", "replay_revoked"]);
+            metrics()
+                .hub
+                .inc(HubRequest(HubEndpoint::Token, "replay_revoked"));
         }
         return Err(TokenError::InvalidGrant(
             "the code is unknown, expired or already used",
@@ -172,7 +175,9 @@ pub async fn userinfo(core: &Core, headers: &HeaderMap) -> Response<Body> {
     let grant = match grants.access(token).await {
         Ok(Some(g)) => g,
         Ok(None) => {
-            metrics().hub.inc(&["userinfo", "invalid_token"]);
+            metrics()
+                .hub
+                .inc(HubRequest(HubEndpoint::Userinfo, "invalid_token"));
             return UserinfoError::InvalidToken.response();
         }
         Err(e) => {
@@ -187,7 +192,7 @@ pub async fn userinfo(core: &Core, headers: &HeaderMap) -> Response<Body> {
             map.remove(*k);
         }
     }
-    metrics().hub.inc(&["userinfo", "ok"]);
+    metrics().hub.inc(HubRequest(HubEndpoint::Userinfo, "ok"));
     no_store(crate::pages::json_response(StatusCode::OK, &claims))
 }
 

@@ -32,6 +32,17 @@ impl HubClientError {
         }
     }
 
+    /// How the sign-in ended, for `wxgate_signins_total`.
+    pub fn outcome(&self) -> crate::metrics::labels::Signin {
+        use crate::metrics::labels::Signin as O;
+        match self {
+            HubClientError::Unreachable(_) => O::HubUnavailable,
+            HubClientError::Discovery(_) | HubClientError::Misconfigured(_) => O::Misconfigured,
+            HubClientError::Refused(_) => O::CodeRejected,
+            HubClientError::BadIdToken(_) => O::HubBadAnswer,
+        }
+    }
+
     pub fn code(&self) -> &'static str {
         match self {
             HubClientError::Unreachable(_) => "hub_unavailable",

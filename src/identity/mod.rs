@@ -24,8 +24,8 @@ use bytes::Bytes;
 use http::HeaderValue;
 use serde_json::{json, Value};
 
-use crate::admin::metrics::metrics;
 use crate::config::{Algorithm, IdentityConfig};
+use crate::metrics::metrics;
 use crate::session::{now_unix, Session};
 
 use cache::TokenCache;
@@ -165,7 +165,9 @@ impl Signer {
         let inner = &self.inner;
         let variant = extra.variant();
         if let Some(token) = inner.cache.get(&s.id, s.profile_at, variant, now) {
-            metrics().identity_tokens.inc(&["cached"]);
+            metrics()
+                .identity_tokens
+                .inc(crate::metrics::labels::TokenSource::Cached);
             return Ok(token);
         }
         let token = self.sign(&self.claims_at(s, extra, now))?;
@@ -179,7 +181,9 @@ impl Signer {
             token.clone(),
             now,
         );
-        metrics().identity_tokens.inc(&["signed"]);
+        metrics()
+            .identity_tokens
+            .inc(crate::metrics::labels::TokenSource::Signed);
         Ok(token)
     }
 

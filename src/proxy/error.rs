@@ -4,7 +4,79 @@
 use http::{Response, StatusCode};
 
 use crate::body::Body;
+use crate::metrics::labels::UpstreamError;
 use crate::pages::{respond, Notice, Reply};
+
+/// An error from below, boxed.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What caused a failure: the text the logs show (the whole chain on one line) and,
+/// when an error said so, that error itself as the [`source`](std::error::Error::source).
+#[derive(Debug)]
+pub struct Cause {
+    text: String,
+    source: Option<BoxError>,
+}
+
+impl Cause {
+    /// An error, shown with its whole chain of sources.
+    pub fn new(e: impl Into<BoxError>) -> Cause {
+        let source = e.into();
+        Cause {
+            text: error_chain(&*source),
+            source: Some(source),
+        }
+    }
+
+    /// An error, shown as `text`.
+    pub fn with_text(text: impl Into<String>, e: impl Into<BoxError>) -> Cause {
+        Cause {
+            text: text.into(),
+            source: Some(e.into()),
+        }
+    }
+}
+
+impl From<&str> for Cause {
+    fn from(text: &str) -> Cause {
+        Cause {
+            text: text.into(),
+            source: None,
+        }
+    }
+}
+
+impl From<String> for Cause {
+    fn from(text: String) -> Cause {
+        Cause { text, source: None }
+    }
+}
+
+impl std::fmt::Display for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl std::error::Error for Cause {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// `e`, then each of its sources, joined by ": ".
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
@@ -15,33 +87,38 @@ pub enum ProxyError {
     BodyTooLarge { limit: u64 },
     /// The client's body was malformed (chunked framing) or cut off mid-way.
     #[error("invalid request body from the client: {0}")]
-    ClientBody(String),
+    ClientBody(#[source] Cause),
     /// The client stopped sending its body for longer than `server.body_timeout`.
     #[error("the client's request body sent nothing for {0:?}")]
     ClientBodyTimeout(std::time::Duration),
     #[error("upstream did not answer within {0:?}")]
     Timeout(std::time::Duration),
     #[error("cannot connect to the upstream: {0}")]
-    Connect(String),
+    Connect(#[source] Cause),
     /// Refused, reset or closed mid-exchange, or spoke invalid HTTP.
     #[error("the upstream connection failed: {0}")]
-    Upstream(String),
+    Upstream(#[source] Cause),
     #[error("cannot build the upstream request: {0}")]
-    Request(String),
+    Request(#[source] Cause),
 }
 
 impl ProxyError {
     /// The `kind` label of `wxgate_upstream_errors_total`.
-    pub fn kind(&self) -> &'static str {
+    pub fn label(&self) -> UpstreamError {
         match self {
-            ProxyError::Config(_) | ProxyError::Request(_) => "internal",
-            ProxyError::BodyTooLarge { .. } => "body_too_large",
-            ProxyError::ClientBody(_) => "client_body",
-            ProxyError::ClientBodyTimeout(_) => "client_body_timeout",
-            ProxyError::Timeout(_) => "timeout",
-            ProxyError::Connect(_) => "connect",
-            ProxyError::Upstream(_) => "reset",
+            ProxyError::Config(_) | ProxyError::Request(_) => UpstreamError::Internal,
+            ProxyError::BodyTooLarge { .. } => UpstreamError::BodyTooLarge,
+            ProxyError::ClientBody(_) => UpstreamError::ClientBody,
+            ProxyError::ClientBodyTimeout(_) => UpstreamError::ClientBodyTimeout,
+            ProxyError::Timeout(_) => UpstreamError::Timeout,
+            ProxyError::Connect(_) => UpstreamError::Connect,
+            ProxyError::Upstream(_) => UpstreamError::Reset,
         }
+    }
+
+    /// The label's text (logs, pages).
+    pub fn kind(&self) -> &'static str {
+        self.label().as_str()
     }
 
     pub fn status(&self) -> StatusCode {
@@ -142,5 +219,24 @@ mod tests {
             assert_eq!(e.kind(), kind, "{e}");
             assert_eq!(e.to_response(Reply::Page).status().as_u16(), status);
         }
+    }
+
+    #[test]
+    fn a_failure_keeps_the_error_that_caused_it_as_its_source() {
+        use std::error::Error as _;
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let e = ProxyError::Connect(Cause::new(refused));
+        assert_eq!(e.to_string(), "cannot connect to the upstream: refused");
+        let cause = e.source().expect("the cause");
+        let io = cause.source().expect("the io error");
+        assert_eq!(
+            io.downcast_ref::<std::io::Error>().map(|e| e.kind()),
+            Some(std::io::ErrorKind::ConnectionRefused)
+        );
+        // A cause that is only words has no source.
+        assert!(ProxyError::Upstream("reset".into())
+            .source()
+            .and_then(|c| c.source())
+            .is_none());
     }
 }

@@ -16,8 +16,8 @@ use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 
-use crate::admin::metrics::metrics;
 use crate::body::BoxError;
+use crate::metrics::metrics;
 
 /// Whose body went quiet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,7 +113,10 @@ where
                     return Poll::Pending;
                 }
                 this.done = true;
-                metrics().body_timeouts.inc(&[this.side.as_str()]);
+                metrics().body_timeouts.inc(match this.side {
+                    Side::Client => crate::metrics::labels::BodySide::Client,
+                    Side::Upstream => crate::metrics::labels::BodySide::Upstream,
+                });
                 let idle_ms = this.idle.as_millis() as u64;
                 match this.side {
                     Side::Client => tracing::info!(

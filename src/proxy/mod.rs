@@ -31,12 +31,13 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use crate::admin::metrics::metrics;
 use crate::body::{empty, Body};
 use crate::config::UpstreamConfig;
+use crate::metrics::metrics;
 use idle::{BodyIdle, IdleTimeout, Side};
 
-pub use error::ProxyError;
+use error::BoxError;
+pub use error::{Cause, ProxyError};
 pub use headers::ForwardedInfo;
 pub use upgrade::Tunnels;
 
@@ -62,6 +63,8 @@ pub struct ForwardContext {
     pub trusted: bool,
     /// Passed upstream as `X-Request-Id`.
     pub request_id: Option<HeaderValue>,
+    /// Page or JSON, for the answer to a request that could not be forwarded.
+    pub reply: crate::pages::Reply,
 }
 
 /// A client's connection-level headers, taken off its request by
@@ -133,7 +136,7 @@ impl Inner {
                 .await
                 .map_err(|e| classify_pool(e, self.max_body)),
             Route::Https { shared, per_worker } => {
-                let client = crate::server::workers::current()
+                let client = crate::workers::current()
                     .and_then(|w| per_worker.get(w))
                     .unwrap_or(&**shared);
                 match client.request(req).await {
@@ -141,7 +144,10 @@ impl Inner {
                         IdleTimeout::new(b, Side::Upstream, self.upstream_body_timeout)
                             .boxed_unsync()
                     })),
-                    Err(e) => Err(classify(&e, e.is_connect(), self.max_body)),
+                    Err(e) => {
+                        let connecting = e.is_connect();
+                        Err(classify(Box::new(e), connecting, self.max_body))
+                    }
                 }
             }
         }
@@ -154,14 +160,14 @@ impl Inner {
         method: &http::Method,
         path_and_query: Option<&PathAndQuery>,
     ) -> Result<Uri, ProxyError> {
-        let bad = |e: http::Error| ProxyError::Request(e.to_string());
+        let bad = |e: http::Error| ProxyError::Request(Cause::with_text(e.to_string(), e));
         let target = match path_and_query {
             // Shares the parsed request's bytes.
             Some(pq) if self.prefix.is_empty() => pq.clone(),
             pq => {
                 let pq = pq.map_or("/", PathAndQuery::as_str);
                 PathAndQuery::try_from(format!("{}{pq}", self.prefix))
-                    .map_err(|e| ProxyError::Request(e.to_string()))?
+                    .map_err(|e| ProxyError::Request(Cause::with_text(e.to_string(), e)))?
             }
         };
         match &self.route {
@@ -276,6 +282,27 @@ impl Forwarder {
         ClientHop { upgrade }
     }
 
+    /// The rewrite phase, for a request the gate let through: the client's
+    /// hop-by-hop headers are taken first (so its `Connection` header can only remove
+    /// what it sent itself), then the one host is set, identity headers a client may
+    /// not send are removed, and wxgate's own cookies never reach the upstream.
+    pub fn rewrite(
+        &self,
+        parts: &mut http::request::Parts,
+        host: Option<HeaderValue>,
+        identity_header: &http::HeaderName,
+        trusted: bool,
+        own_cookie: impl Fn(&str) -> bool,
+    ) -> ClientHop {
+        let hop = self.take_hop_by_hop(parts);
+        if let Some(host) = host {
+            parts.headers.insert(header::HOST, host);
+        }
+        headers::strip_identity_headers(&mut parts.headers, identity_header, trusted);
+        headers::remove_cookies(&mut parts.headers, own_cookie);
+        hop
+    }
+
     /// Forwards one request whose hop-by-hop headers were taken; every failure becomes
     /// a response (502, 504, 413, ...).
     pub async fn forward(
@@ -284,27 +311,30 @@ impl Forwarder {
         hop: ClientHop,
         ctx: &ForwardContext,
     ) -> Response<Body> {
-        let reply = crate::pages::Reply::of(req.headers());
         match self.try_forward(req, hop, ctx).await {
             Ok(resp) => resp,
             Err(e) => {
                 match &e {
                     ProxyError::BodyTooLarge { .. } => {
-                        metrics().denied.inc(&["body_too_large"]);
+                        metrics()
+                            .denied
+                            .inc(crate::metrics::labels::Denied::BodyTooLarge);
                         tracing::info!(error = %e, "request refused");
                     }
                     ProxyError::ClientBody(_) => {
-                        metrics().denied.inc(&["bad_request_body"]);
+                        metrics()
+                            .denied
+                            .inc(crate::metrics::labels::Denied::BadRequestBody);
                         tracing::info!(error = %e, "request refused");
                     }
                     // Counted and logged where the clock ran out.
                     ProxyError::ClientBodyTimeout(_) => {}
                     _ => {
-                        metrics().upstream_errors.inc(&[e.kind()]);
+                        metrics().upstream_errors.inc(e.label());
                         tracing::warn!(error = %e, kind = e.kind(), "upstream request failed");
                     }
                 }
-                e.to_response(reply)
+                e.to_response(ctx.reply)
             }
         }
     }
@@ -414,7 +444,7 @@ impl Forwarder {
             rparts.headers.remove(header::CONTENT_LENGTH);
         }
         headers::single_content_length(&mut rparts.headers)
-            .map_err(|e| ProxyError::Upstream(format!("response {e}")))?;
+            .map_err(|e| ProxyError::Upstream(format!("response {e}").into()))?;
         let response_upgrade = rparts.headers.get(header::UPGRADE).cloned();
         headers::strip_hop_by_hop(&mut rparts.headers);
         rparts.extensions.insert(UpstreamTime(took));
@@ -464,20 +494,17 @@ fn content_length(headers: &http::HeaderMap) -> Option<u64> {
 
 fn classify_pool(e: pool::PoolError, max_body: Option<u64>) -> ProxyError {
     match e {
-        pool::PoolError::Send(e) => classify(&e, false, max_body),
-        pool::PoolError::Exchange(e) => ProxyError::Upstream(error_chain(&e)),
-        connect => ProxyError::Connect(error_chain(&connect)),
+        pool::PoolError::Send(e) => classify(Box::new(e), false, max_body),
+        pool::PoolError::Exchange(e) => ProxyError::Upstream(Cause::new(e)),
+        connect => ProxyError::Connect(Cause::new(connect)),
     }
 }
 
 /// Our client's body errors come back wrapped in the client's error: they are told
-/// apart from the upstream's failures by walking the chain.
-fn classify(
-    e: &(dyn std::error::Error + 'static),
-    connecting: bool,
-    max_body: Option<u64>,
-) -> ProxyError {
-    let mut source = Some(e);
+/// apart from the upstream's failures by walking the chain. The error is kept whole
+/// as the cause's source.
+fn classify(e: BoxError, connecting: bool, max_body: Option<u64>) -> ProxyError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&*e);
     while let Some(s) = source {
         if s.downcast_ref::<LengthLimitError>().is_some() {
             return ProxyError::BodyTooLarge {
@@ -485,28 +512,17 @@ fn classify(
             };
         }
         if let Some(ClientBodyError(cause)) = s.downcast_ref::<ClientBodyError>() {
-            return ProxyError::ClientBody(cause.to_string());
+            let text = cause.to_string();
+            return ProxyError::ClientBody(Cause::with_text(text, e));
         }
         if let Some(idle) = s.downcast_ref::<BodyIdle>() {
             return ProxyError::ClientBodyTimeout(idle.idle);
         }
         source = s.source();
     }
-    let detail = error_chain(e);
     if connecting {
-        ProxyError::Connect(detail)
+        ProxyError::Connect(Cause::new(e))
     } else {
-        ProxyError::Upstream(detail)
+        ProxyError::Upstream(Cause::new(e))
     }
-}
-
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }

@@ -99,7 +99,7 @@ impl Pool {
 
     fn slot(&self) -> usize {
         let shared = self.idle.len() - 1;
-        crate::server::workers::current()
+        crate::workers::current()
             .filter(|w| *w < shared)
             .unwrap_or(shared)
     }

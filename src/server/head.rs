@@ -72,6 +72,15 @@ impl Refusal {
     }
 
     /// The page's code and the `reason` label of `wxgate_requests_denied_total`.
+    /// How `wxgate_requests_denied_total` counts it.
+    pub fn denied(self) -> crate::metrics::labels::Denied {
+        match self {
+            Refusal::LineTooLong => crate::metrics::labels::Denied::UriTooLong,
+            Refusal::HeadTooLarge => crate::metrics::labels::Denied::HeaderTooLarge,
+            Refusal::TooManyHeaders => crate::metrics::labels::Denied::TooManyHeaders,
+        }
+    }
+
     pub fn code(self) -> &'static str {
         match self {
             Refusal::LineTooLong => "uri_too_long",
@@ -630,7 +639,9 @@ impl HeadScan {
     /// Scans `head` (everything of this head so far, from its first byte) from where
     /// the last call stopped.
     fn feed(&mut self, head: &[u8], limit: usize) -> Scanned {
-        while let Some(i) = head[self.scanned..].iter().position(|b| *b == b'\n') {
+        // memchr: a head is a few hundred bytes of which only a handful are line ends;
+        // compared a byte at a time, the search was about half the guard's cost.
+        while let Some(i) = memchr::memchr(b'\n', &head[self.scanned..]) {
             let end = self.scanned + i + 1;
             if end > limit {
                 // This line does not end within the limit: neither does the head.

@@ -23,13 +23,12 @@ use tokio::sync::Semaphore;
 
 pub mod access_log;
 pub mod head;
-pub mod workers;
 
-use crate::admin::metrics::metrics;
 use crate::body::Body;
+use crate::metrics::metrics;
 use crate::proxy::UpstreamTime;
+pub use crate::workers::Workers;
 use head::{HeadGuard, HeadReports, Refusal, Seen};
-pub use workers::Workers;
 
 /// Why an address cannot be listened on, in words that say what to do.
 pub fn bind_problem(e: &std::io::Error) -> String {
@@ -197,7 +196,9 @@ pub async fn serve(
             Some(sem) => match sem.clone().try_acquire_owned() {
                 Ok(p) => Some(p),
                 Err(_) => {
-                    metrics().connections_limited.inc(&[settings.name]);
+                    metrics()
+                        .connections_limited
+                        .inc(crate::metrics::labels::Listener(settings.name));
                     if !limited_logged {
                         limited_logged = true;
                         tracing::warn!(
@@ -484,7 +485,7 @@ fn refused(
     limit: usize,
     http1: bool,
 ) -> Response<Body> {
-    metrics().denied.inc(&[refusal.code()]);
+    metrics().denied.inc(refusal.denied());
     tracing::info!(
         listener,
         peer = %info.peer,

@@ -13,12 +13,14 @@ mod ephemeral;
 pub mod memory;
 pub mod redis;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::admin::metrics::metrics;
 use crate::config::{Scope, SessionConfig, StoreKind};
+use crate::metrics::labels::{Op, StoreOp};
+use crate::metrics::metrics;
 
 pub use codec::CookieCodec;
 pub use cookie_store::CookieStore;
@@ -168,14 +170,14 @@ pub enum Store {
 
 /// Runs one operation on whichever store this is, counting it in the metrics.
 macro_rules! dispatch {
-    ($self:ident, $op:literal, |$s:ident| $call:expr) => {{
+    ($self:ident, $op:ident, |$s:ident| $call:expr) => {{
         let started = Instant::now();
         let result = match $self {
             Store::Memory($s) => $call.await,
             Store::Cookie($s) => $call.await,
             Store::Redis($s) => $call.await,
         };
-        $self.record($op, started, result.is_err());
+        $self.record(Op::$op, started, result.is_err());
         result
     }};
 }
@@ -183,7 +185,7 @@ macro_rules! dispatch {
 /// Ephemeral values and locks: in Redis for the Redis store; in process memory for the
 /// memory and cookie stores (one replica), where they are the same code.
 macro_rules! ephemeral {
-    ($self:ident, $op:literal, |$e:ident| $local:expr, |$r:ident| $remote:expr) => {{
+    ($self:ident, $op:ident, |$e:ident| $local:expr, |$r:ident| $remote:expr) => {{
         let started = Instant::now();
         let result = match $self {
             Store::Memory(st) => {
@@ -196,7 +198,7 @@ macro_rules! ephemeral {
             }
             Store::Redis($r) => $remote.await,
         };
-        $self.record($op, started, result.is_err());
+        $self.record(Op::$op, started, result.is_err());
         result
     }};
 }
@@ -225,51 +227,79 @@ impl Store {
         }
     }
 
-    fn record(&self, op: &'static str, started: Instant, failed: bool) {
-        let labels = [self.kind().as_str(), op];
+    fn record(&self, op: Op, started: Instant, failed: bool) {
+        let labels = StoreOp(self.kind(), op);
         let m = metrics();
-        m.store_ops.inc(&labels);
+        m.store_ops.inc(labels);
         if failed {
-            m.store_errors.inc(&labels);
+            m.store_errors.inc(labels);
         }
-        m.store_duration.observe(&labels, started.elapsed());
+        m.store_duration.observe(labels, started.elapsed());
     }
 
     /// Stores a new session; returns its ticket (the session cookie's value before sealing).
     pub async fn save(&self, s: &Session) -> Result<String, StoreError> {
-        dispatch!(self, "save", |st| st.save(s))
+        dispatch!(self, Save, |st| st.save(s))
     }
 
     /// The session a ticket names; None when unknown, expired or revoked.
     pub async fn load(&self, ticket: &str) -> Result<Option<Session>, StoreError> {
-        dispatch!(self, "load", |st| st.load(ticket))
+        dispatch!(self, Load, |st| st.load(ticket))
     }
 
     /// Writes `s` (a later expiry, a refreshed profile) back. A change of expiry alone by
     /// less than a minute is skipped, so busy sessions do not write on every request.
     /// Some(new ticket) when the browser's cookie must be re-issued.
     pub async fn touch(&self, ticket: &str, s: &Session) -> Result<Option<String>, StoreError> {
-        dispatch!(self, "touch", |st| st.touch(ticket, s))
+        dispatch!(self, Touch, |st| st.touch(ticket, s))
+    }
+
+    /// The sliding expiry: as [`Store::touch`] with a later `expires_at`, except that
+    /// with Redis the write is made in the background, off the request's path, and
+    /// once for every request of the session that asks while it is in flight (they
+    /// all loaded the same expiry). Its failure is logged; the session stays valid and
+    /// slides on a later request.
+    pub async fn slide(
+        self: &Arc<Self>,
+        ticket: &str,
+        s: &Session,
+    ) -> Result<Option<String>, StoreError> {
+        let Store::Redis(redis) = &**self else {
+            return self.touch(ticket, s).await;
+        };
+        let Some(in_flight) = redis.begin_slide(ticket) else {
+            return Ok(None);
+        };
+        let store = self.clone();
+        let (ticket, s) = (ticket.to_owned(), s.clone());
+        tokio::spawn(async move {
+            let _in_flight = in_flight;
+            if let Err(e) = store.touch(&ticket, &s).await {
+                tracing::warn!(error = %e, "could not extend a session's expiry");
+            }
+        });
+        // The Redis store never changes the ticket.
+        Ok(None)
     }
 
     /// Sign-out: afterwards `load(ticket)` is None.
     pub async fn delete(&self, ticket: &str, s: &Session) -> Result<(), StoreError> {
-        dispatch!(self, "delete", |st| st.delete(ticket, s))
+        dispatch!(self, Delete, |st| st.delete(ticket, s))
     }
 
     /// Ends every session of a WeChat user; returns how many were ended (when known).
     pub async fn revoke_openid(&self, openid: &str) -> Result<usize, StoreError> {
-        dispatch!(self, "revoke_openid", |st| st.revoke_openid(openid))
+        dispatch!(self, RevokeOpenid, |st| st.revoke_openid(openid))
     }
 
     /// Live sessions (stores that keep them server-side).
     pub async fn count(&self) -> Result<usize, StoreError> {
-        dispatch!(self, "count", |st| st.count())
+        dispatch!(self, Count, |st| st.count())
     }
 
     /// Readiness: can the store answer?
     pub async fn ping(&self) -> Result<(), StoreError> {
-        dispatch!(self, "ping", |st| st.ping())
+        dispatch!(self, Ping, |st| st.ping())
     }
 
     /// A small short-lived value (sign-in flow markers, desktop QR tickets).
@@ -279,29 +309,28 @@ impl Store {
         value: &[u8],
         ttl: Duration,
     ) -> Result<(), StoreError> {
-        ephemeral!(self, "put_ephemeral", |e| e.put(key, value, ttl), |r| r
+        ephemeral!(self, PutEphemeral, |e| e.put(key, value, ttl), |r| r
             .put_ephemeral(key, value, ttl))
     }
 
     pub async fn get_ephemeral(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        ephemeral!(self, "get_ephemeral", |e| e.get(key), |r| r
-            .get_ephemeral(key))
+        ephemeral!(self, GetEphemeral, |e| e.get(key), |r| r.get_ephemeral(key))
     }
 
     /// Get and delete in one step: of two concurrent takes, exactly one gets the value.
     pub async fn take_ephemeral(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        ephemeral!(self, "take_ephemeral", |e| e.take(key), |r| r
+        ephemeral!(self, TakeEphemeral, |e| e.take(key), |r| r
             .take_ephemeral(key))
     }
 
     /// True when this caller now holds the lock; it lapses after `ttl` if never unlocked.
     pub async fn try_lock(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
-        ephemeral!(self, "try_lock", |e| e.try_lock(key, ttl), |r| r
+        ephemeral!(self, TryLock, |e| e.try_lock(key, ttl), |r| r
             .try_lock(key, ttl))
     }
 
     pub async fn unlock(&self, key: &str) -> Result<(), StoreError> {
-        ephemeral!(self, "unlock", |e| e.unlock(key), |r| r.unlock(key))
+        ephemeral!(self, Unlock, |e| e.unlock(key), |r| r.unlock(key))
     }
 }
 

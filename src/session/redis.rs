@@ -20,8 +20,8 @@
 //! the ticket), commands for different slots are sent concurrently: still one round
 //! trip of latency, though not one pipeline.
 
-use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
@@ -59,6 +59,24 @@ pub struct RedisStore {
     /// Boxed: the key schedules would make every `Store` as large as this variant.
     keys: Box<Keys>,
     cache: Option<Cache>,
+    /// Sessions whose sliding expiry is being written (hashes of their tickets).
+    sliding: Arc<Mutex<HashSet<u128>>>,
+}
+
+/// A slide in flight: the session is out of [`RedisStore::sliding`] again when this is
+/// dropped, however the write ended.
+pub struct Sliding {
+    set: Arc<Mutex<HashSet<u128>>>,
+    key: u128,
+}
+
+impl Drop for Sliding {
+    fn drop(&mut self) {
+        self.set
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.key);
+    }
 }
 
 struct Keys {
@@ -84,7 +102,7 @@ fn for_this_thread(
     shared: &ConnectionManager,
     per_worker: &[ConnectionManager],
 ) -> ConnectionManager {
-    crate::server::workers::current()
+    crate::workers::current()
         .and_then(|w| per_worker.get(w))
         .unwrap_or(shared)
         .clone()
@@ -313,6 +331,7 @@ impl RedisStore {
                 ttl: cache_ttl,
                 map: Mutex::default(),
             }),
+            sliding: Arc::default(),
         };
 
         let reached = tokio::time::timeout(connect_timeout, store.ping_unbounded()).await;
@@ -529,6 +548,16 @@ impl RedisStore {
             cache.put(ticket, s);
         }
         Ok(found)
+    }
+
+    /// Marks a slide of this session as in flight; None when one already is.
+    pub(super) fn begin_slide(&self, ticket: &str) -> Option<Sliding> {
+        let key = ticket_hash(ticket);
+        let mut set = self.sliding.lock().unwrap_or_else(|e| e.into_inner());
+        set.insert(key).then(|| Sliding {
+            set: self.sliding.clone(),
+            key,
+        })
     }
 
     /// Never re-issues the cookie: the ticket does not change.

@@ -11,8 +11,8 @@ use tracing::{info, warn};
 use super::gate::SignIn;
 use super::methods::Methods;
 use super::{redirect, state, Browser, Callback, OwnRequest, SignInError};
-use crate::admin::metrics::metrics;
 use crate::body::{full, Body};
+use crate::metrics::metrics;
 use crate::pages::Reply;
 use crate::query::param as query_param;
 use crate::session::now_unix;
@@ -102,7 +102,9 @@ async fn callback(signin: &SignIn, query: &str, browser: &Browser<'_>) -> Respon
     let core = &signin.core;
     let (headers, reply) = (browser.headers, browser.reply);
     let Some(state) = query_param(query, "state").filter(|s| state::is_valid_state(s)) else {
-        metrics().signins.inc(&["bad_request"]);
+        metrics()
+            .signins
+            .inc(crate::metrics::labels::Signin::BadRequest);
         return SignInError::BadRequest(
             "回调中没有有效的 state 参数。",
             "The callback has no valid state.",
@@ -119,17 +121,21 @@ async fn callback(signin: &SignIn, query: &str, browser: &Browser<'_>) -> Respon
         // after the completed flow was forgotten) goes home; the code is never redeemed,
         // so a planted callback cannot swap whose session this browser has.
         if let Ok(Some(_)) = core.session_of(headers).await {
-            metrics().signins.inc(&["repeat_callback"]);
+            metrics()
+                .signins
+                .inc(crate::metrics::labels::Signin::RepeatCallback);
             return core.land("/");
         }
-        metrics().signins.inc(&["state_mismatch"]);
+        metrics()
+            .signins
+            .inc(crate::metrics::labels::Signin::StateMismatch);
         warn!("callback with a state this browser did not start (or an expired one)");
         return SignInError::StateMismatch.response(reply, Some(core.start_url("/")));
     };
     let flow_cookie = state::cookie_name(&core.cfg.session.cookie_name, &state);
     let retry = Some(core.start_url(&flow.rd));
     let refused = |e: &SignInError| {
-        metrics().signins.inc(&[e.code()]);
+        metrics().signins.inc(e.outcome());
         let mut resp = e.response(reply, retry.clone());
         core.push_cookie(&mut resp, &core.clear_cookie_value(&flow_cookie));
         resp
@@ -139,7 +145,9 @@ async fn callback(signin: &SignIn, query: &str, browser: &Browser<'_>) -> Respon
         // A second callback for a completed flow: never redeem another code.
         return match core.session_of(headers).await {
             Ok(Some(_)) => {
-                metrics().signins.inc(&["repeat_callback"]);
+                metrics()
+                    .signins
+                    .inc(crate::metrics::labels::Signin::RepeatCallback);
                 core.land(&flow.rd)
             }
             Ok(None) => signin.begin(browser, &flow.rd, 1).await,
@@ -149,7 +157,9 @@ async fn callback(signin: &SignIn, query: &str, browser: &Browser<'_>) -> Respon
 
     let Some(code) = query_param(query, "code").filter(|c| !c.is_empty() && c.len() <= 512) else {
         // WeChat sends `?state=` without a code when the user refused.
-        metrics().signins.inc(&["refused"]);
+        metrics()
+            .signins
+            .inc(crate::metrics::labels::Signin::Refused);
         let mut resp = SignInError::ConsentRefused.response(reply, retry.clone());
         core.push_cookie(&mut resp, &core.clear_cookie_value(&flow_cookie));
         return resp;
@@ -167,7 +177,9 @@ async fn callback(signin: &SignIn, query: &str, browser: &Browser<'_>) -> Respon
             // A code a second callback already redeemed: this browser may be signed in.
             if matches!(e, SignInError::CodeUsed) {
                 if let Ok(Some(_)) = core.session_of(headers).await {
-                    metrics().signins.inc(&["repeat_callback"]);
+                    metrics()
+                        .signins
+                        .inc(crate::metrics::labels::Signin::RepeatCallback);
                     return core.land(&flow.rd);
                 }
             }
@@ -175,7 +187,9 @@ async fn callback(signin: &SignIn, query: &str, browser: &Browser<'_>) -> Respon
                 return refused(&SignInError::CodeRejected);
             }
             // One fresh start per flow, then a page: never a loop.
-            metrics().signins.inc(&["fresh_authorization"]);
+            metrics()
+                .signins
+                .inc(crate::metrics::labels::Signin::FreshAuthorization);
             let mut resp = signin.start(id, browser, &flow.rd, flow.r + 1).await;
             core.push_cookie(&mut resp, &core.clear_cookie_value(&flow_cookie));
             return resp;
@@ -185,7 +199,9 @@ async fn callback(signin: &SignIn, query: &str, browser: &Browser<'_>) -> Respon
     match core.establish(headers, verified).await {
         Ok((session, cookie)) => {
             info!(openid = %session.openid, scope = %session.scope, "signed in");
-            metrics().signins.inc(&["success"]);
+            metrics()
+                .signins
+                .inc(crate::metrics::labels::Signin::Success);
             let mut resp = core.land(&flow.rd);
             core.push_cookie(&mut resp, &cookie);
             let done = state::FlowState { d: true, ..flow };
@@ -215,7 +231,9 @@ async fn sign_out(signin: &SignIn, query: &str, headers: &HeaderMap) -> Response
                     warn!(error = %e, "sign-out could not reach the session store");
                     return SignInError::StoreUnavailable.response(reply, None);
                 }
-                metrics().sessions_ended.inc(&["sign_out"]);
+                metrics()
+                    .sessions_ended
+                    .inc(crate::metrics::labels::SessionEnded::SignOut);
                 ended = true;
             }
             Ok(None) => {}

@@ -50,6 +50,30 @@ pub enum SignInError {
 }
 
 impl SignInError {
+    /// How `wxgate_signins_total` counts it (the same text as [`SignInError::code`]).
+    pub fn outcome(&self) -> crate::metrics::labels::Signin {
+        use crate::metrics::labels::Signin as O;
+        match self {
+            SignInError::StateMismatch => O::StateMismatch,
+            SignInError::BadRequest(..) => O::BadRequest,
+            SignInError::ConsentRefused => O::ConsentRefused,
+            SignInError::SnapshotUser => O::SnapshotUser,
+            SignInError::NotAllowed => O::AccessDenied,
+            SignInError::CodeRejected | SignInError::CodeStale | SignInError::CodeUsed => {
+                O::CodeRejected
+            }
+            SignInError::WechatBusy => O::WechatBusy,
+            SignInError::WechatQuota => O::WechatQuota,
+            SignInError::WechatUnavailable => O::WechatUnavailable,
+            SignInError::Misconfigured => O::Misconfigured,
+            SignInError::WechatOther => O::WechatError,
+            SignInError::StoreUnavailable => O::SessionStoreUnavailable,
+            SignInError::SigninsBusy => O::SigninsBusy,
+            SignInError::Internal(_) => O::InternalError,
+            SignInError::Hub(e) => e.outcome(),
+        }
+    }
+
     pub fn code(&self) -> &'static str {
         match self {
             SignInError::StateMismatch => "state_mismatch",
@@ -137,5 +161,34 @@ impl SignInError {
             );
         }
         resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_is_counted_under_its_own_code() {
+        for e in [
+            SignInError::StateMismatch,
+            SignInError::BadRequest("", ""),
+            SignInError::ConsentRefused,
+            SignInError::SnapshotUser,
+            SignInError::NotAllowed,
+            SignInError::CodeRejected,
+            SignInError::CodeStale,
+            SignInError::CodeUsed,
+            SignInError::WechatBusy,
+            SignInError::WechatQuota,
+            SignInError::WechatUnavailable,
+            SignInError::Misconfigured,
+            SignInError::WechatOther,
+            SignInError::StoreUnavailable,
+            SignInError::SigninsBusy,
+            SignInError::Internal("x".into()),
+        ] {
+            assert_eq!(e.outcome().as_str(), e.code(), "{e}");
+        }
     }
 }

@@ -11,9 +11,9 @@ use tracing::{info, warn};
 
 use super::methods::{choose, MethodId, Methods};
 use super::{classify, redirect, Begin, BuildError, Core, RouteNeeds, SignInError};
-use crate::admin::metrics::metrics;
 use crate::body::Body;
 use crate::config::Config;
+use crate::metrics::metrics;
 use crate::session::{now_unix, Idp, Session, Store};
 use crate::signin::Browser;
 
@@ -143,13 +143,17 @@ impl SignIn {
         let session = match core.session_of(headers).await {
             Ok(s) => s,
             Err(e) => {
-                metrics().denied.inc(&["store_unavailable"]);
+                metrics()
+                    .denied
+                    .inc(crate::metrics::labels::Denied::StoreUnavailable);
                 return Gate::Respond(e.response(reply, None));
             }
         };
         if let Some((mut session, ticket)) = session {
             if !core.is_allowed(&session.openid) {
-                metrics().denied.inc(&["not_allowed"]);
+                metrics()
+                    .denied
+                    .inc(crate::metrics::labels::Denied::NotAllowed);
                 return Gate::Respond(SignInError::NotAllowed.response(reply, None));
             }
             let mut ticket = ticket;
@@ -191,7 +195,9 @@ impl SignIn {
     ) -> Gate {
         let rd = redirect::safe_return_path(path_and_query).unwrap_or_else(|| "/".to_string());
         if classify::is_api_request(method, headers, normalized, &self.core.api) {
-            metrics().denied.inc(&["unauthenticated_api"]);
+            metrics()
+                .denied
+                .inc(crate::metrics::labels::Denied::UnauthenticatedApi);
             return Gate::Respond(self.core.unauthorized_json(&rd));
         }
         let browser = Browser::of(headers, client);
@@ -209,7 +215,7 @@ impl SignIn {
         }
         let mut s = session.clone();
         s.expires_at = now + ttl;
-        match core.store.touch(ticket, &s).await {
+        match core.store.slide(ticket, &s).await {
             Ok(new_ticket) => {
                 let t = new_ticket.as_deref().unwrap_or(ticket);
                 HeaderValue::from_str(&core.session_cookie(t)).ok()
@@ -287,7 +293,9 @@ impl SignIn {
             Err(e) if e.kind() == crate::wechat::ErrorKind::RefreshEnded => {
                 info!(openid = %session.openid, "WeChat ended the grant; ending the session");
                 let _ = store.delete(ticket, session).await;
-                metrics().sessions_ended.inc(&["refresh_revoked"]);
+                metrics()
+                    .sessions_ended
+                    .inc(crate::metrics::labels::SessionEnded::RefreshRevoked);
                 Refreshed::Ended
             }
             Err(e) => {

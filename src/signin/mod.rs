@@ -35,10 +35,10 @@ use http::header::{HeaderName, HeaderValue, LOCATION, SET_COOKIE};
 use http::{HeaderMap, Response, StatusCode};
 use tracing::warn;
 
-use crate::admin::metrics::metrics;
 use crate::body::{empty, Body};
 use crate::config::{Config, DesktopMode, SameSite, Scope};
 use crate::identity::Signer;
+use crate::metrics::metrics;
 use crate::pages::Reply;
 use crate::session::codec::CookieCodec;
 use crate::session::{
@@ -547,7 +547,7 @@ impl Core {
         let ticket = self.store.save(&session).await?;
         metrics()
             .sessions_created
-            .inc(&[self.cfg.session.store.as_str()]);
+            .inc(crate::metrics::labels::SessionStore(self.cfg.session.store));
         Ok((session, self.session_cookie(&ticket)))
     }
 

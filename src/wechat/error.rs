@@ -115,11 +115,13 @@ impl WechatError {
     }
 
     /// The `errcode` metric label: the code itself, or how the call failed to get one.
-    pub fn metric_label(&self) -> String {
+    /// The `errcode` label of `wxgate_wechat_api_calls_total`.
+    pub fn errcode_label(&self) -> crate::metrics::labels::Errcode {
+        use crate::metrics::labels::Errcode;
         match self {
-            Self::Api { errcode, .. } => errcode.to_string(),
-            Self::Timeout { .. } | Self::Unreachable { .. } => "transport".into(),
-            Self::BadResponse { .. } => "bad_response".into(),
+            Self::Api { errcode, .. } => Errcode::Code(*errcode),
+            Self::Timeout { .. } | Self::Unreachable { .. } => Errcode::Transport,
+            Self::BadResponse { .. } => Errcode::BadResponse,
         }
     }
 }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-use crate::admin::metrics::metrics;
+use crate::metrics::metrics;
 
 /// An official account (or website application) as WeChat knows it.
 #[derive(Clone)]
@@ -262,10 +262,19 @@ impl WechatClient {
         let started = Instant::now();
         let result = self.fetch(endpoint, path, query, json).await;
         let m = metrics();
-        m.wechat_duration.observe(&[endpoint], started.elapsed());
+        m.wechat_duration.observe(
+            crate::metrics::labels::WechatEndpoint(endpoint),
+            started.elapsed(),
+        );
         match &result {
-            Ok(_) => m.wechat_calls.inc(&[endpoint, "0"]),
-            Err(e) => m.wechat_calls.inc(&[endpoint, &e.metric_label()]),
+            Ok(_) => m.wechat_calls.inc(crate::metrics::labels::WechatCall(
+                crate::metrics::labels::WechatEndpoint(endpoint),
+                crate::metrics::labels::Errcode::Ok,
+            )),
+            Err(e) => m.wechat_calls.inc(crate::metrics::labels::WechatCall(
+                crate::metrics::labels::WechatEndpoint(endpoint),
+                e.errcode_label(),
+            )),
         }
         result
     }

@@ -11,6 +11,7 @@
 
 mod support;
 
+mod access_log;
 mod account;
 mod browser;
 mod caddy;

@@ -104,6 +104,64 @@ async fn the_key_lives_as_long_as_the_session_and_touch_extends_it() {
     assert_eq!(store.load(&ticket).await.unwrap(), Some(later));
 }
 
+/// How many SET commands redis-server has run (`INFO commandstats`).
+fn sets_run(raw: &mut redis::Connection) -> u64 {
+    let info: String = redis::cmd("INFO").arg("commandstats").query(raw).unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("cmdstat_set:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |n| n.parse().unwrap())
+}
+
+#[tokio::test]
+async fn a_busy_sessions_slide_is_written_once_off_the_request_path() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = std::sync::Arc::new(store(&server).await);
+    let s = session("o-slide");
+    let ticket = store.save(&s).await.unwrap();
+    let id = ticket.split('.').next().unwrap().to_owned();
+    let mut raw = server.client();
+    let sets_before = sets_run(&mut raw);
+
+    // Twenty requests of the same session ask to slide it at once: each gets its
+    // answer without waiting for Redis, and the ticket never changes.
+    let mut later = s.clone();
+    later.expires_at += 3600;
+    let slides = (0..20).map(|_| store.slide(&ticket, &later));
+    for answer in futures_util::future::join_all(slides).await {
+        assert_eq!(answer, Ok(None));
+    }
+    // Written in the background: polled (a deadline, not a measurement).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let ttl = |raw: &mut redis::Connection| -> i64 { raw.ttl(format!("wxgate:s:{id}")).unwrap() };
+    while ttl(&mut raw) < 7000 {
+        assert!(Instant::now() < deadline, "the slide was never written");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(store.load(&ticket).await.unwrap(), Some(later.clone()));
+    assert_eq!(
+        sets_run(&mut raw) - sets_before,
+        1,
+        "one write for twenty slides"
+    );
+
+    // Once it has landed, a later slide writes again (asked until one is not folded
+    // into the one before, whose bookkeeping may end just after its write).
+    let mut again = later.clone();
+    again.expires_at += 3600;
+    while ttl(&mut raw) < 10_000 {
+        assert!(
+            Instant::now() < deadline,
+            "the second slide was never written"
+        );
+        store.slide(&ticket, &again).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(sets_run(&mut raw) - sets_before, 2);
+}
+
 #[tokio::test]
 async fn revoking_on_one_replica_ends_the_sessions_on_another() {
     let Some(server) = RedisServer::start() else {

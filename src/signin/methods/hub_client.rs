@@ -8,9 +8,9 @@ use std::sync::Arc;
 use http::Response;
 use tracing::warn;
 
-use crate::admin::metrics::metrics;
 use crate::body::Body;
 use crate::hub_client::{HubClient, HubClientError};
+use crate::metrics::metrics;
 use crate::query::param as query_param;
 use crate::session::Idp;
 use crate::signin::{Begin, Callback, Core, Method, SignInError, Verified};
@@ -82,7 +82,7 @@ impl Method for HubSignIn {
             ),
             Err(e) => {
                 warn!(error = %e, "cannot start a sign-in through the hub");
-                metrics().signins.inc(&[e.code()]);
+                metrics().signins.inc(e.outcome());
                 e.response(reply, Some(core.start_url(begin.rd)))
             }
         }

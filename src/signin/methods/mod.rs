@@ -2,7 +2,7 @@
 //! one for a request.
 //!
 //! To add a method: write its module here (a type implementing
-//! [`Method`](crate::signin::Method)), add its line to the list in `methods!` below,
+//! [`crate::signin::Method`]), add its line to the list in `methods!` below,
 //! and, if the browser or the route should pick it, its line in [`choose`].
 
 pub mod desktop;

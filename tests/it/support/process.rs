@@ -123,6 +123,23 @@ impl Wxgate {
         }
     }
 
+    /// Waits (up to 20 s) until stderr has closed: every line the process wrote is in
+    /// [`Wxgate::log`].
+    pub async fn wait_for_eof(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let notified = self.new_line.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.log().last().is_some_and(|l| l.is_empty()) {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                panic!("stderr still open; the log:\n{}", self.log().join("\n"));
+            }
+        }
+    }
+
     /// Waits for "wxgate listening" and returns (public, admin) addresses.
     pub async fn listening(&self) -> (SocketAddr, SocketAddr) {
         let (line, _) = self

@@ -28,9 +28,9 @@ use http::{HeaderMap, Method, Response, StatusCode, Uri};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
-use crate::admin::metrics::metrics;
 use crate::body::Body;
 use crate::config::DesktopMode;
+use crate::metrics::metrics;
 use crate::pages::Reply;
 use crate::session::{now_unix, Session};
 use crate::signin::{
@@ -104,11 +104,21 @@ impl SignInMethod for Desktop {
         let (headers, rd) = (begin.browser.headers, begin.rd);
         match core.cfg.desktop.mode {
             DesktopMode::Qrconnect => {
-                metrics().desktop_signins.inc(&["qrconnect", "started"]);
+                metrics()
+                    .desktop_signins
+                    .inc(crate::metrics::labels::DesktopSignin(
+                        crate::config::DesktopMode::Qrconnect,
+                        crate::metrics::labels::DesktopOutcome::Started,
+                    ));
                 qrconnect(core, headers, rd, begin.tries)
             }
             DesktopMode::Off => {
-                metrics().desktop_signins.inc(&["off", "shown"]);
+                metrics()
+                    .desktop_signins
+                    .inc(crate::metrics::labels::DesktopSignin(
+                        crate::config::DesktopMode::Off,
+                        crate::metrics::labels::DesktopOutcome::Shown,
+                    ));
                 open_in_wechat(core, headers, rd)
             }
             DesktopMode::Qr => qr_page(core, &self.budget, headers, rd, begin.browser.client).await,
@@ -247,7 +257,12 @@ async fn qr_page(
         core.cfg.desktop.ticket_ttl.get(),
         core.cfg.desktop.max_tickets,
     ) {
-        metrics().desktop_signins.inc(&["qr", "busy"]);
+        metrics()
+            .desktop_signins
+            .inc(crate::metrics::labels::DesktopSignin(
+                crate::config::DesktopMode::Qr,
+                crate::metrics::labels::DesktopOutcome::Busy,
+            ));
         warn_busy_once();
         let retry = core.start_url(&crate::signin::redirect::strip_code_and_state(rd));
         return SignInError::SigninsBusy.response(reply, Some(retry));
@@ -287,7 +302,12 @@ async fn qr_page(
     if !stored {
         return SignInError::StoreUnavailable.response(reply, None);
     }
-    metrics().desktop_signins.inc(&["qr", "shown"]);
+    metrics()
+        .desktop_signins
+        .inc(crate::metrics::labels::DesktopSignin(
+            crate::config::DesktopMode::Qr,
+            crate::metrics::labels::DesktopOutcome::Shown,
+        ));
 
     let origin = &core.cfg.public().origin;
     let scan_url = format!("{origin}/_wxgate/scan/s/{id}");
@@ -445,7 +465,12 @@ async fn done(core: &Core, headers: &HeaderMap, id: &str) -> Response<Body> {
     };
     if browser_nonce(core, headers).as_deref() != Some(t.b.as_str()) {
         warn!("a scan sign-in was collected from a browser that did not show the code");
-        metrics().desktop_signins.inc(&["qr", "wrong_browser"]);
+        metrics()
+            .desktop_signins
+            .inc(crate::metrics::labels::DesktopSignin(
+                crate::config::DesktopMode::Qr,
+                crate::metrics::labels::DesktopOutcome::WrongBrowser,
+            ));
         return outcome_page(core, Waiting::WrongBrowser, "/", reply);
     }
     match &t.st {
@@ -468,7 +493,12 @@ async fn done(core: &Core, headers: &HeaderMap, id: &str) -> Response<Body> {
         ..
     }) = taken
     else {
-        metrics().desktop_signins.inc(&["qr", "reused"]);
+        metrics()
+            .desktop_signins
+            .inc(crate::metrics::labels::DesktopSignin(
+                crate::config::DesktopMode::Qr,
+                crate::metrics::labels::DesktopOutcome::Reused,
+            ));
         return outcome_page(core, Waiting::Used, &t.rd, reply);
     };
     let _ = save(
@@ -488,7 +518,12 @@ async fn done(core: &Core, headers: &HeaderMap, id: &str) -> Response<Body> {
     {
         Ok((s, cookie)) => {
             info!(openid = %s.openid, "signed in a browser by QR scan");
-            metrics().desktop_signins.inc(&["qr", "success"]);
+            metrics()
+                .desktop_signins
+                .inc(crate::metrics::labels::DesktopSignin(
+                    crate::config::DesktopMode::Qr,
+                    crate::metrics::labels::DesktopOutcome::Success,
+                ));
             let mut resp = crate::signin::redirect(&t.rd);
             core.push_cookie(&mut resp, &cookie);
             resp
@@ -633,7 +668,12 @@ async fn phone_answer(
             session: Box::new(s),
         }
     } else {
-        metrics().desktop_signins.inc(&["qr", "cancelled"]);
+        metrics()
+            .desktop_signins
+            .inc(crate::metrics::labels::DesktopSignin(
+                crate::config::DesktopMode::Qr,
+                crate::metrics::labels::DesktopOutcome::Cancelled,
+            ));
         Status::Cancelled
     };
     if save(core, id, &Ticket { st, ..t }).await.is_err() {
@@ -864,7 +904,12 @@ fn outcome_page(core: &Core, what: Waiting, rd: &str, reply: Reply) -> Response<
         ),
     };
     if what == Waiting::Expired {
-        metrics().desktop_signins.inc(&["qr", "expired"]);
+        metrics()
+            .desktop_signins
+            .inc(crate::metrics::labels::DesktopSignin(
+                crate::config::DesktopMode::Qr,
+                crate::metrics::labels::DesktopOutcome::Expired,
+            ));
     }
     crate::pages::respond(
         &crate::pages::Notice {

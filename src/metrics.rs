@@ -13,6 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::marker::PhantomData;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -31,13 +32,16 @@ struct Sharded<T>([Padded<T>; SHARDS]);
 impl<T> Sharded<T> {
     /// The calling thread's shard.
     fn local(&self) -> &T {
-        let i = crate::server::workers::current().map_or(SHARDS - 1, |w| w % (SHARDS - 1));
+        let i = crate::workers::current().map_or(SHARDS - 1, |w| w % (SHARDS - 1));
         &self.0[i].0
     }
     fn all(&self) -> impl Iterator<Item = &T> {
         self.0.iter().map(|p| &p.0)
     }
 }
+
+pub mod labels;
+use labels::*;
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -78,28 +82,31 @@ impl Gauge {
     }
 }
 
-/// A counter family keyed by label values.
-pub struct CounterVec {
+/// A counter family keyed by its label type `L`: a family takes only its own labels,
+/// and always all of them.
+pub struct CounterVec<L> {
     name: &'static str,
     help: &'static str,
-    labels: &'static [&'static str],
     values: Sharded<Mutex<BTreeMap<Vec<String>, u64>>>,
+    labels: PhantomData<fn(L)>,
 }
 
-impl CounterVec {
-    const fn new(name: &'static str, help: &'static str, labels: &'static [&'static str]) -> Self {
+impl<L: Labels> CounterVec<L> {
+    const fn new(name: &'static str, help: &'static str) -> Self {
         Self {
             name,
             help,
-            labels,
             values: Sharded([const { Padded(Mutex::new(BTreeMap::new())) }; SHARDS]),
+            labels: PhantomData,
         }
     }
-    pub fn inc(&self, labels: &[&str]) {
+    pub fn inc(&self, labels: L) {
         self.add(labels, 1);
     }
-    pub fn add(&self, labels: &[&str], n: u64) {
-        debug_assert_eq!(labels.len(), self.labels.len(), "{}", self.name);
+    pub fn add(&self, labels: L, n: u64) {
+        labels.with_values(|values| self.add_values(values, n));
+    }
+    fn add_values(&self, labels: &[&str], n: u64) {
         let mut map = lock(self.values.local());
         // Families hold a handful of label sets: a scan finds one without allocating
         // a key, which matters for the per-request session store counters.
@@ -109,7 +116,8 @@ impl CounterVec {
         }
         map.insert(owned(labels), n);
     }
-    /// Current value for these labels (0 when never counted).
+    /// Current value for these label values as `/metrics` shows them (0 when never
+    /// counted).
     pub fn get(&self, labels: &[&str]) -> u64 {
         let key = owned(labels);
         self.merged().get(&key).copied().unwrap_or(0)
@@ -139,19 +147,19 @@ impl CounterVec {
                 out,
                 "{}{{{}}} {}",
                 self.name,
-                label_pairs(self.labels, values),
+                label_pairs(L::NAMES, values),
                 n
             );
         }
     }
 }
 
-/// A latency histogram in seconds, optionally keyed by label values.
-pub struct HistogramVec {
+/// A latency histogram in seconds, keyed by its label type `L`.
+pub struct HistogramVec<L> {
     name: &'static str,
     help: &'static str,
-    labels: &'static [&'static str],
     values: Sharded<Mutex<BTreeMap<Vec<String>, HistogramData>>>,
+    labels: PhantomData<fn(L)>,
 }
 
 #[derive(Default, Clone)]
@@ -161,16 +169,19 @@ struct HistogramData {
     count: u64,
 }
 
-impl HistogramVec {
-    const fn new(name: &'static str, help: &'static str, labels: &'static [&'static str]) -> Self {
+impl<L: Labels> HistogramVec<L> {
+    const fn new(name: &'static str, help: &'static str) -> Self {
         Self {
             name,
             help,
-            labels,
             values: Sharded([const { Padded(Mutex::new(BTreeMap::new())) }; SHARDS]),
+            labels: PhantomData,
         }
     }
-    pub fn observe(&self, labels: &[&str], d: Duration) {
+    pub fn observe(&self, labels: L, d: Duration) {
+        labels.with_values(|values| self.observe_values(values, d));
+    }
+    fn observe_values(&self, labels: &[&str], d: Duration) {
         let secs = d.as_secs_f64();
         let mut map = lock(self.values.local());
         if !map.keys().any(|k| same_labels(k, labels)) {
@@ -193,6 +204,7 @@ impl HistogramVec {
         h.sum += secs;
         h.count += 1;
     }
+    /// Observations for these label values as `/metrics` shows them.
     pub fn count(&self, labels: &[&str]) -> u64 {
         let key = owned(labels);
         self.merged().get(&key).map(|h| h.count).unwrap_or(0)
@@ -225,7 +237,7 @@ impl HistogramVec {
             render_histogram(
                 out,
                 self.name,
-                &label_pairs(self.labels, values),
+                &label_pairs(L::NAMES, values),
                 &h.buckets,
                 h.sum,
                 h.count,
@@ -363,23 +375,23 @@ pub struct Metrics {
     pub request_duration: Histogram,
     pub in_flight: Gauge,
     pub connections_open: Gauge,
-    pub connections_limited: CounterVec,
+    pub connections_limited: CounterVec<Listener>,
     pub upstream_duration: Histogram,
-    pub upstream_errors: CounterVec,
-    pub signins: CounterVec,
-    pub wechat_calls: CounterVec,
-    pub wechat_duration: HistogramVec,
-    pub sessions_created: CounterVec,
-    pub sessions_ended: CounterVec,
-    pub identity_tokens: CounterVec,
-    pub store_ops: CounterVec,
-    pub store_errors: CounterVec,
-    pub store_duration: HistogramVec,
-    pub desktop_signins: CounterVec,
-    pub hub: CounterVec,
-    pub config_reloads: CounterVec,
-    pub denied: CounterVec,
-    pub body_timeouts: CounterVec,
+    pub upstream_errors: CounterVec<UpstreamError>,
+    pub signins: CounterVec<Signin>,
+    pub wechat_calls: CounterVec<WechatCall>,
+    pub wechat_duration: HistogramVec<WechatEndpoint>,
+    pub sessions_created: CounterVec<SessionStore>,
+    pub sessions_ended: CounterVec<SessionEnded>,
+    pub identity_tokens: CounterVec<TokenSource>,
+    pub store_ops: CounterVec<StoreOp>,
+    pub store_errors: CounterVec<StoreOp>,
+    pub store_duration: HistogramVec<StoreOp>,
+    pub desktop_signins: CounterVec<DesktopSignin>,
+    pub hub: CounterVec<HubRequest>,
+    pub config_reloads: CounterVec<Reload>,
+    pub denied: CounterVec<Denied>,
+    pub body_timeouts: CounterVec<BodySide>,
 }
 
 impl Metrics {
@@ -395,7 +407,6 @@ impl Metrics {
             connections_limited: CounterVec::new(
                 "wxgate_connections_limited_total",
                 "Connections that had to wait because server.max_connections was reached.",
-                &["listener"],
             ),
             upstream_duration: Histogram::new(
                 "wxgate_upstream_duration_seconds",
@@ -404,77 +415,62 @@ impl Metrics {
             upstream_errors: CounterVec::new(
                 "wxgate_upstream_errors_total",
                 "Requests the upstream could not answer, by kind.",
-                &["kind"],
             ),
             signins: CounterVec::new(
                 "wxgate_signins_total",
                 "WeChat sign-in attempts by outcome.",
-                &["outcome"],
             ),
             wechat_calls: CounterVec::new(
                 "wxgate_wechat_api_calls_total",
                 "Calls to the WeChat API by endpoint and errcode (0 = success, \"transport\" = no answer).",
-                &["endpoint", "errcode"],
             ),
             wechat_duration: HistogramVec::new(
                 "wxgate_wechat_api_duration_seconds",
                 "Latency of calls to the WeChat API.",
-                &["endpoint"],
             ),
             sessions_created: CounterVec::new(
                 "wxgate_sessions_created_total",
                 "Sessions created, by store.",
-                &["store"],
             ),
             sessions_ended: CounterVec::new(
                 "wxgate_sessions_ended_total",
                 "Sessions ended, by reason.",
-                &["reason"],
             ),
             identity_tokens: CounterVec::new(
                 "wxgate_identity_tokens_total",
                 "Identity headers attached, by source (signed = new signature, cached = reused).",
-                &["source"],
             ),
             store_ops: CounterVec::new(
                 "wxgate_session_store_operations_total",
                 "Session store operations by store and operation.",
-                &["store", "op"],
             ),
             store_errors: CounterVec::new(
                 "wxgate_session_store_errors_total",
                 "Session store operations that failed or timed out.",
-                &["store", "op"],
             ),
             store_duration: HistogramVec::new(
                 "wxgate_session_store_duration_seconds",
                 "Latency of session store operations.",
-                &["store", "op"],
             ),
             desktop_signins: CounterVec::new(
                 "wxgate_desktop_signins_total",
                 "Sign-ins from browsers outside WeChat, by mode and outcome.",
-                &["mode", "outcome"],
             ),
             hub: CounterVec::new(
                 "wxgate_hub_requests_total",
                 "Requests to the hub's OpenID Connect endpoints, by endpoint and outcome.",
-                &["endpoint", "outcome"],
             ),
             config_reloads: CounterVec::new(
                 "wxgate_config_reloads_total",
                 "Configuration reloads by result.",
-                &["result"],
             ),
             denied: CounterVec::new(
                 "wxgate_requests_denied_total",
                 "Requests refused before reaching the upstream, by reason.",
-                &["reason"],
             ),
             body_timeouts: CounterVec::new(
                 "wxgate_body_timeouts_total",
                 "Exchanges ended because a body sent nothing for longer than server.body_timeout (side=\"client\") or upstream.body_timeout (side=\"upstream\").",
-                &["side"],
             ),
         }
     }
@@ -538,10 +534,10 @@ mod tests {
     #[test]
     fn renders_labelled_counters_and_histograms_in_prometheus_text() {
         let m = Metrics::new();
-        m.signins.inc(&["success"]);
-        m.signins.inc(&["success"]);
+        m.signins.inc(Signin::Success);
+        m.signins.inc(Signin::Success);
         m.wechat_duration
-            .observe(&["access_token"], Duration::from_millis(3));
+            .observe(WechatEndpoint("access_token"), Duration::from_millis(3));
         m.count_response(302, Duration::from_micros(700));
         let text = m.render();
         assert!(
@@ -569,16 +565,18 @@ mod tests {
     #[test]
     fn counts_made_on_different_threads_add_up() {
         static M: Metrics = Metrics::new();
-        let workers = crate::server::Workers::start(3, "metrics-test").unwrap();
+        let workers = crate::workers::Workers::start(3, "metrics-test").unwrap();
         let mut done = Vec::new();
         for (i, h) in workers.handles().enumerate() {
             done.push(h.spawn(async move {
                 for _ in 0..=i {
-                    M.signins.inc(&["success"]);
+                    M.signins.inc(Signin::Success);
                     M.count_response(200, Duration::from_millis(2));
                     M.upstream_duration.observe(Duration::from_millis(2));
-                    M.store_duration
-                        .observe(&["memory", "load"], Duration::from_micros(100));
+                    M.store_duration.observe(
+                        StoreOp(crate::config::StoreKind::Memory, Op::Load),
+                        Duration::from_micros(100),
+                    );
                 }
                 M.in_flight.inc();
                 M.connections_open.inc();

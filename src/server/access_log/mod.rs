@@ -5,24 +5,57 @@
 //! one write(2). Going through tracing's generic JSON machinery cost about a fifth of a
 //! proxied request's CPU in the benchmark. Text logs (a terminal) and embedded use
 //! (tests) go through tracing as usual. `RUST_LOG` filters both ways.
+//!
+//! `server.access_log` chooses how the JSON lines are written: `buffered` (the
+//! default: batches from a background thread, see [`buffer`]), `line` (one write per
+//! request, as soon as it is answered) or `off` (no request lines at all, either way).
+
+mod buffer;
 
 use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::Method;
 
+use crate::config::AccessLog;
 use crate::decimal;
 
 static DIRECT_JSON: AtomicBool = AtomicBool::new(false);
+static MODE: AtomicU8 = AtomicU8::new(AccessLog::Buffered as u8);
 
 /// Called once by the binary when logs are JSON on stderr.
 pub fn write_json_directly() {
     DIRECT_JSON.store(true, Ordering::Relaxed);
+    if mode() == AccessLog::Buffered {
+        buffer::start();
+    }
+}
+
+/// `server.access_log`, at start and at each reload.
+pub fn set_mode(mode: AccessLog) {
+    MODE.store(mode as u8, Ordering::Relaxed);
+    if mode == AccessLog::Buffered && DIRECT_JSON.load(Ordering::Relaxed) {
+        buffer::start();
+    }
+}
+
+fn mode() -> AccessLog {
+    match MODE.load(Ordering::Relaxed) {
+        m if m == AccessLog::Line as u8 => AccessLog::Line,
+        m if m == AccessLog::Off as u8 => AccessLog::Off,
+        _ => AccessLog::Buffered,
+    }
+}
+
+/// Writes the lines buffered so far. Called when the server has drained and by the
+/// binary before it exits; harmless at any time.
+pub fn flush() {
+    buffer::flush();
 }
 
 pub struct Entry<'a> {
@@ -36,6 +69,10 @@ pub struct Entry<'a> {
 }
 
 pub fn record(e: &Entry<'_>) {
+    let mode = mode();
+    if mode == AccessLog::Off {
+        return;
+    }
     if !DIRECT_JSON.load(Ordering::Relaxed) {
         let upstream_ms = e.upstream.map(|t| t.as_secs_f64() * 1000.0);
         tracing::info!(
@@ -63,6 +100,9 @@ pub fn record(e: &Entry<'_>) {
         };
         s.clear();
         json_line(&mut s, e, SystemTime::now());
+        if mode == AccessLog::Buffered {
+            return buffer::push(s.as_bytes());
+        }
         // A log that cannot be written (closed pipe, full disk) must not stop serving.
         let _ = match stderr_fd().filter(|_| s.len() <= ATOMIC_WRITE) {
             Some(mut fd) => fd.write_all(s.as_bytes()),
