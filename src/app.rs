@@ -501,7 +501,7 @@ async fn own_url(
             .await,
         );
     }
-    if path.starts_with("/MP_verify_") {
+    if path.starts_with("/MP_verify_") || path.starts_with("/WW_verify_") {
         return endpoints::verify_file(signin, path);
     }
     None

@@ -121,6 +121,12 @@ pub async fn mock_wechat(listen: SocketAddr) -> Result<(), CliError> {
     );
     println!("  authorize_url = \"http://{listen}/connect/oauth2/authorize\"");
     println!("  api_base_url  = \"http://{listen}\"");
+    let w = &cfg.wecom;
+    println!(
+        "mock WeCom: corp_id {}, agent_id {}, secret {}",
+        w.corp_id, w.agent_id, w.secret
+    );
+    println!("  sso_url       = \"http://{listen}/wwlogin/sso/login\"  (the others as above)");
     crate::mock::serve(listener, mock, shutdown_signal()).await;
     Ok(())
 }
@@ -131,6 +137,7 @@ pub async fn mock_wechat(listen: SocketAddr) -> Result<(), CliError> {
 pub async fn demo(
     listen: SocketAddr,
     public_url: Option<String>,
+    wecom: bool,
     hub: bool,
 ) -> Result<(), CliError> {
     if listen.ip().is_unspecified() && public_url.is_none() {
@@ -163,7 +170,11 @@ pub async fn demo(
             ))
         })?;
     let mock_cfg = crate::mock::MockConfig {
-        authorized_hosts: vec![public_host],
+        authorized_hosts: vec![public_host.clone()],
+        wecom: crate::mock::WecomMockConfig {
+            trusted_domains: vec![public_host],
+            ..crate::mock::WecomMockConfig::default()
+        },
         ..crate::mock::MockConfig::default()
     };
     let mock = crate::mock::MockWechat::new(mock_cfg);
@@ -178,8 +189,18 @@ pub async fn demo(
         std::future::pending::<()>(),
     ));
 
-    let mut text =
-        crate::demo::demo_config_toml(bound, &public_url, admin_addr, app_addr, &demo_mock);
+    let mut text = if wecom {
+        crate::demo::demo_wecom_config_toml(
+            bound,
+            &public_url,
+            admin_addr,
+            app_addr,
+            mock_addr,
+            &mock.config().wecom,
+        )
+    } else {
+        crate::demo::demo_config_toml(bound, &public_url, admin_addr, app_addr, &demo_mock)
+    };
     let apps = if hub {
         let apps = demo_apps(listen, &public_url).await?;
         text.push_str(&crate::demo::demo_hub_clients_toml(
@@ -236,9 +257,15 @@ pub async fn demo(
     println!();
     println!("      {public_url}/");
     println!();
-    println!("  One port serves it all: wxgate, the demo app behind it, and the mock WeChat's");
-    println!("  sign-in pages. A computer gets the scan-to-sign-in page; its \"simulate the");
-    println!("  phone\" link plays WeChat. Metrics: http://{admin_addr}/metrics");
+    if wecom {
+        println!("  One port serves it all: wxgate, the demo app behind it, and the mock WeCom's");
+        println!("  sign-in pages. A computer gets WeCom's web-login QR; its \"simulate a scan\"");
+        println!("  button plays the member's phone. Metrics: http://{admin_addr}/metrics");
+    } else {
+        println!("  One port serves it all: wxgate, the demo app behind it, and the mock WeChat's");
+        println!("  sign-in pages. A computer gets the scan-to-sign-in page; its \"simulate the");
+        println!("  phone\" link plays WeChat. Metrics: http://{admin_addr}/metrics");
+    }
     println!();
     let (_tx, rx) = tokio::sync::mpsc::channel(1);
     crate::app::run_with_reload(

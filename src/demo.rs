@@ -27,6 +27,7 @@ pub struct DemoMock {
 /// (`/mock/inject` and the rest) stay on loopback.
 pub const MOCK_PUBLIC_PATHS: &[&str] = &[
     "/connect/*",
+    "/wwlogin/*",
     "/mock/phone",
     "/mock/phone/submit",
     "/mock/jweixin.js",
@@ -79,6 +80,53 @@ subscribe_claim = true
         appid = mock.appid,
         wechat_secret = mock.secret,
         api = mock.api,
+    )
+}
+
+/// The demo's config with WeCom instead of WeChat: the mock's organisation, its in-app
+/// OAuth page and web-login QR on `public_url`, its API on loopback.
+pub fn demo_wecom_config_toml(
+    listen: SocketAddr,
+    public_url: &str,
+    admin: SocketAddr,
+    upstream: SocketAddr,
+    api: SocketAddr,
+    wecom: &crate::mock::WecomMockConfig,
+) -> String {
+    let (secret, pem) = crate::identity::keygen();
+    let public_paths = MOCK_PUBLIC_PATHS
+        .iter()
+        .map(|p| format!("{p:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        r#"
+[server]
+listen = "{listen}"
+public_url = "{public_url}"
+[admin]
+listen = "{admin}"
+[upstream]
+url = "http://{upstream}"
+[wecom]
+corp_id = "{corp_id}"
+agent_id = "{agent_id}"
+secret = "{corp_secret}"
+scope = "snsapi_privateinfo"
+authorize_url = "{public_url}/connect/oauth2/authorize"
+sso_url = "{public_url}/wwlogin/sso/login"
+api_base_url = "http://{api}"
+[session]
+secret = "{secret}"
+[identity]
+signing_key = """
+{pem}"""
+[access]
+public_paths = [{public_paths}]
+"#,
+        corp_id = wecom.corp_id,
+        agent_id = wecom.agent_id,
+        corp_secret = wecom.secret,
     )
 }
 
@@ -167,6 +215,7 @@ pub async fn serve_demo_app(
                 async move {
                     let path = req.uri().path();
                     let mock_page = path.starts_with("/connect/")
+                        || path.starts_with("/wwlogin/")
                         || path == "/mock/phone"
                         || path == "/mock/phone/submit"
                         || path == "/mock/jweixin.js"
@@ -231,8 +280,19 @@ pub(crate) fn demo_html(verdict: Result<serde_json::Value, String>) -> String {
             }
             let name = claims
                 .get("nickname")
+                .or_else(|| claims.get("name"))
+                .or_else(|| claims.get("sub"))
                 .and_then(|v| v.as_str())
                 .unwrap_or("WeChat user");
+            // The JS-SDK is an official account's: a WeCom sign-in has none to show.
+            let jssdk = if claims.get("idp").and_then(|v| v.as_str()) == Some("wecom") {
+                ""
+            } else {
+                "<p>JS-SDK（<code>/_wxgate/jssdk.js</code>）· JS-SDK (<code>/_wxgate/jssdk.js</code>): <b id=\"wx\">wx.config…</b></p>\
+<script src=\"/mock/jweixin.js\"></script><script src=\"/_wxgate/jssdk.js\" data-js-api-list=\"scanQRCode\"></script>\
+<script>wx.ready(function(){document.getElementById('wx').textContent='wx.ready：签名已通过 · signature accepted';});\
+wx.error(function(e){document.getElementById('wx').textContent='wx.error：'+e.errMsg;});</script>"
+            };
             let avatar = claims
                 .get("headimgurl")
                 .and_then(|v| v.as_str())
@@ -243,11 +303,7 @@ pub(crate) fn demo_html(verdict: Result<serde_json::Value, String>) -> String {
 <h2>Hello, <span translate=\"no\">{name}</span>: this is the demo app behind wxgate</h2>\
 <p>身份头已用 wxgate 的公钥验证（<code>/_wxgate/jwks.json</code>），其中的声明如下：<br>\
 The identity header was verified with wxgate's public keys (<code>/_wxgate/jwks.json</code>); its claims:</p>\
-<table>{rows}</table>\
-<p>JS-SDK（<code>/_wxgate/jssdk.js</code>）· JS-SDK (<code>/_wxgate/jssdk.js</code>): <b id=\"wx\">wx.config…</b></p>\
-<script src=\"/mock/jweixin.js\"></script><script src=\"/_wxgate/jssdk.js\" data-js-api-list=\"scanQRCode\"></script>\
-<script>wx.ready(function(){{document.getElementById('wx').textContent='wx.ready：签名已通过 · signature accepted';}});\
-wx.error(function(e){{document.getElementById('wx').textContent='wx.error：'+e.errMsg;}});</script>\
+<table>{rows}</table>{jssdk}\
 <p><a class=\"btn secondary\" href=\"/_wxgate/sign_out?rd=/\">退出 · Sign out</a></p>",
                 name = escape(name),
             )

@@ -25,6 +25,7 @@ pub mod server;
 pub mod session;
 pub mod signin;
 pub mod wechat;
+pub mod wecom;
 pub mod workers;
 
 pub mod body;

@@ -50,6 +50,9 @@ enum Command {
         /// http://192.0.2.10:8080 (default: http://LISTEN).
         #[arg(long)]
         public_url: Option<String>,
+        /// Sign in with the mock's WeCom organisation instead of its official account.
+        #[arg(long)]
+        wecom: bool,
         /// Also two apps on two more origins, signing in through this wxgate as their
         /// hub (an OpenID Connect provider) instead of WeChat.
         #[arg(long)]
@@ -127,9 +130,10 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Demo {
             listen,
             public_url,
+            wecom,
             hub,
         } => {
-            wxgate::cli::demo(listen, public_url, hub).await?;
+            wxgate::cli::demo(listen, public_url, wecom, hub).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::MockWechat { listen } => {

@@ -21,7 +21,20 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::error::AccountError;
-use crate::session::Store;
+use crate::session::{Store, StoreError};
+
+/// What a holder's callers hear when it has nothing to give: the account's services
+/// and the WeCom corp token each have their own error type.
+pub(crate) trait HolderError: Clone + From<StoreError> + std::fmt::Display {
+    /// Another replica held the renewal lock for its whole lifetime.
+    fn busy() -> Self;
+}
+
+impl HolderError for AccountError {
+    fn busy() -> Self {
+        AccountError::Busy
+    }
+}
 
 /// A copy read from the store is used this long before it is read again.
 const RECHECK: Duration = Duration::from_secs(1);
@@ -160,7 +173,7 @@ pub(crate) struct Fetched {
 }
 
 /// One shared value. Cheap to share behind an `Arc`.
-pub(crate) struct Holder {
+pub(crate) struct Holder<E = AccountError> {
     /// "access_token" or "jsapi_ticket": for logs.
     pub name: &'static str,
     key: String,
@@ -174,17 +187,17 @@ pub(crate) struct Holder {
     renewing: tokio::sync::Mutex<()>,
     /// The last failed renewal: callers that queued behind it get its error instead of
     /// trying again one after another, and nobody tries again for a short pause.
-    failure: Mutex<Option<(Instant, AccountError)>>,
+    failure: Mutex<Option<(Instant, E)>>,
 }
 
-impl Holder {
+impl<E: HolderError> Holder<E> {
     pub fn new(
         name: &'static str,
         key: String,
         store: Arc<Store>,
         ahead: Duration,
         lock_ttl: Duration,
-    ) -> Holder {
+    ) -> Self {
         Holder {
             name,
             lock: format!("{key}:lock"),
@@ -199,10 +212,10 @@ impl Holder {
     }
 
     /// A good value, renewed with `fetch` when needed (see the module's rules).
-    pub async fn get<F, Fut>(&self, want: Want<'_>, fetch: F) -> Result<Record, AccountError>
+    pub async fn get<F, Fut>(&self, want: Want<'_>, fetch: F) -> Result<Record, E>
     where
         F: Fn(Renewal) -> Fut,
-        Fut: Future<Output = Result<Fetched, AccountError>>,
+        Fut: Future<Output = Result<Fetched, E>>,
     {
         let asked = Instant::now();
         let now = now_ms();
@@ -253,7 +266,7 @@ impl Holder {
     }
 
     /// The last failure, if it happened at or after `since`.
-    fn failure_since(&self, since: Instant) -> Option<AccountError> {
+    fn failure_since(&self, since: Instant) -> Option<E> {
         self.failure
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -270,10 +283,10 @@ impl Holder {
 
     /// Renews (holding `renewing`): reads the store again, takes the store's lock or
     /// waits for whoever holds it.
-    async fn renew<F, Fut>(&self, want: Want<'_>, fetch: &F) -> Result<Record, AccountError>
+    async fn renew<F, Fut>(&self, want: Want<'_>, fetch: &F) -> Result<Record, E>
     where
         F: Fn(Renewal) -> Fut,
-        Fut: Future<Output = Result<Fetched, AccountError>>,
+        Fut: Future<Output = Result<Fetched, E>>,
     {
         // Whoever held `renewing` before may just have stored a new value.
         let mut rec = self.read(false).await?;
@@ -296,7 +309,7 @@ impl Holder {
                 return Ok(r);
             }
             if Instant::now() >= deadline {
-                return Err(AccountError::Busy);
+                return Err(E::busy());
             }
             tokio::time::sleep(POLL).await;
             rec = self.read(false).await?;
@@ -305,14 +318,10 @@ impl Holder {
 
     /// Holding the store's lock: reads once more (another replica may have renewed
     /// between our read and the lock), fetches, stores.
-    async fn fetch_and_store<F, Fut>(
-        &self,
-        want: Want<'_>,
-        fetch: &F,
-    ) -> Result<Record, AccountError>
+    async fn fetch_and_store<F, Fut>(&self, want: Want<'_>, fetch: &F) -> Result<Record, E>
     where
         F: Fn(Renewal) -> Fut,
-        Fut: Future<Output = Result<Fetched, AccountError>>,
+        Fut: Future<Output = Result<Fetched, E>>,
     {
         let current = self.read(false).await?;
         if let Some(r) = current.as_ref().filter(|r| fresh(Some(r), want, now_ms())) {
@@ -346,7 +355,7 @@ impl Holder {
             (None, None) => 0,
         };
         let ttl = Duration::from_millis(rec.expires_at.saturating_sub(now));
-        let encoded = serde_json::to_vec(&rec).map_err(|_| AccountError::Busy)?;
+        let encoded = serde_json::to_vec(&rec).map_err(|_| E::busy())?;
         self.store.put_ephemeral(&self.key, &encoded, ttl).await?;
         self.remember(&rec);
         tracing::info!(
@@ -360,7 +369,7 @@ impl Holder {
 
     /// The value: this process's copy when `local_ok` and read within `RECHECK`, else
     /// the store's. With the store unreachable a good local copy still serves.
-    async fn read(&self, local_ok: bool) -> Result<Option<Record>, AccountError> {
+    async fn read(&self, local_ok: bool) -> Result<Option<Record>, E> {
         let local = self.local_copy();
         if local_ok {
             if let Some((read_at, rec)) = &local {
@@ -487,7 +496,7 @@ mod tests {
         })
     }
 
-    fn holder(store: Arc<Store>) -> Holder {
+    fn holder(store: Arc<Store>) -> Holder<AccountError> {
         Holder::new(
             "access_token",
             "account:test".into(),

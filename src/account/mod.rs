@@ -11,7 +11,7 @@
 
 pub mod admin;
 pub mod error;
-mod holder;
+pub(crate) mod holder;
 pub mod jssdk;
 mod subscribe;
 mod token;

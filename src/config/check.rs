@@ -21,8 +21,16 @@ pub(super) fn check(
     let server = server(&raw.server, base, &mut p);
     let admin = admin(&raw.admin, listen_of(&raw.server), &mut p);
     let upstream = upstream(&raw.upstream, &mut p);
-    // A hub client signs in through its hub: WeChat's credentials stay there.
-    let wechat = wechat(&raw.wechat, raw.hub_client.is_none(), base, env, &mut p);
+    // [wecom] stands instead of [wechat], whose keys are then not required; a hub
+    // client signs in through its hub, where WeChat's credentials stay.
+    let wechat = match (&raw.wecom, &raw.hub_client) {
+        (None, None) => wechat(&raw.wechat, true, base, env, &mut p),
+        _ => Some(WechatConfig::default()),
+    };
+    let wecom = match &raw.wecom {
+        Some(w) => super::wecom::check(w, raw, base, env, &mut p).map(Some),
+        None => Some(None),
+    };
     let session = session(&raw.session, base, env, &mut p);
     let upstream_uri = uri_of(&raw.upstream);
     let identity = identity(&raw.identity, upstream_uri.as_ref(), base, env, &mut p);
@@ -54,6 +62,13 @@ pub(super) fn check(
                     "and [hub] together: a hub signs its users in with WeChat itself (remove one)",
                 );
             }
+            if raw.wecom.is_some() {
+                push(
+                    &mut p,
+                    "hub_client",
+                    "and [wecom] together: a hub client signs in through its hub only (remove one)",
+                );
+            }
             if raw.account.is_some() {
                 push(&mut p, "account", "needs the official account's own credentials, which stay at the hub with [hub_client]: run [account] on the hub");
             }
@@ -62,7 +77,8 @@ pub(super) fn check(
         None => Some(None),
     };
     match (
-        server, admin, upstream, wechat, session, identity, desktop, account, hub, hub_client,
+        server, admin, upstream, wechat, session, identity, desktop, account, wecom, hub,
+        hub_client,
     ) {
         (
             Some(server),
@@ -73,6 +89,7 @@ pub(super) fn check(
             Some(identity),
             Some(desktop),
             Some(account),
+            Some(wecom),
             Some(hub),
             Some(hub_client),
         ) if p.is_empty() => Ok(Config {
@@ -89,6 +106,7 @@ pub(super) fn check(
                 allowed_openids: raw.access.allowed_openids.clone(),
             },
             account,
+            wecom,
             hub,
             hub_client,
         }),

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 pub use super::hub::file::{HubClient, HubClientConfig, HubConfig};
-use super::{Algorithm, DesktopMode, Dur, SameSite, Scope, StoreKind, TokenMode};
+use super::{Algorithm, DesktopMode, Dur, SameSite, Scope, StoreKind, TokenMode, WecomScope};
 
 /// The whole file.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -25,6 +25,8 @@ pub struct Config {
     pub access: AccessConfig,
     /// The account's own services (absent: none of them).
     pub account: Option<AccountConfig>,
+    /// WeCom instead of an official account (absent: `[wechat]` signs users in).
+    pub wecom: Option<WecomConfig>,
     /// An OpenID Connect provider for other apps (absent: off).
     pub hub: Option<HubConfig>,
     /// Sign in through a hub instead of WeChat (absent: WeChat).
@@ -326,5 +328,70 @@ impl fmt::Debug for AccountConfig {
             .field("subscribe_claim", &self.subscribe_claim)
             .field("subscribe_ttl", &self.subscribe_ttl)
             .finish()
+    }
+}
+
+/// `[wecom]`: WeCom (企业微信) instead of `[wechat]`.
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WecomConfig {
+    /// The organisation's CorpID ("ww...").
+    pub corp_id: String,
+    /// The self-built app's AgentId; a TOML integer or string.
+    #[serde(deserialize_with = "super::wecom::agent_id")]
+    pub agent_id: String,
+    /// The app's Secret; env WXGATE_WECOM_SECRET.
+    pub secret: String,
+    pub secret_file: Option<PathBuf>,
+    pub scope: WecomScope,
+    pub members_only: bool,
+    pub allowed_departments: Vec<u64>,
+    pub authorize_url: String,
+    pub sso_url: String,
+    pub api_base_url: String,
+    /// Per-call timeout for WeCom's API.
+    pub timeout: Dur,
+    /// `WW_verify_*.txt` files served at the root for WeCom's trusted-domain check.
+    pub verify_files: BTreeMap<String, String>,
+}
+
+impl Default for WecomConfig {
+    fn default() -> Self {
+        Self {
+            corp_id: String::new(),
+            agent_id: String::new(),
+            secret: String::new(),
+            secret_file: None,
+            scope: WecomScope::Base,
+            members_only: true,
+            allowed_departments: vec![],
+            authorize_url: "https://open.weixin.qq.com/connect/oauth2/authorize".into(),
+            sso_url: "https://login.work.weixin.qq.com/wwlogin/sso/login".into(),
+            api_base_url: "https://qyapi.weixin.qq.com".into(),
+            timeout: Dur::secs(5),
+            verify_files: BTreeMap::new(),
+        }
+    }
+}
+
+// The secret is a credential: never printed, not even by `{:?}`.
+impl fmt::Debug for WecomConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WecomConfig")
+            .field("corp_id", &self.corp_id)
+            .field("agent_id", &self.agent_id)
+            .field(
+                "secret",
+                &if self.secret.is_empty() {
+                    ""
+                } else {
+                    "<redacted>"
+                },
+            )
+            .field("secret_file", &self.secret_file)
+            .field("scope", &self.scope)
+            .field("members_only", &self.members_only)
+            .field("allowed_departments", &self.allowed_departments)
+            .finish_non_exhaustive()
     }
 }

@@ -12,11 +12,13 @@ mod duration;
 pub mod file;
 mod hub;
 mod parse;
+mod wecom;
 
 pub use duration::{format_duration, parse_duration, parse_size, Dur};
 pub use hub::{
     check_redirect_uri, secret_env_name, HubClient, HubClientConfig, HubConfig, CODE_TTL,
 };
+pub use wecom::{WecomConfig, WecomScope};
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -44,6 +46,8 @@ pub struct Config {
     pub hub: Option<HubConfig>,
     /// Sign in through a hub instead of WeChat (absent: WeChat).
     pub hub_client: Option<HubClientConfig>,
+    /// WeCom instead of an official account (absent: `[wechat]` signs users in).
+    pub wecom: Option<WecomConfig>,
 }
 
 /// `[server]`, checked.
@@ -626,15 +630,34 @@ impl Config {
             "upstream      {} (timeout {})",
             self.upstream.url, self.upstream.timeout
         );
-        match &self.hub_client {
-            Some(h) => {
+        match (&self.hub_client, &self.wecom) {
+            (Some(h), _) => {
                 let _ = writeln!(
                     s,
                     "sign-in       through the hub {} as {} (scope {})",
                     h.issuer, h.client_id, h.scope
                 );
             }
-            None => {
+            (None, Some(w)) => {
+                let _ = writeln!(
+                    s,
+                    "wecom         corp {} agent {} scope {}, {}{}",
+                    w.corp_id,
+                    w.agent_id,
+                    w.scope,
+                    if w.members_only {
+                        "members only"
+                    } else {
+                        "members and visitors"
+                    },
+                    if w.allowed_departments.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", departments {:?}", w.allowed_departments)
+                    }
+                );
+            }
+            (None, None) => {
                 let _ = writeln!(
                     s,
                     "wechat        appid {} scope {}",

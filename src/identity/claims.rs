@@ -71,9 +71,13 @@ pub(crate) fn claims(s: &Session, st: &Stamp<'_>, extra: &Extra) -> Value {
     put("exp", (st.iat + st.ttl).into());
     put("jti", st.jti.into());
     put("sid", st.sid.into());
-    put("appid", s.appid.as_str().into());
-    put("openid", s.openid.as_str().into());
-    put("scope", s.scope.as_str().into());
+    // WeCom names its organisation `corpid` and its member `userid` (in its claims):
+    // an `openid` or `appid` would pass a userid or a CorpID off as WeChat's.
+    if s.idp != crate::session::Idp::Wecom {
+        put("appid", s.appid.as_str().into());
+        put("openid", s.openid.as_str().into());
+        put("scope", s.scope.as_str().into());
+    }
     // WeChat sends "" for some absent fields; an empty claim would only mislead.
     let present = |v: &Option<String>| v.as_deref().filter(|v| !v.is_empty()).map(str::to_owned);
     if let Some(u) = present(&s.unionid) {

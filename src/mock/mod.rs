@@ -3,7 +3,8 @@
 //! account's `cgi-bin` calls (global token, JS-SDK ticket, user info) with the JS-SDK's
 //! signature check, faithful to WeChat's wire quirks (HTTP 200 errors as `text/plain`
 //! JSON with a `rid`, single-use five-minute codes, per-app openids, snapshot users,
-//! tokens that overwrite each other, daily quotas).
+//! tokens that overwrite each other, daily quotas). And a WeCom organisation with its
+//! in-app OAuth page, web-login QR and API (see `wecom.rs`).
 //!
 //! Knobs for failure testing (injected errcodes, latency, broken bodies) are on the
 //! [`MockWechat`] handle and, for other languages, over HTTP under `/mock/` (see
@@ -14,15 +15,19 @@ mod api;
 mod control;
 mod pages;
 mod phone;
+mod wecom;
 
 #[cfg(test)]
 pub(crate) use pages::every_page as every_mock_page;
 #[cfg(test)]
 pub(crate) use phone::every_page as every_phone_page;
+#[cfg(test)]
+pub(crate) use wecom::every_page as every_wecom_page;
 mod wire;
 
 pub use account::TokenIssue;
 pub use phone::PHONE_USER_AGENT;
+pub use wecom::{MockDepartment, MockMember, MockOutsider, WecomMockConfig, WecomPageRefusal};
 pub use wire::{callback_location, check_link, derive_id, AuthorizeRequest, LinkKind, Refusal};
 
 use std::collections::HashMap;
@@ -111,6 +116,8 @@ pub struct MockConfig {
     pub ip_whitelist: Vec<IpAddr>,
     /// The JS-SDK safe domains (JS接口安全域名); empty: any.
     pub js_safe_domains: Vec<String>,
+    /// The WeCom organisation and its self-built app.
+    pub wecom: WecomMockConfig,
 }
 
 impl Default for MockConfig {
@@ -143,6 +150,7 @@ impl Default for MockConfig {
             ticket_daily_quota: 10_000,
             ip_whitelist: Vec::new(),
             js_safe_domains: Vec::new(),
+            wecom: WecomMockConfig::default(),
         }
     }
 }
@@ -213,6 +221,7 @@ struct State {
     knobs: HashMap<String, Knobs>,
     calls: HashMap<String, u64>,
     account: account::AccountState,
+    wecom: wecom::WecomState,
 }
 
 struct Inner {
@@ -482,7 +491,20 @@ pub async fn handle(mock: MockWechat, req: Request<Incoming>) -> Response<Body> 
 async fn route(mock: MockWechat, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_owned();
     match path.as_str() {
+        "/connect/oauth2/authorize"
+            if wecom::is_wecom_link(&mock, req.uri().query().unwrap_or("")) =>
+        {
+            wecom::authorize(mock, req).await
+        }
         "/connect/oauth2/authorize" => pages::authorize(mock, req, LinkKind::OAuth2).await,
+        "/connect/oauth2/wecom_consent" => wecom::consent(mock, req).await,
+        "/wwlogin/sso/login" => wecom::sso(mock, req).await,
+        "/wwlogin/sso/status" => wecom::sso_status(&mock, &req),
+        "/wwlogin/sso/scan" => wecom::sso_scan(mock, req).await,
+        "/cgi-bin/gettoken" => wecom::api(mock, req, "wecom_gettoken").await,
+        "/cgi-bin/auth/getuserinfo" => wecom::api(mock, req, "wecom_getuserinfo").await,
+        "/cgi-bin/user/get" => wecom::api(mock, req, "wecom_user_get").await,
+        "/cgi-bin/auth/getuserdetail" => wecom::api(mock, req, "wecom_getuserdetail").await,
         "/connect/qrconnect" => pages::authorize(mock, req, LinkKind::QrConnect).await,
         "/connect/oauth2/consent" => pages::consent(mock, req, LinkKind::OAuth2).await,
         "/connect/qrconnect/confirm" => pages::consent(mock, req, LinkKind::QrConnect).await,
@@ -500,6 +522,7 @@ async fn route(mock: MockWechat, req: Request<Incoming>) -> Response<Body> {
         "/" => pages::index(&mock),
         "/mock/phone" => phone::scan(mock, req).await,
         "/mock/phone/submit" => phone::submit(req).await,
+        p if p.starts_with("/mock/wecom/") => wecom::control(&mock, &req),
         p if p.starts_with("/mock/") => control::handle(mock, req).await,
         _ => pages::not_found(),
     }

@@ -259,9 +259,14 @@ pub(super) fn index(mock: &MockWechat) -> Response<Body> {
              <code>/mock/clear</code>, <code>/mock/code</code>, <code>/mock/expire_codes</code>, \
              <code>/mock/expire_tokens</code>, <code>/mock/revoke</code>, \
              <code>/mock/account_tokens</code>, <code>/mock/expire_account_tokens</code>, \
-             <code>/mock/reset_quotas</code>. JS-SDK: <code>/mock/jweixin.js</code>.</p>",
+             <code>/mock/reset_quotas</code>. JS-SDK: <code>/mock/jweixin.js</code>.</p>\
+             <p>企业微信 · WeCom: corp_id <code>{}</code>, agent_id <code>{}</code>; \
+             <code>/wwlogin/sso/login</code>, <code>/mock/wecom/users</code>, <code>POST /mock/wecom/as</code>, \
+             <code>/mock/wecom/scan</code>, <code>/mock/wecom/expire_tokens</code>.</p>",
             html_escape(&c.appid),
             html_escape(&c.website_appid),
+            html_escape(&c.wecom.corp_id),
+            html_escape(&c.wecom.agent_id),
         ),
     )
 }

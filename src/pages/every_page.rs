@@ -259,8 +259,15 @@ authorize_url = \"http://127.0.0.1:8081/connect/oauth2/authorize\"\n\
             ));
         }
         pages.extend(crate::signin::methods::desktop::every_page(&auth).await);
+        for r in crate::wecom::WecomRefusal::ALL {
+            pages.push((
+                format!("wecom sign-in {}", r.code()),
+                r.response(Reply::Page, Some("/x".into())),
+            ));
+        }
         let mock = crate::mock::MockWechat::new(crate::mock::MockConfig::default());
         pages.extend(crate::mock::every_mock_page(&mock));
+        pages.extend(crate::mock::every_wecom_page(&mock));
         pages.extend(
             crate::mock::every_phone_page("<li><a translate=\"no\">Alice</a></li>")
                 .into_iter()

@@ -14,8 +14,30 @@ use super::paths::PathMatcher;
 /// `MicroMessenger/` but an official account's authorize URL only answers "open this in
 /// WeChat" there, so WeCom is treated as any other browser and gets the QR page.
 pub fn is_wechat_browser(user_agent: &str) -> bool {
+    browser_of(user_agent) == Browser::Wechat
+}
+
+/// Whose in-app browser a User-Agent is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Browser {
+    /// WeCom's (phone or desktop app): `wxwork/`, which also carries `MicroMessenger/`.
+    Wecom,
+    /// WeChat's (phone, or desktop WeChat's `WindowsWechat` / `MacWechat`).
+    Wechat,
+    /// Any other browser.
+    Other,
+}
+
+/// Classifies a User-Agent. WeCom first: its User-Agent says `MicroMessenger/` too.
+pub fn browser_of(user_agent: &str) -> Browser {
     let ua = user_agent.to_ascii_lowercase();
-    ua.contains("micromessenger/") && !ua.contains("wxwork/")
+    if ua.contains("wxwork/") {
+        Browser::Wecom
+    } else if ua.contains("micromessenger/") {
+        Browser::Wechat
+    } else {
+        Browser::Other
+    }
 }
 
 /// Whether the User-Agent is a phone's or tablet's browser: one that cannot scan a QR
@@ -193,6 +215,26 @@ mod tests {
         ];
         for (ua, want) in table {
             assert_eq!(is_wechat_browser(ua), *want, "ua={ua:?}");
+        }
+    }
+
+    #[test]
+    fn wecom_is_told_apart_from_wechat_though_it_says_micromessenger() {
+        const WECOM_WINDOWS: &str = "Mozilla/5.0 (Windows NT 10.0; WOW64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/86.0.4240.198 Safari/537.36 NetType/WIFI MicroMessenger/7.0.20.1781(0x6700143B) WindowsWechat(0x63090a13) wxwork/4.1.0 (MicroMessenger/6.2) WeChat/2.0.4";
+        const WECOM_ANDROID: &str = "Mozilla/5.0 (Linux; Android 13; M2012K11AC Build/TKQ1.220829.002; wv) AppleWebKit/537.36 (KHTML, like Gecko) Version/4.0 Chrome/107.0.5304.141 Mobile Safari/537.36 MMWEBID/1234 wxwork/4.1.10 MicroMessenger/7.0.1 NetType/WIFI Language/zh ABI/arm64";
+        let table: &[(&str, Browser)] = &[
+            (WECOM, Browser::Wecom),
+            (WECOM_WINDOWS, Browser::Wecom),
+            (WECOM_ANDROID, Browser::Wecom),
+            (IOS_WECHAT, Browser::Wechat),
+            (WINDOWS_WECHAT, Browser::Wechat),
+            (MAC_WECHAT, Browser::Wechat),
+            (CHROME_WIN, Browser::Other),
+            (SAFARI_IOS, Browser::Other),
+            ("", Browser::Other),
+        ];
+        for (ua, want) in table {
+            assert_eq!(browser_of(ua), *want, "ua={ua:?}");
         }
     }
 

@@ -78,7 +78,11 @@ pub async fn handle(
 /// `GET /MP_verify_xxx.txt`: WeChat's domain ownership check.
 pub fn verify_file(signin: &SignIn, path: &str) -> Option<Response<Body>> {
     let name = path.strip_prefix('/')?;
-    let content = signin.core.cfg.wechat.verify_files.get(name)?;
+    let cfg = &signin.core.cfg;
+    let content = match &cfg.wecom {
+        Some(w) => w.verify_files.get(name)?,
+        None => cfg.wechat.verify_files.get(name)?,
+    };
     let mut resp = Response::new(full(content.clone()));
     resp.headers_mut().insert(
         CONTENT_TYPE,
@@ -271,7 +275,7 @@ async fn forward_auth(signin: &SignIn, headers: &HeaderMap, trusted: bool) -> Re
     }
     .unwrap_or_else(|| "/".to_string());
     match core.session_of(headers).await {
-        Ok(Some((s, _))) if core.is_allowed(&s.openid) => {
+        Ok(Some((s, _))) if core.admits(&s).is_ok() => {
             let mut resp = Response::new(crate::body::empty());
             *resp.status_mut() = StatusCode::ACCEPTED;
             if let Err(e) = core.attach_identity(resp.headers_mut(), &s).await {
@@ -282,7 +286,11 @@ async fn forward_auth(signin: &SignIn, headers: &HeaderMap, trusted: bool) -> Re
             }
             resp
         }
-        Ok(Some(_)) => SignInError::NotAllowed.response(reply, None),
+        Ok(Some((s, _))) => core
+            .admits(&s)
+            .err()
+            .unwrap_or(SignInError::NotAllowed)
+            .response(reply, None),
         Ok(None) if reply.is_json() => core.unauthorized_json(&rd),
         // Traefik and Caddy show the auth service's non-2xx answer to the browser as is:
         // a page that moves on to the sign-in by itself. nginx ignores this body and

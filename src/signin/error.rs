@@ -47,6 +47,9 @@ pub enum SignInError {
     /// Signing in through a hub failed (it has its own pages).
     #[error("{0}")]
     Hub(crate::hub_client::HubClientError),
+    /// A WeCom sign-in refused, in WeCom's words (its pages live with WeCom's client).
+    #[error("{0}")]
+    Wecom(crate::wecom::WecomRefusal),
 }
 
 impl SignInError {
@@ -71,6 +74,7 @@ impl SignInError {
             SignInError::SigninsBusy => O::SigninsBusy,
             SignInError::Internal(_) => O::InternalError,
             SignInError::Hub(e) => e.outcome(),
+            SignInError::Wecom(r) => r.outcome(),
         }
     }
 
@@ -93,6 +97,7 @@ impl SignInError {
             SignInError::SigninsBusy => "signins_busy",
             SignInError::Internal(_) => "internal_error",
             SignInError::Hub(e) => e.code(),
+            SignInError::Wecom(r) => r.code(),
         }
     }
 
@@ -140,6 +145,8 @@ impl SignInError {
             SignInError::SigninsBusy => (S::SERVICE_UNAVAILABLE, "登录人数过多", "Too many sign-ins in progress",
                 "现在从电脑登录的人太多了。请过一会儿重试。",
                 "Too many people are signing in from computers right now. Please retry in a moment.", true),
+            // WeCom's refusals have their pages with WeCom's client.
+            SignInError::Wecom(r) => return r.response(reply, retry),
             SignInError::Internal(_) | SignInError::Hub(_) => (S::INTERNAL_SERVER_ERROR, "内部错误", "Internal error",
                 "我们这边出了问题。",
                 "Something went wrong on our side.", true),

@@ -10,7 +10,7 @@ use http::{HeaderMap, Method as HttpMethod, Response};
 use tracing::{info, warn};
 
 use super::methods::{choose, MethodId, Methods};
-use super::{classify, redirect, Begin, BuildError, Core, RouteNeeds, SignInError};
+use super::{classify, redirect, Begin, BuildError, Core, RouteNeeds};
 use crate::body::Body;
 use crate::config::Config;
 use crate::metrics::metrics;
@@ -116,7 +116,7 @@ impl SignIn {
         let core = &self.core;
         crate::session::cookie_values(headers, &core.cfg.session.cookie_name).next()?;
         match core.session_of(headers).await {
-            Ok(Some((session, _))) if core.is_allowed(&session.openid) => Some(session),
+            Ok(Some((session, _))) if core.admits(&session).is_ok() => Some(session),
             // session_of has logged the store's failure.
             Ok(_) | Err(_) => None,
         }
@@ -150,11 +150,11 @@ impl SignIn {
             }
         };
         if let Some((mut session, ticket)) = session {
-            if !core.is_allowed(&session.openid) {
+            if let Err(e) = core.admits(&session) {
                 metrics()
                     .denied
                     .inc(crate::metrics::labels::Denied::NotAllowed);
-                return Gate::Respond(SignInError::NotAllowed.response(reply, None));
+                return Gate::Respond(e.response(reply, None));
             }
             let mut ticket = ticket;
             let mut reissue = false;

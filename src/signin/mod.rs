@@ -92,6 +92,8 @@ pub struct Browser<'a> {
     pub user_agent: &'a str,
     /// WeChat's in-app browser, where WeChat's authorize URL works.
     pub in_wechat: bool,
+    /// WeCom's in-app browser (phone or desktop app), where WeCom's OAuth link works.
+    pub in_wecom: bool,
     /// A phone's or tablet's browser (it cannot scan its own screen).
     pub mobile: bool,
     pub reply: Reply,
@@ -109,6 +111,7 @@ impl<'a> Browser<'a> {
             headers,
             user_agent,
             in_wechat: classify::is_wechat_browser(user_agent),
+            in_wecom: classify::browser_of(user_agent) == classify::Browser::Wecom,
             mobile: classify::is_mobile_browser(user_agent),
             reply: Reply::of(headers),
             client,
@@ -503,6 +506,23 @@ impl Core {
 
     pub fn is_allowed(&self, openid: &str) -> bool {
         self.allowed.is_empty() || self.allowed.contains(openid)
+    }
+
+    /// Whether a stored session may pass under the rules of now (a reload may have
+    /// changed them): `allowed_openids`, and `[wecom]`'s own for a WeCom session.
+    pub fn admits(&self, session: &Session) -> Result<(), SignInError> {
+        if !self.is_allowed(&session.openid) {
+            return Err(SignInError::NotAllowed);
+        }
+        if let (Idp::Wecom, Some(w)) = (session.idp, &self.cfg.wecom) {
+            crate::wecom::member::admit_claims(
+                &session.claims,
+                w.members_only,
+                &w.allowed_departments,
+            )
+            .map_err(SignInError::Wecom)?;
+        }
+        Ok(())
     }
 
     /// The identity's claims from outside the session (the account's `subscribe`).

@@ -3,7 +3,8 @@
 //! through the mock) confirms, and the same browser tab ends up on the app's page as
 //! the signed-in user without anyone reloading it. And a page of the app configures
 //! WeChat's JS-SDK through `/_wxgate/jssdk.js`, its signature checked by the mock's
-//! stand-in for WeChat's client, also after an iPhone single-page app moved on.
+//! stand-in for WeChat's client, also after an iPhone single-page app moved on. And a
+//! computer signs in with WeCom's web-login QR, scanned by the simulated phone.
 //!
 //! Chromium is driven over the DevTools protocol with a minimal hand-written WebSocket
 //! client (no extra dependency). Needs `chromium` on PATH: skipped loudly when missing,
@@ -16,9 +17,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use crate::support::harness::Site;
-use crate::support::proxy;
 use crate::support::skip::program;
 use crate::support::wechat::verify;
+use crate::support::wechat::Platform;
+use crate::support::{proxy, Gate};
 use base64::Engine;
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use serde_json::{json, Value};
@@ -537,6 +539,91 @@ async fn js_sdk_story(
     let signed_for = cdp.eval("wxgate.jssdk.url()").await;
     if signed_for.as_str() != Some(gate.url("/shop/landing?from=timeline").as_str()) {
         return Err(format!("iPhone signs {signed_for}, not the landing URL"));
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- WeCom's web login
+
+/// Mock WeChat with its WeCom organisation + echo upstream + wxgate with `[wecom]`.
+async fn start_wecom() -> (Platform, Gate) {
+    let platform = Platform::start(crate::wecom::mock_config()).await;
+    let gate = proxy()
+        .wechat(&platform)
+        .tweak(|c| crate::wecom::wecom_sign_in(c, &platform.mock))
+        .run()
+        .await;
+    (platform, gate)
+}
+
+#[tokio::test]
+async fn a_desktop_browser_signs_in_with_wecoms_web_login_qr_scanned_by_the_phone() {
+    let Some(chromium) = program("chromium") else {
+        return;
+    };
+    let (platform, gate) = start_wecom().await;
+    let browser = Chromium::launch(&chromium);
+    let mut cdp = Cdp::connect(&browser.page_ws_url().await).await;
+    cdp.call("Page.enable", json!({})).await;
+    let outcome = wecom_story(&gate, &platform.mock, &mut cdp).await;
+    if let Err(e) = outcome {
+        let shot = cdp
+            .screenshot("wecom_web_login")
+            .await
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "no screenshot".into());
+        panic!("{e} (screenshot: {shot})");
+    }
+}
+
+async fn wecom_story(
+    gate: &Gate,
+    mock: &wxgate::mock::MockWechat,
+    cdp: &mut Cdp,
+) -> Result<(), String> {
+    cdp.call(
+        "Page.navigate",
+        json!({ "url": gate.url("/orders/42?tab=open") }),
+    )
+    .await;
+    // WeCom's web-login page, as the browser rendered it: the login its QR stands for.
+    let key = cdp
+        .wait_for(
+            "(document.getElementById('wecom-qr')||{dataset:{}}).dataset.key||''",
+            "WeCom's web-login QR",
+        )
+        .await?;
+    let at = cdp.eval("location.href").await;
+    let at = at.as_str().unwrap_or_default();
+    if !at.starts_with(&gate.mock_url("/wwlogin/sso/login?login_type=CorpApp&")) {
+        return Err(format!("not WeCom's web login: {at}"));
+    }
+    // The member's phone scans it and confirms.
+    if !mock.wecom_scan(&key, "lisi") {
+        return Err("the phone could not scan the login shown".into());
+    }
+    // The waiting page moves on by itself and lands on the app as lisi.
+    let shown = cdp
+        .wait_for(
+            "location.pathname==='/orders/42'&&document.body?(document.querySelector('pre')||document.body).innerText:''",
+            "the app's page after the scan",
+        )
+        .await?;
+    let echo: Value = serde_json::from_str(&shown)
+        .map_err(|e| format!("not the upstream's page ({e}): {shown}"))?;
+    if echo["uri"] != "/orders/42?tab=open" {
+        return Err(format!("landed on {}", echo["uri"]));
+    }
+    let jwt = crate::support::seen(&echo, "x-wxgate-jwt-assertion")
+        .pop()
+        .ok_or("the app got no identity header")?;
+    let jwks = crate::support::get(&gate.url("/_wxgate/jwks.json"))
+        .await
+        .text();
+    let claims = verify(&jwt, &jwks, &gate.issuer(), &gate.audience())?;
+    if claims["idp"] != "wecom" || claims["userid"] != "lisi" || claims["department"] != json!([3])
+    {
+        return Err(format!("not lisi of department 3 via WeCom: {claims}"));
     }
     Ok(())
 }

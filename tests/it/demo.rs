@@ -184,3 +184,82 @@ fn on_every_address_without_a_public_url_the_demo_says_what_to_add() {
     assert_eq!(lines.len(), 1, "{err}");
     assert!(lines[0].contains("--public-url http://"), "{err}");
 }
+
+const WECOM_ON_IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148 wxwork/4.1.0 MicroMessenger/7.0.1 Language/zh";
+
+#[tokio::test]
+async fn the_wecom_demo_signs_in_a_computer_by_web_login_and_a_member_in_the_wecom_app() {
+    let (_demo, public) = demo(&["--listen", "127.0.0.1:0", "--wecom"]).await;
+    let origin = format!("http://{public}");
+
+    // A computer: WeCom's web-login QR, on the demo's port, scanned by its button.
+    let computer = WalkingBrowser::new().with_user_agent(CHROME_ON_WINDOWS);
+    let pages = computer
+        .walk(&format!("{origin}/orders/1"), |_| false)
+        .await;
+    let qr = pages.last().unwrap();
+    assert_eq!(qr.status, 200, "{}", qr.body);
+    assert!(
+        qr.url
+            .starts_with(&format!("{origin}/wwlogin/sso/login?login_type=CorpApp&")),
+        "{}",
+        qr.url
+    );
+    let key = attr_after(&qr.body, "id=\"wecom-qr\"", "data-key").expect("the login's key");
+    let action = attr_after(&qr.body, "<form", "action").expect("the scan form");
+    let back = computer
+        .post_form(
+            &format!("{origin}{action}"),
+            &[("key", &key), ("user", "lisi")],
+        )
+        .await;
+    assert_eq!(back.status, 302, "{}", back.body);
+    let callback = back.header("location").unwrap().to_string();
+    assert!(
+        callback.starts_with(&format!("{origin}/_wxgate/callback?")),
+        "{callback}"
+    );
+    let app = computer.walk(&callback, |_| false).await;
+    let app = app.last().unwrap();
+    assert_eq!(app.status, 200, "{}", app.body);
+    assert!(app.body.contains("李四"), "{}", app.body);
+    assert!(
+        app.body.contains("The identity header was verified"),
+        "{}",
+        app.body
+    );
+
+    // A member inside the WeCom app: the OAuth link and the consent page on the port.
+    let phone = WalkingBrowser::new().with_user_agent(WECOM_ON_IPHONE);
+    let first = phone.get(&format!("{origin}/")).await;
+    assert_eq!(first.status, 302, "{}", first.body);
+    let authorize = first.header("location").unwrap().to_string();
+    assert!(
+        authorize.starts_with(&format!("{origin}/connect/oauth2/authorize?")),
+        "{authorize}"
+    );
+    let consent = phone.get(authorize.split('#').next().unwrap()).await;
+    assert_eq!(consent.status, 200, "{}", consent.body);
+    let field =
+        |name: &str| attr_after(&consent.body, &format!("name=\"{name}\""), "value").unwrap();
+    let (redirect_uri, scope, state) = (field("redirect_uri"), field("scope"), field("state"));
+    let back = phone
+        .post_form(
+            &format!("{origin}/connect/oauth2/wecom_consent"),
+            &[
+                ("redirect_uri", &redirect_uri),
+                ("scope", &scope),
+                ("state", &state),
+                ("action", "allow"),
+            ],
+        )
+        .await;
+    assert_eq!(back.status, 302, "{}", back.body);
+    let pages = phone
+        .walk(back.header("location").unwrap(), |_| false)
+        .await;
+    let app = pages.last().unwrap();
+    assert_eq!(app.status, 200, "{}", app.body);
+    assert!(app.body.contains("张三"), "{}", app.body);
+    assert!(app.body.contains("zhangsan@corp.example"), "{}", app.body);
+}

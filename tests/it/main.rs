@@ -40,3 +40,4 @@ mod signin;
 mod tls;
 mod verify_examples;
 mod wechat_mock;
+mod wecom;

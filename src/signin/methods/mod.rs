@@ -8,6 +8,7 @@
 pub mod desktop;
 pub mod hub_client;
 pub mod wechat_inapp;
+pub mod wecom;
 
 use http::Response;
 
@@ -21,8 +22,17 @@ use crate::signin::Browser;
 pub fn choose(browser: &Browser<'_>, _route: &RouteNeeds, cfg: &Config) -> MethodId {
     // Through a hub, every browser goes there: the hub tells WeChat's from the others.
     if cfg.hub_client.is_some() {
-        MethodId::Hub
-    } else if browser.in_wechat {
+        return MethodId::Hub;
+    }
+    // `[wecom]` stands instead of `[wechat]`: WeCom signs everyone in.
+    if cfg.wecom.is_some() {
+        return if browser.in_wecom {
+            MethodId::WecomInApp
+        } else {
+            MethodId::WecomWebLogin
+        };
+    }
+    if browser.in_wechat {
         MethodId::WechatInApp
     } else {
         MethodId::Desktop
@@ -107,6 +117,8 @@ macro_rules! methods {
 methods! {
     WechatInApp => wechat_inapp: wechat_inapp::WechatInApp,
     Desktop => desktop: desktop::Desktop,
+    WecomInApp => wecom_inapp: wecom::WecomInApp,
+    WecomWebLogin => wecom_web: wecom::WecomWebLogin,
     Hub => hub: hub_client::HubSignIn,
 }
 
@@ -153,6 +165,32 @@ mod tests {
             choose(&browser_of(&chrome), &route, &cfg),
             MethodId::Desktop
         );
+    }
+
+    #[test]
+    fn with_wecom_configured_wecoms_browser_gets_the_in_app_method_and_every_other_web_login() {
+        let cfg = Config {
+            wecom: Some(crate::config::WecomConfig::default()),
+            ..Config::default()
+        };
+        let route = RouteNeeds::of(&cfg);
+        let wecom_phone = with_ua("Mozilla/5.0 (iPhone) wxwork/4.1.0 MicroMessenger/7.0.1");
+        let wecom_desktop = with_ua("Mozilla/5.0 (Windows) MicroMessenger/7.0 wxwork/4.1.0");
+        let wechat = with_ua("Mozilla/5.0 (iPhone) MicroMessenger/8.0.47(0x18002f2f) NetType/WIFI");
+        let chrome = with_ua("Mozilla/5.0 (Windows NT 10.0) Chrome/120.0.0.0 Safari/537.36");
+        for (headers, want) in [
+            (&wecom_phone, MethodId::WecomInApp),
+            (&wecom_desktop, MethodId::WecomInApp),
+            (&wechat, MethodId::WecomWebLogin),
+            (&chrome, MethodId::WecomWebLogin),
+        ] {
+            assert_eq!(
+                choose(&browser_of(headers), &route, &cfg),
+                want,
+                "{headers:?}"
+            );
+        }
+        assert_eq!(Methods::by_name("wecom_web"), Some(MethodId::WecomWebLogin));
     }
 
     #[test]
