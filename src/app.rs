@@ -79,6 +79,8 @@ pub struct State {
 /// so that a request never pairs one generation's routes with another's upstreams.
 pub struct Live {
     pub signin: SignIn,
+    /// The OpenID Connect provider for other apps (`[hub]`), built from `signin`.
+    pub hub: Option<crate::hub::Hub>,
     /// `[[routes]]`: which app a request is for, and what it asks of the visitor.
     pub routes: RouteTable,
     /// `forwarders[n]` serves `routes[n]`.
@@ -254,10 +256,12 @@ pub async fn run_with(
     let routes = build_routes(&config)?;
     let forwarders = upstreams.for_routes(&routes)?;
     let signin = build_auth(config, store.clone())?;
+    let hub = crate::hub::Hub::of(&signin);
     let state = Arc::new(State {
         forwarder,
         live: ArcSwap::from_pointee(Live {
             signin,
+            hub,
             routes,
             forwarders,
         }),
@@ -414,9 +418,11 @@ fn apply_reload(state: &State, mut new: Config) {
             signin.keep_from(current);
             let kid = signin.core.signer().kid().to_string();
             let count = routes.routes().len();
-            // One swap: routes, their upstreams and the sign-in change together.
+            let hub = crate::hub::Hub::of(&signin);
+            // One swap: routes, their upstreams, the hub and the sign-in change together.
             state.live.store(Arc::new(Live {
                 signin,
+                hub,
                 routes,
                 forwarders,
             }));
@@ -541,6 +547,15 @@ pub async fn handle(state: &State, req: Request<Incoming>, conn: ConnInfo) -> Re
         Ok(ctx) => ctx,
         Err(refused) => return *refused,
     };
+    // The hub's endpoints (`[hub]`) are own URLs that read the body: they take the
+    // request whole.
+    if let Some(hub) = live
+        .hub
+        .as_ref()
+        .filter(|_| crate::hub::serves(req.uri().path()))
+    {
+        return crate::hub::handle(signin, hub, req, ctx.client).await;
+    }
     if let Some(resp) = own_url(&live, &req, &ctx).await {
         return resp;
     }

@@ -138,6 +138,7 @@ pub async fn demo(
     listen: SocketAddr,
     public_url: Option<String>,
     wecom: bool,
+    hub: bool,
 ) -> Result<(), CliError> {
     if listen.ip().is_unspecified() && public_url.is_none() {
         return Err(CliError::Config(format!(
@@ -188,7 +189,7 @@ pub async fn demo(
         std::future::pending::<()>(),
     ));
 
-    let text = if wecom {
+    let mut text = if wecom {
         crate::demo::demo_wecom_config_toml(
             bound,
             &public_url,
@@ -200,9 +201,28 @@ pub async fn demo(
     } else {
         crate::demo::demo_config_toml(bound, &public_url, admin_addr, app_addr, &demo_mock)
     };
+    let apps = if hub {
+        let apps = demo_apps(listen, &public_url).await?;
+        text.push_str(&crate::demo::demo_hub_clients_toml(
+            apps.iter().map(|(a, ..)| a),
+        ));
+        apps
+    } else {
+        Vec::new()
+    };
     let cfg = config::from_toml(&text, std::path::Path::new("."), &config::ProcessEnv)
         .map_err(|e| CliError::Config(format!("--public-url: {}", e.problems().join("; "))))?;
     let issuer = format!("{}/_wxgate", cfg.public().origin);
+    let app_urls: Vec<(String, String)> = apps
+        .iter()
+        .map(|(a, ..)| (a.name.clone(), a.public_url.clone()))
+        .collect();
+    if let [(_, crm), (_, wiki)] = app_urls.as_slice() {
+        info!(hub = %public_url, crm = %crm, wiki = %wiki, "wxgate demo --hub");
+    }
+    for (app, listeners, app_listener) in apps {
+        start_demo_app(app, listeners, app_listener, &issuer, &mock).await?;
+    }
     // The demo app asks wxgate for its keys over loopback, whatever the public name.
     let jwks_port = bound.port();
     let jwks_ip = if bound.ip().is_unspecified() {
@@ -220,6 +240,18 @@ pub async fn demo(
         issuer,
         cfg.identity.audience.clone(),
     ));
+    if hub {
+        println!();
+        println!("  wxgate demo --hub is running: two apps on their own origins sign in through");
+        println!("  the hub, the one wxgate at the WeChat-authorized origin:");
+        println!();
+        println!("      hub    {public_url}/");
+        for (name, url) in &app_urls {
+            println!("      {name:<6} {url}/");
+        }
+        println!();
+        println!("  Sign in at one app, then open the other: no second WeChat authorization.");
+    }
     println!();
     println!("  wxgate demo is running. Open this in a browser (a phone's WeChat works too):");
     println!();
@@ -286,4 +318,70 @@ fn require_shared_store(cfg: &Config) -> Result<(), CliError> {
             other.as_str()
         ))),
     }
+}
+
+/// The apps of `wxgate demo --hub`: their listeners bound on the demo's address, their
+/// public URLs on the host of the hub's.
+async fn demo_apps(
+    listen: SocketAddr,
+    hub_url: &str,
+) -> Result<Vec<(crate::demo::DemoApp, crate::app::Listeners, TcpListener)>, CliError> {
+    let hub: http::Uri = hub_url
+        .parse()
+        .map_err(|_| CliError::Config(format!("--public-url {hub_url:?} is not a URL")))?;
+    let (scheme, host) = (
+        hub.scheme_str().unwrap_or("http").to_string(),
+        hub.host().unwrap_or("127.0.0.1").to_string(),
+    );
+    let mut apps = Vec::new();
+    for name in ["crm", "wiki"] {
+        let public = bind("demo app", SocketAddr::new(listen.ip(), 0)).await?;
+        let admin = bind("admin", SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+        let upstream = bind("demo app", SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+        let app = crate::demo::DemoApp {
+            name: name.to_string(),
+            listen: local(&public)?,
+            public_url: format!("{scheme}://{host}:{}", local(&public)?.port()),
+            admin: local(&admin)?,
+            upstream: local(&upstream)?,
+            secret: crate::identity::keygen().0,
+        };
+        apps.push((app, crate::app::Listeners { public, admin }, upstream));
+    }
+    Ok(apps)
+}
+
+/// Runs one app of `wxgate demo --hub`: its wxgate and the demo app behind it.
+async fn start_demo_app(
+    app: crate::demo::DemoApp,
+    listeners: crate::app::Listeners,
+    app_listener: TcpListener,
+    hub_issuer: &str,
+    mock: &crate::mock::MockWechat,
+) -> Result<(), CliError> {
+    let text = crate::demo::demo_app_config_toml(&app, hub_issuer);
+    let cfg = config::from_toml(&text, std::path::Path::new("."), &config::ProcessEnv)
+        .map_err(|e| CliError::Config(format!("demo --hub: {}", e.problems().join("; "))))?;
+    let jwks_ip = if app.listen.ip().is_unspecified() {
+        std::net::IpAddr::from([127, 0, 0, 1])
+    } else {
+        app.listen.ip()
+    };
+    tokio::spawn(crate::demo::serve_demo_app(
+        app_listener,
+        mock.clone(),
+        format!(
+            "http://{}/_wxgate/jwks.json",
+            SocketAddr::new(jwks_ip, app.listen.port())
+        ),
+        format!("{}/_wxgate", app.public_url),
+        cfg.identity.audience.clone(),
+    ));
+    let name = app.name.clone();
+    tokio::spawn(async move {
+        if let Err(e) = crate::app::run(cfg, listeners, std::future::pending::<()>()).await {
+            tracing::error!(app = %name, error = %e, "demo app stopped");
+        }
+    });
+    Ok(())
 }

@@ -130,6 +130,67 @@ public_paths = [{public_paths}]
     )
 }
 
+/// One app of `wxgate demo --hub`: a wxgate on its own origin that signs in through
+/// the demo's wxgate (the hub), in front of its own demo app.
+pub struct DemoApp {
+    /// Its client_id at the hub.
+    pub name: String,
+    pub listen: SocketAddr,
+    pub public_url: String,
+    pub admin: SocketAddr,
+    pub upstream: SocketAddr,
+    /// The client secret it shares with the hub.
+    pub secret: String,
+}
+
+/// The hub's `[[hub.clients]]` for the demo's apps, appended to [`demo_config_toml`].
+pub fn demo_hub_clients_toml<'a>(apps: impl IntoIterator<Item = &'a DemoApp>) -> String {
+    let mut out = String::from("[hub]\n");
+    for app in apps {
+        out.push_str(&format!(
+            "[[hub.clients]]\nclient_id = \"{}\"\nclient_secret = \"{}\"\nredirect_uris = [\"{}/_wxgate/callback\"]\nscope = \"snsapi_userinfo\"\n",
+            app.name, app.secret, app.public_url
+        ));
+    }
+    out
+}
+
+/// An app's config: no `[wechat]`, `[hub_client]` naming the hub, its own session
+/// cookie (every origin of the demo shares one host, and a browser's cookies do not
+/// tell ports apart).
+pub fn demo_app_config_toml(app: &DemoApp, hub_issuer: &str) -> String {
+    let (secret, pem) = crate::identity::keygen();
+    format!(
+        r#"
+[server]
+listen = "{listen}"
+public_url = "{public_url}"
+workers = 1
+[admin]
+listen = "{admin}"
+[upstream]
+url = "http://{upstream}"
+[session]
+secret = "{secret}"
+cookie_name = "_wxgate_{name}"
+[identity]
+signing_key = """
+{pem}"""
+[hub_client]
+issuer = "{hub_issuer}"
+client_id = "{name}"
+client_secret = "{client_secret}"
+scope = "snsapi_userinfo"
+"#,
+        listen = app.listen,
+        public_url = app.public_url,
+        admin = app.admin,
+        upstream = app.upstream,
+        name = app.name,
+        client_secret = app.secret,
+    )
+}
+
 /// The demo app: the mock's browser pages (see [`MOCK_PUBLIC_PATHS`]), and one page
 /// that verifies the identity header against wxgate's JWKS (exactly what a real
 /// upstream would do), shows the claims and configures the JS-SDK through wxgate with

@@ -15,6 +15,8 @@ pub mod admin;
 pub mod app;
 pub use app::{run, run_with_reload, Listeners};
 pub mod config;
+pub mod hub;
+pub mod hub_client;
 pub mod identity;
 pub mod metrics;
 pub mod mock;

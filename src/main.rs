@@ -53,6 +53,10 @@ enum Command {
         /// Sign in with the mock's WeCom organisation instead of its official account.
         #[arg(long)]
         wecom: bool,
+        /// Also two apps on two more origins, signing in through this wxgate as their
+        /// hub (an OpenID Connect provider) instead of WeChat.
+        #[arg(long)]
+        hub: bool,
     },
     /// The built-in mock WeChat platform alone, for tests and local development.
     MockWechat {
@@ -127,8 +131,9 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             listen,
             public_url,
             wecom,
+            hub,
         } => {
-            wxgate::cli::demo(listen, public_url, wecom).await?;
+            wxgate::cli::demo(listen, public_url, wecom, hub).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::MockWechat { listen } => {

@@ -388,6 +388,7 @@ pub struct Metrics {
     pub store_errors: CounterVec<StoreOp>,
     pub store_duration: HistogramVec<StoreOp>,
     pub desktop_signins: CounterVec<DesktopSignin>,
+    pub hub: CounterVec<HubRequest>,
     pub config_reloads: CounterVec<Reload>,
     pub denied: CounterVec<Denied>,
     pub body_timeouts: CounterVec<BodySide>,
@@ -455,6 +456,10 @@ impl Metrics {
                 "wxgate_desktop_signins_total",
                 "Sign-ins from browsers outside WeChat, by mode and outcome.",
             ),
+            hub: CounterVec::new(
+                "wxgate_hub_requests_total",
+                "Requests to the hub's OpenID Connect endpoints, by endpoint and outcome.",
+            ),
             config_reloads: CounterVec::new(
                 "wxgate_config_reloads_total",
                 "Configuration reloads by result.",
@@ -507,6 +512,7 @@ impl Metrics {
         self.store_errors.render(&mut out);
         self.store_duration.render(&mut out);
         self.desktop_signins.render(&mut out);
+        self.hub.render(&mut out);
         self.config_reloads.render(&mut out);
         self.denied.render(&mut out);
         self.body_timeouts.render(&mut out);

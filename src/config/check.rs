@@ -21,10 +21,11 @@ pub(super) fn check(
     let server = server(&raw.server, base, &mut p);
     let admin = admin(&raw.admin, listen_of(&raw.server), &mut p);
     let upstream = upstream(&raw.upstream, &mut p);
-    // [wecom] stands instead of [wechat], whose keys are then not required.
-    let wechat = match &raw.wecom {
-        Some(_) => Some(WechatConfig::default()),
-        None => wechat(&raw.wechat, base, env, &mut p),
+    // [wecom] stands instead of [wechat], whose keys are then not required; a hub
+    // client signs in through its hub, where WeChat's credentials stay.
+    let wechat = match (&raw.wecom, &raw.hub_client) {
+        (None, None) => wechat(&raw.wechat, true, base, env, &mut p),
+        _ => Some(WechatConfig::default()),
     };
     let wecom = match &raw.wecom {
         Some(w) => super::wecom::check(w, raw, base, env, &mut p).map(Some),
@@ -70,8 +71,37 @@ pub(super) fn check(
         Some(a) => account(a, public.as_ref(), base, env, &mut p).map(Some),
         None => Some(None),
     };
+    let https = public.as_ref().is_some_and(|u| u.https);
+    let hub = match &raw.hub {
+        Some(h) => hub::check(h, raw.identity.algorithm, https, base, env, &mut p).map(Some),
+        None => Some(None),
+    };
+    let hub_client = match &raw.hub_client {
+        Some(c) => {
+            if raw.hub.is_some() {
+                push(
+                    &mut p,
+                    "hub_client",
+                    "and [hub] together: a hub signs its users in with WeChat itself (remove one)",
+                );
+            }
+            if raw.wecom.is_some() {
+                push(
+                    &mut p,
+                    "hub_client",
+                    "and [wecom] together: a hub client signs in through its hub only (remove one)",
+                );
+            }
+            if raw.account.is_some() {
+                push(&mut p, "account", "needs the official account's own credentials, which stay at the hub with [hub_client]: run [account] on the hub");
+            }
+            hub::check_client(c, https, base, env, &mut p).map(Some)
+        }
+        None => Some(None),
+    };
     match (
-        server, admin, upstream, wechat, session, identity, desktop, account, wecom,
+        server, admin, upstream, wechat, session, identity, desktop, account, wecom, hub,
+        hub_client,
     ) {
         (
             Some(server),
@@ -83,6 +113,8 @@ pub(super) fn check(
             Some(desktop),
             Some(account),
             Some(wecom),
+            Some(hub),
+            Some(hub_client),
         ) if p.is_empty() => Ok(Config {
             server,
             admin,
@@ -99,6 +131,8 @@ pub(super) fn check(
             account,
             routes: raw.routes.clone(),
             wecom,
+            hub,
+            hub_client,
         }),
         _ => Err(p),
     }
@@ -291,6 +325,7 @@ fn upstream(raw: &file::UpstreamConfig, p: &mut Vec<Problem>) -> Option<Upstream
 
 fn wechat(
     raw: &file::WechatConfig,
+    needed: bool,
     base: &Path,
     env: &dyn Env,
     p: &mut Vec<Problem>,
@@ -299,11 +334,13 @@ fn wechat(
         s.len() >= 6 && s.len() <= 32 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
     };
     if raw.appid.is_empty() {
-        push(
-            p,
-            "wechat.appid",
-            "is required (the official account's AppID, \"wx...\")",
-        );
+        if needed {
+            push(
+                p,
+                "wechat.appid",
+                "is required (the official account's AppID, \"wx...\")",
+            );
+        }
     } else if !appid_ok(&raw.appid) {
         push(
             p,
@@ -319,6 +356,7 @@ fn wechat(
         env,
     ) {
         Ok(Some(s)) => Some(s),
+        Ok(None) if !needed => Some(String::new()),
         Ok(None) => {
             push(
                 p,

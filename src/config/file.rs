@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+pub use super::hub::file::{HubClient, HubClientConfig, HubConfig};
 pub use super::RouteConfig;
 use super::{
     Algorithm, DesktopMode, Dur, SameSite, Scope, StoreKind, Subject, TokenMode, WecomScope,
@@ -31,6 +32,10 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     /// WeCom instead of an official account (absent: `[wechat]` signs users in).
     pub wecom: Option<WecomConfig>,
+    /// An OpenID Connect provider for other apps (absent: off).
+    pub hub: Option<HubConfig>,
+    /// Sign in through a hub instead of WeChat (absent: WeChat).
+    pub hub_client: Option<HubClientConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -10,10 +10,14 @@
 mod check;
 mod duration;
 pub mod file;
+mod hub;
 mod parse;
 mod wecom;
 
 pub use duration::{format_duration, parse_duration, parse_size, Dur};
+pub use hub::{
+    check_redirect_uri, secret_env_name, HubClient, HubClientConfig, HubConfig, CODE_TTL,
+};
 pub use wecom::{WecomConfig, WecomScope};
 
 use std::collections::BTreeMap;
@@ -40,6 +44,10 @@ pub struct Config {
     pub account: Option<AccountConfig>,
     /// `[[routes]]` as written and checked; `routes::RouteTable` is built from them.
     pub routes: Vec<RouteConfig>,
+    /// An OpenID Connect provider for other apps (absent: off).
+    pub hub: Option<HubConfig>,
+    /// Sign in through a hub instead of WeChat (absent: WeChat).
+    pub hub_client: Option<HubClientConfig>,
     /// WeCom instead of an official account (absent: `[wechat]` signs users in).
     pub wecom: Option<WecomConfig>,
 }
@@ -697,8 +705,15 @@ impl Config {
             "upstream      {} (timeout {})",
             self.upstream.url, self.upstream.timeout
         );
-        match &self.wecom {
-            Some(w) => {
+        match (&self.hub_client, &self.wecom) {
+            (Some(h), _) => {
+                let _ = writeln!(
+                    s,
+                    "sign-in       through the hub {} as {} (scope {})",
+                    h.issuer, h.client_id, h.scope
+                );
+            }
+            (None, Some(w)) => {
                 let _ = writeln!(
                     s,
                     "wecom         corp {} agent {} scope {}, {}{}",
@@ -717,7 +732,7 @@ impl Config {
                     }
                 );
             }
-            None => {
+            (None, None) => {
                 let _ = writeln!(
                     s,
                     "wechat        appid {} scope {}",
@@ -745,7 +760,11 @@ impl Config {
             self.identity.algorithm.as_str(),
             self.identity.audience
         );
-        let _ = writeln!(s, "desktop       {}", self.desktop.mode.as_str());
+        let desktop = match self.hub_client {
+            Some(_) => "at the hub",
+            None => self.desktop.mode.as_str(),
+        };
+        let _ = writeln!(s, "desktop       {desktop}");
         if let Some(a) = &self.account {
             let _ = writeln!(
                 s,
@@ -788,6 +807,15 @@ impl Config {
                 } else {
                     format!(", departments {:?}", r.allowed_departments)
                 }
+            );
+        }
+        if let Some(h) = &self.hub {
+            let ids: Vec<&str> = h.clients.iter().map(|c| c.client_id.as_str()).collect();
+            let _ = writeln!(
+                s,
+                "hub           OpenID Connect provider for {} app(s): {}",
+                ids.len(),
+                ids.join(", ")
             );
         }
         let _ = write!(

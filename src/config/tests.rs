@@ -178,6 +178,10 @@ fn every_key_filled() -> file::Config {
         // A number, so that the wrong-kind test knows this list holds numbers.
         allowed_departments: vec![1],
     }];
+    c.hub_client = Some(file::HubClientConfig {
+        client_secret_file: Some("f".into()),
+        ..file::HubClientConfig::default()
+    });
     c
 }
 
@@ -675,4 +679,121 @@ fn request_limits_default_as_documented_and_bad_values_are_named() {
         assert_eq!(p.len(), 1, "{server} {upstream}: {p:?}");
         assert!(p[0].starts_with(key), "{server} {upstream}: {p:?}");
     }
+}
+
+#[test]
+fn hub_problems_name_their_key() {
+    let text = format!(
+        r#"{MINIMAL}
+[[hub.clients]]
+client_id = "crm app"
+client_secret = "short"
+redirect_uris = ["https://crm.example.com/cb#x", "http://crm.example.com/cb", "https://crm.example.com/cb"]
+[[hub.clients]]
+client_id = "wiki"
+client_secret_file = "no-such-file"
+redirect_uris = []
+scope = "snsapi_userinfo"
+"#
+    );
+    let keys: Vec<String> = problems(&text)
+        .iter()
+        .map(|p| p.split(": ").next().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "hub.clients[0].client_id",
+            "hub.clients[0].client_secret",
+            "hub.clients[0].redirect_uris[0]",
+            "hub.clients[0].redirect_uris[1]",
+            "hub.clients[1].client_secret_file",
+            "hub.clients[1].redirect_uris",
+        ]
+    );
+    let p = only_problem(&format!("{MINIMAL}\n[hub]\n"));
+    assert_eq!(p.key, "hub.clients", "{p}");
+    let p = only_problem(&format!(
+        "{MINIMAL}\n[[hub.clients]]\nclient_id = \"crm\"\nclient_secret = \"{}\"\nredirect_uris = [\"https://crm.example.com/cb\"]\nscope = \"snsapi_login\"\n",
+        "s".repeat(32)
+    ));
+    assert_eq!(p.key, "hub.clients[0].scope", "{p}");
+}
+
+#[test]
+fn a_hub_signs_with_a_published_key_and_takes_client_secrets_from_env_first() {
+    let client = |secret: &str| {
+        format!(
+            "[[hub.clients]]\nclient_id = \"my-crm\"\nclient_secret = \"{secret}\"\nredirect_uris = [\"https://crm.example.com/cb\"]\n"
+        )
+    };
+    let hs256 = MINIMAL.replace("[wechat]", "[identity]\nalgorithm = \"HS256\"\nsigning_key = \"0123456789abcdef0123456789abcdef\"\n[wechat]");
+    let p = only_problem(&format!("{hs256}{}", client(&"s".repeat(32))));
+    assert_eq!(p.key, "identity.algorithm", "{p}");
+
+    let text = format!("{MINIMAL}{}", client("too-short"));
+    let from_env = "e".repeat(40);
+    let c = from_toml(
+        &text,
+        Path::new("."),
+        &env(&[("WXGATE_HUB_SECRET_MY_CRM", &from_env)]),
+    )
+    .unwrap();
+    let hub = c.hub.unwrap();
+    assert_eq!(hub.clients[0].client_secret, from_env);
+    assert_eq!(hub.code_ttl, CODE_TTL);
+    assert!(
+        !format!("{:?}", hub.clients[0]).contains(&from_env),
+        "never printed"
+    );
+}
+
+#[test]
+fn a_hub_client_needs_no_wechat_section_and_names_its_own_problems() {
+    let head = "[server]\npublic_url = \"https://crm.example.com\"\n[upstream]\nurl = \"http://127.0.0.1:3000\"\n";
+    let ok = format!(
+        "{head}[hub_client]\nissuer = \"https://auth.example.com/_wxgate/\"\nclient_id = \"crm\"\nclient_secret = \"s3cret\"\n"
+    );
+    let c = from_toml(&ok, Path::new("."), &env(&[])).unwrap();
+    let hc = c.hub_client.unwrap();
+    assert_eq!(
+        hc.issuer, "https://auth.example.com/_wxgate",
+        "trailing / dropped"
+    );
+    assert_eq!(hc.scope, Scope::Base);
+    assert!(!format!("{hc:?}").contains("s3cret"));
+
+    let from_env = from_toml(
+        &ok.replace("client_secret = \"s3cret\"\n", ""),
+        Path::new("."),
+        &env(&[("WXGATE_HUB_CLIENT_SECRET", "from-env")]),
+    )
+    .unwrap();
+    assert_eq!(from_env.hub_client.unwrap().client_secret, "from-env");
+
+    let bad = format!(
+        "{head}[hub_client]\nissuer = \"http://auth.example.com/_wxgate?x=1\"\nclient_id = \"c r m\"\n"
+    );
+    let keys: Vec<String> = problems(&bad)
+        .iter()
+        .map(|p| p.split(": ").next().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "hub_client.issuer",
+            "hub_client.client_id",
+            "hub_client.client_secret"
+        ]
+    );
+    // Without [hub_client], [wechat] is as required as ever.
+    let p = problems(head);
+    assert!(p.iter().any(|p| p.starts_with("wechat.appid")), "{p:?}");
+    // A hub that is a hub client, or a hub client holding the account's token: no.
+    let both = format!(
+        "{ok}[[hub.clients]]\nclient_id = \"x\"\nclient_secret = \"{}\"\nredirect_uris = [\"https://x.example.com/cb\"]\n",
+        "s".repeat(32)
+    );
+    assert_eq!(only_problem(&both).key, "hub_client");
+    assert_eq!(only_problem(&format!("{ok}[account]\n")).key, "account");
 }

@@ -271,6 +271,15 @@ impl Signer {
             .map_err(|_| IdentityError::Crypto("token is not a header value"))
     }
 
+    /// A JWT of `claims` signed with the identity key (the hub's id_tokens).
+    pub fn sign_claims(&self, claims: &Value) -> Result<String, IdentityError> {
+        let token = self.sign(claims)?;
+        token
+            .to_str()
+            .map(str::to_owned)
+            .map_err(|_| IdentityError::Crypto("token is not text"))
+    }
+
     /// The public keys as a JWKS (`/_wxgate/jwks.json`). Empty for HS256: a shared
     /// secret is never published.
     pub fn jwks(&self) -> JwksDoc {

@@ -92,6 +92,30 @@ label! {
         WecomUnavailable => "wecom_unavailable",
         WecomError => "wecom_error",
         OpenInWecom => "open_in_wecom",
+        /// Signing in through a hub: it could not be reached, or its answer did not verify.
+        HubUnavailable => "hub_unavailable",
+        HubBadAnswer => "hub_bad_answer",
+    }
+}
+
+label! {
+    /// The hub's endpoint (with the outcome, `HubRequest`).
+    HubEndpoint("endpoint") {
+        Authorize => "authorize",
+        Token => "token",
+        Userinfo => "userinfo",
+    }
+}
+
+/// `wxgate_hub_requests_total{endpoint, outcome}`: the outcome is what was issued
+/// (`code_issued`, `sign_in`, `issued`, `ok`) or the OAuth error code of a refusal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HubRequest(pub HubEndpoint, pub &'static str);
+
+impl Labels for HubRequest {
+    const NAMES: &'static [&'static str] = &["endpoint", "outcome"];
+    fn with_values<R>(&self, f: impl FnOnce(&[&str]) -> R) -> R {
+        f(&[self.0.as_str(), self.1])
     }
 }
 

@@ -48,6 +48,9 @@ pub enum SignInError {
     SigninsBusy,
     #[error("internal error: {0}")]
     Internal(String),
+    /// Signing in through a hub failed (it has its own pages).
+    #[error("{0}")]
+    Hub(crate::hub_client::HubClientError),
     /// A WeCom sign-in refused, in WeCom's words (its pages live with WeCom's client).
     #[error("{0}")]
     Wecom(crate::wecom::WecomRefusal),
@@ -76,6 +79,7 @@ impl SignInError {
             SignInError::StoreUnavailable => O::SessionStoreUnavailable,
             SignInError::SigninsBusy => O::SigninsBusy,
             SignInError::Internal(_) => O::InternalError,
+            SignInError::Hub(e) => e.outcome(),
             SignInError::Wecom(r) => r.outcome(),
         }
     }
@@ -100,12 +104,16 @@ impl SignInError {
             SignInError::StoreUnavailable => "session_store_unavailable",
             SignInError::SigninsBusy => "signins_busy",
             SignInError::Internal(_) => "internal_error",
+            SignInError::Hub(e) => e.code(),
             SignInError::Wecom(r) => r.code(),
         }
     }
 
     /// The page (or JSON) for this refusal. `retry` is a same-origin URL that starts over.
     pub fn response(&self, reply: Reply, retry: Option<String>) -> Response<Body> {
+        if let SignInError::Hub(e) = self {
+            return e.response(reply, retry);
+        }
         use StatusCode as S;
         let (status, zh, en, detail_zh, detail, retryable): (S, &str, &str, &str, &str, bool) = match self {
             SignInError::StateMismatch => (S::BAD_REQUEST, "登录已失效", "This sign-in link is no longer valid",
@@ -153,7 +161,7 @@ impl SignInError {
                 "Too many people are signing in from computers right now. Please retry in a moment.", true),
             // WeCom's refusals have their pages with WeCom's client.
             SignInError::Wecom(r) => return r.response(reply, retry),
-            SignInError::Internal(_) => (S::INTERNAL_SERVER_ERROR, "内部错误", "Internal error",
+            SignInError::Internal(_) | SignInError::Hub(_) => (S::INTERNAL_SERVER_ERROR, "内部错误", "Internal error",
                 "我们这边出了问题。",
                 "Something went wrong on our side.", true),
         };

@@ -115,8 +115,14 @@ impl SignIn {
         metrics()
             .denied
             .inc(crate::metrics::labels::Denied::ScopeEscalation);
-        self.start(MethodId::WechatInApp, browser, rd, 0, scope)
-            .await
+        // Through a hub, the hub asks WeChat for the profile (its own sign-in, in this
+        // same browser) and answers with a code carrying it.
+        let id = if self.core.cfg().hub_client.is_some() {
+            MethodId::Hub
+        } else {
+            MethodId::WechatInApp
+        };
+        self.start(id, browser, rd, 0, scope).await
     }
 
     /// The session a request to a public path carries, if any: a public page may greet

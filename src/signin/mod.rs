@@ -142,10 +142,14 @@ pub struct RouteNeeds<'a> {
 }
 
 impl RouteNeeds<'static> {
-    /// What `[upstream]` needs: sign-in with the configured `wechat.scope`.
+    /// What `[upstream]` needs: sign-in with the configured `wechat.scope`
+    /// (`hub_client.scope` when signing in through a hub).
     pub fn of(cfg: &Config) -> RouteNeeds<'static> {
         RouteNeeds {
-            scope: cfg.wechat.scope,
+            scope: cfg
+                .hub_client
+                .as_ref()
+                .map_or(cfg.wechat.scope, |h| h.scope),
             requires: None,
             access: Access::SignedIn,
             allowed: None,
@@ -331,6 +335,10 @@ impl Core {
 
     pub fn signer(&self) -> &Signer {
         &self.signer
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
     }
 
     pub fn account(&self) -> Option<&crate::account::Account> {

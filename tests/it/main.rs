@@ -25,6 +25,7 @@ mod h1_hostile;
 mod head_guard_differential;
 mod head_guard_e2e;
 mod hostile_input;
+mod hub;
 mod identity;
 mod limits;
 mod nginx;

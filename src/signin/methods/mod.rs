@@ -6,6 +6,7 @@
 //! and, if the browser or the route should pick it, its line in [`choose`].
 
 pub mod desktop;
+pub mod hub_client;
 pub mod wechat_inapp;
 pub mod wecom;
 
@@ -19,6 +20,10 @@ use crate::signin::Browser;
 
 /// The method that signs this browser in for this route.
 pub fn choose(browser: &Browser<'_>, _route: &RouteNeeds, cfg: &Config) -> MethodId {
+    // Through a hub, every browser goes there: the hub tells WeChat's from the others.
+    if cfg.hub_client.is_some() {
+        return MethodId::Hub;
+    }
     // `[wecom]` stands instead of `[wechat]`: WeCom signs everyone in.
     if cfg.wecom.is_some() {
         return if browser.in_wecom {
@@ -114,6 +119,7 @@ methods! {
     Desktop => desktop: desktop::Desktop,
     WecomInApp => wecom_inapp: wecom::WecomInApp,
     WecomWebLogin => wecom_web: wecom::WecomWebLogin,
+    Hub => hub: hub_client::HubSignIn,
 }
 
 impl Methods {
