@@ -53,6 +53,12 @@ impl Idp {
     pub fn is_wechat(&self) -> bool {
         *self == Idp::Wechat
     }
+
+    /// Whether a session from here can be taken back for WeChat's profile: WeChat's
+    /// own, or a hub's (which asks WeChat for it). A WeCom member has no such scope.
+    pub fn can_ask_for_profile(self) -> bool {
+        matches!(self, Idp::Wechat | Idp::Hub)
+    }
 }
 
 /// Claims a sign-in method adds to the identity beyond the common ones (WeCom's

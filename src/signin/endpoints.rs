@@ -105,7 +105,7 @@ async fn start(signin: &SignIn, query: &str, browser: &Browser<'_>) -> Response<
         Ok(Some((s, _)))
             if scope == Some(Scope::UserInfo)
                 && s.scope != Scope::UserInfo
-                && s.idp == crate::session::Idp::Wechat =>
+                && s.idp.can_ask_for_profile() =>
         {
             signin.escalate(browser, &rd, Scope::UserInfo).await
         }
@@ -350,7 +350,7 @@ async fn forward_auth(
             if !public
                 && route.requires == Some(Scope::UserInfo)
                 && s.scope != Scope::UserInfo
-                && s.idp == crate::session::Idp::Wechat =>
+                && s.idp.can_ask_for_profile() =>
         {
             if reply.is_json() {
                 core.scope_required_json(&rd, Scope::UserInfo)

@@ -197,7 +197,7 @@ impl SignIn {
             if let Some(needed) = route.requires {
                 if needed == Scope::UserInfo
                     && session.scope != Scope::UserInfo
-                    && session.idp == Idp::Wechat
+                    && session.idp.can_ask_for_profile()
                 {
                     let rd = redirect::safe_return_path(path_and_query)
                         .unwrap_or_else(|| "/".to_string());

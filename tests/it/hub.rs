@@ -763,6 +763,18 @@ async fn start_app(
     client_id: &str,
     cookie: &str,
 ) -> tokio::sync::oneshot::Sender<()> {
+    start_app_with(listener, issuer, upstream, client_id, cookie, "").await
+}
+
+/// As [`start_app`], with more of the file after it (`[[routes]]`).
+async fn start_app_with(
+    listener: tokio::net::TcpListener,
+    issuer: &str,
+    upstream: std::net::SocketAddr,
+    client_id: &str,
+    cookie: &str,
+    more: &str,
+) -> tokio::sync::oneshot::Sender<()> {
     let origin = format!("http://{}", listener.local_addr().unwrap());
     let text = format!(
         r#"
@@ -780,6 +792,7 @@ cookie_name = "{cookie}"
 issuer = "{issuer}"
 client_id = "{client_id}"
 client_secret = "{SECRET}"
+{more}
 "#,
         secret = crate::support::wechat::SESSION_SECRET,
     );
@@ -1180,4 +1193,95 @@ async fn a_computer_signs_in_at_the_hub_by_scanning_its_qr_code_and_the_app_gets
         .await;
     let claims = verified(&rig.hub, a.json()["id_token"].as_str().unwrap(), "crm").await;
     assert_eq!(claims["sub"], rig.platform.openid("carol").as_str());
+}
+
+#[tokio::test]
+async fn a_hub_clients_route_needing_the_profile_sends_a_base_session_back_through_the_hub_for_it()
+{
+    // Silent snsapi_base for the first user; the profile needs a consent page.
+    let platform = Platform::start(wxgate::mock::MockConfig {
+        authorized_hosts: vec!["127.0.0.1".into()],
+        ..wxgate::mock::MockConfig::default()
+    })
+    .await;
+    let a = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", a.local_addr().unwrap());
+    let cb = format!("{origin}/_wxgate/callback");
+    let hub = proxy()
+        .wechat(&platform)
+        .tweak(|c| client(c, "app-a", SECRET, &[&cb], Scope::UserInfo))
+        .run()
+        .await;
+    let upstream = platform.upstream.addr;
+    let routes = format!(
+        "[[routes]]\npath = \"/profile/*\"\nupstream = \"http://{upstream}\"\nscope = \"snsapi_userinfo\"\n"
+    );
+    let _a = start_app_with(a, &hub.issuer(), upstream, "app-a", "_app_a", &routes).await;
+
+    // First the app's base pages: the hub signs the phone in with the openid only.
+    let phone = crate::support::wechat::WalkingBrowser::new();
+    let pages = phone.walk(&format!("{origin}/orders/1"), |_| false).await;
+    let last = pages.last().unwrap();
+    assert_eq!(last.status, 200, "{}", last.body);
+    let claims = identity_claims(&last.json(), &origin, upstream).await;
+    assert_eq!(claims["scope"], "snsapi_base");
+    assert!(claims.get("nickname").is_none(), "{claims}");
+
+    // Then the route needing the profile: back through the hub, which asks WeChat.
+    let pages = phone.walk(&format!("{origin}/profile/me"), |_| false).await;
+    let hops: Vec<&str> = pages.iter().map(|p| p.url.as_str()).collect();
+    let asked = hops
+        .iter()
+        .find(|h| h.starts_with(&hub.url("/_wxgate/oidc/authorize")))
+        .unwrap_or_else(|| panic!("not through the hub: {hops:#?}"));
+    assert!(
+        asked.contains("profile"),
+        "the hub was asked for the profile: {asked}"
+    );
+    let consent = pages.last().unwrap();
+    assert_eq!(consent.status, 200, "{hops:#?}");
+    assert!(
+        consent.url.contains("scope=snsapi_userinfo"),
+        "WeChat was asked for the profile: {}",
+        consent.url
+    );
+    let (base, query) = consent.url.split_once('?').unwrap();
+    let field = |name: &str| url_param(&format!("?{query}"), name).unwrap_or_default();
+    let given = phone
+        .post_form(
+            &base.replace("/connect/oauth2/authorize", "/connect/oauth2/consent"),
+            &[
+                ("appid", &field("appid")),
+                ("redirect_uri", &field("redirect_uri")),
+                ("scope", &field("scope")),
+                ("state", &field("state")),
+                ("user", "alice"),
+                ("action", "allow"),
+            ],
+        )
+        .await;
+    assert_eq!(given.status, 302, "{}", given.body);
+    let callback = given.header("location").unwrap().to_string();
+    let pages = phone.walk(&callback, |_| false).await;
+    let last = pages.last().unwrap();
+    assert_eq!(last.status, 200, "{}", last.body);
+    let echo = last.json();
+    assert_eq!(echo["uri"], "/profile/me");
+    let claims = identity_claims(&echo, &origin, upstream).await;
+    assert_eq!(claims["scope"], "snsapi_userinfo");
+    assert_eq!(claims["sub"], platform.openid("alice").as_str());
+    assert!(claims["nickname"].is_string(), "{claims}");
+}
+
+/// The claims of the identity header an app's upstream saw, verified with its keys.
+async fn identity_claims(echo: &Value, origin: &str, upstream: std::net::SocketAddr) -> Value {
+    let token = crate::support::wechat::identity_of(echo);
+    let jwks = crate::support::get(&format!("{origin}/_wxgate/jwks.json")).await;
+    verify(
+        &token,
+        &jwks.text(),
+        &format!("{origin}/_wxgate"),
+        &format!("http://{upstream}"),
+    )
+    .unwrap_or_else(|e| panic!("{origin}'s identity header: {e}"))
 }
