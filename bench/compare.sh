@@ -35,6 +35,10 @@
 #   jssdk      wxgate with [account]: GET /_wxgate/jssdk/config?url=... answered with
 #              a JS-SDK signature (the shared jsapi_ticket, a nonce, SHA-1; its own
 #              instance, memory store; never reaches the upstream)
+#   hub        wxgate with [[hub.clients]]: an app's sign-in through the hub, half the
+#              requests each: the signed-in browser's /_wxgate/oidc/authorize (302 with
+#              a code) and the app's /_wxgate/oidc/token redeeming it (an id_token);
+#              its own instance, memory store; never reaches the upstream
 #   oauth2-proxy  oauth2-proxy v7.15.6 (built with `go install` when missing), signed
 #              in through examples/bench_oidc (a minimal OIDC provider of the bench's
 #              own), cookie session store, its request log on (stdout, to a file):
@@ -68,7 +72,7 @@
 # redis-server's CPU per request is shown too.
 set -euo pipefail
 
-ROWS="direct,nginx,memory,cookie,redis,public,routes,302,qr,jssdk,oauth2-proxy"
+ROWS="direct,nginx,memory,cookie,redis,public,routes,302,qr,jssdk,hub,oauth2-proxy"
 ROUNDS=""
 DURATION=5
 BUILD=1
@@ -542,9 +546,55 @@ setup_routes() {
 }
 cell_routes() { signed_in_cell routes "$1"; }
 
-# Rows added by later features go here, each as setup_NAME / cell_NAME and NAME in
-# ROWS above:
-#   hub      the hub's token and authorize endpoints
+# The hub's two endpoints an app's sign-in costs it, half the requests each: the
+# signed-in browser's authorize (302 to the app with a fresh code) and the app's token
+# request redeeming that code (PKCE, client_secret_post; id_token signed). The script
+# keeps each thread's codes in a queue: a code is redeemed once, by a later request.
+HUB_SECRET="bench-hub-client-secret-0123456789abcdef"
+HUB_VERIFIER="bench-verifier-of-forty-three-characters-or-more-0123"
+HUB_CB="http%3A%2F%2F127.0.0.1%3A1%2Fcb"
+setup_hub() {
+    ensure_wxgate hub memory $'[[hub.clients]]\nclient_id = "bench"\nclient_secret = "'"$HUB_SECRET"$'"\nredirect_uris = ["http://127.0.0.1:1/cb"]\nscope = "snsapi_userinfo"' || return 1
+    local challenge authorize token loc code answer
+    challenge="$(printf %s "$HUB_VERIFIER" | openssl dgst -sha256 -binary | base64 | tr '+/' '-_' | tr -d '=\n')"
+    authorize="/_wxgate/oidc/authorize?response_type=code&client_id=bench&redirect_uri=$HUB_CB&scope=openid&state=s&nonce=n&code_challenge=$challenge&code_challenge_method=S256"
+    token="redirect_uri=$HUB_CB&code_verifier=$HUB_VERIFIER&client_id=bench&client_secret=$HUB_SECRET&grant_type=authorization_code"
+    cat >"$WORK/hub.lua" <<LUA
+local codes = {}
+request = function()
+    local code = table.remove(codes)
+    if code then
+        return wrk.format("POST", "/_wxgate/oidc/token",
+            {["Content-Type"] = "application/x-www-form-urlencoded"},
+            "$token&code=" .. code)
+    end
+    return wrk.format("GET", "$authorize", {["Cookie"] = "${COOKIE[hub]}", ["Accept"] = "text/html"})
+end
+response = function(status, headers, body)
+    local location = headers["location"] or headers["Location"]
+    if location then
+        local code = location:match("[?&]code=([^&]+)")
+        if code then table.insert(codes, code) end
+    end
+end
+done = function(summary, latency, requests)
+    io.write(string.format("p99.9_us %d\n", latency:percentile(99.9)))
+end
+LUA
+    # One pair by hand: the authorize answers with a code and the token endpoint
+    # redeems it, or the row would not measure what it says.
+    loc="$(curl -s -o /dev/null -w '%{redirect_url}' -H "Cookie: ${COOKIE[hub]}" "http://127.0.0.1:${WX_PORT[hub]}$authorize")"
+    code="$(sed -n 's/.*[?&]code=\([^&]*\).*/\1/p' <<<"$loc")"
+    answer="$(curl -s --data "$token&code=$code" "http://127.0.0.1:${WX_PORT[hub]}/_wxgate/oidc/token")"
+    if ! grep -q '"id_token"' <<<"$answer"; then
+        log "SKIPPED: hub: no id_token for a code (authorize -> $loc; token -> $answer)"
+        return 1
+    fi
+}
+cell_hub() {
+    # Half the answers are the authorize's 302s; the token answers are 200s.
+    run_cell hub "$1" "http://127.0.0.1:${WX_PORT[hub]}/" "${WX_PID[hub]}" -s "$WORK/hub.lua"
+}
 
 # ------------------------------------------------------------------ start everything
 
