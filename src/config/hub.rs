@@ -340,16 +340,21 @@ fn check_issuer(s: &str, public_https: bool) -> Result<(), String> {
         ));
     }
     let host = auth.host().trim_matches(['[', ']']);
-    let loopback = host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
+    let loopback = is_loopback(host);
     if !https && !loopback && public_https {
         return Err(format!(
             "{s:?}: the hub must be reached over https (http only on loopback, or when this wxgate is on http too)"
         ));
     }
     Ok(())
+}
+
+/// `localhost` or a loopback address: where plain http cannot be overheard.
+fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// A code is redeemed by the app's server right after the browser brings it back.
@@ -418,10 +423,7 @@ pub fn check_redirect_uri(s: &str, public_https: bool) -> Result<(), String> {
     {
         return Err(format!("{s:?} must be written scheme://host[:port]/path"));
     }
-    let loopback = host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
+    let loopback = is_loopback(host);
     if !https && !loopback && public_https {
         return Err(format!(
             "{s:?}: codes travel only over https (http is for loopback apps, or a hub on http)"
