@@ -28,6 +28,22 @@ pub(crate) const CLAIMS_SUPPORTED: &[&str] = &[
     "sub_type",
 ];
 
+/// What a WeCom session's identity adds (`idp` = "wecom", the member's ids).
+/// Members' private details come with `snsapi_privateinfo`; visitors (with
+/// `members_only = false`) are named by `openid` and `external_userid`.
+pub const WECOM_CLAIMS: &[&str] = &[
+    "idp",
+    "corpid",
+    "userid",
+    "department",
+    "email",
+    "phone_number",
+    "gender",
+    "external_userid",
+];
+/// What a session signed in through a hub adds (`idp` = "hub").
+pub const HUB_CLIENT_CLAIMS: &[&str] = &["idp"];
+
 /// Claims that come from outside the session (the account services), each optional.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Extra {

@@ -11,7 +11,7 @@ mod cache;
 mod claims;
 mod keys;
 
-pub use claims::Extra;
+pub use claims::{Extra, HUB_CLIENT_CLAIMS, WECOM_CLAIMS};
 pub use keys::KeySource;
 
 use std::sync::Arc;
@@ -126,7 +126,7 @@ impl Signer {
             &keys::hkdf32(session_secret, b"session id claim")?,
         );
         let jwks = jwks_doc(&keys);
-        let discovery = discovery_doc(&issuer, alg);
+        let discovery = discovery_doc(&issuer, alg, &[]);
         Ok(Signer {
             inner: Arc::new(Inner {
                 keys,
@@ -290,6 +290,17 @@ impl Signer {
     pub fn openid_configuration(&self) -> Bytes {
         self.inner.discovery.clone()
     }
+
+    /// The same signer, its discovery document listing `claims` too: what a sign-in
+    /// method other than WeChat's adds (`idp`, WeCom's `corpid`...). Called right after
+    /// [`Signer::from_config`], while nothing else holds it.
+    pub fn also_claiming(mut self, claims: &[&str]) -> Signer {
+        let alg = self.algorithm();
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.discovery = discovery_doc(&inner.issuer, alg, claims);
+        }
+        self
+    }
 }
 
 fn jwks_doc(keys: &[SigningKey]) -> JwksDoc {
@@ -307,7 +318,12 @@ fn jwks_doc(keys: &[SigningKey]) -> JwksDoc {
     }
 }
 
-fn discovery_doc(issuer: &str, alg: Algorithm) -> Bytes {
+fn discovery_doc(issuer: &str, alg: Algorithm, more_claims: &[&str]) -> Bytes {
+    let claims: Vec<&str> = CLAIMS_SUPPORTED
+        .iter()
+        .chain(more_claims)
+        .copied()
+        .collect();
     let doc = json!({
         "issuer": issuer,
         "jwks_uri": format!("{issuer}/jwks.json"),
@@ -316,7 +332,7 @@ fn discovery_doc(issuer: &str, alg: Algorithm) -> Bytes {
         "response_types_supported": ["id_token"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": [alg_name(alg)],
-        "claims_supported": CLAIMS_SUPPORTED,
+        "claims_supported": claims,
     });
     Bytes::from(doc.to_string())
 }

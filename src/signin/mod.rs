@@ -289,7 +289,15 @@ impl Core {
     pub fn new(cfg: Arc<Config>, store: Arc<Store>) -> Result<Core, BuildError> {
         let public_url = cfg.public().clone();
         let issuer = format!("{}/_wxgate", public_url.origin);
-        let signer = Signer::from_config(&cfg.identity, &cfg.session.secret_bytes, issuer)?;
+        let method_claims: &[&str] = if cfg.wecom.is_some() {
+            crate::identity::WECOM_CLAIMS
+        } else if cfg.hub_client.is_some() {
+            crate::identity::HUB_CLIENT_CLAIMS
+        } else {
+            &[]
+        };
+        let signer = Signer::from_config(&cfg.identity, &cfg.session.secret_bytes, issuer)?
+            .also_claiming(method_claims);
         let codec = CookieCodec::new(
             &cfg.session.secret_bytes,
             &cfg.session.previous_secret_bytes,

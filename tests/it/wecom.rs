@@ -349,6 +349,19 @@ async fn with_snsapi_privateinfo_the_member_consents_and_the_details_are_claimed
     assert_eq!(claims["phone_number"], "13800000001");
     assert_eq!(claims["picture"], "https://wework.qpic.cn/mock/zhangsan/0");
     assert_eq!(platform.mock.calls("wecom_getuserdetail"), 1);
+
+    // OIDC libraries learn the claims from the discovery document: it names each one.
+    let discovery = phone
+        .get("/_wxgate/.well-known/openid-configuration")
+        .await
+        .json();
+    let supported = discovery["claims_supported"].as_array().unwrap();
+    for claim in claims.as_object().unwrap().keys() {
+        assert!(
+            supported.contains(&json!(claim)),
+            "{claim} missing from {supported:?}"
+        );
+    }
 }
 
 #[tokio::test]
