@@ -1077,19 +1077,8 @@ async fn on_redis_a_code_from_one_hub_replica_redeems_at_another_and_a_replay_th
 
 #[tokio::test]
 async fn a_hub_client_refuses_a_callback_naming_another_issuer_and_a_code_it_cannot_redeem() {
-    let platform = Platform::start(wxgate::mock::MockConfig {
-        authorized_hosts: vec!["127.0.0.1".into()],
-        ..wxgate::mock::MockConfig::default()
-    })
-    .await;
-    let a = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let origin = format!("http://{}", a.local_addr().unwrap());
+    let (platform, hub, a, origin) = hub_and_app_a(Scope::Base).await;
     let cb = format!("{origin}/_wxgate/callback");
-    let hub = proxy()
-        .wechat(&platform)
-        .tweak(|c| client(c, "app-a", SECRET, &[&cb], Scope::Base))
-        .run()
-        .await;
     let _a = start_app(a, &hub.issuer(), platform.upstream.addr, "app-a", "_app_a").await;
     let browser = crate::support::wechat::WalkingBrowser::new();
     let callback = |pages: Vec<crate::support::wechat::Page>| {
@@ -1199,19 +1188,7 @@ async fn a_computer_signs_in_at_the_hub_by_scanning_its_qr_code_and_the_app_gets
 async fn a_hub_clients_route_needing_the_profile_sends_a_base_session_back_through_the_hub_for_it()
 {
     // Silent snsapi_base for the first user; the profile needs a consent page.
-    let platform = Platform::start(wxgate::mock::MockConfig {
-        authorized_hosts: vec!["127.0.0.1".into()],
-        ..wxgate::mock::MockConfig::default()
-    })
-    .await;
-    let a = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let origin = format!("http://{}", a.local_addr().unwrap());
-    let cb = format!("{origin}/_wxgate/callback");
-    let hub = proxy()
-        .wechat(&platform)
-        .tweak(|c| client(c, "app-a", SECRET, &[&cb], Scope::UserInfo))
-        .run()
-        .await;
+    let (platform, hub, a, origin) = hub_and_app_a(Scope::UserInfo).await;
     let upstream = platform.upstream.addr;
     let routes = format!(
         "[[routes]]\npath = \"/profile/*\"\nupstream = \"http://{upstream}\"\nscope = \"snsapi_userinfo\"\n"
@@ -1284,4 +1261,24 @@ async fn identity_claims(echo: &Value, origin: &str, upstream: std::net::SocketA
         &format!("http://{upstream}"),
     )
     .unwrap_or_else(|e| panic!("{origin}'s identity header: {e}"))
+}
+
+/// The mock WeChat (consenting silently to snsapi_base for its first user), a hub with
+/// one app, `app-a`, allowed `scope`, and the listener that app will be served on
+/// (its origin is what the hub registers).
+async fn hub_and_app_a(scope: Scope) -> (Platform, Gate, tokio::net::TcpListener, String) {
+    let platform = Platform::start(wxgate::mock::MockConfig {
+        authorized_hosts: vec!["127.0.0.1".into()],
+        ..wxgate::mock::MockConfig::default()
+    })
+    .await;
+    let a = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", a.local_addr().unwrap());
+    let cb = format!("{origin}/_wxgate/callback");
+    let hub = proxy()
+        .wechat(&platform)
+        .tweak(|c| client(c, "app-a", SECRET, &[&cb], scope))
+        .run()
+        .await;
+    (platform, hub, a, origin)
 }
