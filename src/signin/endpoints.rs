@@ -240,13 +240,21 @@ async fn callback(signin: &SignIn, query: &str, browser: &Browser<'_>) -> Respon
             metrics()
                 .signins
                 .inc(crate::metrics::labels::Signin::FreshAuthorization);
-            let scope = flow.s.unwrap_or(core.cfg.wechat.scope);
+            let scope = flow.s.unwrap_or(RouteNeeds::of(&core.cfg).scope);
             let mut resp = signin.start(id, browser, &flow.rd, flow.r + 1, scope).await;
             core.push_cookie(&mut resp, &core.clear_cookie_value(&flow_cookie));
             return resp;
         }
         Err(e) => return refused(&e),
     };
+    // Asked for the profile on top of a session and given less (a hub that may not
+    // give this app the profile): the session stays and a page says what is missing,
+    // as when the user declines it at WeChat. Landing would ask again: a loop.
+    if flow.s == Some(Scope::UserInfo) && verified.scope != Scope::UserInfo {
+        if let Ok(Some(_)) = core.session_of(headers).await {
+            return refused(&SignInError::ProfileRefused);
+        }
+    }
     match core.establish(headers, verified).await {
         Ok((session, cookie)) => {
             info!(openid = %session.openid, scope = %session.scope, "signed in");

@@ -1282,3 +1282,33 @@ async fn hub_and_app_a(scope: Scope) -> (Platform, Gate, tokio::net::TcpListener
         .await;
     (platform, hub, a, origin)
 }
+
+#[tokio::test]
+async fn a_route_needing_the_profile_that_the_hub_will_not_give_this_app_gets_a_page_not_a_loop() {
+    // The hub lets app-a have the openid only: asked for the profile, it answers with less.
+    let (platform, hub, a, origin) = hub_and_app_a(Scope::Base).await;
+    let upstream = platform.upstream.addr;
+    let routes = format!(
+        "[[routes]]\npath = \"/profile/*\"\nupstream = \"http://{upstream}\"\nscope = \"snsapi_userinfo\"\n"
+    );
+    let _a = start_app_with(a, &hub.issuer(), upstream, "app-a", "_app_a", &routes).await;
+    let phone = crate::support::wechat::WalkingBrowser::new();
+    let pages = phone.walk(&format!("{origin}/orders/1"), |_| false).await;
+    assert_eq!(pages.last().unwrap().status, 200);
+
+    let pages = phone.walk(&format!("{origin}/profile/me"), |_| false).await;
+    let hops: Vec<&str> = pages.iter().map(|p| p.url.as_str()).collect();
+    let last = pages.last().unwrap();
+    assert_eq!(last.status, 403, "{hops:#?}: {}", last.body);
+    assert!(
+        last.body.contains("You are still signed in"),
+        "{}",
+        last.body
+    );
+    // And the base session still serves the app's other pages.
+    let pages = phone.walk(&format!("{origin}/orders/2"), |_| false).await;
+    let last = pages.last().unwrap();
+    assert_eq!(last.status, 200, "{}", last.body);
+    let claims = identity_claims(&last.json(), &origin, upstream).await;
+    assert_eq!(claims["scope"], "snsapi_base");
+}

@@ -73,13 +73,20 @@ impl Method for HubSignIn {
             return SignInError::Misconfigured.response(reply, None);
         };
         match hub.provider().await {
-            Ok(p) => core.redirect_with_flow(
-                begin.browser.headers,
-                begin.rd,
-                begin.tries,
-                Self::NAME,
-                |state| hub.authorize_url(&p, state, begin.route.scope),
-            ),
+            Ok(p) => {
+                // The flow remembers a scope beyond `hub_client.scope`: a fresh start asks
+                // the same, and a callback given less knows it was asked for more.
+                let scope = begin.route.scope;
+                let beyond = (scope != hub.scope()).then_some(scope);
+                core.redirect_with_flow_scoped(
+                    begin.browser.headers,
+                    begin.rd,
+                    begin.tries,
+                    Self::NAME,
+                    beyond,
+                    |state| hub.authorize_url(&p, state, scope),
+                )
+            }
             Err(e) => {
                 warn!(error = %e, "cannot start a sign-in through the hub");
                 metrics().signins.inc(e.outcome());
